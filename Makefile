@@ -1,0 +1,44 @@
+# parcelhook — the README's commands. Each does its own set-up from a clean clone.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test demo bench lint typecheck clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+run: venv
+	@scripts/system-deps.sh redis
+	$(BIN)/python -m admin.devserver run
+
+demo: venv
+	@scripts/system-deps.sh redis
+	$(BIN)/python -m admin.devserver demo
+
+test: venv
+	@scripts/system-deps.sh redis postgres chromium
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: venv
+	@scripts/system-deps.sh redis
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var tests/artifacts bench/results

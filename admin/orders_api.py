@@ -1,0 +1,135 @@
+"""``/api/merchants/<m>/orders``: register orders, read their shipments, history and messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from admin.app import json_body, services
+from admin.validation import Invalid, validate_order
+from domain.vocabulary import ExceptionClass, OrderStatus
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store import orders as order_store
+from store import shipments as shipment_store
+from store.errors import NotFound
+from store.orders import Order
+
+orders_api = Blueprint("orders_api", __name__)
+
+MAX_REF = 200
+
+
+def _check_ref(ref: str) -> None:
+    if not ref.strip() or len(ref) > MAX_REF:
+        raise Invalid({"order_ref": f"must be 1..{MAX_REF} characters"})
+
+
+@orders_api.put("/api/merchants/<slug>/orders/<path:ref>")
+def put_order(slug: str, ref: str) -> tuple[Response, int]:
+    _check_ref(ref)
+    customer, notify = validate_order(json_body())
+    s = services()
+    from workers.processing import catch_up, refresh_order_status
+
+    with s.database.write() as conn:
+        merchant = merchant_store.require(conn, slug)
+        order, created = order_store.register(
+            s.database, conn, merchant.id, ref, customer=customer, notify_email=notify["email"], notify_sms=notify["sms"]
+        )
+        refresh_order_status(s.database, conn, order.id)
+        to_send = catch_up(s.database, conn, merchant, order)
+        body = _order_view(conn, order_store.get_by_id(conn, order.id), s.settings)
+    if to_send:
+        from workers.actors import send_notification
+
+        for notification_id in to_send:
+            send_notification.send(notification_id)
+    return jsonify(body), 201 if created else 200
+
+
+@orders_api.get("/api/merchants/<slug>/orders/<path:ref>")
+def get_order(slug: str, ref: str) -> Response:
+    s = services()
+    with s.database.read() as conn:
+        merchant = merchant_store.require(conn, slug)
+        order = order_store.get(conn, merchant.id, ref)
+        if order is None:
+            raise NotFound(f"no order {ref!r} for merchant {slug!r}")
+        return jsonify(_order_view(conn, order, s.settings))
+
+
+@orders_api.get("/api/merchants/<slug>/orders")
+def list_orders(slug: str) -> Response:
+    status = request.args.get("status") or None
+    exception = request.args.get("exception") or None
+    errors: dict[str, str] = {}
+    if status and status not in {s.value for s in OrderStatus}:
+        errors["status"] = f"unknown order status {status!r}"
+    if exception and exception not in {e.value for e in ExceptionClass}:
+        errors["exception"] = f"unknown exception class {exception!r}"
+    limit = _int_arg("limit", 50, 1, 500, errors)
+    before: int | None = None
+    if cursor := request.args.get("cursor"):
+        try:
+            before = order_store.decode_cursor(cursor)
+        except (ValueError, KeyError, TypeError):
+            errors["cursor"] = "is not a cursor this API returned"
+    if errors:
+        raise Invalid(errors)
+    s = services()
+    with s.database.read() as conn:
+        merchant = merchant_store.require(conn, slug)
+        found, next_cursor = order_store.page(
+            conn, merchant.id, status=status, exception=exception, limit=limit, before_id=before
+        )
+    return jsonify({"orders": [o.to_public() for o in found], "next_cursor": next_cursor})
+
+
+def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str]) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors[name] = "must be an integer"
+        return default
+    if not low <= value <= high:
+        errors[name] = f"must be between {low} and {high}"
+    return value
+
+
+def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:
+    from notifiers.links import tracking_url
+
+    merchant = merchant_store.get_by_id(conn, order.merchant_id)
+    shipments = []
+    for row in shipment_store.for_order(conn, order.id):
+        st = row.state
+        shipments.append(
+            {
+                "id": row.id,
+                "carrier": st.carrier,
+                "tracking_number": st.tracking_number,
+                "tracking_url": tracking_url(
+                    st.carrier, st.tracking_number,
+                    merchant_template=merchant.tracking_url_template, provider_url=st.tracking_url_provider,
+                ),
+                "status": st.status.value if st.status else None,
+                "substatus": st.substatus,
+                "exception": st.exception.to_contract() if st.exception else None,
+                "eta": st.eta.isoformat() if st.eta else None,
+                "last_scan_at": st.last_scan_at.isoformat() if st.last_scan_at else None,
+                "last_location": st.last_location or None,
+                "label_url": st.label_url,
+                "history": shipment_store.history(conn, row.id),
+                "timeline": shipment_store.timeline(conn, row.id),
+            }
+        )
+    return {
+        **order.to_public(),
+        "shipments": shipments,
+        "notifications": [notification_store.to_public(n) for n in notification_store.for_order(conn, order.id)],
+    }

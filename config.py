@@ -1,0 +1,131 @@
+"""Settings: one frozen object loaded once from the environment (CONTRACT §3).
+
+Nothing else in parcelhook reads ``os.environ``. A missing or malformed value stops
+start-up with one line naming the variable (``SettingsError``), and secrets are
+never part of ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        scheme = urlsplit(raw).scheme.split("+")[0]
+        if scheme not in schemes:
+            raise SettingsError(f"{name} must be a {'/'.join(schemes)} URL, got scheme {scheme or 'none'!r}")
+        return raw
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} is empty")
+    return raw.strip()
+
+
+def _read_admin_token(var_dir: Path) -> str | None:
+    path = var_dir / "admin-token"
+    return path.read_text().strip() if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/parcelhook.db"
+    broker_url: str = "redis://127.0.0.1:6390/0"
+    admin_token: str | None = field(default=None, repr=False)
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 1_048_576
+    signature_tolerance_s: int = 300
+    smtp_url: str | None = field(default=None, repr=False)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_api_url: str | None = None
+    stall_after_h: int = 96
+    ops_alert_email: str | None = None
+    web_port: int = 8000
+    admin_port: int = 8001
+    var_dir: Path = PROJECT_ROOT / "var"
+    broker_namespace: str = "parcelhook"
+    platform_events_url: str | None = None
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for URLs we sign ourselves (unsubscribe links); derived from the admin token."""
+        import hashlib
+
+        return hashlib.sha256(b"parcelhook-signing:" + (self.admin_token or "").encode()).digest()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_admin_token: bool = False) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = "PARCELHOOK_" + f.name.upper()
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            parser = _PARSERS.get(f.name, _text)
+            values[f.name] = parser(var, raw)
+        settings = cls(**values)
+        if settings.admin_token is None:
+            settings = cls(**{**values, "admin_token": _read_admin_token(settings.var_dir)})
+        if require_admin_token and not settings.admin_token:
+            raise SettingsError("PARCELHOOK_ADMIN_TOKEN is not set (and var/admin-token does not exist)")
+        if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
+            missing = "PARCELHOOK_TWILIO_AUTH_TOKEN" if settings.twilio_account_sid else "PARCELHOOK_TWILIO_ACCOUNT_SID"
+            raise SettingsError(f"{missing} is not set (Twilio needs both the account SID and auth token)")
+        return settings
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "database_url": _url(("sqlite", "postgresql", "postgres")),
+    "broker_url": _url(("redis", "rediss", "unix", "amqp", "amqps")),
+    "public_url": _url(("http", "https")),
+    "smtp_url": _url(("smtp", "smtps")),
+    "twilio_api_url": _url(("http", "https")),
+    "max_body_bytes": _positive_int,
+    "signature_tolerance_s": _positive_int,
+    "stall_after_h": _positive_int,
+    "web_port": _positive_int,
+    "admin_port": _positive_int,
+    "var_dir": lambda _name, raw: Path(raw),
+}
+
+
+def load_or_exit(**kwargs: Any) -> Settings:
+    """For process entry points: one line on stderr naming the variable, exit status 2."""
+    import sys
+
+    try:
+        return Settings.from_env(**kwargs)
+    except SettingsError as exc:
+        print(f"parcelhook: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

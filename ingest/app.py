@@ -1,0 +1,96 @@
+"""The public receiver (`web` process): Shippo and Twilio webhooks and health. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+
+from config import Settings
+from ingest.errors import Rejection
+from ingest.merchant_cache import MerchantCache
+from ingest.queue import EventQueue
+from store.database import Database
+
+log = logging.getLogger("parcelhook.ingest")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    broker: Any = None,
+    send_event: Callable[..., Any] | None = None,
+) -> Flask:
+    """Build the receiver. ``broker``/``send_event`` default to the worker broker's actor handle."""
+    app = Flask("parcelhook.ingest")
+    app.config["MAX_CONTENT_LENGTH"] = None  # we enforce the limit ourselves, before reading
+    db = database or Database(settings.database_url)
+    if broker is None or send_event is None:
+        from workers.actors import process_event
+        from workers.broker import broker as default_broker
+
+        broker = broker or default_broker
+        send_event = send_event or process_event.send
+    from workers.telemetry import Telemetry
+
+    redis_client = broker.client
+    app.extensions["parcelhook"] = _Services(
+        settings=settings,
+        database=db,
+        merchants=MerchantCache(db),
+        queue=EventQueue(redis_client, send_event),
+        redis=redis_client,
+        telemetry=Telemetry(redis_client),
+    )
+
+    from ingest.health import health
+    from ingest.shippo import shippo
+
+    app.register_blueprint(health)
+    app.register_blueprint(shippo)
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.started = time.perf_counter()
+        g.received_at = datetime.now(UTC)
+
+    @app.errorhandler(Rejection)
+    def _rejected(exc: Rejection) -> Response:
+        response = jsonify(exc.body())
+        response.status_code = exc.status_code
+        response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(404)
+    def _not_found(_exc: Exception) -> tuple[Response, int]:
+        return jsonify({"error": "not_found", "message": f"no route for {request.path}"}), 404
+
+    @app.errorhandler(405)
+    def _method(_exc: Exception) -> tuple[Response, int]:
+        return jsonify({"error": "method_not_allowed", "message": f"{request.method} is not allowed here"}), 405
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # Never a 500 with a traceback: log it, tell the sender to retry (Shippo retries 5xx).
+        log.exception("unexpected error in receiver")
+        response = jsonify({"error": "unavailable", "message": "temporary failure; retry later"})
+        response.headers["Retry-After"] = "5"
+        return response, 503
+
+    return app
+
+
+class _Services:
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+
+def services() -> Any:
+    from flask import current_app
+
+    return current_app.extensions["parcelhook"]

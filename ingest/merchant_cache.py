@@ -1,0 +1,34 @@
+"""A short-lived per-process cache of merchants, so the receiver's hot path rarely touches the DB.
+
+Only hits are cached (a merchant created a second ago is found at once); a token rotation
+or a new HMAC secret takes effect within ``ttl_s``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from store import merchants as merchant_store
+from store.database import Database
+from store.merchants import Merchant
+
+
+class MerchantCache:
+    def __init__(self, db: Database, ttl_s: float = 5.0) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, Merchant]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, slug: str) -> Merchant | None:
+        now = time.monotonic()
+        entry = self._entries.get(slug)
+        if entry and now - entry[0] < self.ttl_s:
+            return entry[1]
+        with self.db.read() as conn:
+            merchant = merchant_store.get(conn, slug)
+        if merchant is not None:
+            with self._lock:
+                self._entries[slug] = (now, merchant)
+        return merchant

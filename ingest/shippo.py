@@ -1,0 +1,129 @@
+"""``POST /webhooks/shippo/<slug>``: verify → read → parse → enqueue → answer (CONTRACT §5).
+
+One fixed pipeline. Every step either passes or raises a ``Rejection`` that carries its
+status code; every delivery, accepted or not, is counted and logged for ops.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from domain.payload import PayloadError, is_acted_on, parse_webhook, webhook_identity
+from domain.vocabulary import DeliveryOutcome
+from ingest import signature
+from ingest.app import services
+from ingest.errors import (
+    BadPayload,
+    BadToken,
+    Rejection,
+    TooLarge,
+    Unavailable,
+    UnknownMerchant,
+    UnsupportedMediaType,
+)
+from store.database import utcnow
+from store.errors import StorageUnavailable
+from store.merchants import Merchant
+
+shippo = Blueprint("shippo", __name__)
+
+JSON_TYPES = ("application/json",)
+
+
+@shippo.post("/webhooks/shippo/<slug>")
+def receive(slug: str) -> Response:
+    s = services()
+    event_name = "unknown"
+    try:
+        merchant = _merchant(s, slug)
+        _check_token(merchant)
+        _check_content_type()
+        raw = _read_body(s.settings.max_body_bytes)
+        if merchant.hmac_secrets:
+            signature.verify(
+                request.headers.get(signature.HEADER),
+                raw,
+                merchant.hmac_secrets,
+                now=time.time(),
+                tolerance_s=s.settings.signature_tolerance_s,
+            )
+        try:
+            webhook = parse_webhook(raw)
+        except PayloadError as exc:
+            raise BadPayload(str(exc)) from None
+        event_name = webhook.event
+        event_id = webhook_identity(webhook)
+        queued = s.queue.submit(
+            merchant_id=merchant.id,
+            merchant_slug=merchant.slug,
+            event_id=event_id,
+            received_at=g.received_at.isoformat(),
+            body=raw.decode("utf-8"),
+        )
+        if not queued:
+            outcome = DeliveryOutcome.DUPLICATE
+        elif is_acted_on(webhook):
+            outcome = DeliveryOutcome.QUEUED
+        else:
+            outcome = DeliveryOutcome.IGNORED
+        _record(s, slug, event_name, outcome, 200, None)
+        return jsonify({"status": str(outcome), "event_id": event_id})
+    except Rejection as exc:
+        _record(s, slug, event_name, exc.outcome, exc.status_code, exc.message)
+        raise
+
+
+def _merchant(s: Any, slug: str) -> Merchant:
+    try:
+        merchant = s.merchants.get(slug)
+    except StorageUnavailable as exc:
+        raise Unavailable("the database is unreachable; retry later") from exc
+    if merchant is None:
+        raise UnknownMerchant(f"no merchant {slug!r} is configured here")
+    return merchant
+
+
+def _check_token(merchant: Merchant) -> None:
+    token = request.args.get("token")
+    if not token:
+        raise BadToken("missing ?token= query parameter")
+    if not merchant.accepts_token(token, utcnow()):
+        raise BadToken("the token does not match this merchant's webhook token")
+
+
+def _check_content_type() -> None:
+    mimetype = request.mimetype
+    if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {mimetype or 'none'!r}")
+
+
+def _read_body(limit: int) -> bytes:
+    """Refuse by Content-Length before reading; otherwise read at most limit + 1 bytes."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise TooLarge(f"body exceeds the {limit}-byte limit")
+    if not raw:
+        raise BadPayload("body is empty")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadPayload(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    return raw
+
+
+def _record(s: Any, slug: str, event: str, outcome: str, status_code: int, reason: str | None) -> None:
+    s.telemetry.webhook(
+        merchant=slug,
+        event=event,
+        outcome=str(outcome),
+        status_code=status_code,
+        reason=reason,
+        latency_s=time.perf_counter() - g.started,
+        at=g.received_at,
+    )

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the system services parcelhook needs when they are missing (Debian/Ubuntu, root or sudo).
+#   scripts/system-deps.sh redis            # make run
+#   scripts/system-deps.sh redis postgres chromium   # make test
+set -euo pipefail
+
+need=()
+for what in "$@"; do
+  case "$what" in
+    redis)    command -v redis-server >/dev/null || need+=(redis-server) ;;
+    postgres) { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql) ;;
+    chromium) command -v chromium >/dev/null || need+=(chromium) ;;
+    *) echo "unknown dependency $what" >&2; exit 2 ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then sudo="sudo"; else
+    echo "parcelhook needs: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2; exit 1
+  fi
+fi
+echo "installing ${need[*]} with apt-get…"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts a system redis/postgres on install; parcelhook runs its own private ones.
+for pkg in "${need[@]}"; do
+  case "$pkg" in
+    redis-server) svc=redis-server ;;
+    postgresql)   svc=postgresql ;;
+    *) continue ;;
+  esac
+  ($sudo service "$svc" stop || true) >/dev/null 2>&1
+done

@@ -1,0 +1,237 @@
+"""Notification rows: the idempotency key is written (unique) before anything is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from domain.vocabulary import NotificationStatus
+from store.database import Database, as_utc, utcnow
+from store.schema import notifications, opt_outs, outbox_messages
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    id: int
+    merchant_id: int
+    order_id: int | None
+    shipment_id: int | None
+    kind: str
+    channel: str
+    audience: str
+    key: str
+    status: str
+    to_address: str | None
+    locale: str | None
+    context: Mapping[str, Any]
+    attempts: int
+    provider_id: str | None
+    sending_at: datetime | None
+    created_at: datetime
+    sent_at: datetime | None
+    error: str | None
+    error_code: str | None
+
+
+def _row(r: Any) -> NotificationRow:
+    return NotificationRow(
+        id=r.id,
+        merchant_id=r.merchant_id,
+        order_id=r.order_id,
+        shipment_id=r.shipment_id,
+        kind=r.kind,
+        channel=r.channel,
+        audience=r.audience,
+        key=r.idempotency_key,
+        status=r.status,
+        to_address=r.to_address,
+        locale=r.locale,
+        context=dict(r.context or {}),
+        attempts=r.attempts,
+        provider_id=r.provider_id,
+        sending_at=as_utc(r.sending_at),
+        created_at=as_utc(r.created_at),  # type: ignore[arg-type]
+        sent_at=as_utc(r.sent_at),
+        error=r.error,
+        error_code=r.error_code,
+    )
+
+
+def create(
+    db: Database,
+    conn: Connection,
+    *,
+    merchant_id: int,
+    order_id: int | None,
+    shipment_id: int | None,
+    kind: str,
+    channel: str,
+    audience: str,
+    key: str,
+    to_address: str | None,
+    status: str = NotificationStatus.QUEUED.value,
+    context: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> int | None:
+    """Insert a new intent; returns its id, or None when the key already exists (a repeat)."""
+    now = utcnow()
+    result = conn.execute(
+        db.insert(notifications)
+        .values(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            shipment_id=shipment_id,
+            kind=kind,
+            channel=channel,
+            audience=audience,
+            idempotency_key=key,
+            status=status,
+            to_address=to_address,
+            context=dict(context or {}),
+            error=error,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(notifications.c.id)
+    )
+    row = result.first()
+    return int(row.id) if row else None
+
+
+def get(conn: Connection, notification_id: int, *, lock: Database | None = None) -> NotificationRow | None:
+    query = sa.select(notifications).where(notifications.c.id == notification_id)
+    if lock is not None:
+        query = lock.for_update(query)
+    row = conn.execute(query).first()
+    return _row(row) if row else None
+
+
+def update(conn: Connection, notification_id: int, **values: Any) -> None:
+    conn.execute(notifications.update().where(notifications.c.id == notification_id).values(updated_at=utcnow(), **values))
+
+
+def by_provider_id(conn: Connection, provider_id: str) -> NotificationRow | None:
+    row = conn.execute(sa.select(notifications).where(notifications.c.provider_id == provider_id)).first()
+    return _row(row) if row else None
+
+
+def for_order(conn: Connection, order_id: int) -> list[NotificationRow]:
+    rows = conn.execute(sa.select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.id))
+    return [_row(r) for r in rows]
+
+
+def stuck(conn: Connection, *, status: str, older_than: datetime, limit: int = 500) -> list[int]:
+    """Queued rows whose send message may have been lost (worker died between commit and enqueue)."""
+    rows = conn.execute(
+        sa.select(notifications.c.id)
+        .where(notifications.c.status == status, notifications.c.updated_at < older_than)
+        .order_by(notifications.c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+def recent(conn: Connection, *, merchant_id: int | None, limit: int) -> list[NotificationRow]:
+    query = sa.select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+    if merchant_id is not None:
+        query = query.where(notifications.c.merchant_id == merchant_id)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def mask(address: str | None) -> str | None:
+    """``j***@example.com`` / ``+1415*****23``: enough to recognise, not to harvest."""
+    if not address:
+        return address
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:1]}***@{domain}"
+    return address[:5] + "*" * max(len(address) - 7, 0) + address[-2:]
+
+
+def to_public(n: NotificationRow) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "kind": n.kind,
+        "channel": n.channel,
+        "audience": n.audience,
+        "status": n.status,
+        "to": mask(n.to_address),
+        "created_at": n.created_at.isoformat(),
+        "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+        "provider_id": n.provider_id,
+        "error": n.error,
+        "error_code": n.error_code,
+    }
+
+
+# ---------------------------------------------------------------- opt-outs
+
+
+def opt_out(db: Database, conn: Connection, merchant_id: int, channel: str, address: str, source: str) -> None:
+    conn.execute(
+        db.insert(opt_outs)
+        .values(merchant_id=merchant_id, channel=channel, address=address.lower(), source=source, created_at=utcnow())
+        .on_conflict_do_nothing()
+    )
+
+
+def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> None:
+    conn.execute(
+        opt_outs.delete().where(
+            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel, opt_outs.c.address == address.lower()
+        )
+    )
+
+
+def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str) -> bool:
+    row = conn.execute(
+        sa.select(opt_outs.c.id).where(
+            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel, opt_outs.c.address == address.lower()
+        )
+    ).first()
+    return row is not None
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def outbox_put(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
+    conn.execute(
+        db.insert(outbox_messages)
+        .values(notification_id=notification_id, merchant_id=merchant_id, created_at=utcnow(), **message)
+        .on_conflict_do_nothing(index_elements=["notification_id"])
+    )
+    row = conn.execute(sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == notification_id)).one()
+    return int(row.id)
+
+
+def outbox_list(conn: Connection, *, merchant_id: int | None, limit: int) -> list[dict[str, Any]]:
+    query = sa.select(outbox_messages, notifications.c.kind, notifications.c.status).join(
+        notifications, notifications.c.id == outbox_messages.c.notification_id
+    )
+    if merchant_id is not None:
+        query = query.where(outbox_messages.c.merchant_id == merchant_id)
+    rows = conn.execute(query.order_by(outbox_messages.c.id.desc()).limit(limit))
+    return [
+        {
+            "id": r.id,
+            "notification_id": r.notification_id,
+            "kind": r.kind,
+            "status": r.status,
+            "channel": r.channel,
+            "to": r.to_address,
+            "from": r.sender,
+            "subject": r.subject,
+            "text": r.text,
+            "html": r.html,
+            "headers": r.headers,
+            "created_at": as_utc(r.created_at).isoformat(),  # type: ignore[union-attr]
+        }
+        for r in rows
+    ]

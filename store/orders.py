@@ -1,0 +1,167 @@
+"""Orders: the platform's order (customer contact, opt-ins) and its aggregate status."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from domain.vocabulary import OrderStatus
+from store.database import Database, as_utc, utcnow
+from store.schema import orders
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    merchant_id: int
+    ref: str
+    status: str
+    exception: str | None
+    customer: Mapping[str, Any]
+    notify_email: bool
+    notify_sms: bool
+    registered: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "status": self.status,
+            "exception": self.exception,
+            "registered": self.registered,
+            "customer": dict(self.customer),
+            "notify": {"email": self.notify_email, "sms": self.notify_sms},
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def _row(row: Any) -> Order:
+    return Order(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        ref=row.ref,
+        status=row.status,
+        exception=row.exception,
+        customer=dict(row.customer or {}),
+        notify_email=bool(row.notify_email),
+        notify_sms=bool(row.notify_sms),
+        registered=bool(row.registered),
+        created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+        updated_at=as_utc(row.updated_at),  # type: ignore[arg-type]
+    )
+
+
+def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
+    row = conn.execute(sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref)).first()
+    return _row(row) if row else None
+
+
+def get_by_id(conn: Connection, order_id: int) -> Order:
+    return _row(conn.execute(sa.select(orders).where(orders.c.id == order_id)).one())
+
+
+def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
+    """The order row for ``ref``, created unregistered (no contact yet) when Shippo speaks first."""
+    now = utcnow()
+    conn.execute(
+        db.insert(orders)
+        .values(
+            merchant_id=merchant_id,
+            ref=ref,
+            status=OrderStatus.AWAITING_SHIPMENT.value,
+            customer={},
+            notify_email=True,
+            notify_sms=False,
+            registered=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["merchant_id", "ref"])
+    )
+    order = get(conn, merchant_id, ref)
+    if order is None:
+        raise RuntimeError(f"order {ref!r} vanished inside its own transaction")
+    return order
+
+
+def register(
+    db: Database,
+    conn: Connection,
+    merchant_id: int,
+    ref: str,
+    *,
+    customer: Mapping[str, Any],
+    notify_email: bool,
+    notify_sms: bool,
+) -> tuple[Order, bool]:
+    """Create or update the platform's view of the order. Returns (order, created)."""
+    existing = get(conn, merchant_id, ref)
+    now = utcnow()
+    values = {
+        "customer": dict(customer),
+        "notify_email": notify_email,
+        "notify_sms": notify_sms,
+        "registered": True,
+        "updated_at": now,
+    }
+    if existing is None:
+        ensure(db, conn, merchant_id, ref)
+        created = True
+    else:
+        created = not existing.registered
+    conn.execute(orders.update().where(orders.c.merchant_id == merchant_id, orders.c.ref == ref).values(**values))
+    order = get(conn, merchant_id, ref)
+    if order is None:
+        raise RuntimeError(f"order {ref!r} vanished inside its own transaction")
+    return order, created
+
+
+def set_status(conn: Connection, order_id: int, status: str, exception: str | None) -> None:
+    conn.execute(
+        orders.update().where(orders.c.id == order_id).values(status=status, exception=exception, updated_at=utcnow())
+    )
+
+
+def encode_cursor(order_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"id": order_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    order_id = value["id"]
+    if not isinstance(order_id, int):
+        raise ValueError("cursor id is not an integer")
+    return order_id
+
+
+def page(
+    conn: Connection,
+    merchant_id: int,
+    *,
+    status: str | None,
+    exception: str | None,
+    limit: int,
+    before_id: int | None,
+) -> tuple[list[Order], str | None]:
+    """Newest first, keyset-paginated on id (served by ix_orders_merchant_status / _exception)."""
+    query = sa.select(orders).where(orders.c.merchant_id == merchant_id)
+    if status:
+        query = query.where(orders.c.status == status)
+    if exception:
+        query = query.where(orders.c.exception == exception)
+    if before_id is not None:
+        query = query.where(orders.c.id < before_id)
+    rows = conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1)).all()
+    found = [_row(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(found[-1].id) if len(rows) > limit else None
+    return found, next_cursor

@@ -1,0 +1,200 @@
+"""Shipments, their scan history and their timeline of changes.
+
+``locate`` finds (or creates) the shipment an event belongs to and returns it locked for
+this transaction: a Track joins by ``data.transaction``, then ``(carrier, tracking_number)``,
+then a label whose carrier was not known yet; a Transaction joins by its ``object_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from domain.payload import LabelUpdate, Scan, TrackUpdate
+from domain.shipment import Change, ShipmentState
+from store.database import Database, as_utc, utcnow
+from store.schema import shipment_changes, shipment_scans, shipments
+
+
+@dataclass(frozen=True)
+class ShipmentRow:
+    id: int
+    merchant_id: int
+    order_id: int | None
+    order_ref: str | None
+    state: ShipmentState
+    version: int
+
+    @property
+    def key(self) -> str:
+        """Stable per-shipment part of notification idempotency keys."""
+        return f"s{self.id}"
+
+
+def _row(row: Any) -> ShipmentRow:
+    return ShipmentRow(
+        id=row.id,
+        merchant_id=row.merchant_id,
+        order_id=row.order_id,
+        order_ref=row.order_ref,
+        state=ShipmentState.from_dict(row.state),
+        version=row.version,
+    )
+
+
+def _find(db: Database, conn: Connection, *conditions: Any) -> ShipmentRow | None:
+    row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
+    return _row(row) if row else None
+
+
+def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate | LabelUpdate) -> ShipmentRow:
+    m = shipments.c.merchant_id == merchant_id
+    if isinstance(event, TrackUpdate):
+        attempts = []
+        if event.transaction_id:
+            attempts.append((m, shipments.c.transaction_id == event.transaction_id))
+        attempts.append((m, shipments.c.carrier == event.carrier, shipments.c.tracking_number == event.tracking_number))
+        attempts.append((m, shipments.c.carrier.is_(None), shipments.c.tracking_number == event.tracking_number))
+        new = {"transaction_id": event.transaction_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
+    else:
+        attempts = [(m, shipments.c.transaction_id == event.object_id)]
+        if event.tracking_number:
+            if event.carrier:
+                attempts.append(
+                    (m, shipments.c.carrier == event.carrier, shipments.c.tracking_number == event.tracking_number)
+                )
+            attempts.append((m, shipments.c.tracking_number == event.tracking_number, shipments.c.transaction_id.is_(None)))
+        new = {"transaction_id": event.object_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
+    for conditions in attempts:
+        if (found := _find(db, conn, *conditions)) is not None:
+            return found
+    now = utcnow()
+    conn.execute(
+        db.insert(shipments)
+        .values(merchant_id=merchant_id, state=ShipmentState.empty().to_dict(), created_at=now, updated_at=now, **new)
+        .on_conflict_do_nothing()
+    )
+    for conditions in attempts:
+        if (found := _find(db, conn, *conditions)) is not None:
+            return found
+    raise RuntimeError("shipment vanished between insert and select")  # cannot happen inside one transaction
+
+
+def save(
+    db: Database,
+    conn: Connection,
+    shipment: ShipmentRow,
+    state: ShipmentState,
+    changes: Sequence[Change],
+    new_scans: Iterable[Scan],
+    *,
+    order_id: int | None = None,
+    order_ref: str | None = None,
+) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "state": state.to_dict(),
+        "status": state.status.value if state.status else None,
+        "exception": state.exception.cls.value if state.exception else None,
+        "last_scan_at": state.last_scan_at,
+        "version": shipment.version + 1,
+        "updated_at": now,
+    }
+    # identifiers learnt from later events (a label tells the carrier, a track the transaction)
+    for column in ("carrier", "tracking_number", "transaction_id"):
+        if getattr(state, column):
+            values[column] = getattr(state, column)
+    if order_id is not None:
+        values["order_id"] = order_id
+    if order_ref is not None:
+        values["order_ref"] = order_ref
+    result = conn.execute(
+        shipments.update()
+        .where(shipments.c.id == shipment.id, shipments.c.version == shipment.version)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"shipment {shipment.id} changed under us (version {shipment.version})")
+    scans = [
+        {
+            "shipment_id": shipment.id,
+            "scan_id": scan.object_id,
+            "status": scan.status,
+            "substatus": scan.substatus_code,
+            "status_date": scan.status_date,
+            "details": scan.details,
+            "location": scan.location.label() if scan.location else "",
+        }
+        for scan in new_scans
+    ]
+    if scans:
+        conn.execute(db.insert(shipment_scans).on_conflict_do_nothing(), scans)
+    if changes:
+        conn.execute(
+            shipment_changes.insert(),
+            [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes],
+        )
+
+
+def for_order(conn: Connection, order_id: int, *, lock: Database | None = None) -> list[ShipmentRow]:
+    query = sa.select(shipments).where(shipments.c.order_id == order_id).order_by(shipments.c.id)
+    if lock is not None:
+        query = lock.for_update(query)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def pending_for_ref(db: Database, conn: Connection, merchant_id: int, ref: str) -> list[ShipmentRow]:
+    query = sa.select(shipments).where(
+        shipments.c.merchant_id == merchant_id, shipments.c.order_ref == ref, shipments.c.order_id.is_(None)
+    )
+    return [_row(r) for r in conn.execute(db.for_update(query))]
+
+
+def get_locked(db: Database, conn: Connection, shipment_id: int) -> ShipmentRow:
+    row = conn.execute(db.for_update(sa.select(shipments).where(shipments.c.id == shipment_id))).one()
+    return _row(row)
+
+
+def stall_candidates(conn: Connection, *, older_than: datetime, terminal: Sequence[str], limit: int) -> list[int]:
+    query = (
+        sa.select(shipments.c.id)
+        .where(
+            shipments.c.last_scan_at < older_than,
+            shipments.c.exception.is_(None),
+            shipments.c.status.is_not(None),
+            shipments.c.status.not_in(list(terminal)),
+        )
+        .order_by(shipments.c.last_scan_at)
+        .limit(limit)
+    )
+    return [r.id for r in conn.execute(query)]
+
+
+def history(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(shipment_scans)
+        .where(shipment_scans.c.shipment_id == shipment_id)
+        .order_by(shipment_scans.c.status_date, shipment_scans.c.id)
+    )
+    return [
+        {
+            "status": r.status,
+            "substatus": r.substatus,
+            "status_date": as_utc(r.status_date).isoformat(),  # type: ignore[union-attr]
+            "details": r.details,
+            "location": r.location,
+        }
+        for r in rows
+    ]
+
+
+def timeline(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(shipment_changes).where(shipment_changes.c.shipment_id == shipment_id).order_by(shipment_changes.c.id)
+    )
+    return [{**r.change, "recorded_at": as_utc(r.recorded_at).isoformat()} for r in rows]  # type: ignore[union-attr]

@@ -1,0 +1,84 @@
+"""Actors: thin and idempotent. Retry policies are declared here, on purpose:
+
+| actor | queue | max_retries | backoff | time_limit | permanent (not retried) |
+|---|---|---|---|---|---|
+| process_event | events | 8 (≈ 20 min span) | 1 s → 5 min | 60 s | malformed payload |
+| send_notification | notifications | 6 | 10 s → 10 min | 45 s | provider's permanent errors; exhausted → ``notification_failed`` |
+| run_maintenance | maintenance | 2 | 5 s → 60 s | 300 s | — |
+
+The dramatiq defaults (20 retries over about a week) are wrong for a customer SMS: a
+"delivered" text that arrives four days late is worse than none.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import dramatiq
+
+from domain.payload import PayloadError
+from workers.broker import broker  # noqa: F401 - the broker must exist before actors are declared
+from workers.runtime import runtime
+
+log = logging.getLogger("parcelhook.workers")
+
+
+@dramatiq.actor(
+    queue_name="events",
+    max_retries=8,
+    min_backoff=1_000,
+    max_backoff=300_000,
+    time_limit=60_000,
+    throws=(PayloadError,),
+)
+def process_event(merchant_slug: str, event_id: str, received_at: str, body: str) -> None:
+    from workers.processing import process_event as process
+    from workers.processing import utc_now
+
+    rt = runtime()
+    now = utc_now()
+    try:
+        outcome = process(rt.database, merchant_slug, event_id, datetime.fromisoformat(received_at), body, now)
+    except Exception:
+        rt.telemetry.processed(actor="process_event", outcome="failed")
+        raise
+    latency = (utc_now() - datetime.fromisoformat(received_at)).total_seconds()
+    rt.telemetry.processed(
+        actor="process_event", outcome=outcome.status, latency_s=latency, carrier_lag_s=outcome.carrier_lag_s
+    )
+    for notification_id in outcome.notification_ids:
+        send_notification.send(notification_id)
+
+
+@dramatiq.actor(
+    queue_name="notifications",
+    max_retries=6,
+    min_backoff=10_000,
+    max_backoff=600_000,
+    time_limit=45_000,
+    on_retry_exhausted="notification_exhausted",
+)
+def send_notification(notification_id: int) -> None:
+    rt = runtime()
+    rt.sender.send(notification_id, on_deferred=_defer, on_alert=send_notification.send)
+
+
+def _defer(notification_id: int, delay_ms: int) -> None:
+    send_notification.send_with_options(args=(notification_id,), delay=delay_ms)
+
+
+@dramatiq.actor(queue_name="notifications", max_retries=3, min_backoff=5_000, time_limit=30_000)
+def notification_exhausted(message_data: dict, retry_info: dict) -> None:  # type: ignore[type-arg]
+    """Retries ran out: record ``failed`` and alert the merchant (``notification_failed``)."""
+    notification_id = int(message_data["args"][0])
+    rt = runtime()
+    for alert_id in rt.sender.give_up(notification_id, retry_info):
+        send_notification.send(alert_id)
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=2, min_backoff=5_000, max_backoff=60_000, time_limit=300_000)
+def run_maintenance(job: str) -> None:
+    from workers.scheduler import JOBS
+
+    JOBS[job](runtime())

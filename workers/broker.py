@@ -1,0 +1,34 @@
+"""The broker. The one module that reads settings at import: dramatiq needs the broker
+before any actor is declared (DESIGN: workers/)."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
+
+from config import Settings, load_or_exit
+
+QUEUES = ("events", "notifications", "maintenance")
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    """Redis by default; ``amqp://`` selects RabbitMQ. Retry policy is declared per actor."""
+    if settings.broker_url.startswith("amqp"):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker: dramatiq.Broker = RabbitmqBroker(url=settings.broker_url)
+    else:
+        broker = RedisBroker(
+            url=settings.broker_url,
+            namespace=settings.broker_namespace,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+    broker.add_middleware(CurrentMessage())
+    return broker
+
+
+settings = load_or_exit()
+broker = build_broker(settings)
+dramatiq.set_broker(broker)

@@ -1,0 +1,244 @@
+"""Turning one stored webhook into committed state, in ONE transaction:
+
+delivery row (unique: the idempotency of the event) → parse → locate shipment (locked) →
+``domain.shipment.apply`` → history + timeline → order join + aggregate → notification
+intents (unique keys). The caller enqueues the sends after the commit; the scheduler's
+reconciliation re-enqueues any intent whose send message was lost in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from domain.order import aggregate_order_status, extract_order_ref
+from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
+from domain.policy import DEFAULT_NOTIFY, Intent, NotifySettings, Recipient, plan
+from domain.shipment import Change, ShipmentState, apply, detect_stall
+from domain.vocabulary import Audience, ChangeKind, Channel, NotificationKind, NotificationStatus
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store import orders as order_store
+from store import shipments as shipment_store
+from store.database import Database, utcnow
+from store.merchants import Merchant
+from store.orders import Order
+from store.schema import deliveries
+from store.shipments import ShipmentRow
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed | ignored | duplicate
+    notification_ids: tuple[int, ...] = ()
+    changes: tuple[Change, ...] = ()
+    carrier_lag_s: float | None = None
+    shipment_id: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def notify_settings(merchant: Merchant) -> NotifySettings:
+    configured = merchant.notify
+    if not configured:
+        return DEFAULT_NOTIFY
+    return {Channel(c): frozenset(NotificationKind(k) for k in kinds) for c, kinds in configured.items()}
+
+
+def recipient_for(order: Order | None) -> Recipient:
+    if order is None or not order.registered:
+        return Recipient(email=None, phone=None, email_opt_in=False, sms_opt_in=False)
+    customer = order.customer
+    return Recipient(
+        email=customer.get("email"),
+        phone=customer.get("phone"),
+        email_opt_in=order.notify_email,
+        sms_opt_in=order.notify_sms,
+    )
+
+
+def process_event(
+    db: Database, merchant_slug: str, event_id: str, received_at: datetime, body: str, now: datetime
+) -> Outcome:
+    with db.write() as conn:
+        merchant = merchant_store.require(conn, merchant_slug)
+        inserted = conn.execute(
+            db.insert(deliveries)
+            .values(
+                merchant_id=merchant.id,
+                event_id=event_id,
+                event="?",
+                received_at=received_at,
+                processed_at=now,
+                outcome="processing",
+                body=body,
+            )
+            .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
+            .returning(deliveries.c.id)
+        ).first()
+        if inserted is None:
+            return Outcome("duplicate")
+        webhook = parse_webhook(body)
+        event = parse_event(webhook)
+        status = "ignored" if event is None else "processed"
+        conn.execute(
+            deliveries.update().where(deliveries.c.id == inserted.id).values(event=webhook.event[:64], outcome=status)
+        )
+        if event is None:
+            return Outcome("ignored")
+        return _apply_event(db, conn, merchant, event, now)
+
+
+def _apply_event(db: Database, conn: Connection, merchant: Merchant, event: TrackUpdate | LabelUpdate, now: datetime) -> Outcome:
+    shipment = shipment_store.locate(db, conn, merchant.id, event)
+    state, changes, new_scans = apply(shipment.state, event, now)
+    order, order_ref = _order_for(db, conn, merchant, shipment, event)
+    shipment_store.save(
+        db, conn, shipment, state, changes, new_scans,
+        order_id=order.id if order and shipment.order_id is None else None,
+        order_ref=order_ref if shipment.order_ref is None else None,
+    )
+    if order is not None:
+        refresh_order_status(db, conn, order.id)
+    ids = _record_intents(db, conn, merchant, order, shipment, state, changes)
+    lag = None
+    if isinstance(event, TrackUpdate) and any(c.scan_id == event.latest.object_id for c in changes):
+        lag = (now - event.latest.status_date).total_seconds()
+    return Outcome("processed", ids, changes, lag, shipment.id)
+
+
+def _order_for(
+    db: Database, conn: Connection, merchant: Merchant, shipment: ShipmentRow, event: TrackUpdate | LabelUpdate
+) -> tuple[Order | None, str | None]:
+    if shipment.order_id is not None:
+        return order_store.get_by_id(conn, shipment.order_id), None
+    try:
+        ref = extract_order_ref(event.metadata, merchant.order_ref_pattern)
+    except ValueError:
+        ref = None
+    if ref is None:
+        return None, None
+    return order_store.ensure(db, conn, merchant.id, ref), ref
+
+
+def refresh_order_status(db: Database, conn: Connection, order_id: int) -> None:
+    """Lock the order, then aggregate its shipments (shipment → order lock order everywhere)."""
+    conn.execute(db.for_update(order_store.orders.select().where(order_store.orders.c.id == order_id))).one()
+    siblings = shipment_store.for_order(conn, order_id)
+    status = aggregate_order_status([(s.state.status, s.state.exception.cls if s.state.exception else None) for s in siblings])
+    open_exc = next((s.state.exception.cls.value for s in siblings if s.state.exception), None)
+    order_store.set_status(conn, order_id, status.value, open_exc)
+
+
+def _record_intents(
+    db: Database,
+    conn: Connection,
+    merchant: Merchant,
+    order: Order | None,
+    shipment: ShipmentRow,
+    state: ShipmentState,
+    changes: Sequence[Change],
+) -> tuple[int, ...]:
+    if not changes:
+        return ()
+    intents = plan(
+        changes,
+        state,
+        recipient_for(order),
+        notify_settings(merchant),
+        order_ref=order.ref if order else f"shipment-{shipment.id}",
+        shipment_key=shipment.key,
+    )
+    return store_intents(db, conn, merchant, order, shipment.id, intents)
+
+
+def store_intents(
+    db: Database,
+    conn: Connection,
+    merchant: Merchant,
+    order: Order | None,
+    shipment_id: int | None,
+    intents: Sequence[Intent],
+    context: Mapping[str, Any] | None = None,
+) -> tuple[int, ...]:
+    ids: list[int] = []
+    for intent in intents:
+        status, error = NotificationStatus.QUEUED.value, None
+        if intent.audience == Audience.MERCHANT:
+            to = merchant.alert_email
+            if not to:
+                status, error = NotificationStatus.SUPPRESSED.value, "merchant has no alert_email"
+        else:
+            to = (order.customer.get("email") if intent.channel == Channel.EMAIL else order.customer.get("phone")) if order else None
+        new_id = notification_store.create(
+            db,
+            conn,
+            merchant_id=merchant.id,
+            order_id=order.id if order else None,
+            shipment_id=shipment_id,
+            kind=intent.kind.value,
+            channel=intent.channel.value,
+            audience=intent.audience.value,
+            key=intent.key,
+            to_address=to,
+            status=status,
+            context={**({"occurrence": intent.occurrence} if intent.occurrence else {}), **(context or {})},
+            error=error,
+        )
+        if new_id is not None and status == NotificationStatus.QUEUED.value:
+            ids.append(new_id)
+    return tuple(ids)
+
+
+def detect_stalls(db: Database, *, now: datetime, stall_after: timedelta, limit: int = 1000) -> list[int]:
+    """Scheduler job: open ``stalled`` on quiet shipments; returns notification ids to send."""
+    from domain.shipment import TERMINAL
+
+    with db.read() as conn:
+        candidates = shipment_store.stall_candidates(
+            conn, older_than=now - stall_after, terminal=[s.value for s in TERMINAL], limit=limit
+        )
+    ids: list[int] = []
+    for shipment_id in candidates:
+        with db.write() as conn:
+            shipment = shipment_store.get_locked(db, conn, shipment_id)
+            state, changes = detect_stall(shipment.state, now, stall_after)
+            if not changes:
+                continue
+            shipment_store.save(db, conn, shipment, state, changes, ())
+            merchant = merchant_store.get_by_id(conn, shipment.merchant_id)
+            order = order_store.get_by_id(conn, shipment.order_id) if shipment.order_id else None
+            if order is not None:
+                refresh_order_status(db, conn, order.id)
+            ids.extend(_record_intents(db, conn, merchant, order, shipment, state, changes))
+    return ids
+
+
+def catch_up(db: Database, conn: Connection, merchant: Merchant, order: Order) -> tuple[int, ...]:
+    """When the platform registers an order after Shippo spoke first, tell the customer the
+    CURRENT state once (``shipped``, ``out_for_delivery``… never the stale steps in between).
+    Keys are the same as live notifications, so nothing already sent goes out twice."""
+    ids: list[int] = []
+    for shipment in shipment_store.for_order(conn, order.id, lock=db):
+        state = shipment.state
+        if state.status is None or state.last_event_at is None:
+            continue
+        synthetic = [Change(ChangeKind.STATUS_CHANGED, state.last_event_at, None, state.status)]
+        if state.exception is not None:
+            exc = state.exception
+            synthetic.append(
+                Change(ChangeKind.EXCEPTION_OPENED, exc.since, None, state.status, exc.cls, exc.occurrence,
+                       exc.detail, None, exc.action_required)
+            )
+        customer_only = [i for i in plan(synthetic, state, recipient_for(order), notify_settings(merchant),
+                                         order_ref=order.ref, shipment_key=shipment.key)
+                         if i.audience == Audience.CUSTOMER]
+        ids.extend(store_intents(db, conn, merchant, order, shipment.id, customer_only))
+    return tuple(ids)
+
+
+def utc_now() -> datetime:
+    return utcnow()

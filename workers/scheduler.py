@@ -1,0 +1,115 @@
+"""Periodic jobs. The `scheduler` process only *enqueues* them (``run_maintenance``) on a
+fixed cadence; workers run them. A Redis ``SET NX`` per tick means any number of scheduler
+instances enqueue each tick once."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from config import Settings
+from store import notifications as notification_store
+from store.database import utcnow
+
+log = logging.getLogger("parcelhook.scheduler")
+
+RECONCILE_AFTER = timedelta(minutes=2)
+
+
+def detect_stalls(rt: Any) -> int:
+    from workers.actors import send_notification
+    from workers.processing import detect_stalls as detect
+
+    ids = detect(rt.database, now=utcnow(), stall_after=timedelta(hours=rt.settings.stall_after_h))
+    for notification_id in ids:
+        send_notification.send(notification_id)
+    return len(ids)
+
+
+def reconcile(rt: Any) -> int:
+    """Re-enqueue intents whose send message was lost (a worker died after commit, before
+    enqueue) and deferred ones whose delayed message vanished. The send is idempotent."""
+    from workers.actors import send_notification
+
+    cutoff = utcnow() - RECONCILE_AFTER
+    with rt.database.read() as conn:
+        ids = notification_store.stuck(conn, status="queued", older_than=cutoff)
+        ids += [
+            i for i in notification_store.stuck(conn, status="deferred", older_than=cutoff)
+            if _deferred_due(conn, i, cutoff)
+        ]
+    for notification_id in ids:
+        send_notification.send(notification_id)
+    return len(ids)
+
+
+def _deferred_due(conn: Any, notification_id: int, cutoff: Any) -> bool:
+    from store.schema import notifications
+
+    row = conn.execute(notifications.select().where(notifications.c.id == notification_id)).first()
+    if row is None or row.scheduled_for is None:
+        return False
+    from store.database import as_utc
+
+    return bool(as_utc(row.scheduled_for) < cutoff)
+
+
+def check_alerts(rt: Any) -> int:
+    from workers.health import check
+
+    return check(rt)
+
+
+JOBS: dict[str, Callable[[Any], int]] = {
+    "stalls": detect_stalls,
+    "reconcile": reconcile,
+    "alerts": check_alerts,
+}
+
+CADENCE_S: dict[str, int] = {"stalls": 300, "reconcile": 60, "alerts": 30}
+
+
+def tick(settings: Settings, client: Any, now: float, last: dict[str, float], force: bool = False) -> list[str]:
+    from workers.actors import run_maintenance
+
+    sent = []
+    for job, every in CADENCE_S.items():
+        if not force and now - last.get(job, 0) < every:
+            continue
+        last[job] = now
+        slot = int(now // every)
+        if client.set(f"parcelhook:scheduler:{job}:{slot}", "1", nx=True, ex=every * 2):
+            run_maintenance.send(job)
+            sent.append(job)
+    return sent
+
+
+def run_forever(settings: Settings, *, once: bool = False) -> None:
+    from workers.broker import broker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
+    client = broker.client  # type: ignore[attr-defined]
+    last: dict[str, float] = {}
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("scheduler started: %s", ", ".join(f"{j} every {s}s" for j, s in CADENCE_S.items()))
+    while not stopping:
+        try:
+            sent = tick(settings, client, time.time(), last, force=once)
+            if sent:
+                log.info("enqueued %s", ", ".join(sent))
+        except Exception:  # noqa: BLE001 - a broker blip must not kill the scheduler
+            log.exception("scheduler tick failed; retrying")
+        if once:
+            return
+        time.sleep(1)

@@ -1,0 +1,350 @@
+"""Sending one notification: claim → (re)check → render → provider → record.
+
+Exactly-once, and the crash window. The idempotency key is a unique row written when the
+intent was planned. Sending is three steps:
+
+1. *claim* (transaction): lock the row; stop if it is already ``sent``/``delivered``/
+   ``failed``/``suppressed``; re-check supersession, opt-outs, quiet hours; render; mark it
+   ``sending`` with ``sending_at``; commit.
+2. *provider call*, outside any transaction.
+3. *record* (transaction): ``sent`` + provider id — or, on a definite provider refusal,
+   ``queued`` again (transient, retried) or ``failed`` (permanent).
+
+If the worker dies between the provider accepting and step 3, the row stays ``sending``.
+A redelivered message then finds ``sending`` and does NOT send again: it marks the row
+``failed`` with ``error_code="outcome_unknown"`` and alerts the merchant. We chose
+*at most once* for that window because a customer who receives two "delivered" texts (or
+two address-correction requests) loses trust, while one possibly-missing message is
+visible to the merchant in the alert and in the order's notification list. Email carries a
+Message-ID derived from the key, so even a manual resend is recognisable downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from config import Settings
+from domain.policy import Intent, is_superseded, quiet_hours_end
+from domain.shipment import ShipmentState
+from domain.unsubscribe import make_token
+from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
+from notifiers.channel import Channel as ChannelProtocol
+from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult, TransientChannelError
+from notifiers.actions import customer_action
+from notifiers.context import empty_exception
+from notifiers.links import carrier_name, tracking_url
+from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store import orders as order_store
+from store import shipments as shipment_store
+from store import templates as template_store
+from store.database import Database, utcnow
+from store.merchants import Merchant
+from store.notifications import NotificationRow
+from store.orders import Order
+
+log = logging.getLogger("parcelhook.sending")
+
+FINAL = {NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED}
+S = NotificationStatus
+
+
+class OutboxChannel:
+    """The embedded default: messages are stored and listed at ``GET /api/outbox``."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+        self.notification_id: int | None = None
+        self.merchant_id: int | None = None
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        raise RuntimeError("OutboxChannel.send needs ids; use send_for")
+
+    def send_for(self, notification_id: int, merchant_id: int, msg: OutgoingMessage) -> SendResult:
+        headers = {"X-Idempotency-Key": msg.idempotency_key}
+        if msg.list_unsubscribe:
+            headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
+        if msg.reply_to:
+            headers["Reply-To"] = msg.reply_to
+        with self.db.write() as conn:
+            outbox_id = notification_store.outbox_put(
+                self.db, conn, notification_id=notification_id, merchant_id=merchant_id, channel=msg.channel,
+                to_address=msg.to, sender=msg.sender, subject=msg.subject, text=msg.text, html=msg.html,
+                headers=headers,
+            )
+        return SendResult(provider_id=f"outbox-{outbox_id}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    notification: NotificationRow
+    message: OutgoingMessage
+
+
+class Sender:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        email: ChannelProtocol | None,
+        sms: ChannelProtocol | None,
+        renderer: Renderer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.channels: dict[str, Any] = {
+            Channel.EMAIL.value: email or OutboxChannel(db, "email"),
+            Channel.SMS.value: sms or OutboxChannel(db, "sms"),
+        }
+        self.renderer = renderer or Renderer()
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> Sender:
+        email = sms = None
+        if settings.smtp_url:
+            from notifiers.smtp import SmtpChannel
+
+            email = SmtpChannel.from_url(settings.smtp_url)
+        if settings.twilio_enabled:
+            from notifiers.sms import TwilioSmsChannel
+
+            sms = TwilioSmsChannel(
+                settings.twilio_account_sid or "", settings.twilio_auth_token or "", api_url=settings.twilio_api_url
+            )
+        return cls(settings, db, email=email, sms=sms)
+
+    # ------------------------------------------------------------------ the three steps
+
+    def send(
+        self,
+        notification_id: int,
+        *,
+        on_deferred: Callable[[int, int], None],
+        on_alert: Callable[[int], Any],
+    ) -> str:
+        """Returns the final status word of this attempt; raises TransientChannelError to retry."""
+        claim = self._claim(notification_id, on_deferred)
+        if not isinstance(claim, Claim):
+            for alert_id in self._alerts_after(notification_id, claim):
+                on_alert(alert_id)
+            return claim
+        channel = self.channels[claim.notification.channel]
+        try:
+            if isinstance(channel, OutboxChannel):
+                result = channel.send_for(claim.notification.id, claim.notification.merchant_id, claim.message)
+            else:
+                result = channel.send(claim.message)
+        except TransientChannelError as exc:
+            self._finish(notification_id, S.QUEUED, error=str(exc), error_code=exc.code, clear_sending=True)
+            raise
+        except PermanentChannelError as exc:
+            self._finish(notification_id, S.FAILED, error=str(exc), error_code=exc.code)
+            for alert_id in self._alert_failed(notification_id):
+                on_alert(alert_id)
+            return S.FAILED.value
+        self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
+        return S.SENT.value
+
+    def _claim(self, notification_id: int, on_deferred: Callable[[int, int], None]) -> Claim | str:
+        now = self.clock()
+        with self.db.write() as conn:
+            n = notification_store.get(conn, notification_id, lock=self.db)
+            if n is None:
+                return "missing"
+            if n.status in FINAL:
+                return n.status
+            if n.status == S.QUEUED and n.sending_at is not None:
+                pass  # a transient failure cleared earlier never leaves sending_at; defensive only
+            if n.sending_at is not None:
+                notification_store.update(
+                    conn, n.id, status=S.FAILED.value, error_code="outcome_unknown",
+                    error="a previous attempt stopped during the provider call; not resent (at most once)",
+                )
+                return "outcome_unknown"
+            merchant = merchant_store.get_by_id(conn, n.merchant_id)
+            order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
+            shipment = shipment_store.get_locked(self.db, conn, n.shipment_id) if n.shipment_id else None
+            reason = self._suppression(conn, n, merchant, shipment.state if shipment else None)
+            if reason:
+                notification_store.update(conn, n.id, status=S.SUPPRESSED.value, error=reason)
+                return S.SUPPRESSED.value
+            if n.channel == Channel.SMS and n.audience == Audience.CUSTOMER:
+                tz = (order.customer.get("timezone") if order else None) or merchant.timezone
+                resume = quiet_hours_end(now, merchant.sms_quiet_hours, tz)
+                if resume is not None:
+                    notification_store.update(conn, n.id, status=S.DEFERRED.value, scheduled_for=resume)
+                    on_deferred(n.id, max(int((resume - now).total_seconds() * 1000), 1000))
+                    return S.DEFERRED.value
+            message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
+            notification_store.update(
+                conn, n.id, status=S.QUEUED.value, sending_at=now, attempts=n.attempts + 1, locale=locale,
+                subject=message.subject, body_text=message.text, body_html=message.html,
+            )
+        return Claim(n, message)
+
+    def _suppression(self, conn: Any, n: NotificationRow, merchant: Merchant, state: ShipmentState | None) -> str | None:
+        if not n.to_address:
+            return "no contact address"
+        if n.audience == Audience.MERCHANT:
+            return None
+        if notification_store.is_opted_out(conn, merchant.id, n.channel, n.to_address):
+            return f"recipient opted out of {n.channel}"
+        if state is not None and is_superseded(NotificationKind(n.kind), state, n.context.get("occurrence")):
+            return f"superseded: shipment is now {state.status.value if state.status else 'unknown'}"
+        return None
+
+    def _finish(self, notification_id: int, status: NotificationStatus, *, error: str | None = None,
+                error_code: str | None = None, provider_id: str | None = None, sent: bool = False,
+                clear_sending: bool = False) -> None:
+        values: dict[str, Any] = {"status": status.value, "error": error, "error_code": error_code}
+        if provider_id:
+            values["provider_id"] = provider_id
+        if sent:
+            values["sent_at"] = self.clock()
+        if clear_sending:
+            values["sending_at"] = None
+        with self.db.write() as conn:
+            notification_store.update(conn, notification_id, **values)
+            n = notification_store.get(conn, notification_id)
+        if n is not None:
+            self._telemetry(n.channel, n.kind, status.value)
+
+    def _telemetry(self, channel: str, kind: str, status: str) -> None:
+        try:
+            from workers.runtime import runtime
+
+            runtime().telemetry.notification(channel=channel, kind=kind, status=status)
+        except Exception:  # noqa: BLE001 - metrics never break a send
+            log.debug("telemetry unavailable", exc_info=True)
+
+    # ------------------------------------------------------------------ rendering
+
+    def _build(self, conn: Any, n: NotificationRow, merchant: Merchant, order: Order | None,
+               state: ShipmentState | None) -> tuple[OutgoingMessage, str]:
+        customer = dict(order.customer) if order else {}
+        locales = [customer.get("locale"), merchant.default_locale, "en"]
+        if n.audience == Audience.MERCHANT:
+            locales = [merchant.default_locale, "en"]
+        context = self.context(n, merchant, order, state, locales[0] or "en")
+        override = template_store.find(conn, merchant.id, n.kind, n.channel, candidate_locales(locales))
+        try:
+            if override is not None:
+                locale, stored = override
+                tset = TemplateSet(subject=stored["subject"], text=stored["text"], html=stored["html"])
+                rendered = self.renderer.render(n.kind, n.channel, context, locales=[locale], override=tset)
+            else:
+                rendered = self.renderer.render(n.kind, n.channel, context, locales=locales)
+        except RenderError as exc:
+            # a stored merchant template that fails at send time: fall back to our default
+            log.warning("merchant template %s/%s failed (%s); using the default", n.kind, n.channel, exc)
+            rendered = self.renderer.render(n.kind, n.channel, context, locales=locales)
+        sender = merchant.email_from if n.channel == Channel.EMAIL else merchant.sms_from
+        status_callback = None
+        if n.channel == Channel.SMS:
+            status_callback = f"{self.settings.public_url.rstrip('/')}/webhooks/twilio/{merchant.slug}/status"
+        message = OutgoingMessage(
+            channel=n.channel,  # type: ignore[arg-type]
+            to=n.to_address or "",
+            sender=sender,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            idempotency_key=n.key,
+            reply_to=merchant.reply_to,
+            list_unsubscribe=context.get("unsubscribe_url") if n.channel == Channel.EMAIL else None,
+            status_callback=status_callback,
+        )
+        return message, rendered.locale
+
+    def context(self, n: NotificationRow, merchant: Merchant, order: Order | None, state: ShipmentState | None,
+                locale: str) -> dict[str, Any]:
+        customer = dict(order.customer) if order else {}
+        name = customer.get("name") or None
+        exception = empty_exception()
+        if state is not None and state.exception is not None:
+            exc = state.exception
+            exception = {"class": exc.cls.value, "detail": exc.detail or None,
+                         "action": customer_action(exc.cls.value, locale)}
+        shipment = {
+            "carrier": state.carrier if state else None,
+            "carrier_name": carrier_name(state.carrier) if state and state.carrier else None,
+            "tracking_number": state.tracking_number if state else None,
+            "tracking_url": tracking_url(
+                state.carrier, state.tracking_number, merchant_template=merchant.tracking_url_template,
+                provider_url=state.tracking_url_provider,
+            ) if state else None,
+            "status": state.status.value if state and state.status else None,
+            "eta": _as_date(state.eta) if state else None,
+            "last_location": (state.last_location or None) if state else None,
+        }
+        unsubscribe = None
+        if n.channel == Channel.EMAIL and n.audience == Audience.CUSTOMER and n.to_address:
+            token = make_token(self.settings.signing_key, merchant.slug, n.to_address)
+            unsubscribe = f"{self.settings.public_url.rstrip('/')}/unsubscribe/{merchant.slug}/{token}"
+        context: dict[str, Any] = {
+            "merchant": {"name": merchant.name, "support_email": merchant.support_email,
+                         "support_url": merchant.support_url},
+            "customer": {"name": name, "first_name": name.split()[0] if name else None},
+            "order": {"ref": order.ref if order else None},
+            "shipment": shipment,
+            "exception": exception,
+            "unsubscribe_url": unsubscribe,
+        }
+        if n.audience == Audience.MERCHANT:
+            alert = dict(n.context.get("alert") or {})
+            alert.setdefault("kind", n.kind)
+            alert.setdefault("order_ref", order.ref if order else None)
+            alert.setdefault("detail", exception.get("detail") or "")
+            alert.setdefault("error", None)
+            alert.setdefault("channel", None)
+            context["alert"] = alert
+        return context
+
+    # ------------------------------------------------------------------ failure alerts
+
+    def give_up(self, notification_id: int, retry_info: Mapping[str, Any]) -> tuple[int, ...]:
+        """Retries exhausted (transient errors all the way): ``failed`` + merchant alert."""
+        with self.db.write() as conn:
+            n = notification_store.get(conn, notification_id, lock=self.db)
+            if n is None or n.status in FINAL:
+                return ()
+            notification_store.update(
+                conn, n.id, status=S.FAILED.value, sending_at=None,
+                error=f"gave up after {retry_info.get('retries', '?')} retries: {n.error or 'transient errors'}",
+            )
+        self._telemetry(n.channel, n.kind, S.FAILED.value)
+        return self._alert_failed(notification_id)
+
+    def _alerts_after(self, notification_id: int, outcome: str) -> tuple[int, ...]:
+        return self._alert_failed(notification_id) if outcome == "outcome_unknown" else ()
+
+    def _alert_failed(self, notification_id: int) -> tuple[int, ...]:
+        from workers.processing import store_intents
+
+        with self.db.write() as conn:
+            n = notification_store.get(conn, notification_id)
+            if n is None or n.audience != Audience.CUSTOMER:
+                return ()  # an alert about a failed alert would loop
+            merchant = merchant_store.get_by_id(conn, n.merchant_id)
+            order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
+            intent = Intent(
+                kind=NotificationKind.NOTIFICATION_FAILED, audience=Audience.MERCHANT, channel=Channel.EMAIL,
+                key=f"{n.key}:failed", status_at=self.clock(), occurrence=None,
+            )
+            alert = {"kind": NotificationKind.NOTIFICATION_FAILED.value, "order_ref": order.ref if order else None,
+                     "detail": f"The {n.kind} {n.channel} to {notification_store.mask(n.to_address)} could not be sent.",
+                     "error": f"{n.error_code or ''} {n.error or ''}".strip() or None, "channel": n.channel}
+            return store_intents(self.db, conn, merchant, order, n.shipment_id, [intent], {"alert": alert})
+
+
+def _as_date(value: datetime | None) -> date | None:
+    return value.date() if value else None
