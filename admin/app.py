@@ -29,7 +29,12 @@ class Services:
         self.settings = settings
         self.database = database or Database(settings.database_url)
         self.engine = self.database.engine
-        self.redis = redis_client or redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=5)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.redis = redis_client or redis.Redis.from_url(
+            settings.broker_url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 1)
+        )
         self.namespace = settings.broker_namespace
         self.queues = QUEUES
         self.telemetry = Telemetry(self.redis)

@@ -50,9 +50,13 @@ def create_app(
 
     from ingest.health import health
     from ingest.shippo import shippo
+    from ingest.twilio import twilio_callbacks
+    from ingest.unsubscribe import unsubscribe
 
     app.register_blueprint(health)
     app.register_blueprint(shippo)
+    app.register_blueprint(twilio_callbacks)
+    app.register_blueprint(unsubscribe)
 
     @app.before_request
     def _start_clock() -> None:

@@ -82,3 +82,29 @@ def run_maintenance(job: str) -> None:
     from workers.scheduler import JOBS
 
     JOBS[job](runtime())
+
+
+# ---------------------------------------------------------------- callbacks from `web`
+
+CALLBACK_POLICY = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 120_000, "time_limit": 30_000}
+
+
+@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+def record_sms_status(merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:
+    from workers.callbacks import sms_status
+
+    sms_status(runtime().database, merchant_slug, message_sid, status, error_code)
+
+
+@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+def record_sms_keyword(merchant_slug: str, phone: str, keyword: str) -> None:
+    from workers.callbacks import sms_keyword
+
+    sms_keyword(runtime().database, merchant_slug, phone, keyword)
+
+
+@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+def record_email_opt_out(merchant_slug: str, address: str) -> None:
+    from workers.callbacks import email_opt_out
+
+    email_opt_out(runtime().database, merchant_slug, address)

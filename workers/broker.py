@@ -19,12 +19,21 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
         broker: dramatiq.Broker = RabbitmqBroker(url=settings.broker_url)
     else:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        from workers.telemetry import DeadLetterRecorder, Telemetry
+
         broker = RedisBroker(
             url=settings.broker_url,
             namespace=settings.broker_namespace,
             socket_connect_timeout=2,
             socket_timeout=5,
+            # fail fast: the receiver must answer 503 in milliseconds, not after redis-py's
+            # default retries (≈3.5 s per call against a refusing server)
+            retry=Retry(NoBackoff(), 1),
         )
+        broker.add_middleware(DeadLetterRecorder(Telemetry(broker.client)))
     broker.add_middleware(CurrentMessage())
     return broker
 

@@ -32,9 +32,9 @@ from domain.policy import Intent, is_superseded, quiet_hours_end
 from domain.shipment import ShipmentState
 from domain.unsubscribe import make_token
 from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
+from notifiers.actions import customer_action
 from notifiers.channel import Channel as ChannelProtocol
 from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult, TransientChannelError
-from notifiers.actions import customer_action
 from notifiers.context import empty_exception
 from notifiers.links import carrier_name, tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales

@@ -1,0 +1,135 @@
+"""``/metrics``: a Prometheus collector over the broker state and the shared telemetry.
+
+Everything is read at scrape time from Redis (queue state via
+:class:`admin.queues.QueueInspector`, counters/histograms via
+:meth:`workers.telemetry.Telemetry.snapshot`), so any number of ``admin``
+instances report the same cluster-wide numbers. The collector lives on a
+private ``CollectorRegistry`` (never the global one: no process metrics mixed
+in, no duplicate-registration errors when several apps live in one process).
+
+When Redis is unreachable the scrape still succeeds with
+``parcelhook_broker_up 0`` / ``parcelhook_telemetry_up 0`` and without the
+series that could not be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from admin.queues import QueueInspector
+from workers.telemetry import HistogramData, Telemetry
+
+log = logging.getLogger(__name__)
+
+
+def _histogram(name: str, doc: str, data: HistogramData | None, labels: dict[str, str] | None = None,
+               family: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
+    fam = family or HistogramMetricFamily(name, doc, labels=list(labels) if labels else None)
+    if data is not None:
+        fam.add_metric(list(labels.values()) if labels else [], data.cumulative(), sum_value=data.sum)
+    return fam
+
+
+class OpsCollector(Collector):
+    def __init__(self, inspector: QueueInspector, telemetry: Telemetry) -> None:
+        self.inspector = inspector
+        self.telemetry = telemetry
+
+    def describe(self) -> list[Metric]:
+        return []  # don't make registration call collect() (a Redis round trip)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._broker()
+        yield from self._telemetry()
+
+    def _broker(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("parcelhook_broker_up", "1 when the broker's Redis could be read")
+        try:
+            stats = self.inspector.queues()
+            workers = self.inspector.workers()
+        except Exception as exc:
+            log.warning("metrics: cannot read the broker: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        fams = {
+            "ready": GaugeMetricFamily("parcelhook_queue_ready_messages", "Messages waiting to be fetched",
+                                       labels=["queue"]),
+            "delayed": GaugeMetricFamily("parcelhook_queue_delayed_messages",
+                                         "Messages scheduled for later (retry backoff, delays)", labels=["queue"]),
+            "dead": GaugeMetricFamily("parcelhook_queue_dead_messages", "Dead-lettered messages", labels=["queue"]),
+            "in_flight": GaugeMetricFamily("parcelhook_queue_in_flight_messages",
+                                           "Messages fetched by a worker and not acked yet", labels=["queue"]),
+        }
+        age = GaugeMetricFamily("parcelhook_queue_oldest_message_age_seconds",
+                                "Age of the oldest ready message (0 when the queue is empty)", labels=["queue"])
+        for q in stats:
+            for attr, fam in fams.items():
+                value = getattr(q, attr)
+                if value is not None:
+                    fam.add_metric([q.name], value)
+            age.add_metric([q.name], q.oldest_age_s or 0.0)
+        yield from fams.values()
+        yield age
+        alive = GaugeMetricFamily("parcelhook_workers_alive",
+                                  "Broker processes with a heartbeat within the timeout")
+        alive.add_metric([], len(workers))
+        yield alive
+
+    def _telemetry(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("parcelhook_telemetry_up", "1 when the shared telemetry could be read")
+        try:
+            snap = self.telemetry.snapshot()
+        except Exception as exc:
+            log.warning("metrics: cannot read telemetry: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        received = CounterMetricFamily("parcelhook_webhooks_received", "Webhook deliveries by outcome",
+                                       labels=["merchant", "event", "outcome"])
+        for (merchant, event, outcome), n in sorted(snap.webhooks_received.items()):
+            received.add_metric([merchant, event, outcome], n)
+        yield received
+        yield _histogram("parcelhook_webhook_latency_seconds", "Receiver response time", snap.webhook_latency)
+
+        processed = CounterMetricFamily("parcelhook_events_processed", "Messages processed by actor and outcome",
+                                        labels=["actor", "outcome"])
+        for (actor, outcome), n in sorted(snap.events_processed.items()):
+            processed.add_metric([actor, outcome], n)
+        yield processed
+        lat = HistogramMetricFamily("parcelhook_processing_latency_seconds",
+                                    "Webhook received to state committed", labels=["actor"])
+        for actor, data in sorted(snap.processing_latency.items()):
+            _histogram("", "", data, {"actor": actor}, family=lat)
+        yield lat
+        yield _histogram("parcelhook_carrier_lag_seconds", "Carrier scan time to webhook received",
+                         snap.carrier_lag)
+
+        notes = CounterMetricFamily("parcelhook_notifications", "Customer notifications by channel, kind, status",
+                                    labels=["channel", "kind", "status"])
+        for (channel, kind, status), n in sorted(snap.notifications.items()):
+            notes.add_metric([channel, kind, status], n)
+        yield notes
+
+
+def build_registry(services: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    inspector = QueueInspector(services.redis, services.namespace, services.queues)
+    registry.register(OpsCollector(inspector, services.telemetry))
+    return registry
+
+
+def render_metrics(services: Any) -> tuple[bytes, str]:
+    """Prometheus text exposition for ``services`` (settings, redis, namespace, queues, telemetry)."""
+    return generate_latest(build_registry(services)), CONTENT_TYPE_LATEST

@@ -1,0 +1,150 @@
+"""Ops endpoints of the admin app (CONTRACT §7): queues, dead letters, recent webhooks, /metrics.
+
+Dependencies come from ``current_app.extensions["parcelhook"]`` (settings,
+redis, namespace, queues, telemetry). Auth is applied app-wide by the app
+factory. Invalid input: 422 ``{"error": ..., "fields": {field: message}}``.
+A broker that cannot be reached: 503 ``{"error": "broker unavailable"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from admin.dead_letters import DeadLetters
+from admin.metrics import render_metrics
+from admin.queues import QueueInspector
+
+ops_api = Blueprint("ops_api", __name__)
+
+LIMIT_MAX = 1000
+
+
+class _Invalid(Exception):
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(fields)
+        self.fields = fields
+
+
+def _services() -> Any:
+    return current_app.extensions["parcelhook"]
+
+
+def _limit(default: int) -> int:
+    raw = request.args.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _Invalid({"limit": f"must be an integer between 1 and {LIMIT_MAX}"}) from None
+    if not 1 <= value <= LIMIT_MAX:
+        raise _Invalid({"limit": f"must be between 1 and {LIMIT_MAX}"})
+    return value
+
+
+def _queue(value: object, services: Any, *, required: bool = True) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise _Invalid({"queue": "required"})
+        return None
+    if not isinstance(value, str) or value not in services.queues:
+        raise _Invalid({"queue": f"unknown queue; one of {', '.join(services.queues)}"})
+    return value
+
+
+@ops_api.errorhandler(_Invalid)
+def _invalid(exc: _Invalid) -> tuple[Response, int]:
+    return jsonify({"error": "invalid input", "fields": exc.fields}), 422
+
+
+@ops_api.errorhandler(redis.RedisError)
+def _broker_down(exc: redis.RedisError) -> tuple[Response, int, dict[str, str]]:
+    current_app.logger.warning("ops: redis unavailable: %s", exc)
+    return jsonify({"error": "broker unavailable"}), 503, {"Retry-After": "5"}
+
+
+@ops_api.get("/api/ops/queues")
+def queues() -> Response:
+    s = _services()
+    return jsonify(QueueInspector(s.redis, s.namespace, s.queues).snapshot())
+
+
+@ops_api.get("/api/ops/dead-letters")
+def dead_letters() -> Response:
+    s = _services()
+    limit = _limit(100)
+    queue = _queue(request.args.get("queue"), s, required=False)
+    dl = DeadLetters(s.redis, s.namespace, s.queues)
+    names = [queue] if queue else list(s.queues)
+    items = [d.as_json() for name in names for d in dl.list(name, limit)]
+    items.sort(key=lambda d: d["dead_lettered_at"] or "", reverse=True)
+    counts = {name: dl.count(name) for name in names}
+    return jsonify({"dead_letters": items[:limit], "counts": counts})
+
+
+def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _Invalid({"body": "a JSON object is required"})
+    fields: dict[str, str] = {}
+    queue = None
+    try:
+        queue = _queue(body.get("queue"), services)
+    except _Invalid as exc:
+        fields.update(exc.fields)
+    ids = body.get("ids")
+    all_ = body.get("all", False)
+    if not isinstance(all_, bool):
+        fields["all"] = "must be a boolean"
+    elif all_ and ids is not None:
+        fields["ids"] = "give either ids or all, not both"
+    elif not all_:
+        if ids is None:
+            fields["ids"] = "required (or \"all\": true)"
+        elif not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+            fields["ids"] = "must be a non-empty list of dead-letter ids (strings)"
+        elif len(ids) > 10000:
+            fields["ids"] = "at most 10000 ids per request"
+    if fields or queue is None:
+        raise _Invalid(fields or {"queue": "required"})
+    return queue, (None if all_ else ids)
+
+
+@ops_api.post("/api/ops/dead-letters/requeue")
+def requeue() -> Response:
+    s = _services()
+    queue, ids = _bulk_body(s)
+    n = DeadLetters(s.redis, s.namespace, s.queues).requeue(queue, ids)
+    out: dict[str, Any] = {"queue": queue, "requeued": n}
+    if ids is not None:
+        out["ignored"] = len(set(ids)) - n
+    return jsonify(out)
+
+
+@ops_api.post("/api/ops/dead-letters/purge")
+def purge() -> Response:
+    s = _services()
+    queue, ids = _bulk_body(s)
+    n = DeadLetters(s.redis, s.namespace, s.queues).purge(queue, ids)
+    out: dict[str, Any] = {"queue": queue, "purged": n}
+    if ids is not None:
+        out["ignored"] = len(set(ids)) - n
+    return jsonify(out)
+
+
+@ops_api.get("/api/ops/webhooks")
+def webhooks() -> Response:
+    s = _services()
+    limit = _limit(100)
+    merchant = request.args.get("merchant") or None
+    outcome = request.args.get("outcome") or None
+    return jsonify({"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)})
+
+
+@ops_api.get("/metrics")
+def metrics() -> Response:
+    body, content_type = render_metrics(_services())
+    return Response(body, status=200, content_type=content_type)

@@ -1,0 +1,237 @@
+"""Queue inspection: the ONE place that reads dramatiq's broker state.
+
+Used by the ops API, ``/metrics``, the CLI and the dashboard. Strictly
+read-only: it never writes a broker key (no maintenance, no heartbeat).
+
+Redis broker layout (dramatiq 2.x, ``brokers/redis/dispatch.lua``), with
+``<ns>`` the broker namespace (``parcelhook``)::
+
+    <ns>:<q>                        list  ids ready to fetch (head = next)
+    <ns>:<q>.msgs                   hash  id -> encoded message (ready + fetched-not-acked)
+    <ns>:<q>.DQ / <q>.DQ.msgs       the delay queue (retry backoff, send_with_options(delay=))
+    <ns>:<q>.XQ                     zset  dead-lettered ids, score = dead-lettered at (ms)
+    <ns>:<q>.XQ.msgs                hash  id -> encoded message
+    <ns>:__acks__.<worker>.<q>      set   ids fetched by <worker> and not acked yet
+    <ns>:__heartbeats__             zset  broker id -> last command (ms)
+
+What the numbers mean:
+
+``ready``
+    ``LLEN <ns>:<q>`` — waiting to be fetched by a worker.
+``delayed``
+    ``HLEN <ns>:<q>.DQ.msgs`` — every delayed message, whether still in the
+    ``.DQ`` list or already prefetched by a worker (a running worker fetches
+    delayed messages at once and holds them in memory until their eta, so
+    ``LLEN <q>.DQ`` alone would read ~0 while a worker runs).
+``dead``
+    ``ZCARD <ns>:<q>.XQ`` (dramatiq drops dead letters after 7 days).
+``in_flight``
+    the sum of ``SCARD`` over ``<ns>:__acks__.*.<q>`` (found with ``SCAN``,
+    never ``KEYS``): fetched but not acked, i.e. running OR prefetched by a
+    worker. It includes messages held by a worker that died; dramatiq's
+    maintenance returns those to the queue after the heartbeat timeout.
+    Delayed messages held by workers are NOT counted here (they are in
+    ``delayed``).
+``oldest_age_s``
+    now minus ``message_timestamp`` of the head of the ready list (None when
+    nothing is ready). ``message_timestamp`` is when the message was first
+    enqueued, so a retried message keeps its original age.
+
+``workers`` are the broker ids in ``__heartbeats__`` seen within the heartbeat
+timeout (60 s by default). Caveat: dramatiq refreshes the heartbeat on EVERY
+broker command, so a ``web`` process that just enqueued also appears; an idle
+worker polls at least once a second per queue, so live workers never drop out.
+One id is one worker process (all its threads share the broker id).
+
+RabbitMQ (``amqp://``): a passive ``queue_declare`` gives only the ready
+count (``message_count``) and the consumer count of a queue; dramatiq's
+``<q>.DQ`` and ``<q>.XQ`` queues give ``delayed`` and ``dead`` the same way.
+``in_flight`` (unacked), the oldest message's age and worker identities need
+the management HTTP API, so :class:`RabbitQueueInspector` reports them as
+``None`` / an empty list. It is implemented (kombu) but untested: the test
+suite has no RabbitMQ server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import dramatiq
+import redis
+
+QUEUES: tuple[str, ...] = ("events", "notifications", "maintenance")
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 60000
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    ready: int
+    delayed: int
+    dead: int
+    in_flight: int | None  # None: the broker cannot tell (RabbitMQ without the management API)
+    oldest_age_s: float | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    last_seen_s: float  # seconds since its last heartbeat
+
+
+# Read-only: the counts of one queue and its head message, in one consistent step.
+_QUEUE_STATE = """
+local ready = redis.call("llen", KEYS[1])
+local delayed = redis.call("hlen", KEYS[3])
+local dead = redis.call("zcard", KEYS[4])
+local head = false
+local head_id = redis.call("lindex", KEYS[1], 0)
+if head_id then
+    head = redis.call("hget", KEYS[2], head_id)
+end
+return {ready, delayed, dead, head}
+"""
+
+
+def _glob_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in "*?[]\\":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def decode_message(data: bytes | None) -> dict[str, Any] | None:
+    """Decode an encoded dramatiq message with the configured encoder; None when unreadable."""
+    if data is None:
+        return None
+    try:
+        decoded = dramatiq.get_encoder().decode(data)
+    except Exception:
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+class QueueInspector:
+    """Read-only view of the Redis broker's queues and workers."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "parcelhook",
+                 queues: Iterable[str] = QUEUES, *,
+                 heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.queue_names: tuple[str, ...] = tuple(queues)
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self._state = client.register_script(_QUEUE_STATE)
+
+    def key(self, suffix: str) -> str:
+        return f"{self.namespace}:{suffix}"
+
+    def _in_flight(self) -> dict[str, int]:
+        """SCARD summed per queue over every ``__acks__.<worker>.<queue>`` set (SCAN, not KEYS)."""
+        prefix = self.key("__acks__.")
+        keys = [k.decode() if isinstance(k, bytes) else k
+                for k in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000)]
+        if not keys:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for k in keys:
+            pipe.scard(k)
+        totals: dict[str, int] = {}
+        for k, n in zip(keys, pipe.execute(), strict=True):
+            # <worker id>.<queue>; worker ids are uuid4s (no dots), queue names may have dots.
+            _, sep, queue = k[len(prefix):].partition(".")
+            if sep:
+                totals[queue] = totals.get(queue, 0) + int(n)
+        return totals
+
+    def queue(self, name: str, *, now_ms: int | None = None, in_flight: dict[str, int] | None = None) -> QueueStats:
+        now_ms = _now_ms() if now_ms is None else now_ms
+        q = self.key(name)
+        ready, delayed, dead, head = self._state(keys=[q, q + ".msgs", q + ".DQ.msgs", q + ".XQ"])
+        oldest: float | None = None
+        message = decode_message(head) if head else None
+        if message and isinstance(message.get("message_timestamp"), int | float):
+            oldest = round(max(0.0, (now_ms - message["message_timestamp"]) / 1000), 3)
+        flights = self._in_flight() if in_flight is None else in_flight
+        return QueueStats(name=name, ready=int(ready), delayed=int(delayed), dead=int(dead),
+                          in_flight=flights.get(name, 0), oldest_age_s=oldest)
+
+    def queues(self, now_ms: int | None = None) -> list[QueueStats]:
+        now_ms = _now_ms() if now_ms is None else now_ms
+        flights = self._in_flight()
+        return [self.queue(name, now_ms=now_ms, in_flight=flights) for name in self.queue_names]
+
+    def workers(self, now_ms: int | None = None) -> list[WorkerInfo]:
+        """Live broker processes (heartbeat within the timeout), most recently seen first."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        rows = self.client.zrevrangebyscore(self.key("__heartbeats__"), "+inf",
+                                            now_ms - self.heartbeat_timeout_ms, withscores=True)
+        return [WorkerInfo(id=(m.decode() if isinstance(m, bytes) else m),
+                           last_seen_s=round(max(0.0, (now_ms - score) / 1000), 3))
+                for m, score in rows]
+
+    def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
+        """The contract's ``GET /api/ops/queues`` body."""
+        now_ms = _now_ms() if now_ms is None else now_ms
+        return {
+            "queues": [asdict(q) for q in self.queues(now_ms)],
+            "workers": [asdict(w) for w in self.workers(now_ms)],
+        }
+
+
+class RabbitQueueInspector:
+    """Best effort for ``amqp://`` brokers: passive declares only (see the module doc).
+
+    Untested here (no RabbitMQ in the test suite). ``in_flight`` and
+    ``oldest_age_s`` are None; ``workers()`` is empty (consumer counts are
+    available per queue via :meth:`consumers`)."""
+
+    def __init__(self, url: str, queues: Sequence[str] = QUEUES) -> None:
+        self.url = url
+        self.queue_names = tuple(queues)
+
+    def _declare(self, conn: Any, name: str) -> tuple[int, int]:
+        channel = conn.channel()
+        try:
+            _, messages, consumers = channel.queue_declare(queue=name, passive=True)
+            return int(messages), int(consumers)
+        except Exception:  # a missing queue closes the channel (404 NOT_FOUND): count as empty
+            return 0, 0
+        finally:
+            try:
+                channel.close()
+            except Exception:  # noqa: S110 - the channel is already closed by the server
+                pass
+
+    def queues(self, now_ms: int | None = None) -> list[QueueStats]:
+        import kombu
+
+        out = []
+        with kombu.Connection(self.url) as conn:
+            for name in self.queue_names:
+                ready, _ = self._declare(conn, name)
+                delayed, _ = self._declare(conn, f"{name}.DQ")
+                dead, _ = self._declare(conn, f"{name}.XQ")
+                out.append(QueueStats(name, ready, delayed, dead, None, None))
+        return out
+
+    def consumers(self) -> dict[str, int]:
+        import kombu
+
+        with kombu.Connection(self.url) as conn:
+            return {name: self._declare(conn, name)[1] for name in self.queue_names}
+
+    def workers(self, now_ms: int | None = None) -> list[WorkerInfo]:
+        return []
+
+    def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
+        return {"queues": [asdict(q) for q in self.queues(now_ms)], "workers": []}

@@ -1,0 +1,369 @@
+"""Tolerant model of Shippo webhook bodies.
+
+Two steps, so the receiver can answer fast and the worker can be thorough:
+
+* ``parse_webhook`` checks the SHAPE of a body (what the receiver needs to say
+  400 or not) and returns a ``Webhook``;
+* ``parse_event`` turns an acted-on ``Webhook`` into a typed ``TrackUpdate`` or
+  ``LabelUpdate``.
+
+Unknown keys are accepted everywhere. Shippo's test-mode quirks are handled
+here (null ``substatus``, null ``object_updated``, naive timestamps, null
+``transaction``, top-level ``metadata``, a string ``data`` for batch events).
+Every error is a ``PayloadError`` whose message names the problem precisely.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.fields import (
+    CARRIER_HOSTS,
+    PayloadError,
+    as_text,
+    canonical_json,
+    carrier_from_url,
+    flag,
+    lenient_timestamp,
+    messages,
+    opt_text,
+    parse_timestamp,
+    reference,
+    require_text,
+    sha256,
+    timestamp,
+)
+from domain.vocabulary import EventName
+
+__all__ = [
+    "ACTED_ON",
+    "CARRIER_HOSTS",
+    "LabelUpdate",
+    "Location",
+    "PayloadError",
+    "Scan",
+    "TrackUpdate",
+    "Webhook",
+    "canonical_json",
+    "carrier_from_url",
+    "is_acted_on",
+    "parse_event",
+    "parse_timestamp",
+    "parse_webhook",
+    "webhook_identity",
+]
+
+
+ACTED_ON: frozenset[str] = frozenset(
+    {EventName.TRANSACTION_CREATED, EventName.TRANSACTION_UPDATED, EventName.TRACK_UPDATED}
+)
+TRANSACTION_EVENTS: frozenset[str] = frozenset({EventName.TRANSACTION_CREATED, EventName.TRANSACTION_UPDATED})
+
+MAX_IDENTITY_LEN = 200
+
+# --------------------------------------------------------------------------- the envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    event: str
+    test: bool
+    data: Any
+    metadata: str | None
+
+
+def parse_webhook(raw: bytes | str) -> Webhook:
+    """Validate the shape of a webhook body; raise PayloadError naming the problem."""
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except UnicodeDecodeError:
+        raise PayloadError("body is not valid JSON: it is not UTF-8 text") from None
+    except RecursionError:
+        raise PayloadError("body is not valid JSON: it is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise PayloadError("body must be a JSON object")
+    if "event" not in body:
+        raise PayloadError("missing field 'event'")
+    event = body["event"]
+    if not isinstance(event, str) or not event.strip():
+        raise PayloadError("'event' must be a non-empty string")
+    if "data" not in body:
+        raise PayloadError("missing field 'data'")
+    data = body["data"]
+    if event == EventName.TRACK_UPDATED:
+        _check_track_shape(data)
+    elif event in TRANSACTION_EVENTS:
+        _check_transaction_shape(event, data)
+    return Webhook(
+        event=event, test=flag(body.get("test")), data=data, metadata=opt_text(body.get("metadata"))
+    )
+
+
+def _check_track_shape(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise PayloadError("'data' of track_updated must be an object")
+    for name in ("carrier", "tracking_number"):
+        require_text(data, name)
+    if "tracking_status" not in data:
+        raise PayloadError("'data.tracking_status' is missing")
+    if not isinstance(data["tracking_status"], dict):
+        raise PayloadError("'data.tracking_status' must be an object")
+
+
+def _check_transaction_shape(event: str, data: Any) -> None:
+    if not isinstance(data, dict):
+        raise PayloadError(f"'data' of {event} must be an object")
+    require_text(data, "object_id")
+    require_text(data, "status")
+
+
+def is_acted_on(w: Webhook) -> bool:
+    return w.event in ACTED_ON
+
+
+def webhook_identity(w: Webhook) -> str:
+    """Content identity of a webhook: equal for Shippo retries and duplicate registrations."""
+    data = w.data if isinstance(w.data, dict) else {}
+    if w.event == EventName.TRACK_UPDATED:
+        status = data.get("tracking_status")
+        status = status if isinstance(status, dict) else {}
+        scan_id = status.get("object_id")
+        if not isinstance(scan_id, str) or not scan_id:
+            scan_id = sha256(canonical_json(status))
+        identity = (
+            f"track:{as_text(data.get('carrier')).lower()}:{as_text(data.get('tracking_number'))}:{scan_id}"
+        )
+        prefix = "track"
+    elif w.event in TRANSACTION_EVENTS:
+        stamp = as_text(data.get("object_updated")) or as_text(data.get("object_created"))
+        identity = f"txn:{as_text(data.get('object_id'))}:{as_text(data.get('status')).upper()}:{stamp}"
+        prefix = "txn"
+    else:
+        body = {"event": w.event, "test": w.test, "data": w.data, "metadata": w.metadata}
+        identity = f"{w.event}:{sha256(canonical_json(body))}"
+        prefix = w.event[:40]
+    if len(identity) > MAX_IDENTITY_LEN:
+        identity = f"{prefix}:{sha256(identity)}"
+    return identity
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    country: str = ""
+
+    def label(self) -> str:
+        """'Las Vegas, NV', 'Paris, FR'; '' when nothing is known."""
+        region = self.state or self.country
+        return ", ".join(part for part in (self.city, region) if part)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"city": self.city, "state": self.state, "zip": self.zip, "country": self.country}
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    object_id: str
+    status: str
+    substatus_code: str | None
+    substatus_text: str | None
+    action_required: bool | None
+    details: str
+    status_date: datetime
+    created: datetime | None
+    location: Location | None
+
+    def sort_key(self) -> tuple[datetime, datetime, str]:
+        return (self.status_date, self.created or self.status_date, self.object_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object_id": self.object_id,
+            "status": self.status,
+            "substatus_code": self.substatus_code,
+            "substatus_text": self.substatus_text,
+            "action_required": self.action_required,
+            "details": self.details,
+            "status_date": self.status_date.isoformat(),
+            "created": self.created.isoformat() if self.created else None,
+            "location": self.location.to_dict() if self.location else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Scan:
+        status_date = parse_timestamp(d["status_date"])
+        if status_date is None:
+            raise PayloadError("'status_date' is missing")
+        return cls(
+            object_id=str(d["object_id"]),
+            status=str(d["status"]),
+            substatus_code=d.get("substatus_code"),
+            substatus_text=d.get("substatus_text"),
+            action_required=d.get("action_required"),
+            details=str(d.get("details") or ""),
+            status_date=status_date,
+            created=parse_timestamp(d.get("created")),
+            location=_location(d.get("location")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUpdate:
+    carrier: str
+    tracking_number: str
+    transaction_id: str | None
+    metadata: str | None
+    eta: datetime | None
+    latest: Scan
+    history: tuple[Scan, ...]
+    test: bool
+
+    def scans(self) -> tuple[Scan, ...]:
+        """latest + history, one per scan id, in time order (status_date, then object_created)."""
+        unique: dict[str, Scan] = {}
+        for scan in (*self.history, self.latest):
+            unique.setdefault(scan.object_id, scan)
+        return tuple(sorted(unique.values(), key=Scan.sort_key))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelUpdate:
+    object_id: str
+    status: str
+    tracking_number: str | None
+    carrier: str | None
+    tracking_url_provider: str | None
+    label_url: str | None
+    eta: datetime | None
+    metadata: str | None
+    messages: tuple[str, ...]
+    created: datetime | None
+    updated: datetime | None
+    test: bool
+
+    @property
+    def event_time(self) -> datetime | None:
+        return self.updated or self.created
+
+    @property
+    def event_id(self) -> str:
+        """Id of this label event in ShipmentState.applied (status included: SUCCESS then REFUNDED both apply)."""
+        stamp = self.event_time.isoformat() if self.event_time else ""
+        return f"label:{self.object_id}:{self.status}:{stamp}"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_event(w: Webhook) -> TrackUpdate | LabelUpdate | None:
+    """The typed event of an acted-on webhook; None for events not acted on."""
+    if w.event == EventName.TRACK_UPDATED:
+        return _track(w)
+    if w.event in TRANSACTION_EVENTS:
+        return _label(w)
+    return None
+
+
+def _track(w: Webhook) -> TrackUpdate:
+    _check_track_shape(w.data)
+    data: dict[str, Any] = w.data
+    latest = _scan(data["tracking_status"], "data.tracking_status")
+    raw_history = data.get("tracking_history")
+    history: list[Scan] = []
+    if isinstance(raw_history, list):
+        for index, item in enumerate(raw_history):
+            # A malformed history entry is skipped rather than losing the whole update.
+            try:
+                history.append(_scan(item, f"data.tracking_history[{index}]"))
+            except PayloadError:
+                continue
+    return TrackUpdate(
+        carrier=require_text(data, "carrier").strip().lower(),
+        tracking_number=require_text(data, "tracking_number").strip(),
+        transaction_id=reference(data.get("transaction")),
+        metadata=opt_text(data.get("metadata")),
+        eta=lenient_timestamp(data.get("eta")),
+        latest=latest,
+        history=tuple(history),
+        test=w.test or flag(data.get("test")),
+    )
+
+
+def _scan(raw: Any, where: str) -> Scan:
+    if not isinstance(raw, dict):
+        raise PayloadError(f"'{where}' must be an object")
+    created = timestamp(raw, "object_created", where)
+    status_date = timestamp(raw, "status_date", where) or created
+    if status_date is None:
+        raise PayloadError(f"'{where}.status_date' is missing")
+    object_id = raw.get("object_id")
+    if not isinstance(object_id, str) or not object_id:
+        object_id = "sha256:" + sha256(canonical_json(raw))
+    sub = raw.get("substatus")
+    sub = sub if isinstance(sub, dict) else {}
+    code = opt_text(sub.get("code"))
+    action = sub.get("action_required")
+    return Scan(
+        object_id=object_id,
+        status=(opt_text(raw.get("status")) or "UNKNOWN").upper(),
+        substatus_code=code.lower() if code else None,
+        substatus_text=opt_text(sub.get("text")),
+        action_required=action if isinstance(action, bool) else None,
+        details=opt_text(raw.get("status_details")) or "",
+        status_date=status_date,
+        created=created,
+        location=_location(raw.get("location")),
+    )
+
+
+def _label(w: Webhook) -> LabelUpdate:
+    _check_transaction_shape(w.event, w.data)
+    data: dict[str, Any] = w.data
+    url = opt_text(data.get("tracking_url_provider"))
+    return LabelUpdate(
+        object_id=require_text(data, "object_id"),
+        status=require_text(data, "status").strip().upper(),
+        tracking_number=opt_text(data.get("tracking_number")),
+        carrier=_rate_carrier(data.get("rate")) or carrier_from_url(url),
+        tracking_url_provider=url,
+        label_url=opt_text(data.get("label_url")),
+        eta=lenient_timestamp(data.get("eta")),
+        metadata=opt_text(data.get("metadata")) or w.metadata,
+        messages=messages(data.get("messages")),
+        created=timestamp(data, "object_created", "data"),
+        updated=timestamp(data, "object_updated", "data"),
+        test=w.test or flag(data.get("test")),
+    )
+
+
+def _rate_carrier(rate: Any) -> str | None:
+    if not isinstance(rate, dict):
+        return None
+    provider = opt_text(rate.get("provider"))
+    if provider is None:
+        return None
+    return provider.lower().replace(" ", "_").replace("-", "_")
+
+
+def _location(raw: Any) -> Location | None:
+    if not isinstance(raw, dict):
+        return None
+    return Location(
+        city=opt_text(raw.get("city")) or "",
+        state=opt_text(raw.get("state")) or "",
+        zip=opt_text(raw.get("zip")) or "",
+        country=opt_text(raw.get("country")) or "",
+    )

@@ -1,0 +1,286 @@
+"""Notification policy: which kinds fire for a set of changes, on which channels, under which key.
+
+Decisions:
+
+* held opens the customer kind ``delayed`` (the parcel is not moving; exception.action says what to do),
+  not ``available_for_pickup`` (a parcel held in customs cannot be picked up).
+* damaged and contact_carrier have no customer kind: the merchant handles them
+  (``exception_action_required`` when Shippo flags action).
+* lost / undeliverable / disposed -> ``delivery_failed``.
+* Every exception opened with action_required also alerts the merchant (``exception_action_required``),
+  except stalled and label_failed which have their own merchant kinds.
+* Bursts collapse: of the status changes in one apply only the last fires, and only if it still
+  matches the state after; an exception fires only if it is still the open one afterwards.
+* ``in_transit`` is dropped when a customer exception kind fires in the same plan (the exception says more).
+* Merchant alerts always go out by email (to the merchant's alert_email); ``notify`` governs customer kinds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from domain.shipment import Change, ShipmentState
+from domain.vocabulary import (
+    CUSTOMER_KINDS,
+    Audience,
+    ChangeKind,
+    Channel,
+    ExceptionClass,
+    NotificationKind,
+    ShipmentStatus,
+)
+
+K = NotificationKind
+S = ShipmentStatus
+X = ExceptionClass
+
+NotifySettings = Mapping[Channel, frozenset[NotificationKind]]
+
+DEFAULT_NOTIFY: NotifySettings = MappingProxyType(
+    {
+        Channel.EMAIL: frozenset(k for k in CUSTOMER_KINDS if k is not K.IN_TRANSIT),
+        Channel.SMS: frozenset(
+            {
+                K.OUT_FOR_DELIVERY,
+                K.DELIVERED,
+                K.DELIVERY_ATTEMPTED,
+                K.ADDRESS_ISSUE,
+                K.AVAILABLE_FOR_PICKUP,
+                K.DELIVERY_FAILED,
+            }
+        ),
+    }
+)
+
+STATUS_KINDS: Mapping[ShipmentStatus, NotificationKind] = MappingProxyType(
+    {
+        S.LABEL_CREATED: K.SHIPPED,
+        S.IN_TRANSIT: K.IN_TRANSIT,
+        S.OUT_FOR_DELIVERY: K.OUT_FOR_DELIVERY,
+        S.AVAILABLE_FOR_PICKUP: K.AVAILABLE_FOR_PICKUP,
+        S.DELIVERED: K.DELIVERED,
+    }
+)
+# exception class -> the kind its opening fires (customer kind, or the merchant alert for merchant-only classes)
+EXCEPTION_KINDS: Mapping[ExceptionClass, NotificationKind | None] = MappingProxyType(
+    {
+        X.DELIVERY_ATTEMPTED: K.DELIVERY_ATTEMPTED,
+        X.ADDRESS_ISSUE: K.ADDRESS_ISSUE,
+        X.DELAYED: K.DELAYED,
+        X.HELD: K.DELAYED,
+        X.RETURNED_TO_SENDER: K.RETURNED_TO_SENDER,
+        X.LOST: K.DELIVERY_FAILED,
+        X.UNDELIVERABLE: K.DELIVERY_FAILED,
+        X.DISPOSED: K.DELIVERY_FAILED,
+        X.DAMAGED: None,
+        X.CONTACT_CARRIER: None,
+        X.STALLED: K.STALLED,
+        X.LABEL_FAILED: K.LABEL_FAILED,
+    }
+)
+# classes whose own kind is already a merchant alert: no extra exception_action_required
+OWN_ALERT: frozenset[ExceptionClass] = frozenset({X.STALLED, X.LABEL_FAILED})
+EXCEPTION_KIND_SET: frozenset[NotificationKind] = frozenset(
+    {k for k in EXCEPTION_KINDS.values() if k is not None} | {K.EXCEPTION_ACTION_REQUIRED}
+)
+# statuses after which "shipped" is old news
+SHIPPED_SUPERSEDED_BY: frozenset[ShipmentStatus] = frozenset(
+    {S.DELIVERED, S.RETURNING, S.RETURNED, S.FAILED, S.LABEL_FAILED, S.REFUNDED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    email: str | None
+    phone: str | None
+    email_opt_in: bool
+    sms_opt_in: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    kind: NotificationKind
+    audience: Audience
+    channel: Channel
+    key: str
+    status_at: datetime
+    occurrence: str | None
+    suppressed: str | None = None  # reason when planned with include_suppressed=True
+
+
+def kinds_for_change(change: Change) -> tuple[NotificationKind, ...]:
+    """Every kind a change fires, customer kind first."""
+    if change.kind is ChangeKind.STATUS_CHANGED and change.to_status is not None:
+        kind = STATUS_KINDS.get(change.to_status)
+        return (kind,) if kind else ()
+    if change.kind is ChangeKind.EXCEPTION_OPENED and change.exception is not None:
+        kinds = [k for k in (EXCEPTION_KINDS.get(change.exception),) if k is not None]
+        if change.action_required and change.exception not in OWN_ALERT:
+            kinds.append(K.EXCEPTION_ACTION_REQUIRED)
+        return tuple(kinds)
+    return ()
+
+
+def kind_for_change(change: Change) -> NotificationKind | None:
+    kinds = kinds_for_change(change)
+    return kinds[0] if kinds else None
+
+
+def _still_open(change: Change, state: ShipmentState) -> bool:
+    return state.exception is not None and state.exception.occurrence == change.occurrence
+
+
+def _fired(changes: Sequence[Change], state_after: ShipmentState) -> list[tuple[NotificationKind, Change]]:
+    fired: list[tuple[NotificationKind, Change]] = []
+    status_changes = [c for c in changes if c.kind is ChangeKind.STATUS_CHANGED]
+    for change in changes:
+        if change.kind is ChangeKind.EXCEPTION_OPENED and _still_open(change, state_after):
+            fired.extend((kind, change) for kind in kinds_for_change(change))
+    if status_changes and status_changes[-1].to_status == state_after.status:
+        last = status_changes[-1]
+        customer_exception = any(kind.audience is Audience.CUSTOMER for kind, _ in fired)
+        for kind in kinds_for_change(last):
+            if not (kind is K.IN_TRANSIT and customer_exception):
+                fired.insert(0, (kind, last))
+    return fired
+
+
+def _channel_verdict(
+    kind: NotificationKind, channel: Channel, recipient: Recipient, notify: NotifySettings
+) -> str | None:
+    """None when the customer gets `kind` on `channel`, else the suppression reason."""
+    if kind not in notify.get(channel, frozenset()):
+        return "kind_disabled"
+    contact, opted_in = (
+        (recipient.email, recipient.email_opt_in)
+        if channel is Channel.EMAIL
+        else (recipient.phone, recipient.sms_opt_in)
+    )
+    if not contact:
+        return "no_contact"
+    if not opted_in:
+        return "opted_out"
+    return None
+
+
+def notification_key(
+    order_ref: str, shipment_key: str, kind: NotificationKind, channel: Channel, occurrence: str | None
+) -> str:
+    key = f"{order_ref}:{shipment_key}:{kind.value}:{channel.value}"
+    return f"{key}:{occurrence}" if kind in EXCEPTION_KIND_SET and occurrence else key
+
+
+def plan(
+    changes: Sequence[Change],
+    state_after: ShipmentState,
+    recipient: Recipient,
+    notify: NotifySettings,
+    *,
+    order_ref: str,
+    shipment_key: str,
+    include_suppressed: bool = False,
+) -> tuple[Intent, ...]:
+    """Intents for the changes of one apply (or one stall check), given the state they led to."""
+    intents: list[Intent] = []
+    seen: set[str] = set()
+    for kind, change in _fired(changes, state_after):
+        occurrence = change.occurrence if kind in EXCEPTION_KIND_SET else None
+        if kind.audience is Audience.MERCHANT:
+            targets: list[tuple[Channel, str | None]] = [(Channel.EMAIL, None)]
+        else:
+            targets = [(ch, _channel_verdict(kind, ch, recipient, notify)) for ch in Channel]
+        for channel, verdict in targets:
+            if verdict is not None and not include_suppressed:
+                continue
+            key = notification_key(order_ref, shipment_key, kind, channel, occurrence)
+            if key in seen:
+                continue
+            seen.add(key)
+            intents.append(Intent(kind, kind.audience, channel, key, change.at, occurrence, verdict))
+    return tuple(intents)
+
+
+def is_superseded(kind: NotificationKind, state: ShipmentState, occurrence: str | None = None) -> bool:
+    """Re-checked at send time: is `kind` no longer true of the shipment?"""
+    if kind is K.NOTIFICATION_FAILED:
+        return False
+    if kind in EXCEPTION_KIND_SET:
+        exc = state.exception
+        if exc is None or (occurrence is not None and exc.occurrence != occurrence):
+            return True
+        if kind is K.EXCEPTION_ACTION_REQUIRED:
+            return not exc.action_required
+        return EXCEPTION_KINDS.get(exc.cls) is not kind
+    if kind is K.SHIPPED:
+        return state.status in SHIPPED_SUPERSEDED_BY
+    if state.status is None:
+        return True
+    return STATUS_KINDS.get(state.status) is not kind
+
+
+# --------------------------------------------------------------------------- quiet hours
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def parse_quiet_hours(window: str) -> tuple[time, time]:
+    """'21:00-08:00' -> (21:00, 08:00). ValueError when malformed or empty (start == end)."""
+    match = _WINDOW.match(window or "")
+    if match is None:
+        raise ValueError(f"quiet hours must look like 21:00-08:00, got {window!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"quiet hours has an invalid time: {window!r}")
+    start, end = time(h1, m1), time(h2, m2)
+    if start == end:
+        raise ValueError(f"quiet hours start and end must differ: {window!r}")
+    return start, end
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone: {tz!r}") from exc
+
+
+def quiet_hours_end(now: datetime, window: str | None, tz: str) -> datetime | None:
+    """When the quiet window containing `now` ends (UTC), or None when `now` is not in quiet hours."""
+    if not window:
+        return None
+    start, end = parse_quiet_hours(window)
+    zone = _zone(tz)
+    aware = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    local = aware.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    today = local.date()
+    if start < end:
+        inside = start <= clock < end
+        end_day = today
+    else:  # wraps midnight
+        inside = clock >= start or clock < end
+        end_day = today + timedelta(days=1) if clock >= start else today
+    if not inside:
+        return None
+    ends = datetime.combine(end_day, end, tzinfo=zone).astimezone(UTC)
+    return ends if ends > aware else None
+
+
+__all__ = [
+    "DEFAULT_NOTIFY",
+    "Intent",
+    "NotifySettings",
+    "Recipient",
+    "is_superseded",
+    "kind_for_change",
+    "kinds_for_change",
+    "notification_key",
+    "parse_quiet_hours",
+    "plan",
+    "quiet_hours_end",
+]

@@ -1,0 +1,83 @@
+"""Twilio callbacks on `web`: message status and inbound STOP/START/HELP.
+
+Both are verified with the twilio library's ``RequestValidator`` against the URL Twilio
+called (``PARCELHOOK_PUBLIC_URL`` + path + query, since a proxy may sit in front of us) and
+then handed to a worker, like Shippo webhooks: the web process only verifies and enqueues.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, request
+from twilio.request_validator import RequestValidator
+
+from ingest.app import services
+from ingest.errors import BadSignature, Unavailable, UnknownMerchant
+from store.errors import StorageUnavailable
+
+twilio_callbacks = Blueprint("twilio_callbacks", __name__)
+
+HELP_TEXT = "{name}: order and delivery updates. Reply STOP to unsubscribe, START to resubscribe."
+
+
+def _verify(slug: str) -> Any:
+    s = services()
+    try:
+        merchant = s.merchants.get(slug)
+    except StorageUnavailable as exc:
+        raise Unavailable("the database is unreachable; retry later") from exc
+    if merchant is None:
+        raise UnknownMerchant(f"no merchant {slug!r} is configured here")
+    token = s.settings.twilio_auth_token
+    if not token:
+        raise BadSignature("Twilio is not configured here (PARCELHOOK_TWILIO_AUTH_TOKEN unset)")
+    url = s.settings.public_url.rstrip("/") + request.full_path.rstrip("?")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        raise BadSignature("missing X-Twilio-Signature header")
+    if not RequestValidator(token).validate(url, request.form.to_dict(), signature):
+        raise BadSignature("X-Twilio-Signature does not match this request")
+    return merchant
+
+
+def _enqueue(actor_name: str, *args: Any) -> None:
+    from workers import actors
+
+    try:
+        getattr(actors, actor_name).send(*args)
+    except (redis.RedisError, OSError) as exc:
+        raise Unavailable("the queue is unreachable; retry later") from exc
+
+
+def _twiml(message: str | None = None) -> Response:
+    from xml.sax.saxutils import escape
+
+    body = f"<Message>{escape(message)}</Message>" if message else ""
+    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>', mimetype="text/xml")
+
+
+@twilio_callbacks.post("/webhooks/twilio/<slug>/status")
+def status(slug: str) -> Response:
+    merchant = _verify(slug)
+    form = request.form
+    _enqueue(
+        "record_sms_status",
+        merchant.slug,
+        form.get("MessageSid", ""),
+        form.get("MessageStatus", ""),
+        form.get("ErrorCode") or None,
+    )
+    return Response(status=204)
+
+
+@twilio_callbacks.post("/webhooks/twilio/<slug>/inbound")
+def inbound(slug: str) -> Response:
+    merchant = _verify(slug)
+    sender = request.form.get("From", "")
+    keyword = request.form.get("Body", "").strip().upper()
+    _enqueue("record_sms_keyword", merchant.slug, sender, keyword)
+    if keyword in ("HELP", "INFO"):
+        return _twiml(HELP_TEXT.format(name=merchant.name))
+    return _twiml()

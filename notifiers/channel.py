@@ -1,0 +1,59 @@
+"""The one small interface every notification channel implements (DESIGN habit 5, 6).
+
+Building a message (rendering, headers) is separate from sending it; ``send`` is the only I/O.
+Vendor errors are translated at the edge into two outcomes the caller acts on:
+:class:`TransientChannelError` (retry later) and :class:`PermanentChannelError` (record failed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from domain.vocabulary import Channel as ChannelKind
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    channel: ChannelKind
+    to: str
+    sender: str | None
+    subject: str | None
+    text: str
+    html: str | None
+    idempotency_key: str
+    reply_to: str | None = None
+    list_unsubscribe: str | None = None  # URL (https:) for List-Unsubscribe + one-click POST
+    status_callback: str | None = None  # SMS: Twilio status callback URL
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_id: str
+
+
+class ChannelError(Exception):
+    """A channel could not send. ``code``: provider code (SMTP reply code, Twilio error code)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientChannelError(ChannelError):
+    """Try again later (rate limit, provider 5xx/4xx-temporary, connection trouble)."""
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentChannelError(ChannelError):
+    """Retrying will not help (invalid/opted-out recipient, rejected content, bad credentials)."""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: str
+
+    def send(self, msg: OutgoingMessage) -> SendResult: ...

@@ -1,0 +1,202 @@
+"""The ops API (CONTRACT §7) through Flask's test client, on a real Redis and broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from admin.ops_api import ops_api
+from admin.queues import QUEUES
+from tests.support.services import free_port
+from workers.telemetry import DeadLetterRecorder, Telemetry
+
+pytestmark = pytest.mark.redis
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def make_app(client: redis.Redis) -> Flask:
+    app = Flask(__name__)
+    app.extensions["parcelhook"] = SimpleNamespace(settings=None, redis=client, namespace="parcelhook",
+                                                   queues=QUEUES, telemetry=Telemetry(client), engine=None)
+    app.register_blueprint(ops_api)
+    return app
+
+
+@pytest.fixture()
+def rclient(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def http(rclient: redis.Redis) -> FlaskClient:
+    return make_app(rclient).test_client()
+
+
+@pytest.fixture()
+def broker(redis_url: str, rclient: redis.Redis) -> Iterator[RedisBroker]:
+    b = RedisBroker(url=redis_url, namespace="parcelhook")
+    b.add_middleware(DeadLetterRecorder(Telemetry(rclient)))
+    yield b
+    b.close()
+
+
+def dead_events(broker: RedisBroker, rclient: redis.Redis, n: int) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("db down")
+
+    actor = dramatiq.actor(boom, broker=broker, queue_name="events", actor_name="process_event", max_retries=0)
+    for i in range(n):
+        actor.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    try:
+        wait_until(lambda: rclient.zcard("parcelhook:events.XQ") == n)
+    finally:
+        worker.stop()
+
+
+def test_queues_endpoint_has_the_contract_shape(broker: RedisBroker, http: FlaskClient) -> None:
+    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="notifications", actor_name="send_notification")
+    actor.send(1)
+    actor.send(2)
+    r = http.get("/api/ops/queues")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert [q["name"] for q in body["queues"]] == list(QUEUES)
+    notifications = body["queues"][1]
+    assert {k: notifications[k] for k in ("ready", "delayed", "dead", "in_flight")} == {
+        "ready": 2, "delayed": 0, "dead": 0, "in_flight": 0}
+    assert notifications["oldest_age_s"] >= 0
+    assert [w["id"] for w in body["workers"]] == [broker.broker_id]  # the sender itself heartbeats
+
+
+def test_dead_letters_list_requeue_purge(broker: RedisBroker, http: FlaskClient, rclient: redis.Redis) -> None:
+    dead_events(broker, rclient, 3)
+    r = http.get("/api/ops/dead-letters?queue=events&limit=10")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["counts"] == {"events": 3}
+    letters = body["dead_letters"]
+    assert len(letters) == 3
+    assert {d["event_id"] for d in letters} == {"ev-0", "ev-1", "ev-2"}
+    assert letters[0]["last_error"] == "RuntimeError: db down"
+    assert letters[0]["attempts"] == 1
+    all_queues = http.get("/api/ops/dead-letters").get_json()
+    assert all_queues["counts"] == {"events": 3, "notifications": 0, "maintenance": 0}
+    assert len(http.get("/api/ops/dead-letters?limit=2").get_json()["dead_letters"]) == 2
+
+    r = http.post("/api/ops/dead-letters/requeue", json={"queue": "events", "ids": [letters[0]["id"], "nope"]})
+    assert r.status_code == 200
+    assert r.get_json() == {"queue": "events", "requeued": 1, "ignored": 1}
+    assert rclient.llen("parcelhook:events") == 1
+
+    r = http.post("/api/ops/dead-letters/purge", json={"queue": "events", "ids": [letters[1]["id"]]})
+    assert r.get_json() == {"queue": "events", "purged": 1, "ignored": 0}
+    r = http.post("/api/ops/dead-letters/requeue", json={"queue": "events", "all": True})
+    assert r.get_json() == {"queue": "events", "requeued": 1}
+    assert rclient.llen("parcelhook:events") == 2
+    r = http.post("/api/ops/dead-letters/purge", json={"queue": "events", "all": True})
+    assert r.get_json() == {"queue": "events", "purged": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"queue": "nope", "ids": ["a"]}, "queue"),
+        ({"ids": ["a"]}, "queue"),
+        ({"queue": "events"}, "ids"),
+        ({"queue": "events", "ids": []}, "ids"),
+        ({"queue": "events", "ids": "a"}, "ids"),
+        ({"queue": "events", "ids": [1]}, "ids"),
+        ({"queue": "events", "all": "yes"}, "all"),
+        ({"queue": "events", "all": True, "ids": ["a"]}, "ids"),
+        ({"queue": "events", "all": False}, "ids"),
+        (["events"], "body"),
+    ],
+)
+@pytest.mark.parametrize("action", ["requeue", "purge"])
+def test_bulk_actions_reject_bad_bodies_with_422(http: FlaskClient, rclient: redis.Redis, body: object,
+                                                 field: str, action: str) -> None:
+    r = http.post(f"/api/ops/dead-letters/{action}", json=body)
+    assert r.status_code == 422
+    assert r.get_json()["error"]
+    assert field in r.get_json()["fields"]
+
+
+def test_a_body_that_is_not_json_is_422(http: FlaskClient) -> None:
+    r = http.post("/api/ops/dead-letters/purge", data="all", content_type="text/plain")
+    assert r.status_code == 422
+    assert "body" in r.get_json()["fields"]
+
+
+@pytest.mark.parametrize("url", ["/api/ops/dead-letters", "/api/ops/webhooks"])
+@pytest.mark.parametrize("limit", ["0", "1001", "abc", "-5"])
+def test_limit_must_be_between_1_and_1000(http: FlaskClient, url: str, limit: str) -> None:
+    r = http.get(f"{url}?limit={limit}")
+    assert r.status_code == 422
+    assert "limit" in r.get_json()["fields"]
+
+
+def test_dead_letters_of_an_unknown_queue_is_422(http: FlaskClient) -> None:
+    r = http.get("/api/ops/dead-letters?queue=nope")
+    assert r.status_code == 422
+    assert "queue" in r.get_json()["fields"]
+
+
+def test_recent_webhooks_filtered(http: FlaskClient, rclient: redis.Redis) -> None:
+    t = Telemetry(rclient)
+    at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
+              latency_s=0.01, at=at)
+    t.webhook(merchant="acme", event="track_updated", outcome="rejected", status_code=401,
+              reason="bad signature", latency_s=0.01, at=at)
+    t.webhook(merchant="bolt", event="track_updated", outcome="queued", status_code=200, reason=None,
+              latency_s=0.01, at=at)
+    r = http.get("/api/ops/webhooks?merchant=acme&outcome=rejected")
+    assert r.status_code == 200
+    assert r.get_json() == {"deliveries": [{
+        "merchant": "acme", "event": "track_updated", "outcome": "rejected", "status_code": 401,
+        "reason": "bad signature", "received_at": "2024-05-01T10:00:00+00:00"}]}
+    assert len(http.get("/api/ops/webhooks").get_json()["deliveries"]) == 3
+    assert len(http.get("/api/ops/webhooks?limit=2").get_json()["deliveries"]) == 2
+
+
+def test_metrics_endpoint_serves_prometheus_text(broker: RedisBroker, http: FlaskClient) -> None:
+    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="maintenance", actor_name="stall_check")
+    actor.send()
+    r = http.get("/metrics")
+    assert r.status_code == 200
+    assert r.content_type.startswith("text/plain")
+    values = {(s.name, tuple(s.labels.items())): s.value
+              for f in text_string_to_metric_families(r.get_data(as_text=True)) for s in f.samples}
+    assert values[("parcelhook_queue_ready_messages", (("queue", "maintenance"),))] == 1
+
+
+def test_broker_down_is_503_not_500() -> None:
+    down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    http = make_app(down).test_client()
+    r = http.get("/api/ops/queues")
+    assert r.status_code == 503
+    assert r.headers["Retry-After"]
+    assert http.get("/metrics").status_code == 200

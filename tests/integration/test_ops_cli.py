@@ -1,0 +1,159 @@
+"""The ops CLI commands print the broker's real numbers."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from admin.ops_cli import add_ops_commands, cmd_queues
+from admin.queues import QUEUES
+from workers.telemetry import DeadLetterRecorder, Telemetry
+
+pytestmark = pytest.mark.redis
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture()
+def services(redis_url: str) -> Iterator[SimpleNamespace]:
+    client = redis.Redis.from_url(redis_url)
+    yield SimpleNamespace(settings=None, redis=client, namespace="parcelhook", queues=QUEUES,
+                          telemetry=Telemetry(client), engine=None)
+    client.close()
+
+
+@pytest.fixture()
+def broker(redis_url: str, services: SimpleNamespace) -> Iterator[RedisBroker]:
+    b = RedisBroker(url=redis_url, namespace="parcelhook")
+    b.add_middleware(DeadLetterRecorder(services.telemetry))
+    yield b
+    b.close()
+
+
+def run(services: SimpleNamespace, *argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="parcelhook")
+    add_ops_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out = io.StringIO()
+    code = args.func(args, services, out)
+    return code, out.getvalue()
+
+
+def dead_notifications(broker: RedisBroker, services: SimpleNamespace, n: int) -> None:
+    def boom(notification_id: int) -> None:
+        raise RuntimeError("twilio 21211")
+
+    actor = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
+                           max_retries=0)
+    for i in range(n):
+        actor.send(100 + i)
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    try:
+        wait_until(lambda: services.redis.zcard("parcelhook:notifications.XQ") == n)
+    finally:
+        worker.stop()
+
+
+def test_queues_table_shows_the_numbers(broker: RedisBroker, services: SimpleNamespace) -> None:
+    # declare every actor before a Worker starts: dramatiq's worker middleware would
+    # start a consumer for a queue declared later, even after the worker stopped
+    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    dead_notifications(broker, services, 2)
+    for i in range(12):
+        events.send("acme", f"ev-{i}", "x", "{}")
+    events.send_with_options(args=("acme", "later", "x", "{}"), delay=60_000)
+
+    code, text = run(services, "queues")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split() == ["QUEUE", "READY", "DELAYED", "DEAD", "IN_FLIGHT", "OLDEST"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:4]}
+    assert rows["events"][:4] == ["12", "1", "0", "0"]
+    assert rows["events"][4].endswith("s")
+    assert rows["notifications"] == ["0", "0", "2", "0", "-"]
+    assert rows["maintenance"] == ["0", "0", "0", "0", "-"]
+    assert lines[-1] == "workers alive: 1"
+    # numeric columns are right-aligned: each row ends at the same place
+    assert len({len(line) for line in lines[:4]}) == 1
+
+
+def test_watch_redraws_until_interrupted(services: SimpleNamespace) -> None:
+    out = io.StringIO()
+    naps: list[float] = []
+    assert cmd_queues(services, True, 0.5, out, iterations=3, sleep=naps.append) == 0
+    assert out.getvalue().count("QUEUE") == 3
+    assert naps == [0.5, 0.5]
+
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    out = io.StringIO()
+    assert cmd_queues(services, True, 1.0, out, sleep=interrupt) == 0
+    assert out.getvalue().count("QUEUE") == 1
+
+
+def test_workers_lists_live_heartbeats(broker: RedisBroker, services: SimpleNamespace) -> None:
+    code, text = run(services, "workers")
+    assert (code, text) == (0, "no live workers\n")
+    dramatiq.actor(lambda: None, broker=broker, queue_name="events", actor_name="noop").send()
+    code, text = run(services, "workers")
+    assert broker.broker_id in text
+    assert text.endswith("workers alive: 1\n")
+
+
+def test_dlq_list_requeue_and_purge(broker: RedisBroker, services: SimpleNamespace) -> None:
+    dead_notifications(broker, services, 3)
+    code, text = run(services, "dlq", "list")
+    assert code == 0
+    assert "notification=100" in text and "notification=102" in text
+    assert "RuntimeError: twilio 21211" in text
+    assert text.endswith("3 shown, 3 dead in total\n")
+    ids = [line.split()[0] for line in text.splitlines() if "send_notification" in line]
+    assert len(ids) == 3
+
+    code, text = run(services, "dlq", "requeue", "--queue", "notifications", ids[0], "bogus")
+    assert (code, text) == (0, "requeued 1 message(s) on notifications (1 unknown id(s) ignored)\n")
+    assert services.redis.llen("parcelhook:notifications") == 1
+
+    code, text = run(services, "dlq", "purge", "--queue", "notifications", ids[1])
+    assert (code, text) == (0, "purged 1 dead letter(s) from notifications (0 unknown id(s) ignored)\n")
+
+    code, text = run(services, "dlq", "purge", "--queue", "notifications", "--all")
+    assert code == 2
+    assert "refusing to purge all 1 dead letter(s)" in text
+    assert services.redis.zcard("parcelhook:notifications.XQ") == 1
+
+    code, text = run(services, "dlq", "purge", "--queue", "notifications", "--all", "--yes")
+    assert (code, text) == (0, "purged 1 dead letter(s) from notifications\n")
+    code, text = run(services, "dlq", "list", "--queue", "notifications")
+    assert text == "no dead letters\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("dlq", "requeue", "--queue", "nope", "x"), "unknown queue"),
+        (("dlq", "requeue", "--queue", "events"), "give dead-letter ids or --all"),
+        (("dlq", "purge", "--queue", "events", "--all", "--yes", "x"), "either ids or --all"),
+        (("dlq", "list", "--queue", "nope"), "unknown queue"),
+    ],
+)
+def test_dlq_usage_errors_exit_2(services: SimpleNamespace, argv: tuple[str, ...], message: str) -> None:
+    code, text = run(services, *argv)
+    assert code == 2
+    assert message in text

@@ -1,0 +1,149 @@
+"""/metrics text equals the broker's real state and the shared telemetry."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from admin.metrics import render_metrics
+from admin.queues import QUEUES, QueueInspector
+from tests.support.services import free_port
+from workers.telemetry import Telemetry
+
+pytestmark = pytest.mark.redis
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+@pytest.fixture()
+def services(redis_url: str) -> Iterator[SimpleNamespace]:
+    client = redis.Redis.from_url(redis_url)
+    yield SimpleNamespace(settings=None, redis=client, namespace="parcelhook", queues=QUEUES,
+                          telemetry=Telemetry(client), engine=None)
+    client.close()
+
+
+@pytest.fixture()
+def broker(redis_url: str) -> Iterator[RedisBroker]:
+    b = RedisBroker(url=redis_url, namespace="parcelhook")
+    yield b
+    b.close()
+
+
+def samples(services: SimpleNamespace) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, content_type = render_metrics(services)
+    assert content_type.startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: SimpleNamespace) -> None:
+    release, started = threading.Event(), threading.Event()
+
+    def slow(*args: object) -> None:
+        started.set()
+        release.wait(10)
+
+    def boom(notification_id: int) -> None:
+        raise RuntimeError("down")
+
+    events = dramatiq.actor(slow, broker=broker, queue_name="events", actor_name="process_event")
+    notes = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
+                           max_retries=0)
+    notes.send(1)
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    worker.queue_prefetch = 1  # in_flight counts prefetched messages too; keep it to the running one
+    worker.start()
+    try:
+        events.send("acme", "ev-0", "x", "{}")
+        assert started.wait(10)
+        for i in range(1, 4):
+            events.send("acme", f"ev-{i}", "x", "{}")
+        events.send_with_options(args=("acme", "later", "x", "{}"), delay=60_000)
+        inspector = QueueInspector(services.redis, "parcelhook", QUEUES)
+        wait_until(lambda: inspector.queue("notifications").dead == 1)
+
+        m = samples(services)
+        expected = {q.name: q for q in inspector.queues()}
+        for name, q in expected.items():
+            label = (("queue", name),)
+            assert m[("parcelhook_queue_ready_messages", label)] == q.ready
+            assert m[("parcelhook_queue_delayed_messages", label)] == q.delayed
+            assert m[("parcelhook_queue_dead_messages", label)] == q.dead
+            assert m[("parcelhook_queue_in_flight_messages", label)] == q.in_flight
+            assert m[("parcelhook_queue_oldest_message_age_seconds", label)] == pytest.approx(q.oldest_age_s or 0, abs=1)
+        label = (("queue", "events"),)
+        assert (m[("parcelhook_queue_ready_messages", label)], m[("parcelhook_queue_in_flight_messages", label)],
+                m[("parcelhook_queue_delayed_messages", label)]) == (3, 1, 1)
+        assert m[("parcelhook_queue_dead_messages", (("queue", "notifications"),))] == 1
+        assert m[("parcelhook_workers_alive", ())] == 1
+        assert m[("parcelhook_broker_up", ())] == 1
+    finally:
+        release.set()
+        worker.stop()
+
+
+def test_telemetry_series(services: SimpleNamespace) -> None:
+    t: Telemetry = services.telemetry
+    for latency in (0.002, 0.002, 0.2):
+        t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
+                  latency_s=latency, at=time_now())
+    t.webhook(merchant="acme", event="track_updated", outcome="rejected", status_code=401, reason="bad token",
+              latency_s=0.001, at=time_now())
+    t.processed(actor="process_event", outcome="ok", latency_s=0.3, carrier_lag_s=1000)
+    t.processed(actor="send_notification", outcome="failed", latency_s=2)
+    t.notification(channel="sms", kind="out_for_delivery", status="sent")
+
+    m = samples(services)
+    assert m[("parcelhook_webhooks_received_total",
+              (("event", "track_updated"), ("merchant", "acme"), ("outcome", "queued")))] == 3
+    assert m[("parcelhook_webhooks_received_total",
+              (("event", "track_updated"), ("merchant", "acme"), ("outcome", "rejected")))] == 1
+    assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "0.001"),))] == 1
+    assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "0.0025"),))] == 3
+    assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert m[("parcelhook_webhook_latency_seconds_count", ())] == 4
+    assert m[("parcelhook_webhook_latency_seconds_sum", ())] == pytest.approx(0.205)
+    assert m[("parcelhook_events_processed_total", (("actor", "process_event"), ("outcome", "ok")))] == 1
+    assert m[("parcelhook_events_processed_total", (("actor", "send_notification"), ("outcome", "failed")))] == 1
+    assert m[("parcelhook_processing_latency_seconds_bucket", (("actor", "process_event"), ("le", "0.5")))] == 1
+    assert m[("parcelhook_processing_latency_seconds_count", (("actor", "send_notification"),))] == 1
+    assert m[("parcelhook_carrier_lag_seconds_bucket", (("le", "900.0"),))] == 0
+    assert m[("parcelhook_carrier_lag_seconds_bucket", (("le", "1800.0"),))] == 1
+    assert m[("parcelhook_notifications_total",
+              (("channel", "sms"), ("kind", "out_for_delivery"), ("status", "sent")))] == 1
+    assert m[("parcelhook_telemetry_up", ())] == 1
+
+
+def test_scrape_still_answers_when_redis_is_down() -> None:
+    down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    services = SimpleNamespace(redis=down, namespace="parcelhook", queues=QUEUES, telemetry=Telemetry(down))
+    m = samples(services)
+    assert m[("parcelhook_broker_up", ())] == 0
+    assert m[("parcelhook_telemetry_up", ())] == 0
+    assert not any(name.startswith("parcelhook_queue_") for name, _ in m)
+
+
+def time_now():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

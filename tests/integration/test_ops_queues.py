@@ -1,0 +1,171 @@
+"""The queue inspector reads the real broker state of a real dramatiq RedisBroker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from admin.queues import QUEUES, QueueInspector
+
+pytestmark = pytest.mark.redis
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+@contextmanager
+def running_worker(broker: RedisBroker, threads: int = 2) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=threads)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture()
+def broker(redis_url: str) -> Iterator[RedisBroker]:
+    b = RedisBroker(url=redis_url, namespace="parcelhook")
+    yield b
+    b.close()
+
+
+@pytest.fixture()
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture()
+def inspector(client: redis.Redis) -> QueueInspector:
+    return QueueInspector(client, "parcelhook", QUEUES)
+
+
+def by_name(inspector: QueueInspector) -> dict:
+    return {q.name: q for q in inspector.queues()}
+
+
+def test_ready_counts_follow_sends(broker: RedisBroker, inspector: QueueInspector) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    notes = dramatiq.actor(lambda *a: None, broker=broker, queue_name="notifications", actor_name="send_notification")
+    for i in range(3):
+        events.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
+    notes.send(7)
+
+    stats = by_name(inspector)
+    assert [q.name for q in inspector.queues()] == list(QUEUES)
+    assert (stats["events"].ready, stats["events"].delayed, stats["events"].dead, stats["events"].in_flight) == (3, 0, 0, 0)
+    assert stats["notifications"].ready == 1
+    assert stats["maintenance"].ready == 0
+    assert stats["events"].oldest_age_s is not None and 0 <= stats["events"].oldest_age_s < 10
+    assert stats["maintenance"].oldest_age_s is None
+
+
+def test_oldest_age_is_measured_from_the_head_message_timestamp(broker: RedisBroker, inspector: QueueInspector) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    first = events.send("acme", "ev-1", "2024-05-01T10:00:00+00:00", "{}")
+    events.send("acme", "ev-2", "2024-05-01T10:00:00+00:00", "{}")
+    [stats] = [q for q in inspector.queues(now_ms=first.message_timestamp + 5000) if q.name == "events"]
+    assert stats.oldest_age_s == 5.0
+
+
+def test_delayed_messages_count_even_while_a_worker_holds_them(broker: RedisBroker, inspector: QueueInspector,
+                                                               client: redis.Redis) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    for i in range(2):
+        events.send_with_options(args=("acme", f"ev-{i}", "x", "{}"), delay=60_000)
+    stats = by_name(inspector)["events"]
+    assert (stats.ready, stats.delayed, stats.in_flight) == (0, 2, 0)
+
+    with running_worker(broker):
+        # a running worker prefetches delayed messages into memory at once
+        wait_until(lambda: client.llen("parcelhook:events.DQ") == 0)
+        stats = by_name(inspector)["events"]
+        assert (stats.ready, stats.delayed, stats.in_flight) == (0, 2, 0)
+
+
+def test_in_flight_counts_messages_a_worker_is_running(broker: RedisBroker, inspector: QueueInspector) -> None:
+    release, started = threading.Event(), threading.Event()
+
+    def slow(*args: object) -> None:
+        started.set()
+        release.wait(10)
+
+    events = dramatiq.actor(slow, broker=broker, queue_name="events", actor_name="process_event")
+    events.send("acme", "ev-1", "x", "{}")
+    with running_worker(broker, threads=1):
+        try:
+            assert started.wait(10)
+            stats = by_name(inspector)["events"]
+            assert (stats.ready, stats.in_flight, stats.dead) == (0, 1, 0)
+        finally:
+            release.set()
+        wait_until(lambda: by_name(inspector)["events"].in_flight == 0)
+    assert by_name(inspector)["events"].ready == 0
+
+
+def test_dead_counts_messages_of_a_failing_actor(broker: RedisBroker, inspector: QueueInspector) -> None:
+    def boom(notification_id: int) -> None:
+        raise RuntimeError("smtp down")
+
+    notes = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
+                           max_retries=0)
+    notes.send(1)
+    notes.send(2)
+    with running_worker(broker):
+        wait_until(lambda: by_name(inspector)["notifications"].dead == 2)
+    stats = by_name(inspector)["notifications"]
+    assert (stats.ready, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 2)
+
+
+def test_live_workers_come_from_heartbeats(broker: RedisBroker, inspector: QueueInspector) -> None:
+    dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    assert inspector.workers() == []
+    with running_worker(broker):
+        wait_until(lambda: len(inspector.workers()) == 1)
+        [worker] = inspector.workers()
+        assert worker.id == broker.broker_id
+        assert 0 <= worker.last_seen_s < 5
+        # beyond the 60 s heartbeat timeout it no longer counts as alive
+        later = int(time.time() * 1000) + 61_000
+        assert inspector.workers(now_ms=later) == []
+
+
+def test_snapshot_has_the_contract_shape_and_changes_nothing(broker: RedisBroker, inspector: QueueInspector,
+                                                             client: redis.Redis) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    events.send("acme", "ev-1", "x", "{}")
+    events.send_with_options(args=("acme", "ev-2", "x", "{}"), delay=60_000)
+    before = {k: client.dump(k) for k in client.keys("*")}
+
+    snap = inspector.snapshot()
+
+    assert {k: client.dump(k) for k in client.keys("*")} == before
+    assert set(snap) == {"queues", "workers"}
+    assert [q["name"] for q in snap["queues"]] == list(QUEUES)
+    for q in snap["queues"]:
+        assert set(q) == {"name", "ready", "delayed", "dead", "in_flight", "oldest_age_s"}
+    events_q = snap["queues"][0]
+    assert (events_q["ready"], events_q["delayed"]) == (1, 1)
+    for w in snap["workers"]:
+        assert set(w) == {"id", "last_seen_s"}
+
+
+def test_any_list_of_queues_is_accepted(broker: RedisBroker, client: redis.Redis) -> None:
+    other = dramatiq.actor(lambda: None, broker=broker, queue_name="bulk_emails", actor_name="odd")
+    other.send()
+    [stats] = QueueInspector(client, "parcelhook", ["bulk_emails"]).queues()
+    assert (stats.name, stats.ready) == ("bulk_emails", 1)

@@ -1,0 +1,46 @@
+"""Signed webhooks → queue → real worker → committed state, visible in the orders API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.shippo import SAMPLES, raw, scenario
+from tests.integration.conftest import System, hmac_secret
+
+pytestmark = pytest.mark.redis
+
+
+def test_a_signed_sample_is_queued_and_processed_by_a_real_worker(system: System) -> None:
+    secret = hmac_secret()
+    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
+    system.start_worker()
+    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
+                     headers=system.auth())
+    for body in scenario("delivered"):
+        assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
+    system.drain()
+    order = system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
+    assert order["status"] == "delivered"
+    [shipment] = order["shipments"]
+    assert shipment["carrier"] == "usps"
+    assert shipment["tracking_number"] == "9205590164917312751089"
+    assert shipment["tracking_url"].startswith("https://tools.usps.com/")
+    assert shipment["status"] == "delivered"
+    assert shipment["exception"] is None
+    assert [h["substatus"] for h in shipment["history"]][-1] == "delivered"
+    assert shipment["timeline"], "every applied change is kept as the shipment's timeline"
+
+
+def test_every_sample_is_processed_without_error(system: System) -> None:
+    merchant = system.create_merchant()
+    system.start_worker()
+    for sample in SAMPLES:
+        system.post(merchant, raw(sample))
+    system.drain()
+    from store.schema import deliveries
+
+    with system.database.read() as conn:
+        outcomes = {r.event_id: r.outcome for r in conn.execute(deliveries.select())}
+    assert len(outcomes) == len(SAMPLES)
+    assert set(outcomes.values()) <= {"processed", "ignored"}
+    assert system.broker.client.zcard("parcelhook:events.XQ") == 0
