@@ -1,0 +1,183 @@
+"""``make run`` / ``make demo``: the whole system on embedded defaults, in the foreground.
+
+A private Redis under ``var/redis`` (AOF on, own port), SQLite under ``var/``, the admin
+token in ``var/admin-token``, a demo merchant, and the Procfile's four processes under
+honcho. Ctrl-C stops every child, then Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from config import PROJECT_ROOT, Settings, SettingsError
+
+VAR = Path(os.environ.get("PARCELHOOK_VAR_DIR") or PROJECT_ROOT / "var")
+REDIS_PORT = int(os.environ.get("PARCELHOOK_REDIS_PORT", "6390"))
+DEMO_MERCHANT = "demo"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_redis() -> subprocess.Popen[bytes]:
+    if _port_open(REDIS_PORT):
+        raise SystemExit(
+            f"parcelhook: port {REDIS_PORT} is already taken (a previous `make run` still running?). "
+            "Stop it or set PARCELHOOK_REDIS_PORT."
+        )
+    data = VAR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("parcelhook: redis-server is not installed (make run installs it with apt-get as root)")
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        [binary, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(data),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+         "--logfile", str(data / "redis.log")],
+        start_new_session=True,  # Ctrl-C is ours to handle: Redis stops last
+    )
+    for _ in range(100):
+        if _port_open(REDIS_PORT):
+            return process
+        time.sleep(0.05)
+    process.terminate()
+    raise SystemExit(f"parcelhook: redis-server did not start; see {data / 'redis.log'}")
+
+
+def admin_token() -> str:
+    path = VAR / "admin-token"
+    if not path.exists():
+        VAR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def prepare(env: dict[str, str]) -> tuple[Settings, str]:
+    from store import merchants as merchant_store
+    from store import orders as order_store
+    from store.database import Database
+    from store.migrate import upgrade
+
+    try:
+        settings = Settings.from_env(env, require_admin_token=True)
+    except SettingsError as exc:
+        raise SystemExit(f"parcelhook: configuration error: {exc}") from None
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    with db.write() as conn:
+        merchant = merchant_store.get(conn, DEMO_MERCHANT)
+        if merchant is None:
+            merchant, _ = merchant_store.upsert(
+                conn, DEMO_MERCHANT, name="Demo Store",
+                profile={"email_from": "shipping@demo-store.example", "sms_from": "+15005550006",
+                         "support_email": "help@demo-store.example", "alert_email": "ops@demo-store.example",
+                         "order_ref_pattern": r"Order (\d+)"},
+            )
+        order_store.register(db, conn, merchant.id, "1001",
+                             customer={"name": "Jane Doe", "email": "jane@example.com", "phone": "+14155550123",
+                                       "locale": "en", "timezone": "America/New_York"},
+                             notify_email=True, notify_sms=True)
+    db.dispose()
+    return settings, merchant.webhook_url(settings.public_url)
+
+
+def banner(settings: Settings, webhook_url: str, token: str) -> str:
+    admin = f"http://127.0.0.1:{settings.admin_port}"
+    sample = PROJECT_ROOT / "examples" / "shippo" / "transaction_created.json"
+    return f"""
+parcelhook is starting (Ctrl-C stops everything)
+  receiver (Shippo points here)  {settings.public_url}
+  admin API + dashboard           {admin}   ops dashboard: {admin}/ops
+  admin token                     {token}   (also in var/admin-token)
+  demo merchant webhook URL       {webhook_url}
+
+Try it:
+  curl -sS -X POST '{webhook_url}' \\
+       -H 'Content-Type: application/json' --data-binary @{sample.relative_to(PROJECT_ROOT)}
+  curl -sS -H 'Authorization: Bearer {token}' {admin}/api/merchants/{DEMO_MERCHANT}/orders/1001
+  curl -sS -H 'Authorization: Bearer {token}' {admin}/api/outbox
+"""
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(mode: str) -> int:
+    # SIGTERM/SIGHUP (a closed terminal, `timeout`, systemd) stop everything like Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    env = dict(os.environ)
+    env.setdefault("PARCELHOOK_BROKER_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
+    env["PARCELHOOK_ADMIN_TOKEN"] = env.get("PARCELHOOK_ADMIN_TOKEN") or admin_token()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    redis_process = start_redis()
+    honcho: subprocess.Popen[bytes] | None = None
+    try:
+        settings, webhook_url = prepare(env)
+        print(banner(settings, webhook_url, env["PARCELHOOK_ADMIN_TOKEN"]), flush=True)
+        honcho = subprocess.Popen(  # noqa: S603
+            [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROJECT_ROOT / "Procfile")],
+            cwd=PROJECT_ROOT, env=env,
+        )
+        if mode == "demo":
+            threading.Thread(target=_demo, args=(settings, env), daemon=True).start()
+        return honcho.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if honcho is not None and honcho.poll() is None:
+            honcho.send_signal(signal.SIGINT)
+            try:
+                honcho.wait(20)
+            except subprocess.TimeoutExpired:
+                honcho.kill()
+        redis_process.terminate()
+        redis_process.wait(10)
+        print("parcelhook stopped; data kept under var/", flush=True)
+
+
+def _demo(settings: Settings, env: dict[str, str]) -> None:
+    from admin.demo import run_demo
+
+    if not wait_ready(f"http://127.0.0.1:{settings.web_port}/readyz"):
+        print("demo: the receiver did not become ready; not replaying", flush=True)
+        return
+    summary = run_demo(settings)
+    print("demo traffic replayed: " + json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if command not in ("run", "demo"):
+        raise SystemExit("usage: python -m admin.devserver run|demo")
+    raise SystemExit(main(command))
