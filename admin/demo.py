@@ -85,7 +85,8 @@ def _transaction(ref: str, carrier: str, tracking: str, at: datetime, error: boo
         "metadata": f"Order #{ref}", "test": False}}
 
 
-def _track(carrier: str, tracking: str, txn: str, steps: list[tuple[str, str]], times: list[datetime]) -> dict[str, Any]:
+def _track(rng: random.Random, carrier: str, tracking: str, txn: str, steps: list[tuple[str, str]],
+           times: list[datetime]) -> dict[str, Any]:
     history = []
     for (status, code), at in zip(steps, times, strict=True):
         history.append({
@@ -95,7 +96,7 @@ def _track(carrier: str, tracking: str, txn: str, steps: list[tuple[str, str]], 
                 "address_issue", "delivery_attempted", "package_held", "package_damaged", "package_lost",
                 "package_undeliverable", "contact_carrier", "pickup_available"}},
             "status_details": code.replace("_", " ").capitalize(), "status_date": _iso(at),
-            "location": {"city": random.choice(["Memphis", "Louisville", "Dallas", "Toronto", "Monterrey"]),
+            "location": {"city": rng.choice(["Memphis", "Louisville", "Dallas", "Toronto", "Monterrey"]),
                          "state": "", "zip": "", "country": "US"}})
     return {"event": "track_updated", "test": False, "data": {
         "carrier": carrier, "tracking_number": tracking, "transaction": txn, "metadata": None,
@@ -122,7 +123,6 @@ def _merchant_token(settings: Settings, slug: str) -> str:
 def build_day(now: datetime, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     """(merchant, body) pairs for one day, roughly in arrival order."""
     rng = random.Random(seed)
-    random.seed(seed)
     traffic: list[tuple[datetime, str, dict[str, Any]]] = []
     order_no = 2000
     for slug in MERCHANTS:
@@ -140,7 +140,7 @@ def build_day(now: datetime, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
             times = [start + timedelta(hours=2 + i * rng.uniform(2.5, 4.0)) for i in range(len(steps))]
             txn = label["data"]["object_id"]
             for i in range(1, len(steps) + 1):
-                traffic.append((times[i - 1], slug, _track(carrier, tracking, txn, steps[:i], times[:i])))
+                traffic.append((times[i - 1], slug, _track(rng, carrier, tracking, txn, steps[:i], times[:i])))
     traffic.sort(key=lambda item: item[0])
     bodies = [(slug, body) for _, slug, body in traffic]
     # Shippo's realities: a few duplicates and out-of-order deliveries
