@@ -94,6 +94,8 @@ class Settings:
                 continue
             parser = _PARSERS.get(f.name, _text)
             values[f.name] = parser(var, raw)
+        if "database_url" not in values and "var_dir" in values:
+            values["database_url"] = f"sqlite:///{values['var_dir'] / 'parcelhook.db'}"
         settings = cls(**values)
         if settings.admin_token is None:
             settings = cls(**{**values, "admin_token": _read_admin_token(settings.var_dir)})
