@@ -13,11 +13,21 @@ import redis
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
+from domain.vocabulary import DeliveryOutcome
 from ingest.app import services
-from ingest.errors import BadSignature, Unavailable, UnknownMerchant
+from ingest.errors import Rejection, Unavailable, UnknownMerchant
 from store.errors import StorageUnavailable
 
 twilio_callbacks = Blueprint("twilio_callbacks", __name__)
+
+
+class TwilioSignatureRejected(Rejection):
+    """A Twilio callback we cannot verify: 403, as Twilio's own webhook security docs expect
+    (the Shippo receiver's token/HMAC failures stay 401, CONTRACT §5)."""
+
+    status_code = 403
+    outcome = DeliveryOutcome.BAD_SIGNATURE
+
 
 HELP_TEXT = "{name}: order and delivery updates. Reply STOP to unsubscribe, START to resubscribe."
 
@@ -32,13 +42,13 @@ def _verify(slug: str) -> Any:
         raise UnknownMerchant(f"no merchant {slug!r} is configured here")
     token = s.settings.twilio_auth_token
     if not token:
-        raise BadSignature("Twilio is not configured here (PARCELHOOK_TWILIO_AUTH_TOKEN unset)")
+        raise TwilioSignatureRejected("Twilio is not configured here (PARCELHOOK_TWILIO_AUTH_TOKEN unset)")
     url = s.settings.public_url.rstrip("/") + request.full_path.rstrip("?")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
-        raise BadSignature("missing X-Twilio-Signature header")
+        raise TwilioSignatureRejected("missing X-Twilio-Signature header")
     if not RequestValidator(token).validate(url, request.form.to_dict(), signature):
-        raise BadSignature("X-Twilio-Signature does not match this request")
+        raise TwilioSignatureRejected("X-Twilio-Signature does not match this request")
     return merchant
 
 

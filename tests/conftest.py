@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import RedisServer, postgres_server, redis_server
+from tests.support.services import RedisServer, free_port, postgres_server, redis_server
+
+# workers.broker builds the broker from the environment when it is first imported — which
+# may be at collection time, by any test module. So the session Redis's address is fixed
+# here, before any test module is imported, and the server is started on it on demand.
+TEST_REDIS_PORT = free_port()
+os.environ["PARCELHOOK_BROKER_URL"] = f"redis://127.0.0.1:{TEST_REDIS_PORT}/0"
 
 
 @pytest.fixture(scope="session")
 def redis_service() -> Iterator[RedisServer]:
-    with redis_server() as server:
+    with redis_server(TEST_REDIS_PORT) as server:
         yield server
 
 

@@ -80,11 +80,11 @@ def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
     if not shutil.which("redis-server"):
         missing("redis-server")
     workdir = Path(tempfile.mkdtemp(prefix="ph-redis-"))
-    port = free_port()
+    port = port or free_port()
     server = RedisServer(port, _spawn_redis(port, workdir), workdir)
     try:
         wait_for_port(port)
