@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Flask
         from config import SettingsError
 
         raise SettingsError("PARCELHOOK_ADMIN_TOKEN is not set (and var/admin-token does not exist)")
-    app = Flask("parcelhook.admin", template_folder="pages", static_folder="static")
+    app = Flask(__name__, template_folder="pages", static_folder="static")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["parcelhook"] = services or Services(settings)
     auth.install(app, settings.admin_token)

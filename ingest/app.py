@@ -27,7 +27,7 @@ def create_app(
     send_event: Callable[..., Any] | None = None,
 ) -> Flask:
     """Build the receiver. ``broker``/``send_event`` default to the worker broker's actor handle."""
-    app = Flask("parcelhook.ingest")
+    app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # we enforce the limit ourselves, before reading
     db = database or Database(settings.database_url)
     if broker is None or send_event is None:

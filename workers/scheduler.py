@@ -72,6 +72,10 @@ JOBS: dict[str, Callable[[Any], int]] = {
 
 CADENCE_S: dict[str, int] = {"stalls": 300, "reconcile": 60, "alerts": 30}
 
+#: Jobs the scheduler runs itself instead of enqueueing: the health check must be able to
+#: notice that no worker is alive, which a job running inside a worker never could.
+IN_SCHEDULER: frozenset[str] = frozenset({"alerts"})
+
 
 def tick(settings: Settings, client: Any, now: float, last: dict[str, float], force: bool = False) -> list[str]:
     from workers.actors import run_maintenance
@@ -83,7 +87,12 @@ def tick(settings: Settings, client: Any, now: float, last: dict[str, float], fo
         last[job] = now
         slot = int(now // every)
         if client.set(f"parcelhook:scheduler:{job}:{slot}", "1", nx=True, ex=every * 2):
-            run_maintenance.send(job)
+            if job in IN_SCHEDULER:
+                from workers.runtime import runtime
+
+                JOBS[job](runtime())
+            else:
+                run_maintenance.send(job)
             sent.append(job)
     return sent
 

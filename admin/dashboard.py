@@ -1,0 +1,165 @@
+"""The ops dashboard: ``GET /ops`` (one server-rendered page), sign-in/out, and the one
+JSON endpoint the page needs beyond the ops API (``GET /api/ops/summary``).
+
+The page itself (``admin/pages/ops_dashboard.html`` + ``admin/static/ops.js`` and
+``ops.css``, no build step) polls the existing endpoints: ``/api/ops/queues``
+every 2 s, ``/api/ops/dead-letters``, ``/api/ops/webhooks``, the template API and
+``/api/ops/summary`` (open exceptions by merchant, notification outcomes of the
+last 24 h, recent outbox messages, health alerts and ops alert mail).
+
+Sign-in: the browser cannot send the bearer token on a page load, so
+``POST /ops/login`` takes the admin token once and sets the signed session cookie
+(:mod:`admin.auth`). Every state-changing fetch from the page carries
+``X-Parcelhook-CSRF`` read from a ``<meta>`` tag.
+
+Templates and static files live next to this module (the blueprint's own
+``pages/`` and ``static/`` folders, static served under ``/static/ops/``, which
+the auth layer leaves open so the sign-in page has its styles).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
+
+from admin import auth
+from admin.app import services
+from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store.database import as_utc, utcnow
+from store.schema import merchants, notifications, outbox_messages, shipments
+
+dashboard = Blueprint(
+    "dashboard", __name__, template_folder="pages", static_folder="static", static_url_path="/static/ops"
+)
+
+OUTBOX_PREVIEWS = 8
+
+
+def _signed_in() -> bool:
+    return session.get("admin") is True
+
+
+@dashboard.get("/ops/login")
+def login_form() -> str | Response:
+    if _signed_in():
+        return redirect("/ops")  # type: ignore[return-value]
+    return render_template("ops_login.html", error=None)
+
+
+@dashboard.post("/ops/login")
+def login() -> Response | tuple[str, int]:
+    token = services().settings.admin_token or ""
+    given = request.form.get("token", "")
+    if not given or not auth.sign_in(token, given):
+        return render_template("ops_login.html", error="That token is not the admin token. Try again."), 401
+    return redirect("/ops")  # type: ignore[return-value]
+
+
+@dashboard.post("/ops/logout")
+def logout() -> Response:
+    session.clear()
+    return jsonify({"signed_out": True})
+
+
+@dashboard.get("/ops")
+def page() -> str:
+    s = services()
+    with s.database.read() as conn:
+        slugs = [m.slug for m in merchant_store.list_all(conn)]
+    kinds = [k.value for k in NotificationKind]
+    return render_template(
+        "ops_dashboard.html",
+        csrf=auth.csrf_token(),
+        merchants=slugs,
+        kinds=kinds,
+        email_only=sorted(k.value for k in MERCHANT_ALERTS),
+        channels=[c.value for c in Channel],
+        queues=list(s.queues),
+    )
+
+
+def _exceptions(conn: Any) -> list[dict[str, Any]]:
+    """Open shipment exceptions per merchant and class, oldest last scan first."""
+    rows = conn.execute(
+        sa.select(
+            merchants.c.slug,
+            shipments.c.exception,
+            sa.func.count().label("n"),
+            sa.func.min(shipments.c.last_scan_at).label("oldest_scan"),
+        )
+        .select_from(shipments.join(merchants, merchants.c.id == shipments.c.merchant_id))
+        .where(shipments.c.exception.is_not(None))
+        .group_by(merchants.c.slug, shipments.c.exception)
+        .order_by(merchants.c.slug, sa.desc("n"))
+    )
+    by_merchant: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = by_merchant.setdefault(r.slug, {"merchant": r.slug, "total": 0, "classes": []})
+        entry["total"] += int(r.n)
+        oldest = as_utc(r.oldest_scan)
+        entry["classes"].append({"class": r.exception, "count": int(r.n),
+                                 "oldest_scan": oldest.isoformat() if oldest else None})
+    return sorted(by_merchant.values(), key=lambda e: -e["total"])
+
+
+def _notification_outcomes(conn: Any, hours: int = 24) -> list[dict[str, Any]]:
+    since = utcnow() - timedelta(hours=hours)
+    rows = conn.execute(
+        sa.select(notifications.c.channel, notifications.c.status, sa.func.count().label("n"))
+        .where(notifications.c.created_at >= since)
+        .group_by(notifications.c.channel, notifications.c.status)
+    )
+    return [{"channel": r.channel, "status": r.status, "count": int(r.n)} for r in rows]
+
+
+def _merchant_slugs(conn: Any) -> dict[int, str]:
+    return {int(r.id): r.slug for r in conn.execute(sa.select(merchants.c.id, merchants.c.slug))}
+
+
+def _health(s: Any) -> dict[str, Any]:
+    from workers import health
+
+    client = s.redis
+    stored = health.stored_alerts(client)
+    alerts = [{**a, "live": False} for a in stored.values()]
+    # Rules that need no history are also evaluated now: the stored set is only as fresh as
+    # the last scheduled check, and "no live worker" cannot be noticed by a worker itself.
+    for a in health.live_alerts(client, s.namespace, s.queues, s.telemetry):
+        if a.key not in stored and a.kind in ("queue_age", "no_worker"):
+            alerts.append({**a.as_json(), "since": None, "last_seen": None, "live": True})
+    order = {"critical": 0, "warning": 1}
+    alerts.sort(key=lambda a: (order.get(a.get("severity", ""), 2), a.get("key", "")))
+    return {"alerts": alerts, "last_check": health.last_check(client), "mail": health.recent_mail(client, 10)}
+
+
+@dashboard.get("/api/ops/summary")
+def summary() -> Response:
+    s = services()
+    with s.database.read() as conn:
+        exceptions = _exceptions(conn)
+        outcomes = _notification_outcomes(conn)
+        outbox = notification_store.outbox_list(conn, merchant_id=None, limit=OUTBOX_PREVIEWS)
+        slugs = _merchant_slugs(conn)
+        owners = {int(r.id): int(r.merchant_id) for r in conn.execute(
+            sa.select(outbox_messages.c.id, outbox_messages.c.merchant_id)
+            .where(outbox_messages.c.id.in_([m["id"] for m in outbox]))
+        )} if outbox else {}
+    for m in outbox:
+        m["merchant"] = slugs.get(owners.get(m["id"], -1))
+    try:
+        health_view = _health(s)
+    except Exception as exc:  # the broker being down must not blank the whole page
+        health_view = {"alerts": [], "last_check": None, "mail": [], "error": f"broker unavailable: {exc}"}
+    return jsonify({
+        "exceptions": exceptions,
+        "notifications_24h": outcomes,
+        "outbox": outbox,
+        "health": health_view,
+        "merchants": sorted(slugs.values()),
+        "generated_at": utcnow().isoformat(),
+    })

@@ -1,0 +1,69 @@
+"""The scheduler: each tick is enqueued once across instances; stalls and lost sends are found."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from tests.fixtures.shippo import scenario
+from tests.integration.conftest import System
+
+pytestmark = pytest.mark.redis
+
+
+def test_two_schedulers_enqueue_each_tick_once_and_run_the_health_check_themselves(system: System) -> None:
+    from workers.scheduler import tick
+
+    client = system.broker.client
+    first = tick(system.settings, client, now=1_000_000.0, last={}, force=True)
+    second = tick(system.settings, client, now=1_000_000.0, last={}, force=True)
+    assert sorted(first) == ["alerts", "reconcile", "stalls"]
+    assert second == []
+    queued = client.lrange("parcelhook:maintenance", 0, -1)
+    assert len(queued) == 2  # stalls + reconcile; alerts ran in the scheduler process
+    assert client.exists("parcelhook:health:alerts") or client.exists("parcelhook:health:last_check")
+
+
+def test_a_shipment_without_scans_for_the_stall_window_opens_stalled_and_alerts_the_merchant(system: System) -> None:
+    from store.schema import notifications, shipments
+    from workers.scheduler import detect_stalls
+
+    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email="ops@acme.example")
+    system.start_worker()
+    for body in scenario("delivered")[:3]:  # label, pre-transit, accepted: then silence
+        system.post(merchant, body)
+    system.drain()
+    with system.database.write() as conn:  # the last scan was five days ago
+        conn.execute(shipments.update().values(last_scan_at=datetime.now(UTC) - timedelta(days=5)))
+    assert detect_stalls(system.runtime) == 1
+    system.drain()
+    assert detect_stalls(system.runtime) == 0  # once per occurrence
+    order = system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
+    assert order["shipments"][0]["exception"]["class"] == "stalled"
+    assert order["status"] == "exception"
+    with system.database.read() as conn:
+        alerts = conn.execute(sa.select(notifications).where(notifications.c.kind == "stalled")).fetchall()
+    assert [(a.audience, a.status) for a in alerts] == [("merchant", "sent")]
+
+
+def test_reconciliation_re_enqueues_a_send_whose_message_was_lost(system: System) -> None:
+    from store.schema import notifications
+    from workers.scheduler import reconcile
+
+    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)")
+    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
+                     headers=system.auth())
+    system.post(merchant, scenario("delivered")[0])
+    system.start_worker()
+    system.drain()
+    with system.database.write() as conn:  # as if the worker died between commit and enqueue
+        conn.execute(notifications.update().values(status="queued", sending_at=None, sent_at=None,
+                                                   updated_at=datetime.now(UTC) - timedelta(hours=1)))
+        conn.exec_driver_sql("DELETE FROM outbox_messages")
+    assert reconcile(system.runtime) == 1
+    system.drain()
+    outbox = system.admin.get("/api/outbox", headers=system.auth()).get_json()["messages"]
+    assert [m["kind"] for m in outbox] == ["shipped"]
+    assert reconcile(system.runtime) == 0

@@ -1,0 +1,361 @@
+"""Health alerts: thresholds over the broker's and the receiver's raw figures.
+
+Run by the scheduler's ``alerts`` job (``check(rt)``), read by the ops dashboard.
+
+Three layers, so the rules are testable without Redis:
+
+* :func:`read_figures` reads raw numbers straight from Redis (read-only): per queue
+  ``LLEN <ns>:<q>``, ``ZCARD <ns>:<q>.XQ`` and the head message's
+  ``message_timestamp``; workers from ``<ns>:__heartbeats__``; webhook 401s per
+  merchant from the telemetry minute buckets. ``workers/`` may not import
+  ``admin/`` (DESIGN layering), so this is a small reader of its own rather than
+  ``admin.queues.QueueInspector`` (which reads the same keys, with more detail).
+* :func:`evaluate` is the pure rule set: ``(figures, thresholds, now) -> [Alert]``.
+* :func:`check` keeps state in Redis (active alerts, dead-letter baselines) and
+  mails an alert once when it opens.
+
+Rules (defaults in :class:`Thresholds`):
+
+``queue_age:<queue>``
+    the oldest ready message has waited more than ``queue_age_s`` (300 s).
+``dead_letters:<queue>``
+    the queue has MORE dead letters than its baseline. The baseline is the count
+    at the first check and afterwards only ever goes DOWN (when an operator
+    requeues/purges, or dramatiq expires a dead letter after 7 days). So the alert
+    opens when dead letters grow and stays open until someone deals with the new
+    ones -- "grew since the last check" alone would clear itself 30 s later,
+    before anyone looked.
+``no_worker``
+    no broker process has sent a heartbeat within ``worker_seen_s`` (15 s; an idle
+    dramatiq worker polls every ``worker_timeout``, 1 s by default). Caveat: dramatiq
+    refreshes the heartbeat on every broker command, so a process that only
+    enqueues (``web``, ``scheduler``) counts too while it is busy; and when this
+    check runs inside a worker (the ``alerts`` job), that worker is alive by
+    definition -- the dashboard therefore also evaluates this rule live on every
+    page refresh (:func:`live_alerts`), and the scheduler should run the alerts job
+    in-process (see the README/report).
+``webhook_401:<merchant>``
+    at least ``rejections_401`` deliveries for one merchant answered 401
+    (``bad_token`` / ``bad_signature``) within ``rejection_window_s`` (20 in
+    10 min): typically a rotated webhook token or HMAC secret not yet updated in
+    Shippo (or someone probing the URL).
+
+Redis keys::
+
+    parcelhook:health:alerts        string  JSON {key: {kind, subject, severity, message, value, since, last_seen}}
+    parcelhook:health:dead_baseline hash    queue -> baseline dead-letter count
+    parcelhook:health:last_check    string  ISO time of the last completed check
+    parcelhook:health:mail          list    JSON alert mails, newest first (capped at 200)
+    parcelhook:health:lock          string  SET NX lock so two checks never overlap
+
+Alert mail (``PARCELHOOK_OPS_ALERT_EMAIL``): sent once when an alert opens (not
+again while it stays open; not on close). When the workers' email channel is a
+real channel (SMTP), the mail goes through it (``channel.send(OutgoingMessage)``,
+``From`` = the ops address itself, since ops mail has no merchant sender). When
+email is captured in the outbox (no SMTP configured), the mail is NOT written to
+the outbox: outbox rows belong to a customer/merchant notification
+(``outbox_messages.notification_id`` is a required foreign key) and are listed per
+merchant. Instead every alert mail -- captured or sent -- is recorded in
+``parcelhook:health:mail`` with how it went, and the dashboard shows that list.
+A mail failure is logged and recorded; it never fails the check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger("parcelhook.health")
+
+ALERTS_KEY = "parcelhook:health:alerts"
+BASELINE_KEY = "parcelhook:health:dead_baseline"
+LAST_CHECK_KEY = "parcelhook:health:last_check"
+MAIL_KEY = "parcelhook:health:mail"
+LOCK_KEY = "parcelhook:health:lock"
+MAIL_CAP = 200
+
+#: receiver outcomes that mean "401: the credentials did not match".
+UNAUTHORIZED_OUTCOMES = ("bad_token", "bad_signature")
+#: the same names as workers.broker.QUEUES (not imported: that module builds the broker at import).
+QUEUES = ("events", "notifications", "maintenance")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    queue_age_s: float = 300.0
+    worker_seen_s: float = 15.0
+    rejections_401: int = 20
+    rejection_window_s: int = 600
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    name: str
+    ready: int
+    dead: int
+    oldest_age_s: float | None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Raw numbers at one moment. ``worker_last_seen_s``: seconds since each live
+    broker id's last heartbeat. ``dead_baseline``: per queue (missing = first check).
+    ``unauthorized``: 401 deliveries per merchant within the rejection window."""
+
+    queues: tuple[QueueFigures, ...]
+    worker_last_seen_s: tuple[float, ...] = ()
+    dead_baseline: Mapping[str, int] = field(default_factory=dict)
+    unauthorized: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str  # stable identity: "<kind>:<subject>" (or "<kind>")
+    kind: str  # queue_age | dead_letters | no_worker | webhook_401
+    subject: str | None  # queue name or merchant slug
+    severity: str  # warning | critical
+    message: str  # one line an on-call person can act on
+    value: float
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Alert]:
+    """The alert rules; pure. ``now`` is accepted for rules that need the clock (none yet
+    compare against it directly: ages arrive pre-computed) and to keep the signature stable."""
+    del now  # every figure is already relative to the moment it was read
+    alerts: list[Alert] = []
+    for q in figures.queues:
+        if q.oldest_age_s is not None and q.oldest_age_s > thresholds.queue_age_s:
+            alerts.append(Alert(
+                key=f"queue_age:{q.name}", kind="queue_age", subject=q.name,
+                severity="critical" if q.oldest_age_s > 4 * thresholds.queue_age_s else "warning",
+                message=(f"Queue '{q.name}' is backing up: the oldest of {q.ready} ready messages has waited "
+                         f"{_age(q.oldest_age_s)} (threshold {_age(thresholds.queue_age_s)})."),
+                value=float(q.oldest_age_s),
+            ))
+        baseline = figures.dead_baseline.get(q.name)
+        if baseline is not None and q.dead > baseline:
+            new = q.dead - baseline
+            alerts.append(Alert(
+                key=f"dead_letters:{q.name}", kind="dead_letters", subject=q.name, severity="warning",
+                message=(f"{new} new dead letter{'s' if new != 1 else ''} on queue '{q.name}' ({q.dead} in total): "
+                         "messages failed every retry. Inspect, then requeue or purge them."),
+                value=float(new),
+            ))
+    live = [s for s in figures.worker_last_seen_s if s <= thresholds.worker_seen_s]
+    if not live:
+        alerts.append(Alert(
+            key="no_worker", kind="no_worker", subject=None, severity="critical",
+            message=(f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
+                     "Nothing is being processed; start the `worker` process."),
+            value=0.0,
+        ))
+    minutes = thresholds.rejection_window_s // 60
+    for merchant, n in sorted(figures.unauthorized.items()):
+        if n >= thresholds.rejections_401:
+            alerts.append(Alert(
+                key=f"webhook_401:{merchant}", kind="webhook_401", subject=merchant, severity="warning",
+                message=(f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
+                         "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of."),
+                value=float(n),
+            ))
+    return alerts
+
+
+def next_baseline(previous: int | None, current: int) -> int:
+    """First check: the current count. Then it only goes down (see the module doc)."""
+    return current if previous is None else min(previous, current)
+
+
+# ---------------------------------------------------------------- reading (Redis, read-only)
+
+# KEYS: q, q.msgs, q.XQ -> {ready, dead, head message bytes or false}
+_QUEUE_STATE = """
+local ready = redis.call("llen", KEYS[1])
+local dead = redis.call("zcard", KEYS[3])
+local head = false
+local head_id = redis.call("lindex", KEYS[1], 0)
+if head_id then
+    head = redis.call("hget", KEYS[2], head_id)
+end
+return {ready, dead, head}
+"""
+
+
+def _head_age_s(blob: bytes | None, now_ms: int) -> float | None:
+    if not blob:
+        return None
+    import dramatiq
+
+    try:
+        message = dramatiq.get_encoder().decode(blob)
+    except Exception:  # an undecodable head message has no known age
+        return None
+    ts = message.get("message_timestamp") if isinstance(message, dict) else None
+    if not isinstance(ts, int | float):
+        return None
+    return max(0.0, (now_ms - ts) / 1000)
+
+
+def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetry: Any | None,
+                 thresholds: Thresholds, now: datetime,
+                 dead_baseline: Mapping[str, int] | None = None) -> Figures:
+    now_ms = int(now.timestamp() * 1000)
+    script = client.register_script(_QUEUE_STATE)
+    figures = []
+    for name in queues:
+        q = f"{namespace}:{name}"
+        ready, dead, head = script(keys=[q, q + ".msgs", q + ".XQ"])
+        figures.append(QueueFigures(name, int(ready), int(dead), _head_age_s(head or None, now_ms)))
+    # 10x the threshold is plenty to tell "seen 20 s ago" from "seen just now".
+    window_ms = int(max(thresholds.worker_seen_s * 10, 60) * 1000)
+    beats = client.zrangebyscore(f"{namespace}:__heartbeats__", now_ms - window_ms, "+inf", withscores=True)
+    seen = tuple(max(0.0, (now_ms - score) / 1000) for _, score in beats)
+    unauthorized: dict[str, int] = {}
+    if telemetry is not None:
+        since = now - timedelta(seconds=thresholds.rejection_window_s)
+        for (merchant, outcome), n in telemetry.webhook_counts_since(since, now).items():
+            if outcome in UNAUTHORIZED_OUTCOMES:
+                unauthorized[merchant] = unauthorized.get(merchant, 0) + n
+    return Figures(tuple(figures), seen, dict(dead_baseline or {}), unauthorized)
+
+
+def _load_baseline(client: Any) -> dict[str, int]:
+    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(BASELINE_KEY).items()}
+
+
+def stored_alerts(client: Any) -> dict[str, dict[str, Any]]:
+    raw = client.get(ALERTS_KEY)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recent_mail(client: Any, limit: int = 20) -> list[dict[str, Any]]:
+    out = []
+    for item in client.lrange(MAIL_KEY, 0, limit - 1):
+        try:
+            out.append(json.loads(item))
+        except ValueError:
+            continue
+    return out
+
+
+def last_check(client: Any) -> str | None:
+    raw = client.get(LAST_CHECK_KEY)
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def live_alerts(client: Any, namespace: str, queues: Iterable[str], telemetry: Any | None = None,
+                thresholds: Thresholds | None = None, now: datetime | None = None) -> list[Alert]:
+    """The rules evaluated right now without touching any state (for the dashboard).
+
+    Dead-letter growth is judged against the stored baseline without moving it."""
+    thresholds = thresholds or Thresholds()
+    now = now or datetime.now(UTC)
+    figures = read_figures(client, namespace, queues, telemetry=telemetry, thresholds=thresholds, now=now,
+                           dead_baseline=_load_baseline(client))
+    return evaluate(figures, thresholds, now)
+
+
+# ---------------------------------------------------------------- the scheduled check
+
+
+def _redis(rt: Any) -> Any:
+    return rt.telemetry.client
+
+
+def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None = None,
+          queues: Iterable[str] = QUEUES) -> int:
+    """One alert check: evaluate, store the active alerts, mail the newly opened ones.
+
+    Returns how many alerts are active. Overlapping checks are skipped (lock)."""
+    thresholds = thresholds or Thresholds()
+    now = now or datetime.now(UTC)
+    client = _redis(rt)
+    namespace = rt.settings.broker_namespace
+    token = f"{time.time()}"
+    if not client.set(LOCK_KEY, token, nx=True, ex=60):
+        log.info("health check skipped: another check is running")
+        return len(stored_alerts(client))
+    try:
+        previous_baseline = _load_baseline(client)
+        figures = read_figures(client, namespace, queues, telemetry=rt.telemetry, thresholds=thresholds,
+                               now=now, dead_baseline=previous_baseline)
+        # A queue seen for the first time gets its baseline now: pre-existing dead letters don't alert.
+        baseline = {q.name: next_baseline(previous_baseline.get(q.name), q.dead) for q in figures.queues}
+        alerts = evaluate(Figures(figures.queues, figures.worker_last_seen_s, baseline, figures.unauthorized),
+                          thresholds, now)
+        before = stored_alerts(client)
+        stamp = now.isoformat()
+        active: dict[str, dict[str, Any]] = {}
+        opened: list[Alert] = []
+        for alert in alerts:
+            since = before.get(alert.key, {}).get("since")
+            if since is None:
+                opened.append(alert)
+            active[alert.key] = {**alert.as_json(), "since": since or stamp, "last_seen": stamp}
+        pipe = client.pipeline(transaction=True)
+        pipe.set(ALERTS_KEY, json.dumps(active))
+        if baseline:
+            pipe.hset(BASELINE_KEY, mapping=baseline)
+        pipe.set(LAST_CHECK_KEY, stamp)
+        pipe.execute()
+        for key in before.keys() - active.keys():
+            log.info("alert closed: %s", key)
+        for alert in opened:
+            log.warning("alert opened: %s", alert.message)
+            if rt.settings.ops_alert_email:
+                _mail(rt, client, alert, rt.settings.ops_alert_email, stamp)
+        return len(active)
+    finally:
+        if client.get(LOCK_KEY) == token.encode():
+            client.delete(LOCK_KEY)
+
+
+def _mail(rt: Any, client: Any, alert: Alert, to: str, stamp: str) -> None:
+    subject = f"[parcelhook] {alert.severity.upper()}: {alert.message[:120]}"
+    text = (f"{alert.message}\n\nalert: {alert.key}\nseverity: {alert.severity}\nopened: {stamp}\n\n"
+            "See the ops dashboard (/ops on the admin app) for the live picture.\n")
+    record: dict[str, Any] = {"to": to, "subject": subject, "text": text, "alert": alert.key, "at": stamp,
+                              "via": "captured", "error": None}
+    try:
+        channel = rt.sender.channels["email"]
+        from workers.sending import OutboxChannel
+
+        if not isinstance(channel, OutboxChannel):
+            from domain.vocabulary import Channel
+            from notifiers.channel import OutgoingMessage
+
+            result = channel.send(OutgoingMessage(
+                channel=Channel.EMAIL, to=to, sender=to, subject=subject, text=text, html=None,
+                idempotency_key=f"ops-alert:{alert.key}:{stamp}",
+            ))
+            record.update(via=getattr(channel, "name", "email"), provider_id=result.provider_id)
+    except Exception as exc:  # a mail failure never fails the check
+        log.warning("ops alert mail for %s failed: %s", alert.key, exc)
+        record.update(via="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(MAIL_KEY, json.dumps(record))
+    pipe.ltrim(MAIL_KEY, 0, MAIL_CAP - 1)
+    pipe.execute()
