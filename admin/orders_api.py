@@ -35,6 +35,11 @@ def put_order(slug: str, ref: str) -> tuple[Response, int]:
 
     with s.database.write() as conn:
         merchant = merchant_store.require(conn, slug)
+        if (existing := order_store.get(conn, merchant.id, ref)) is not None:
+            # Lock order everywhere is shipment → order (workers/processing.py): take the shipments'
+            # row locks before register() updates the order row, or a worker holding a shipment and
+            # waiting for this order would deadlock with us on PostgreSQL.
+            shipment_store.for_order(conn, existing.id, lock=s.database)
         order, created = order_store.register(
             s.database, conn, merchant.id, ref, customer=customer, notify_email=notify["email"], notify_sms=notify["sms"]
         )

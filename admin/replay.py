@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -47,9 +48,17 @@ def post(url: str, body: bytes, secret: str | None) -> tuple[int, dict[str, obje
 def replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     from store import merchants as merchant_store
     from store.database import Database
+    from store.errors import NotFound
 
-    with Database(settings.database_url).read() as conn:
-        merchant = merchant_store.require(conn, args.merchant)
+    db = Database(settings.database_url)
+    try:
+        with db.read() as conn:
+            merchant = merchant_store.require(conn, args.merchant)
+    except NotFound as exc:
+        print(f"parcelhook: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
     base = (args.url or settings.public_url).rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise SystemExit(f"parcelhook: --url must be http(s), got {base!r}")

@@ -169,13 +169,19 @@ NOTIFY_FIELDS: Mapping[str, Check] = {"email": boolean, "sms": boolean}
 
 
 def validate_order(payload: Any) -> tuple[dict[str, Any], dict[str, bool]]:
-    body = validate(payload, {"customer": lambda v: None, "notify": lambda v: None})
-    errors: dict[str, str] = {}
+    """Customer and notify of an order PUT; every problem (top level and nested) in one Invalid."""
+    if not isinstance(payload, dict):
+        raise Invalid({"body": "must be a JSON object"})
+    errors: dict[str, str] = {key: "unknown field" for key in payload if key not in ("customer", "notify")}
     customer: dict[str, Any] = {}
     notify: dict[str, bool] = {"email": True, "sms": False}
     for name, schema, target in (("customer", CUSTOMER_FIELDS, customer), ("notify", NOTIFY_FIELDS, notify)):
+        value = payload.get(name, {})
+        if not isinstance(value, dict):
+            errors[name] = "must be a JSON object"
+            continue
         try:
-            target.update(validate(body.get(name, {}), schema))
+            target.update(validate(value, schema))
         except Invalid as exc:
             errors.update({f"{name}.{k}": v for k, v in exc.fields.items()})
     if errors:

@@ -66,6 +66,7 @@ orders = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("merchant_id", "ref", name="uq_orders_merchant_ref"),
+    sa.Index("ix_orders_merchant", "merchant_id", "id"),  # the unfiltered listing, newest first
     sa.Index("ix_orders_merchant_status", "merchant_id", "status", "id"),
     sa.Index("ix_orders_merchant_exception", "merchant_id", "exception", "id"),
 )

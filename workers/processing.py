@@ -104,6 +104,11 @@ def _apply_event(db: Database, conn: Connection, merchant: Merchant, event: Trac
     if order is not None:
         refresh_order_status(db, conn, order.id)
     ids = _record_intents(db, conn, merchant, order, shipment, state, changes)
+    if order is not None and order.registered and shipment.order_id is None:
+        # The shipment joins a registered order only now (its transaction came after its tracks):
+        # the customer has heard nothing about it yet, so tell the current state once. Same keys as
+        # the live intents just stored, so nothing goes out twice.
+        ids += _catch_up_shipment(db, conn, merchant, order, shipment, state)
     lag = None
     if isinstance(event, TrackUpdate) and any(c.scan_id == event.latest.object_id for c in changes):
         lag = (now - event.latest.status_date).total_seconds()
@@ -223,21 +228,27 @@ def catch_up(db: Database, conn: Connection, merchant: Merchant, order: Order) -
     Keys are the same as live notifications, so nothing already sent goes out twice."""
     ids: list[int] = []
     for shipment in shipment_store.for_order(conn, order.id, lock=db):
-        state = shipment.state
-        if state.status is None or state.last_event_at is None:
-            continue
-        synthetic = [Change(ChangeKind.STATUS_CHANGED, state.last_event_at, None, state.status)]
-        if state.exception is not None:
-            exc = state.exception
-            synthetic.append(
-                Change(ChangeKind.EXCEPTION_OPENED, exc.since, None, state.status, exc.cls, exc.occurrence,
-                       exc.detail, None, exc.action_required)
-            )
-        customer_only = [i for i in plan(synthetic, state, recipient_for(order), notify_settings(merchant),
-                                         order_ref=order.ref, shipment_key=shipment.key)
-                         if i.audience == Audience.CUSTOMER]
-        ids.extend(store_intents(db, conn, merchant, order, shipment.id, customer_only))
+        ids.extend(_catch_up_shipment(db, conn, merchant, order, shipment, shipment.state))
     return tuple(ids)
+
+
+def _catch_up_shipment(
+    db: Database, conn: Connection, merchant: Merchant, order: Order, shipment: ShipmentRow, state: ShipmentState
+) -> tuple[int, ...]:
+    """Customer intents for the CURRENT state of one shipment (its status, its open exception)."""
+    if state.status is None or state.last_event_at is None:
+        return ()
+    synthetic = [Change(ChangeKind.STATUS_CHANGED, state.last_event_at, None, state.status)]
+    if state.exception is not None:
+        exc = state.exception
+        synthetic.append(
+            Change(ChangeKind.EXCEPTION_OPENED, exc.since, None, state.status, exc.cls, exc.occurrence,
+                   exc.detail, None, exc.action_required)
+        )
+    customer_only = [i for i in plan(synthetic, state, recipient_for(order), notify_settings(merchant),
+                                     order_ref=order.ref, shipment_key=shipment.key)
+                     if i.audience == Audience.CUSTOMER]
+    return store_intents(db, conn, merchant, order, shipment.id, customer_only)
 
 
 def utc_now() -> datetime:

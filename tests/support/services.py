@@ -64,6 +64,26 @@ class RedisServer:
         """(Re)start on the same port and data dir (AOF on, so nothing queued is lost)."""
         self.process = _spawn_redis(self.port, self.workdir)
         wait_for_port(self.port)
+        wait_until_loaded(self.port)
+
+
+def wait_until_loaded(port: int, timeout: float = 30.0) -> None:
+    """After a restart Redis answers LOADING until the append-only file is replayed."""
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:

@@ -1,0 +1,1 @@
+"""Benchmarks and their floors (CONTRACT §9): ``python -m bench [names…] [--quick]``."""

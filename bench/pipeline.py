@@ -1,0 +1,368 @@
+"""`pipeline`: events per second from the queue to committed state AND a rendered message in the
+outbox, for ONE worker process (``dramatiq workers.main --processes 1 --threads 4``).
+
+Per database (SQLite always; PostgreSQL too when ``initdb`` exists):
+
+1. *drain*: N registered orders (customer email, email opt-in, ``order_ref_pattern``), their
+   label, transit and out-for-delivery webhooks (3N events, queued phase by phase like Shippo
+   sends them) pre-filled on the ``events`` queue; then the worker starts and we poll the
+   database until every delivery row is committed and every planned notification (``shipped``
+   + ``out_for_delivery`` email per order = 2N) is ``sent`` with its outbox row. Rate =
+   events / (first ``deliveries.processed_at`` → last ``notifications.sent_at``), so the
+   worker's boot is not counted; the wall time including boot is reported beside it.
+2. *latency*: a fixed offered load (default 30 events/s) of new orders' events with the worker
+   running; latency = enqueue time → ``deliveries.processed_at`` (state committed, the row's
+   timestamp is taken in the committing transaction) and enqueue time → the notification's
+   ``sent_at`` (message in the outbox).
+
+Floor: ``bench/noop_worker.py`` (dramatiq's no-op actor, same Redis, same namespace, same
+worker flags): messages per second drained from a pre-filled queue.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench import common
+from bench.common import BenchError, say
+
+MERCHANT = "benchpipe"
+WORKER_FLAGS = ["--processes", "1", "--threads", "4"]
+PHASES = (("label", "transaction_created.json"), ("transit", "track_updated_transit.json"),
+          ("ofd", "track_updated_out_for_delivery.json"))
+NOTIFICATIONS_PER_ORDER = 2  # shipped (label) + out_for_delivery, email only; in_transit is not emailed by default
+
+
+def params(quick: bool) -> dict[str, Any]:
+    return {
+        "worker": "dramatiq workers.main " + " ".join(WORKER_FLAGS),
+        "orders": 60 if quick else 300,
+        "events_per_order": len(PHASES),
+        "notifications_per_order": NOTIFICATIONS_PER_ORDER,
+        "offered_rate_per_s": 30,
+        "offered_seconds": 5 if quick else 20,
+        "noop_messages": 3000 if quick else 10000,
+        "drain_timeout_s": 120 if quick else 300,
+        "postgres": common.postgres_available(),
+    }
+
+
+class Events:
+    """Unique, realistic bodies for order ``i`` (a distinct salt per run keeps ids disjoint)."""
+
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self.templates = {phase: common.fixture(name) for phase, name in PHASES}
+
+    def ref(self, i: int) -> str:
+        return f"{self.salt}{i}"
+
+    def body(self, phase: str, i: int) -> str:
+        if phase == "label":
+            return common.dumps(common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}"))
+        return common.dumps(common.track_body(self.templates[phase], i, self.salt))
+
+
+def _broker_for(redis_url: str) -> Any:
+    """workers.actors with PARCELHOOK_BROKER_URL pointing at our Redis (set before the import)."""
+    os.environ["PARCELHOOK_BROKER_URL"] = redis_url
+    from workers import broker as broker_module
+    from workers.actors import process_event
+
+    if broker_module.settings.broker_url != redis_url:
+        raise BenchError("workers.broker was imported earlier with another broker URL; run pipeline on its own")
+    return process_event
+
+
+def _prepare(db_url: str, orders: list[str]) -> int:
+    from store import merchants as merchant_store
+    from store import orders as order_store
+    from store.database import Database
+
+    common.migrate(db_url)
+    db = Database(db_url)
+    try:
+        with db.write() as conn:
+            merchant, _ = merchant_store.upsert(
+                conn, MERCHANT, name="Bench Pipeline",
+                profile={"email_from": "shipping@bench.example", "support_email": "help@bench.example",
+                         "order_ref_pattern": r"Order (\S+)"},
+            )
+            for ref in orders:
+                order_store.register(db, conn, merchant.id, ref,
+                                     customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example",
+                                               "locale": "en", "timezone": "America/New_York"},
+                                     notify_email=True, notify_sms=False)
+        return merchant.id
+    finally:
+        db.dispose()
+
+
+def _state(db: Any, merchant_id: int) -> dict[str, Any]:
+    from store.schema import deliveries, notifications, outbox_messages
+
+    with db.read() as conn:
+        delivered = conn.execute(
+            sa.select(deliveries.c.outcome, sa.func.count()).where(deliveries.c.merchant_id == merchant_id)
+            .group_by(deliveries.c.outcome)).all()
+        notes = conn.execute(
+            sa.select(notifications.c.status, sa.func.count()).where(notifications.c.merchant_id == merchant_id)
+            .group_by(notifications.c.status)).all()
+        outbox = conn.execute(sa.select(sa.func.count()).select_from(outbox_messages)
+                              .where(outbox_messages.c.merchant_id == merchant_id)).scalar_one()
+    return {"deliveries": {k: int(v) for k, v in delivered}, "notifications": {k: int(v) for k, v in notes},
+            "outbox": int(outbox)}
+
+
+def _complete(state: dict[str, Any], events: int) -> bool:
+    """Every delivery committed (its notification intents are written in the same transaction)
+    and no intent still waiting for its send."""
+    n = state["notifications"]
+    return (sum(state["deliveries"].values()) >= events
+            and n.get("queued", 0) == 0 and n.get("sending", 0) == 0 and state["outbox"] >= n.get("sent", 0))
+
+
+def _wait(db: Any, merchant_id: int, events: int, timeout: float, worker: Any, log: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    state = _state(db, merchant_id)
+    while not _complete(state, events):
+        if worker.poll() is not None:
+            raise BenchError(f"the worker exited with {worker.returncode}:\n{common.log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"not done after {timeout}s: {state}\n{common.log_tail(log)}")
+        time.sleep(0.2)
+        state = _state(db, merchant_id)
+    return state
+
+
+def _as_utc(value: Any) -> datetime:
+    from store.database import as_utc
+
+    return as_utc(value)  # type: ignore[return-value]
+
+
+def _timestamps(db: Any, merchant_id: int, refs: set[str] | None = None) -> tuple[list[Any], list[Any]]:
+    from store.schema import deliveries, notifications, orders
+
+    with db.read() as conn:
+        d = conn.execute(sa.select(deliveries.c.event_id, deliveries.c.received_at, deliveries.c.processed_at)
+                         .where(deliveries.c.merchant_id == merchant_id)).all()
+        n = conn.execute(sa.select(orders.c.ref, notifications.c.kind, notifications.c.status, notifications.c.sent_at)
+                         .join(orders, orders.c.id == notifications.c.order_id)
+                         .where(notifications.c.merchant_id == merchant_id)).all()
+    if refs is not None:
+        n = [r for r in n if r.ref in refs]
+    return d, n
+
+
+def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any],
+           label: str) -> dict[str, Any]:
+    from store.database import Database
+
+    events = Events(salt=f"d{secrets.token_hex(2)}")
+    refs = [events.ref(i) for i in range(p["orders"])]
+    latency_events = Events(salt=f"l{secrets.token_hex(2)}")
+    latency_orders = p["offered_rate_per_s"] * p["offered_seconds"] // len(PHASES)
+    latency_refs = [latency_events.ref(i) for i in range(latency_orders)]
+    merchant_id = _prepare(db_url, refs + latency_refs)
+    client = redis.client()
+    client.delete(common.EVENTS_KEY, f"{common.EVENTS_KEY}.msgs")
+    total_events = p["orders"] * len(PHASES)
+    total_notes = p["orders"] * NOTIFICATIONS_PER_ORDER
+    t_fill = time.monotonic()
+    received_at = datetime.now(UTC).isoformat()
+    for phase, _ in PHASES:  # Shippo's order: every label, then the scans (FIFO keeps it so)
+        for i in range(p["orders"]):
+            body = events.body(phase, i)
+            process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
+    fill_s = time.monotonic() - t_fill
+    queued = client.llen(common.EVENTS_KEY)
+    if queued != total_events:
+        raise BenchError(f"pre-filled {queued} messages, expected {total_events}")
+    say(f"{label}: {total_events} events pre-filled in {fill_s:.1f} s; starting the worker")
+    env = common.child_env(PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
+                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"))
+    log = workdir / f"worker-{label}.log"
+    db = Database(db_url)
+    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "workers.main"], env=env, log=log)
+    try:
+        t_start = time.monotonic()
+        state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
+        wall = time.monotonic() - t_start
+        deliveries_rows, note_rows = _timestamps(db, merchant_id, set(refs))
+        first = min(_as_utc(r.processed_at) for r in deliveries_rows)
+        last = max([_as_utc(r.sent_at) for r in note_rows if r.sent_at] + [_as_utc(r.processed_at) for r in deliveries_rows])
+        busy = (last - first).total_seconds()
+        drain = {
+            "orders": p["orders"], "events": total_events, "notifications_planned": total_notes,
+            "state_after": state,
+            "busy_seconds": round(busy, 3),
+            "wall_seconds_incl_worker_boot": round(wall, 3),
+            "events_per_second": round(total_events / busy, 1) if busy > 0 else 0.0,
+            "messages_per_second": round((total_events + total_notes) / busy, 1) if busy > 0 else 0.0,
+        }
+        problems = []
+        if state["deliveries"].get("processed", 0) != total_events:
+            problems.append(f"deliveries: {state['deliveries']} (expected {total_events} processed)")
+        if state["notifications"].get("sent", 0) != total_notes or state["outbox"] != total_notes:
+            problems.append(f"notifications {state['notifications']}, outbox {state['outbox']} (expected {total_notes} sent)")
+        say(f"{label}: drained {total_events} events + {total_notes} notifications in {busy:.1f} s "
+            f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)")
+
+        latency = _offered(process_event, db, merchant_id, latency_events, latency_orders, p, worker, log,
+                           base=state)
+        problems.extend(latency.pop("problems"))
+    finally:
+        common.stop_process(worker, timeout=30)
+        db.dispose()
+        client.close()
+    return {"drain": drain, "latency": latency, "problems": problems, "correct": not problems,
+            "worker_log": str(log.name)}
+
+
+def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orders: int, p: dict[str, Any],
+             worker: Any, log: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """Paced sends: blocks of `rate/3` orders per second (labels, then transits, then OFDs)."""
+    rate = p["offered_rate_per_s"]
+    block = max(1, rate // len(PHASES))
+    schedule = [(phase, i) for start in range(0, orders, block)
+                for phase, _ in PHASES for i in range(start, min(start + block, orders))]
+    sent_at: dict[str, datetime] = {}  # event id → enqueue time
+    by_ref: dict[tuple[str, str], datetime] = {}  # (order ref, phase) → enqueue time
+    t0 = time.monotonic()
+    for k, (phase, i) in enumerate(schedule):
+        delay = t0 + k / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        body = events.body(phase, i)
+        event_id = common.event_id_for(body)
+        now = datetime.now(UTC)
+        process_event.send(MERCHANT, event_id, now.isoformat(), body)
+        sent_at[event_id] = now
+        by_ref[(events.ref(i), phase)] = now
+    offered_s = time.monotonic() - t0
+    total_events = sum(base["deliveries"].values()) + len(schedule)
+    state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
+    deliveries_rows, note_rows = _timestamps(db, merchant_id, {events.ref(i) for i in range(orders)})
+    commit_lat = [(_as_utc(r.processed_at) - sent_at[r.event_id]).total_seconds()
+                  for r in deliveries_rows if r.event_id in sent_at]
+    phase_of = {"shipped": "label", "out_for_delivery": "ofd"}
+    outbox_lat = [(_as_utc(r.sent_at) - by_ref[(r.ref, phase_of[r.kind])]).total_seconds()
+                  for r in note_rows if r.sent_at and r.kind in phase_of]
+    problems = []
+    if len(commit_lat) != len(schedule):
+        problems.append(f"latency phase: {len(commit_lat)} of {len(schedule)} events committed")
+    bad = {k: v for k, v in state["notifications"].items() if k not in ("sent", "suppressed")}
+    if bad:
+        problems.append(f"latency phase: notifications neither sent nor suppressed: {bad}")
+    result = {
+        "offered_rate_per_s": rate,
+        "events": len(schedule),
+        "achieved_offer_rate_per_s": round(len(schedule) / offered_s, 1) if offered_s else 0.0,
+        "state_after": state,
+        "enqueue_to_commit_ms": _pcts(commit_lat),
+        "enqueue_to_outbox_ms": _pcts(outbox_lat),
+        # With 4 threads an order's three events (1/3 s apart) can be processed out of order; a
+        # label applied after its out-for-delivery scan no longer means "shipped" (status never
+        # regresses), so that email is rightly never planned. Counted here, not an error.
+        "notifications_sent": len(outbox_lat),
+        "notifications_if_in_order": orders * NOTIFICATIONS_PER_ORDER,
+        "problems": problems,
+    }
+    say(f"latency at {rate}/s: commit p50 {result['enqueue_to_commit_ms']['p50']} ms "
+        f"p99 {result['enqueue_to_commit_ms']['p99']} ms; outbox p50 {result['enqueue_to_outbox_ms']['p50']} ms "
+        f"p99 {result['enqueue_to_outbox_ms']['p99']} ms")
+    return result
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    return {"p50": common.ms(common.percentile(values, 50)), "p99": common.ms(common.percentile(values, 99)),
+            "max": common.ms(max(values) if values else float("nan")), "n": len(values)}
+
+
+def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[str, Any]:
+    from dramatiq import Message
+
+    from bench.noop_worker import make_broker
+
+    k = p["noop_messages"]
+    broker = make_broker(redis.url)
+    broker.declare_queue(common.NOOP_QUEUE)
+    client = redis.client()
+    msgs_key = f"{common.NAMESPACE}:{common.NOOP_QUEUE}.msgs"
+    client.delete(f"{common.NAMESPACE}:{common.NOOP_QUEUE}", msgs_key)
+    for _ in range(k):
+        broker.enqueue(Message(queue_name=common.NOOP_QUEUE, actor_name="noop", args=(), kwargs={}, options={}))
+    if client.hlen(msgs_key) != k:
+        raise BenchError(f"noop pre-fill: {client.hlen(msgs_key)} of {k} messages")
+    env = common.child_env(BENCH_NOOP_BROKER_URL=redis.url)
+    log = workdir / "worker-noop.log"
+    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "bench.noop_worker"], env=env, log=log)
+    try:
+        deadline = time.monotonic() + p["drain_timeout_s"]
+        first_t, first_left = None, k
+        left = k
+        while left > 0:
+            if worker.poll() is not None:
+                raise BenchError(f"noop worker exited with {worker.returncode}:\n{common.log_tail(log)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"noop floor not drained after {p['drain_timeout_s']}s ({left} left)")
+            time.sleep(0.002)
+            left = client.hlen(msgs_key)
+            if first_t is None and left < k:
+                first_t, first_left = time.monotonic(), left
+        last_t = time.monotonic()
+    finally:
+        common.stop_process(worker, timeout=30)
+        broker.close()
+        client.close()
+    busy = last_t - (first_t or last_t)
+    rate = first_left / busy if busy > 0 else 0.0
+    say(f"floor: dramatiq no-op actor drained {k} messages at {rate:.0f}/s")
+    return {"messages": k, "busy_seconds": round(busy, 3), "messages_per_second": round(rate, 1),
+            "correct": True, "problems": []}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    p = params(quick)
+    results: dict[str, Any] = {}
+    with common.temp_dir("ph-bench-pipeline-") as workdir, common.redis_server(workdir) as redis:
+        process_event = _broker_for(redis.url)
+        results["sqlite"] = _drain(process_event, redis, common.sqlite_url(workdir), workdir, p, "sqlite")
+        if p["postgres"]:
+            with common.temp_dir("ph-bench-pg-") as pgdir, common.postgres_server(pgdir) as pg_url:
+                results["postgres"] = _drain(process_event, redis, pg_url, workdir, p, "postgres")
+        floor = _noop_floor(redis, workdir, p)
+    table = []
+    for name, r in results.items():
+        d, lat = r["drain"], r["latency"]
+        ratio = d["events_per_second"] / floor["messages_per_second"] if floor["messages_per_second"] else float("nan")
+        r["ratio"] = round(ratio, 4)
+        table.append((f"pipeline {name}", f"{d['events_per_second']:.1f} ev/s",
+                      f"1 worker proc; commit p50 {lat['enqueue_to_commit_ms']['p50']:.0f} ms "
+                      f"p99 {lat['enqueue_to_commit_ms']['p99']:.0f} ms; outbox p50 "
+                      f"{lat['enqueue_to_outbox_ms']['p50']:.0f} ms p99 {lat['enqueue_to_outbox_ms']['p99']:.0f} ms "
+                      f"@{lat['offered_rate_per_s']}/s"))
+    table.append(("pipeline floor (dramatiq no-op)", f"{floor['messages_per_second']:.0f} msg/s", "same broker, same flags"))
+    for name, r in results.items():
+        table.append((f"pipeline ratio {name}", f"{r['ratio']:.3f}", "parcelhook events/s / no-op messages/s"))
+    main = results["sqlite"]
+    return {
+        "params": p,
+        "unit": "events per second per worker process (queue → committed state + rendered outbox message)",
+        "result": results,
+        "floor": floor,
+        "ratio": main["ratio"],
+        "ratios": {name: r["ratio"] for name, r in results.items()},
+        "ratio_means": "parcelhook events/s / dramatiq no-op messages/s (each event also causes "
+                       f"{NOTIFICATIONS_PER_ORDER}/{len(PHASES)} send_notification messages)",
+        "correct": all(r["correct"] for r in results.values()),
+        "table": table,
+    }
