@@ -163,7 +163,7 @@ def main(mode: str) -> int:
                 honcho.kill()
         redis_process.terminate()
         redis_process.wait(10)
-        print("parcelhook stopped; data kept under var/", flush=True)
+        print(f"parcelhook stopped; data kept under {VAR}", flush=True)
 
 
 def _demo(settings: Settings, env: dict[str, str]) -> None:

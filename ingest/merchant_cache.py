@@ -9,8 +9,10 @@ from __future__ import annotations
 import threading
 import time
 
+from ingest.errors import Unavailable, UnknownMerchant
 from store import merchants as merchant_store
 from store.database import Database
+from store.errors import StorageUnavailable
 from store.merchants import Merchant
 
 
@@ -31,4 +33,14 @@ class MerchantCache:
         if merchant is not None:
             with self._lock:
                 self._entries[slug] = (now, merchant)
+        return merchant
+
+    def require(self, slug: str) -> Merchant:
+        """The merchant, or the receiver's rejection: 404 unknown, 503 database unreachable."""
+        try:
+            merchant = self.get(slug)
+        except StorageUnavailable as exc:
+            raise Unavailable("the database is unreachable; retry later") from exc
+        if merchant is None:
+            raise UnknownMerchant(f"no merchant {slug!r} is configured here")
         return merchant

@@ -46,3 +46,13 @@ class EventQueue:
         except (redis.RedisError, OSError) as exc:
             raise Unavailable(f"the queue is unreachable ({type(exc).__name__}); retry later") from exc
         return True
+
+
+def hand_off(actor_name: str, *args: Any) -> None:
+    """Give a verified callback (Twilio receipt, opt-out) to a worker; 503 if the broker is down."""
+    from workers import actors
+
+    try:
+        getattr(actors, actor_name).send(*args)
+    except (redis.RedisError, OSError) as exc:
+        raise Unavailable("the queue is unreachable; retry later") from exc

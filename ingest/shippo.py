@@ -20,12 +20,9 @@ from ingest.errors import (
     BadToken,
     Rejection,
     TooLarge,
-    Unavailable,
-    UnknownMerchant,
     UnsupportedMediaType,
 )
 from store.database import utcnow
-from store.errors import StorageUnavailable
 from store.merchants import Merchant
 
 shippo = Blueprint("shippo", __name__)
@@ -38,7 +35,7 @@ def receive(slug: str) -> Response:
     s = services()
     event_name = "unknown"
     try:
-        merchant = _merchant(s, slug)
+        merchant = s.merchants.require(slug)
         _check_token(merchant)
         _check_content_type()
         raw = _read_body(s.settings.max_body_bytes)
@@ -74,16 +71,6 @@ def receive(slug: str) -> Response:
     except Rejection as exc:
         _record(s, slug, event_name, exc.outcome, exc.status_code, exc.message)
         raise
-
-
-def _merchant(s: Any, slug: str) -> Merchant:
-    try:
-        merchant = s.merchants.get(slug)
-    except StorageUnavailable as exc:
-        raise Unavailable("the database is unreachable; retry later") from exc
-    if merchant is None:
-        raise UnknownMerchant(f"no merchant {slug!r} is configured here")
-    return merchant
 
 
 def _check_token(merchant: Merchant) -> None:

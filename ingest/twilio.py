@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from domain.vocabulary import DeliveryOutcome
 from ingest.app import services
-from ingest.errors import Rejection, Unavailable, UnknownMerchant
-from store.errors import StorageUnavailable
+from ingest.errors import Rejection
+from ingest.queue import hand_off
 
 twilio_callbacks = Blueprint("twilio_callbacks", __name__)
 
@@ -34,12 +33,7 @@ HELP_TEXT = "{name}: order and delivery updates. Reply STOP to unsubscribe, STAR
 
 def _verify(slug: str) -> Any:
     s = services()
-    try:
-        merchant = s.merchants.get(slug)
-    except StorageUnavailable as exc:
-        raise Unavailable("the database is unreachable; retry later") from exc
-    if merchant is None:
-        raise UnknownMerchant(f"no merchant {slug!r} is configured here")
+    merchant = s.merchants.require(slug)
     token = s.settings.twilio_auth_token
     if not token:
         raise TwilioSignatureRejected("Twilio is not configured here (PARCELHOOK_TWILIO_AUTH_TOKEN unset)")
@@ -50,15 +44,6 @@ def _verify(slug: str) -> Any:
     if not RequestValidator(token).validate(url, request.form.to_dict(), signature):
         raise TwilioSignatureRejected("X-Twilio-Signature does not match this request")
     return merchant
-
-
-def _enqueue(actor_name: str, *args: Any) -> None:
-    from workers import actors
-
-    try:
-        getattr(actors, actor_name).send(*args)
-    except (redis.RedisError, OSError) as exc:
-        raise Unavailable("the queue is unreachable; retry later") from exc
 
 
 def _twiml(message: str | None = None) -> Response:
@@ -72,7 +57,7 @@ def _twiml(message: str | None = None) -> Response:
 def status(slug: str) -> Response:
     merchant = _verify(slug)
     form = request.form
-    _enqueue(
+    hand_off(
         "record_sms_status",
         merchant.slug,
         form.get("MessageSid", ""),
@@ -87,7 +72,7 @@ def inbound(slug: str) -> Response:
     merchant = _verify(slug)
     sender = request.form.get("From", "")
     keyword = request.form.get("Body", "").strip().upper()
-    _enqueue("record_sms_keyword", merchant.slug, sender, keyword)
+    hand_off("record_sms_keyword", merchant.slug, sender, keyword)
     if keyword in ("HELP", "INFO"):
         return _twiml(HELP_TEXT.format(name=merchant.name))
     return _twiml()

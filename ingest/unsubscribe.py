@@ -13,8 +13,8 @@ from flask import Blueprint, Response
 
 from domain.unsubscribe import read_token
 from ingest.app import services
-from ingest.errors import BadToken, UnknownMerchant
-from ingest.twilio import _enqueue
+from ingest.errors import BadToken
+from ingest.queue import hand_off
 
 unsubscribe = Blueprint("unsubscribe", __name__)
 
@@ -27,9 +27,7 @@ button{{font-size:1rem;padding:.6rem 1.2rem;border-radius:6px;border:1px solid #
 
 def _address(slug: str, token: str) -> tuple[str, str]:
     s = services()
-    merchant = s.merchants.get(slug)
-    if merchant is None:
-        raise UnknownMerchant(f"no merchant {slug!r} is configured here")
+    merchant = s.merchants.require(slug)
     address = read_token(s.settings.signing_key, slug, token)
     if address is None:
         raise BadToken("this unsubscribe link is not valid")
@@ -47,6 +45,6 @@ def confirm(slug: str, token: str) -> Response:
 @unsubscribe.post("/unsubscribe/<slug>/<token>")
 def confirmed(slug: str, token: str) -> Response:
     name, address = _address(slug, token)
-    _enqueue("record_email_opt_out", slug, address)
+    hand_off("record_email_opt_out", slug, address)
     text = f"{escape(address)} will no longer receive shipping emails from {escape(name)}."
     return Response(PAGE.format(title="You are unsubscribed", text=text, form=""), mimetype="text/html")
