@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import System
+from tests.support.polling import wait_until
 from tests.support.services import missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
@@ -35,14 +36,6 @@ CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 class LiveServer:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -19,18 +18,11 @@ from redis.retry import Retry
 
 from admin.ops_api import ops_api
 from admin.queues import QUEUES
+from tests.support.polling import wait_until
 from tests.support.services import free_port
 from workers.telemetry import DeadLetterRecorder, Telemetry
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def make_app(client: redis.Redis) -> Flask:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import dramatiq
@@ -15,17 +14,10 @@ from dramatiq.brokers.redis import RedisBroker
 
 from admin.ops_cli import add_ops_commands, cmd_queues
 from admin.queues import QUEUES
+from tests.support.polling import wait_until
 from workers.telemetry import DeadLetterRecorder, Telemetry
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture()

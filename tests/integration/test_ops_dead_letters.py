@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -14,27 +13,10 @@ from dramatiq.brokers.redis import RedisBroker
 
 from admin.dead_letters import DeadLetters, UnknownQueue
 from admin.queues import QUEUES, QueueInspector, decode_message
+from tests.support.polling import running_worker, wait_until
 from workers.telemetry import DeadLetterRecorder, Telemetry
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-@contextmanager
-def running_worker(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture()

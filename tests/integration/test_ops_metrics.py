@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import dramatiq
@@ -17,18 +16,11 @@ from redis.retry import Retry
 
 from admin.metrics import render_metrics
 from admin.queues import QUEUES, QueueInspector
+from tests.support.polling import wait_until
 from tests.support.services import free_port
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -13,26 +12,9 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.queues import QUEUES, QueueInspector
+from tests.support.polling import running_worker, wait_until
 
 pytestmark = pytest.mark.redis
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-@contextmanager
-def running_worker(broker: RedisBroker, threads: int = 2) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=threads)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture()

@@ -8,8 +8,7 @@ are signed with the twilio library's ``RequestValidator``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -52,17 +51,6 @@ def rows(system: Any) -> list[Row]:
         result = conn.execute(notifications.select().order_by(notifications.c.id)).all()
     return [Row(r.id, r.kind, r.channel, r.audience, r.status, r.to_address, r.locale, r.error, r.error_code,
                 r.provider_id, r.attempts, r.idempotency_key) for r in result]
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def delayed_messages(system: Any, queue: str = "notifications") -> list[dict[str, Any]]:
