@@ -129,6 +129,8 @@ def test_a_signature_over_another_body_is_401(system: System) -> None:
         (b'{"event": "track_updated", "data": "text"}', "data"),
         (b'{"event": "track_updated", "data": {"carrier": "usps"}}', "tracking"),
         (b"", "empty"),
+        (b'{"event": "track_updated", "data": {"carrier": "usps", "tracking_number": "1", "tracking_status":'
+         b' {"object_id": "x", "status": "TRANSIT", "status_date": "yesterday-ish"}}}', "status_date"),
         (b"\xff\xfe{}", "UTF-8"),
     ],
 )
