@@ -70,7 +70,7 @@ class Settings:
     admin_port: int = 8001
     var_dir: Path = PROJECT_ROOT / "var"
     broker_namespace: str = "parcelhook"
-    platform_events_url: str | None = None
+    platform_events_url: str | None = field(default=None, repr=False)  # may carry broker credentials
 
     @property
     def twilio_enabled(self) -> bool:
@@ -113,6 +113,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "public_url": _url(("http", "https")),
     "smtp_url": _url(("smtp", "smtps")),
     "twilio_api_url": _url(("http", "https")),
+    "platform_events_url": _url(("redis", "rediss", "amqp", "amqps", "memory")),
     "max_body_bytes": _positive_int,
     "signature_tolerance_s": _positive_int,
     "stall_after_h": _positive_int,

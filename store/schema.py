@@ -4,6 +4,10 @@
 - ``shipment_scans (shipment_id, scan_id)``: a carrier scan enters history once;
 - ``notifications (idempotency_key)``: a customer hears about one occurrence once;
 - ``outbox_messages (notification_id)``: a captured message is written once.
+
+``platform_events`` is a transactional outbox: rows are written in the same transaction as
+the state change they describe and published to the platforms' exchange afterwards
+(``workers/platform_events.py``).
 """
 
 from __future__ import annotations
@@ -196,4 +200,18 @@ opt_outs = sa.Table(
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.UniqueConstraint("merchant_id", "channel", "address", name="uq_opt_outs_address"),
+)
+
+platform_events = sa.Table(
+    "platform_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("merchant_id", sa.ForeignKey("merchants.id"), nullable=False),
+    sa.Column("order_id", sa.ForeignKey("orders.id")),
+    sa.Column("shipment_id", sa.ForeignKey("shipments.id")),
+    sa.Column("event_type", sa.String(64), nullable=False),  # order.status_changed, shipment.exception_opened …
+    sa.Column("payload", sa.JSON, nullable=False),  # the message body exactly as published
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("published_at", TS),  # null until the broker took it
+    sa.Index("ix_platform_events_pending", "published_at", "id"),
 )

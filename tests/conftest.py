@@ -4,8 +4,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.support.services import RedisServer, free_port, postgres_server, redis_server
+
+# CI explores the same examples every run (a red build must be reproducible); laptops keep
+# exploring new ones and remember failures in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 # workers.broker builds the broker from the environment when it is first imported — which
 # may be at collection time, by any test module. So the session Redis's address is fixed

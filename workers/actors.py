@@ -5,6 +5,7 @@
 | process_event | events | 8 (≈ 20 min span) | 1 s → 5 min | 60 s | malformed payload |
 | send_notification | notifications | 6 | 10 s → 10 min | 45 s | provider's permanent errors; exhausted → ``notification_failed`` |
 | run_maintenance | maintenance | 2 | 5 s → 60 s | 300 s | — |
+| publish_platform_events | maintenance | 5 | 2 s → 2 min | 120 s | — (exhausted: logged, not dead-lettered; the rows stay pending and reconciliation publishes them) |
 
 The dramatiq defaults (20 retries over about a week) are wrong for a customer SMS: a
 "delivered" text that arrives four days late is worse than none.
@@ -16,6 +17,7 @@ import logging
 from datetime import datetime
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from domain.payload import PayloadError
 from workers.broker import broker  # noqa: F401 - the broker must exist before actors are declared
@@ -38,8 +40,12 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
 
     rt = runtime()
     now = utc_now()
+    platform_events = rt.settings.platform_events_url is not None
     try:
-        outcome = process(rt.database, merchant_slug, event_id, datetime.fromisoformat(received_at), body, now)
+        outcome = process(
+            rt.database, merchant_slug, event_id, datetime.fromisoformat(received_at), body, now,
+            platform_events=platform_events,
+        )
     except Exception:
         rt.telemetry.processed(actor="process_event", outcome="failed")
         raise
@@ -49,6 +55,9 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
     )
     for notification_id in outcome.notification_ids:
         send_notification.send(notification_id)
+    if outcome.platform_events:
+        # after the commit; a lost message is caught up by the scheduler's reconciliation
+        publish_platform_events.send()
 
 
 @dramatiq.actor(
@@ -82,6 +91,34 @@ def run_maintenance(job: str) -> None:
     from workers.scheduler import JOBS
 
     JOBS[job](runtime())
+
+
+PUBLISH_BATCH = 500
+
+
+@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=2_000, max_backoff=120_000, time_limit=120_000)
+def publish_platform_events() -> None:
+    """Publish the platform events outbox (workers/platform_events.py). Idempotent: any number
+    of these may run; publishers are serialized and each row is published (at least) once."""
+    from workers.platform_events import PlatformEventsUnavailable, publish_pending
+
+    rt = runtime()
+    url = rt.settings.platform_events_url
+    if not url:
+        return
+    try:
+        published = publish_pending(rt.database, url, limit=PUBLISH_BATCH)
+    except PlatformEventsUnavailable as exc:
+        message = CurrentMessage.get_current_message()
+        retries = message.options.get("retries", 0) if message is not None else 0
+        if retries < publish_platform_events.options.get("max_retries", 0):
+            raise  # retried with backoff
+        # Not a dead letter: the rows stay pending and the scheduler's reconciliation (every
+        # minute) publishes them once the broker is back.
+        log.warning("platform events not published after %d retries (%s); reconciliation will", retries, exc)
+        return
+    if published >= PUBLISH_BATCH:
+        publish_platform_events.send()  # more than one batch pending: continue in a new message
 
 
 # ---------------------------------------------------------------- callbacks from `web`

@@ -2,8 +2,10 @@
 
 delivery row (unique: the idempotency of the event) → parse → locate shipment (locked) →
 ``domain.shipment.apply`` → history + timeline → order join + aggregate → notification
-intents (unique keys). The caller enqueues the sends after the commit; the scheduler's
-reconciliation re-enqueues any intent whose send message was lost in between.
+intents (unique keys) → platform events (when on: the transactional outbox of
+``workers/platform_events.py``). The caller enqueues the sends (and the platform events
+publisher) after the commit; the scheduler's reconciliation re-enqueues any intent whose send
+message was lost in between, and publishes any platform event left unpublished.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from domain.vocabulary import Audience, ChangeKind, Channel, NotificationKind, N
 from store import merchants as merchant_store
 from store import notifications as notification_store
 from store import orders as order_store
+from store import platform_events as platform_event_store
 from store import shipments as shipment_store
 from store.database import Database, utcnow
 from store.merchants import Merchant
 from store.orders import Order
 from store.schema import deliveries
 from store.shipments import ShipmentRow
+from workers.platform_events import shipment_events
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Outcome:
     changes: tuple[Change, ...] = ()
     carrier_lag_s: float | None = None
     shipment_id: int | None = None
+    platform_events: int = 0  # rows written to the platform events outbox
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -61,8 +66,16 @@ def recipient_for(order: Order | None) -> Recipient:
 
 
 def process_event(
-    db: Database, merchant_slug: str, event_id: str, received_at: datetime, body: str, now: datetime
+    db: Database,
+    merchant_slug: str,
+    event_id: str,
+    received_at: datetime,
+    body: str,
+    now: datetime,
+    *,
+    platform_events: bool = False,
 ) -> Outcome:
+    """``platform_events``: write the platform events outbox rows (the feature is on)."""
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
         inserted = conn.execute(
@@ -89,10 +102,18 @@ def process_event(
         )
         if event is None:
             return Outcome("ignored")
-        return _apply_event(db, conn, merchant, event, now)
+        return _apply_event(db, conn, merchant, event, now, platform_events=platform_events)
 
 
-def _apply_event(db: Database, conn: Connection, merchant: Merchant, event: TrackUpdate | LabelUpdate, now: datetime) -> Outcome:
+def _apply_event(
+    db: Database,
+    conn: Connection,
+    merchant: Merchant,
+    event: TrackUpdate | LabelUpdate,
+    now: datetime,
+    *,
+    platform_events: bool = False,
+) -> Outcome:
     shipment = shipment_store.locate(db, conn, merchant.id, event)
     state, changes, new_scans = apply(shipment.state, event, now)
     order, order_ref = _order_for(db, conn, merchant, shipment, event)
@@ -101,8 +122,10 @@ def _apply_event(db: Database, conn: Connection, merchant: Merchant, event: Trac
         order_id=order.id if order and shipment.order_id is None else None,
         order_ref=order_ref if shipment.order_ref is None else None,
     )
-    if order is not None:
-        refresh_order_status(db, conn, order.id)
+    order_change = refresh_order_status(db, conn, order.id) if order is not None else None
+    written = 0
+    if platform_events:
+        written = _record_platform_events(conn, merchant, order, order_change, shipment, state, changes, now)
     ids = _record_intents(db, conn, merchant, order, shipment, state, changes)
     if order is not None and order.registered and shipment.order_id is None:
         # The shipment joins a registered order only now (its transaction came after its tracks):
@@ -112,7 +135,7 @@ def _apply_event(db: Database, conn: Connection, merchant: Merchant, event: Trac
     lag = None
     if isinstance(event, TrackUpdate) and any(c.scan_id == event.latest.object_id for c in changes):
         lag = (now - event.latest.status_date).total_seconds()
-    return Outcome("processed", ids, changes, lag, shipment.id)
+    return Outcome("processed", ids, changes, lag, shipment.id, platform_events=written)
 
 
 def _order_for(
@@ -129,13 +152,40 @@ def _order_for(
     return order_store.ensure(db, conn, merchant.id, ref), ref
 
 
-def refresh_order_status(db: Database, conn: Connection, order_id: int) -> None:
-    """Lock the order, then aggregate its shipments (shipment → order lock order everywhere)."""
-    conn.execute(db.for_update(order_store.orders.select().where(order_store.orders.c.id == order_id))).one()
+def refresh_order_status(db: Database, conn: Connection, order_id: int) -> tuple[str, str]:
+    """Lock the order, then aggregate its shipments (shipment → order lock order everywhere).
+    Returns the order's ``(old, new)`` aggregate status."""
+    locked = conn.execute(db.for_update(order_store.orders.select().where(order_store.orders.c.id == order_id))).one()
     siblings = shipment_store.for_order(conn, order_id)
     status = aggregate_order_status([(s.state.status, s.state.exception.cls if s.state.exception else None) for s in siblings])
     open_exc = next((s.state.exception.cls.value for s in siblings if s.state.exception), None)
     order_store.set_status(conn, order_id, status.value, open_exc)
+    return str(locked.status), status.value
+
+
+def _record_platform_events(
+    conn: Connection,
+    merchant: Merchant,
+    order: Order | None,
+    order_change: tuple[str, str] | None,
+    shipment: ShipmentRow,
+    state: ShipmentState,
+    changes: Sequence[Change],
+    now: datetime,
+) -> int:
+    """The platform events outbox rows of this update, in its transaction (see
+    ``workers/platform_events.py``). ``shipment.state`` is the state before the update."""
+    events = shipment_events(
+        merchant_slug=merchant.slug,
+        order=(order.id, order.ref, order_change[1]) if order is not None and order_change is not None else None,
+        order_change=order_change,
+        shipment_id=shipment.id,
+        state=state,
+        exception_before=shipment.state.exception,
+        changes=changes,
+        now=now,
+    )
+    return platform_event_store.add(conn, merchant.id, events, now=now)
 
 
 def _record_intents(
@@ -198,8 +248,11 @@ def store_intents(
     return tuple(ids)
 
 
-def detect_stalls(db: Database, *, now: datetime, stall_after: timedelta, limit: int = 1000) -> list[int]:
-    """Scheduler job: open ``stalled`` on quiet shipments; returns notification ids to send."""
+def detect_stalls(
+    db: Database, *, now: datetime, stall_after: timedelta, limit: int = 1000, platform_events: bool = False
+) -> list[int]:
+    """Scheduler job: open ``stalled`` on quiet shipments; returns notification ids to send.
+    ``platform_events``: also write the platform events outbox rows (the feature is on)."""
     from domain.shipment import TERMINAL
 
     with db.read() as conn:
@@ -216,8 +269,9 @@ def detect_stalls(db: Database, *, now: datetime, stall_after: timedelta, limit:
             shipment_store.save(db, conn, shipment, state, changes, ())
             merchant = merchant_store.get_by_id(conn, shipment.merchant_id)
             order = order_store.get_by_id(conn, shipment.order_id) if shipment.order_id else None
-            if order is not None:
-                refresh_order_status(db, conn, order.id)
+            order_change = refresh_order_status(db, conn, order.id) if order is not None else None
+            if platform_events:
+                _record_platform_events(conn, merchant, order, order_change, shipment, state, changes, now)
             ids.extend(_record_intents(db, conn, merchant, order, shipment, state, changes))
     return ids
 

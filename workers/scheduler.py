@@ -24,15 +24,20 @@ def detect_stalls(rt: Any) -> int:
     from workers.actors import send_notification
     from workers.processing import detect_stalls as detect
 
-    ids = detect(rt.database, now=utcnow(), stall_after=timedelta(hours=rt.settings.stall_after_h))
+    platform_events = rt.settings.platform_events_url is not None
+    ids = detect(
+        rt.database, now=utcnow(), stall_after=timedelta(hours=rt.settings.stall_after_h), platform_events=platform_events
+    )
     for notification_id in ids:
         send_notification.send(notification_id)
+    kick_platform_events(rt)
     return len(ids)
 
 
 def reconcile(rt: Any) -> int:
     """Re-enqueue intents whose send message was lost (a worker died after commit, before
-    enqueue) and deferred ones whose delayed message vanished. The send is idempotent."""
+    enqueue) and deferred ones whose delayed message vanished. The send is idempotent.
+    Also publishes platform events left unpublished (lost message, broker outage)."""
     from workers.actors import send_notification
 
     cutoff = utcnow() - RECONCILE_AFTER
@@ -44,7 +49,22 @@ def reconcile(rt: Any) -> int:
         ]
     for notification_id in ids:
         send_notification.send(notification_id)
+    kick_platform_events(rt)
     return len(ids)
+
+
+def kick_platform_events(rt: Any) -> bool:
+    """Enqueue the platform events publisher when the feature is on and rows are pending."""
+    if not rt.settings.platform_events_url:
+        return False
+    from store import platform_events as platform_event_store
+    from workers.actors import publish_platform_events
+
+    with rt.database.read() as conn:
+        pending = platform_event_store.has_pending(conn)
+    if pending:
+        publish_platform_events.send()
+    return pending
 
 
 def _deferred_due(conn: Any, notification_id: int, cutoff: Any) -> bool:

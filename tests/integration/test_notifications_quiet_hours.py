@@ -19,6 +19,7 @@ from store.schema import notifications
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -51,7 +52,7 @@ def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(make_syste
         system, merchant, window_end = _system(make_system, database_url, smtp, twilio)
         system.post(merchant, LABEL)
         system.post(merchant, DELIVERED)
-        h.wait_until(lambda: _sms(system, "delivered").status == "deferred" if any(
+        wait_until(lambda: _sms(system, "delivered").status == "deferred" if any(
             r.channel == "sms" for r in h.rows(system)) else False, timeout=5, what="deferred SMS")
 
         row = _sms(system, "delivered")
@@ -62,7 +63,7 @@ def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(make_syste
         [delayed] = [m for m in h.delayed_messages(system) if m["actor_name"] == "send_notification"]
         assert delayed["args"] == [row.id]
         assert twilio.messages == []
-        h.wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "email" and r.kind == "delivered"]
+        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "email" and r.kind == "delivered"]
                      == ["sent"], timeout=5, what="the email (quiet hours are for SMS only)")
         assert _sms(system, "delivered").status == "deferred"
 
@@ -78,10 +79,10 @@ def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(make_syste
         system, merchant, _end = _system(make_system, sqlite_url, smtp, twilio)
         system.post(merchant, LABEL)
         system.post(merchant, OUT_FOR_DELIVERY)
-        h.wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred"],
+        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred"],
                      timeout=5, what="deferred out_for_delivery SMS")
         system.post(merchant, DELIVERED)
-        h.wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred", "deferred"],
+        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred", "deferred"],
                      timeout=5, what="deferred delivered SMS")
         system.drain()
         ofd = _sms(system, "out_for_delivery")

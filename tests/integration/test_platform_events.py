@@ -1,0 +1,329 @@
+"""Platforms hear their order events over kombu (a transactional outbox, published at least once).
+
+Real Redis as the platforms' broker (kombu's redis transport on another Redis database than the
+dramatiq broker), a real worker, both databases.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection, Exchange, Queue
+
+from store.schema import platform_events
+from tests.fixtures.shippo import scenario
+from tests.integration.conftest import System, hmac_secret
+
+pytestmark = pytest.mark.redis
+
+ORDER_REF_PATTERN = r"Order (\d+)"
+
+#: attempt-then-delivered, webhook by webhook: (routing key, shipment status and open exception as of
+#: the change, the change). The pre-transit scan moves nothing; the attempt is a sideways move to
+#: in_transit that opens the exception; the next out-for-delivery scan moves on and clears it.
+EXPECTED = [
+    ("acme.shipment.status_changed", "label_created", None, {"from_status": None, "to_status": "label_created"}),
+    ("acme.order.status_changed", "label_created", None, {"from_status": "awaiting_shipment", "to_status": "shipped"}),
+    ("acme.shipment.status_changed", "in_transit", None, {"from_status": "label_created", "to_status": "in_transit"}),
+    ("acme.shipment.status_changed", "out_for_delivery", None,
+     {"from_status": "in_transit", "to_status": "out_for_delivery"}),
+    ("acme.order.status_changed", "out_for_delivery", None, {"from_status": "shipped", "to_status": "out_for_delivery"}),
+    ("acme.shipment.status_changed", "in_transit", None, {"from_status": "out_for_delivery", "to_status": "in_transit"}),
+    ("acme.shipment.exception_opened", "in_transit", "delivery_attempted", {"exception": "delivery_attempted"}),
+    ("acme.order.status_changed", "in_transit", "delivery_attempted",
+     {"from_status": "out_for_delivery", "to_status": "exception"}),
+    ("acme.shipment.status_changed", "out_for_delivery", "delivery_attempted",
+     {"from_status": "in_transit", "to_status": "out_for_delivery"}),
+    ("acme.shipment.exception_cleared", "out_for_delivery", None, {"exception": "delivery_attempted"}),
+    ("acme.order.status_changed", "out_for_delivery", None, {"from_status": "exception", "to_status": "out_for_delivery"}),
+    ("acme.shipment.status_changed", "delivered", None, {"from_status": "out_for_delivery", "to_status": "delivered"}),
+    ("acme.order.status_changed", "delivered", None, {"from_status": "out_for_delivery", "to_status": "delivered"}),
+]
+
+
+@pytest.fixture()
+def events_url(redis_url: str) -> str:
+    """The platforms' broker: the test Redis, database 1 (dramatiq uses 0)."""
+    return redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture()
+def platform(events_url: str) -> Iterator[Callable[[], list[Any]]]:
+    """A platform's queue bound to ``acme.#`` (declared before anything is published: a topic
+    exchange drops what no queue is bound for); returns a function taking what arrived."""
+    connection = Connection(events_url)
+    exchange = Exchange("parcelhook.events", "topic", durable=True)
+    queue = Queue("platform-acme", exchange=exchange, routing_key="acme.#", durable=True)
+    bound = queue(connection.default_channel)
+    bound.declare()
+
+    def received() -> list[Any]:
+        messages = []
+        while (message := bound.get(no_ack=True, accept=["json"])) is not None:
+            messages.append(message)
+        return messages
+
+    yield received
+    connection.release()
+
+
+@pytest.fixture()
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A platform events URL nothing listens on; the publisher actor gives up at once instead of
+    retrying with backoff for minutes (``System.drain`` would wait for every retry)."""
+    from workers.actors import publish_platform_events
+
+    monkeypatch.setitem(publish_platform_events.options, "max_retries", 0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/1"
+
+
+def _rows(system: System) -> list[Any]:
+    with system.database.read() as conn:
+        return list(conn.execute(sa.select(platform_events).order_by(platform_events.c.id)))
+
+
+def _post_one_by_one(system: System, merchant: dict[str, Any], bodies: list[bytes], **kwargs: Any) -> None:
+    for body in bodies:
+        assert system.post(merchant, body, **kwargs).get_json()["status"] == "queued"
+        system.drain()  # one webhook at a time, so the events have one expected order
+
+
+def _summary(message: Any) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    payload = message.payload
+    change = payload["change"]
+    keys = ("from_status", "to_status") if "status" in message.delivery_info["routing_key"] else ("exception",)
+    return (
+        message.delivery_info["routing_key"],
+        payload["shipment"]["status"],
+        (payload["shipment"]["exception"] or {}).get("class"),
+        {k: change[k] for k in keys},
+    )
+
+
+def test_a_shipment_lifetime_reaches_the_platform_as_ordered_events_once_each(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+) -> None:
+    system = make_system(database_url, platform_events_url=events_url)
+    secret = hmac_secret()
+    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    bodies = scenario("attempt-then-delivered")
+    for body in bodies:
+        assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
+        # Shippo retries and duplicate registrations: answered `duplicate`, no second event
+        assert system.post(merchant, body, secret=secret).get_json()["status"] == "duplicate"
+        system.drain()
+
+    messages = platform()
+    assert [_summary(m) for m in messages] == EXPECTED
+    payloads = [m.payload for m in messages]
+    assert len({p["event_id"] for p in payloads}) == len(payloads)
+    assert [m.properties["message_id"] for m in messages] == [p["event_id"] for p in payloads]
+    assert all(m.properties["delivery_mode"] == 2 for m in messages)
+    assert [m.payload["type"] for m in messages] == [m.delivery_info["routing_key"][len("acme."):] for m in messages]
+    first = payloads[0]
+    assert set(first) == {"event_id", "type", "occurred_at", "merchant", "order", "shipment", "change"}
+    assert first["merchant"] == "acme"
+    assert first["order"] == {"ref": "1002", "status": "shipped"}
+    assert first["shipment"]["carrier"] == "ups"
+    assert first["shipment"]["tracking_number"]
+    opened = next(p for p in payloads if p["type"] == "shipment.exception_opened")
+    assert opened["shipment"]["exception"]["action_required"] in (True, False)
+    assert opened["occurred_at"] == opened["change"]["at"] == opened["shipment"]["exception"]["since"]
+    assert payloads[-1]["order"] == {"ref": "1002", "status": "delivered"}
+    datetime.fromisoformat(payloads[-1]["occurred_at"])
+
+    rows = _rows(system)
+    assert [r.payload["event_id"] for r in rows] == [p["event_id"] for p in payloads]
+    assert all(r.published_at is not None for r in rows)
+    assert all(r.order_id is not None and r.shipment_id is not None for r in rows)
+
+
+def test_a_redelivered_worker_message_and_a_second_publisher_publish_nothing_twice(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+) -> None:
+    from workers.actors import process_event
+    from workers.platform_events import publish_pending
+
+    system = make_system(database_url, platform_events_url=events_url)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    label = scenario("attempt-then-delivered")[0]
+    assert system.post(merchant, label).get_json()["status"] == "queued"
+    system.drain()
+    with system.database.read() as conn:
+        [delivery] = conn.execute(sa.text("SELECT event_id FROM deliveries")).fetchall()
+    # dramatiq delivers at least once: the same message again is a no-op (unique delivery row)
+    process_event.send("acme", delivery.event_id, datetime.now(UTC).isoformat(), label.decode())
+    system.drain()
+    assert publish_pending(system.database, events_url) == 0
+    assert [m.delivery_info["routing_key"] for m in platform()] == [
+        "acme.shipment.status_changed", "acme.order.status_changed"
+    ]
+
+
+def test_with_the_feature_off_no_event_is_written(system: System, platform: Callable[[], list[Any]]) -> None:
+    assert system.settings.platform_events_url is None
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    _post_one_by_one(system, merchant, scenario("attempt-then-delivered"))
+    assert _rows(system) == []
+    assert platform() == []
+    order = system.admin.get("/api/merchants/acme/orders/1002", headers=system.auth()).get_json()
+    assert order["status"] == "delivered"  # the pipeline itself is unchanged
+
+
+def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]],
+    broker_down: str,
+) -> None:
+    from workers.platform_events import PlatformEventsUnavailable, publish_pending
+
+    system = make_system(database_url, platform_events_url=broker_down)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    bodies = scenario("attempt-then-delivered")[:3]
+    for body in bodies:
+        assert system.post(merchant, body).get_json()["status"] == "queued"
+    system.drain()  # the publisher actor fails (and retries later, with backoff): state is committed anyway
+    order = system.admin.get("/api/merchants/acme/orders/1002", headers=system.auth()).get_json()
+    assert order["status"] == "shipped"
+    rows = _rows(system)
+    assert [r.event_type for r in rows] == [
+        "shipment.status_changed", "order.status_changed", "shipment.status_changed"
+    ]
+    assert all(r.published_at is None for r in rows)
+    # the publisher gave up without a dead letter: reconciliation is what catches up
+    assert system.broker.client.zcard("parcelhook:maintenance.XQ") == 0
+    with pytest.raises(PlatformEventsUnavailable):
+        publish_pending(system.database, broker_down)
+    assert all(r.published_at is None for r in _rows(system))
+    assert platform() == []
+
+    assert publish_pending(system.database, events_url) == 3
+    assert publish_pending(system.database, events_url) == 0
+    rows = _rows(system)
+    assert all(r.published_at is not None for r in rows)
+    assert [m.payload["event_id"] for m in platform()] == [r.payload["event_id"] for r in rows]
+
+
+def test_concurrent_publishers_publish_each_row_once_in_order(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]],
+    broker_down: str,
+) -> None:
+    from workers.platform_events import publish_pending
+
+    system = make_system(database_url, platform_events_url=broker_down)  # nothing published on the way
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    _post_one_by_one(system, merchant, scenario("attempt-then-delivered"))
+    rows = _rows(system)
+    assert len(rows) == len(EXPECTED)
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            counts.append(publish_pending(system.database, events_url, limit=4))
+            counts.append(publish_pending(system.database, events_url))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sum(counts) == len(rows)
+    assert [m.payload["event_id"] for m in platform()] == [r.payload["event_id"] for r in rows]
+
+
+def test_reconciliation_publishes_what_a_lost_message_left_behind(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+) -> None:
+    from workers.scheduler import reconcile
+
+    system = make_system(database_url, platform_events_url=events_url)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:1])
+    assert len(platform()) == 2
+    with system.database.write() as conn:  # as if the worker died between commit and enqueue
+        conn.execute(platform_events.update().values(published_at=None))
+    reconcile(system.runtime)
+    system.drain()
+    assert len(platform()) == 2  # at least once: consumers dedupe on event_id
+    assert all(r.published_at is not None for r in _rows(system))
+
+
+def test_a_stalled_shipment_is_an_event_too(
+    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+) -> None:
+    from datetime import timedelta
+
+    from store.schema import shipments
+    from workers.scheduler import detect_stalls
+
+    system = make_system(database_url, platform_events_url=events_url)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:3])
+    platform()
+    with system.database.write() as conn:
+        conn.execute(shipments.update().values(last_scan_at=datetime.now(UTC) - timedelta(days=5)))
+    detect_stalls(system.runtime)
+    system.drain()
+    assert [_summary(m)[:3] for m in platform()] == [
+        ("acme.shipment.exception_opened", "in_transit", "stalled"),
+        ("acme.order.status_changed", "in_transit", "stalled"),
+    ]
+
+
+def test_a_rolled_back_change_writes_no_event(database_url: str) -> None:
+    from store import merchants as merchant_store
+    from store.database import Database, utcnow
+    from workers.processing import process_event
+
+    db = Database(database_url)
+    try:
+        with db.write() as conn:
+            merchant_store.upsert(conn, "acme", name="Acme", profile={"order_ref_pattern": ORDER_REF_PATTERN})
+        label = scenario("attempt-then-delivered")[0].decode()
+
+        class Boom(Exception):
+            pass
+
+        now = utcnow()
+        real = db.write
+
+        def failing_write() -> Any:
+            from contextlib import contextmanager
+
+            @contextmanager
+            def cm() -> Iterator[Any]:
+                with real() as conn:
+                    yield conn
+                    raise Boom  # after the work, before the commit
+
+            return cm()
+
+        db.write = failing_write  # type: ignore[method-assign]
+        with pytest.raises(Boom):
+            process_event(db, "acme", "evt-1", now, label, now, platform_events=True)
+        db.write = real  # type: ignore[method-assign]
+        with db.read() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(platform_events)).scalar_one() == 0
+        outcome = process_event(db, "acme", "evt-1", now, label, now, platform_events=True)
+        assert outcome.platform_events == 2
+    finally:
+        db.dispose()
