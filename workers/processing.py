@@ -76,6 +76,8 @@ def process_event(
     platform_events: bool = False,
 ) -> Outcome:
     """``platform_events``: write the platform events outbox rows (the feature is on)."""
+    webhook = parse_webhook(body)  # pure: parsed before the transaction, outcome known up front
+    event = parse_event(webhook)
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
         inserted = conn.execute(
@@ -83,10 +85,10 @@ def process_event(
             .values(
                 merchant_id=merchant.id,
                 event_id=event_id,
-                event="?",
+                event=webhook.event[:64],
                 received_at=received_at,
                 processed_at=now,
-                outcome="processing",
+                outcome="ignored" if event is None else "processed",
                 body=body,
             )
             .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
@@ -94,12 +96,6 @@ def process_event(
         ).first()
         if inserted is None:
             return Outcome("duplicate")
-        webhook = parse_webhook(body)
-        event = parse_event(webhook)
-        status = "ignored" if event is None else "processed"
-        conn.execute(
-            deliveries.update().where(deliveries.c.id == inserted.id).values(event=webhook.event[:64], outcome=status)
-        )
         if event is None:
             return Outcome("ignored")
         return _apply_event(db, conn, merchant, event, now, platform_events=platform_events)
