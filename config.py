@@ -47,16 +47,20 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _read_admin_token(var_dir: Path) -> str | None:
-    path = var_dir / "admin-token"
-    return path.read_text().strip() if path.exists() else None
+def _read_secret(var_dir: Path, name: str) -> str | None:
+    """``make run`` keeps generated secrets in var/ (mode 0600)."""
+    path = var_dir / name
+    return path.read_text().strip() or None if path.exists() else None
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/parcelhook.db"
-    broker_url: str = "redis://127.0.0.1:6390/0"
+    # URLs may carry passwords: kept out of repr like every other secret
+    database_url: str = field(default="sqlite:///var/parcelhook.db", repr=False)
+    broker_url: str = field(default="redis://127.0.0.1:6390/0", repr=False)
+    redis_url: str | None = field(default=None, repr=False)  # state (dedupe, telemetry); default: the broker's
     admin_token: str | None = field(default=None, repr=False)
+    signing_key: str | None = field(default=None, repr=False)  # signs unsubscribe links
     public_url: str = "http://127.0.0.1:8000"
     max_body_bytes: int = 1_048_576
     signature_tolerance_s: int = 300
@@ -77,14 +81,33 @@ class Settings:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
-    def signing_key(self) -> bytes:
-        """Key for URLs we sign ourselves (unsubscribe links); derived from the admin token."""
+    def unsubscribe_key(self) -> bytes:
+        """Key for the links we sign (unsubscribe). Its own secret: not the admin token, which
+        the public `web` process must not need, and which an admin may rotate at will."""
         import hashlib
 
-        return hashlib.sha256(b"parcelhook-signing:" + (self.admin_token or "").encode()).digest()
+        if not self.signing_key:
+            raise SettingsError("PARCELHOOK_SIGNING_KEY is not set (and var/signing-key does not exist)")
+        return hashlib.sha256(b"parcelhook-unsubscribe:" + self.signing_key.encode()).digest()
+
+    @property
+    def state_redis_url(self) -> str:
+        """The Redis for receiver dedupe keys, telemetry and ops state: the broker itself when
+        it is Redis, else ``PARCELHOOK_REDIS_URL`` (required with RabbitMQ)."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url.startswith("amqp"):
+            raise SettingsError("PARCELHOOK_REDIS_URL is required when PARCELHOOK_BROKER_URL is amqp://")
+        return self.broker_url
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_admin_token: bool = False) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        require_admin_token: bool = False,
+        require_signing_key: bool = False,
+    ) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -96,11 +119,16 @@ class Settings:
             values[f.name] = parser(var, raw)
         if "database_url" not in values and "var_dir" in values:
             values["database_url"] = f"sqlite:///{values['var_dir'] / 'parcelhook.db'}"
+        var_dir = values.get("var_dir", cls.var_dir)
+        values.setdefault("admin_token", _read_secret(var_dir, "admin-token"))
+        values.setdefault("signing_key", _read_secret(var_dir, "signing-key"))
         settings = cls(**values)
-        if settings.admin_token is None:
-            settings = cls(**{**values, "admin_token": _read_admin_token(settings.var_dir)})
         if require_admin_token and not settings.admin_token:
             raise SettingsError("PARCELHOOK_ADMIN_TOKEN is not set (and var/admin-token does not exist)")
+        if require_signing_key and not settings.signing_key:
+            raise SettingsError("PARCELHOOK_SIGNING_KEY is not set (and var/signing-key does not exist)")
+        if settings.broker_url.startswith("amqp") and not settings.redis_url:
+            raise SettingsError("PARCELHOOK_REDIS_URL is required when PARCELHOOK_BROKER_URL is amqp://")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
             missing = "PARCELHOOK_TWILIO_AUTH_TOKEN" if settings.twilio_account_sid else "PARCELHOOK_TWILIO_ACCOUNT_SID"
             raise SettingsError(f"{missing} is not set (Twilio needs both the account SID and auth token)")
@@ -110,6 +138,7 @@ class Settings:
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "database_url": _url(("sqlite", "postgresql", "postgres")),
     "broker_url": _url(("redis", "rediss", "unix", "amqp", "amqps")),
+    "redis_url": _url(("redis", "rediss", "unix")),
     "public_url": _url(("http", "https")),
     "smtp_url": _url(("smtp", "smtps")),
     "twilio_api_url": _url(("http", "https")),

@@ -21,20 +21,15 @@ class Services:
     """What the admin blueprints (and the CLI) share: settings, database, broker Redis."""
 
     def __init__(self, settings: Settings, database: Database | None = None, redis_client: Any = None) -> None:
-        import redis
-
         from workers.broker import QUEUES
         from workers.telemetry import Telemetry
 
         self.settings = settings
         self.database = database or Database(settings.database_url)
         self.engine = self.database.engine
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from workers.state import state_redis
 
-        self.redis = redis_client or redis.Redis.from_url(
-            settings.broker_url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 1)
-        )
+        self.redis = redis_client or state_redis(settings)
         self.namespace = settings.broker_namespace
         self.queues = QUEUES
         self.telemetry = Telemetry(self.redis)

@@ -58,12 +58,14 @@ def start_redis() -> subprocess.Popen[bytes]:
     raise SystemExit(f"parcelhook: redis-server did not start; see {data / 'redis.log'}")
 
 
-def admin_token() -> str:
-    path = VAR / "admin-token"
+def generated_secret(name: str) -> str:
+    """A secret kept in var/<name>, created once, readable by its owner only from the start."""
+    path = VAR / name
     if not path.exists():
         VAR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
 
 
@@ -137,7 +139,9 @@ def main(mode: str) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     env = dict(os.environ)
     env.setdefault("PARCELHOOK_BROKER_URL", f"redis://127.0.0.1:{REDIS_PORT}/0")
-    env["PARCELHOOK_ADMIN_TOKEN"] = env.get("PARCELHOOK_ADMIN_TOKEN") or admin_token()
+    env["PARCELHOOK_ADMIN_TOKEN"] = env.get("PARCELHOOK_ADMIN_TOKEN") or generated_secret("admin-token")
+    env["PARCELHOOK_SIGNING_KEY"] = env.get("PARCELHOOK_SIGNING_KEY") or generated_secret("signing-key")
+    env.setdefault("PARCELHOOK_PUBLIC_URL", f"http://127.0.0.1:{env.get('PARCELHOOK_WEB_PORT') or 8000}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
     redis_process = start_redis()

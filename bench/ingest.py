@@ -37,9 +37,13 @@ def params(quick: bool) -> dict[str, Any]:
     }
 
 
+#: the Procfile's: the path without the query string (the webhook token never reaches a log)
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(L)s'
+
+
 def _gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> Any:
     argv = [str(common.VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
-            "--access-logfile", "-", app]
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, app]
     return common.spawn(argv, env=env, log=log)
 
 
@@ -122,7 +126,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         path = f"/webhooks/shippo/{merchant.slug}?token={merchant.webhook_token}"
         env = common.child_env(
             PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
-            PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"),
+            PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"),
             BENCH_FLOOR_REDIS_URL=redis.url, BENCH_FLOOR_KEY=FLOOR_KEY,
         )
         client.flushdb()

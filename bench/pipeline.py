@@ -188,7 +188,7 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
         raise BenchError(f"pre-filled {queued} messages, expected {total_events}")
     say(f"{label}: {total_events} events pre-filled in {fill_s:.1f} s; starting the worker")
     env = common.child_env(PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
-                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"))
+                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"))
     log = workdir / f"worker-{label}.log"
     db = Database(db_url)
     worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "workers.main"], env=env, log=log)

@@ -36,9 +36,10 @@ def create_app(
 
         broker = broker or default_broker
         send_event = send_event or process_event.send
+    from workers.state import state_redis
     from workers.telemetry import Telemetry
 
-    redis_client = broker.client
+    redis_client = state_redis(settings)
     app.extensions["parcelhook"] = _Services(
         settings=settings,
         database=db,

@@ -28,7 +28,7 @@ button{{font-size:1rem;padding:.6rem 1.2rem;border-radius:6px;border:1px solid #
 def _address(slug: str, token: str) -> tuple[str, str]:
     s = services()
     merchant = s.merchants.require(slug)
-    address = read_token(s.settings.signing_key, slug, token)
+    address = read_token(s.settings.unsubscribe_key, slug, token)
     if address is None:
         raise BadToken("this unsubscribe link is not valid")
     return merchant.name, address

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install the system services parcelhook needs when they are missing (Debian/Ubuntu, root or sudo).
+#   scripts/system-deps.sh python           # the virtualenv (python3 + venv/ensurepip)
 #   scripts/system-deps.sh redis            # make run
 #   scripts/system-deps.sh redis postgres chromium   # make test
 set -euo pipefail
@@ -7,6 +8,7 @@ set -euo pipefail
 need=()
 for what in "$@"; do
   case "$what" in
+    python)   { command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null; } || need+=(python3 python3-venv) ;;
     redis)    command -v redis-server >/dev/null || need+=(redis-server) ;;
     postgres) { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql) ;;
     chromium) command -v chromium >/dev/null || need+=(chromium) ;;

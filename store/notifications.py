@@ -127,10 +127,18 @@ def for_order(conn: Connection, order_id: int) -> list[NotificationRow]:
 
 
 def stuck(conn: Connection, *, status: str, older_than: datetime, limit: int = 500) -> list[int]:
-    """Queued rows whose send message may have been lost (worker died between commit and enqueue)."""
+    """Rows whose send message may have been lost (a worker died between commit and enqueue).
+
+    Only rows no attempt ever claimed: once an attempt has run, dramatiq's own retry message
+    owns the row (re-enqueueing it too would race that retry)."""
     rows = conn.execute(
         sa.select(notifications.c.id)
-        .where(notifications.c.status == status, notifications.c.updated_at < older_than)
+        .where(
+            notifications.c.status == status,
+            notifications.c.updated_at < older_than,
+            notifications.c.attempts == 0,
+            notifications.c.sending_at.is_(None),
+        )
         .order_by(notifications.c.id)
         .limit(limit)
     )

@@ -65,8 +65,12 @@ def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
     return _row(row) if row else None
 
 
-def get_by_id(conn: Connection, order_id: int) -> Order:
-    return _row(conn.execute(sa.select(orders).where(orders.c.id == order_id)).one())
+def get_by_id(conn: Connection, order_id: int, *, lock: Database | None = None) -> Order:
+    """``lock``: take the row lock (PostgreSQL) so the caller plans with the committed contact."""
+    query = sa.select(orders).where(orders.c.id == order_id)
+    if lock is not None:
+        query = lock.for_update(query)
+    return _row(conn.execute(query).one())
 
 
 def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:

@@ -69,8 +69,18 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
     on_retry_exhausted="notification_exhausted",
 )
 def send_notification(notification_id: int) -> None:
+    from dramatiq.middleware import CurrentMessage
+
+    from workers.sending import IN_FLIGHT_GRACE, SendInProgress
+
+    message = CurrentMessage.get_current_message()
     rt = runtime()
-    rt.sender.send(notification_id, on_deferred=_defer, on_alert=send_notification.send)
+    try:
+        rt.sender.send(notification_id, on_deferred=_defer, on_alert=send_notification.send,
+                       message_id=message.message_id if message is not None else None)
+    except SendInProgress as exc:
+        # a twin message (reconciliation, a redelivery) met a claim still in flight: look later
+        raise dramatiq.Retry(str(exc), delay=int(IN_FLIGHT_GRACE.total_seconds() * 1000)) from exc
 
 
 def _defer(notification_id: int, delay_ms: int) -> None:

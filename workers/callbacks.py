@@ -26,6 +26,10 @@ TWILIO_STATUS = MappingProxyType(
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
 
+class UnknownMessage(LookupError):
+    """A delivery receipt for a message whose provider id is not recorded (yet)."""
+
+
 # A receipt never moves a notification backwards (e.g. a late "sent" after "delivered").
 _RANK = {NotificationStatus.SENT.value: 1, NotificationStatus.DELIVERED.value: 2, NotificationStatus.FAILED.value: 2}
 
@@ -37,8 +41,12 @@ def sms_status(db: Database, merchant_slug: str, message_sid: str, status: str, 
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
         n = notification_store.by_provider_id(conn, message_sid)
-        if n is None or n.merchant_id != merchant.id:
-            log.info("status for unknown message %s ignored", message_sid)
+        if n is None:
+            # Twilio can call back before our worker has recorded the SID it just got: raise, so
+            # the actor's bounded retries apply the receipt once the row knows its provider id.
+            raise UnknownMessage(f"no notification has provider id {message_sid!r} (yet)")
+        if n.merchant_id != merchant.id:
+            log.warning("status for message %s of another merchant ignored", message_sid)
             return
         if _RANK.get(n.status, 0) > _RANK[ours.value] or n.status == ours.value:
             return

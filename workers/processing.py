@@ -137,15 +137,18 @@ def _apply_event(
 def _order_for(
     db: Database, conn: Connection, merchant: Merchant, shipment: ShipmentRow, event: TrackUpdate | LabelUpdate
 ) -> tuple[Order | None, str | None]:
+    """The shipment's order, row-locked after the shipment (the lock order everywhere), so that
+    a platform registering the order at this moment is either fully seen or fully waited for."""
     if shipment.order_id is not None:
-        return order_store.get_by_id(conn, shipment.order_id), None
+        return order_store.get_by_id(conn, shipment.order_id, lock=db), None
     try:
         ref = extract_order_ref(event.metadata, merchant.order_ref_pattern)
     except ValueError:
         ref = None
     if ref is None:
         return None, None
-    return order_store.ensure(db, conn, merchant.id, ref), ref
+    created = order_store.ensure(db, conn, merchant.id, ref)
+    return order_store.get_by_id(conn, created.id, lock=db), ref
 
 
 def refresh_order_status(db: Database, conn: Connection, order_id: int) -> tuple[str, str]:

@@ -20,22 +20,16 @@ class Runtime:
 
     @cached_property
     def telemetry(self) -> Any:
-        from workers.broker import broker
+        from workers.state import state_redis
         from workers.telemetry import Telemetry
 
-        return Telemetry(broker.client) if hasattr(broker, "client") else Telemetry(_redis(self.settings))
+        return Telemetry(state_redis(self.settings))
 
     @cached_property
     def sender(self) -> Any:
         from workers.sending import Sender
 
         return Sender.from_settings(self.settings, self.database)
-
-
-def _redis(settings: Settings) -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.broker_url)
 
 
 _lock = threading.Lock()

@@ -118,10 +118,10 @@ def tick(settings: Settings, client: Any, now: float, last: dict[str, float], fo
 
 
 def run_forever(settings: Settings, *, once: bool = False) -> None:
-    from workers.broker import broker
+    from workers.state import state_redis
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
-    client = broker.client  # type: ignore[attr-defined]
+    client = state_redis(settings)
     last: dict[str, float] = {}
     stopping = False
 

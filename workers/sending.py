@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from config import Settings
@@ -49,6 +49,14 @@ from store.notifications import NotificationRow
 from store.orders import Order
 
 log = logging.getLogger("parcelhook.sending")
+
+#: A claim younger than this may still be inside its provider call (actor time limit 45 s).
+IN_FLIGHT_GRACE = timedelta(seconds=90)
+
+
+class SendInProgress(Exception):
+    """Another attempt claimed this notification moments ago: look again later, don't send."""
+
 
 FINAL = {NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED}
 S = NotificationStatus
@@ -130,9 +138,11 @@ class Sender:
         *,
         on_deferred: Callable[[int, int], None],
         on_alert: Callable[[int], Any],
+        message_id: str | None = None,
     ) -> str:
-        """Returns the final status word of this attempt; raises TransientChannelError to retry."""
-        claim = self._claim(notification_id, on_deferred)
+        """Returns the final status word of this attempt; raises TransientChannelError to retry.
+        ``message_id``: the dramatiq message doing it (tells a twin from a redelivery)."""
+        claim = self._claim(notification_id, on_deferred, message_id)
         if not isinstance(claim, Claim):
             for alert_id in self._alerts_after(notification_id, claim):
                 on_alert(alert_id)
@@ -154,7 +164,9 @@ class Sender:
         self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
         return S.SENT.value
 
-    def _claim(self, notification_id: int, on_deferred: Callable[[int, int], None]) -> Claim | str:
+    def _claim(
+        self, notification_id: int, on_deferred: Callable[[int, int], None], message_id: str | None = None
+    ) -> Claim | str:
         now = self.clock()
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id, lock=self.db)
@@ -164,6 +176,12 @@ class Sender:
                 return n.status
             if n.status == S.QUEUED and n.sending_at is not None:
                 pass  # a transient failure cleared earlier never leaves sending_at; defensive only
+            claimed_by = n.context.get("claimed_by")
+            if (n.sending_at is not None and message_id and claimed_by not in (None, message_id)
+                    and now - n.sending_at < IN_FLIGHT_GRACE):
+                # a *different* message (reconciliation's twin) while the claimer may still be in
+                # its provider call; the claimer's own redelivery falls through to outcome_unknown
+                raise SendInProgress(f"notification {n.id} was claimed at {n.sending_at.isoformat()}")
             if n.sending_at is not None:
                 notification_store.update(
                     conn, n.id, status=S.FAILED.value, error_code="outcome_unknown",
@@ -187,6 +205,7 @@ class Sender:
             message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
             notification_store.update(
                 conn, n.id, status=S.QUEUED.value, sending_at=now, attempts=n.attempts + 1, locale=locale,
+                context={**n.context, "claimed_by": message_id},
                 subject=message.subject, body_text=message.text, body_html=message.html,
             )
         return Claim(n, message)
@@ -288,7 +307,7 @@ class Sender:
         }
         unsubscribe = None
         if n.channel == Channel.EMAIL and n.audience == Audience.CUSTOMER and n.to_address:
-            token = make_token(self.settings.signing_key, merchant.slug, n.to_address)
+            token = make_token(self.settings.unsubscribe_key, merchant.slug, n.to_address)
             unsubscribe = f"{self.settings.public_url.rstrip('/')}/unsubscribe/{merchant.slug}/{token}"
         context: dict[str, Any] = {
             "merchant": {"name": merchant.name, "support_email": merchant.support_email,

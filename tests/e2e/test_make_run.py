@@ -129,4 +129,8 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     while _children_alive(children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _children_alive(children) == [], (tmp_path / "run.log").read_text()[-3000:]
-    assert "parcelhook stopped" in (tmp_path / "run.log").read_text()
+    log_text = (tmp_path / "run.log").read_text()
+    assert "parcelhook stopped" in log_text
+    web_lines = [line for line in log_text.splitlines() if line[9:].lstrip().startswith("web.1") and "POST" in line]
+    assert web_lines, "the receiver's access log shows the webhook"
+    assert not [line for line in web_lines if "token=" in line], "the webhook token never reaches a log"

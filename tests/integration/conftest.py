@@ -19,6 +19,7 @@ from store.migrate import upgrade
 from tests.support.services import RedisServer
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
+SIGNING_KEY = "test-signing-key-" + "y" * 16
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +84,7 @@ def make_settings(redis_url: str, broker_env: str, tmp_path: Path) -> Callable[.
             database_url=database_url,
             broker_url=redis_url,
             admin_token=ADMIN_TOKEN,
+            signing_key=SIGNING_KEY,
             var_dir=tmp_path,
             **overrides,
         )

@@ -18,7 +18,8 @@ def test_redis_urls_select_the_redis_broker_with_our_namespace() -> None:
 
 
 def test_amqp_urls_select_rabbitmq() -> None:
-    assert isinstance(build_broker(replace(Settings(), broker_url="amqp://guest:guest@127.0.0.1:1/")), RabbitmqBroker)
+    settings = replace(Settings(), broker_url="amqp://guest:guest@127.0.0.1:1/", redis_url="redis://127.0.0.1:1/0")
+    assert isinstance(build_broker(settings), RabbitmqBroker)
 
 
 def test_every_actor_declares_its_retry_policy_instead_of_dramatiqs_defaults() -> None:

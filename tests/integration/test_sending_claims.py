@@ -1,0 +1,93 @@
+"""A claimed notification is sent at most once, whoever else asks for it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.fixtures.shippo import scenario
+from tests.integration.conftest import System
+
+pytestmark = pytest.mark.redis
+
+
+def _claimed_row(system: System, *, claimed_by: str, age: timedelta) -> int:
+    from store import notifications as notification_store
+    from store.database import utcnow
+
+    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email="ops@acme.example")
+    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
+                     headers=system.auth())
+    system.post(merchant, scenario("delivered")[0])
+    system.start_worker()
+    system.drain()
+    with system.database.write() as conn:
+        new_id = notification_store.create(
+            system.database, conn, merchant_id=1, order_id=1, shipment_id=1, kind="shipped", channel="email",
+            audience="customer", key="1001:s1:shipped:email:claimed", to_address="jane@example.com")
+        assert new_id is not None
+        notification_store.update(conn, new_id, sending_at=utcnow() - age, attempts=1,
+                                  context={"claimed_by": claimed_by})
+    return new_id
+
+
+def _status(system: System, notification_id: int) -> tuple[str, str | None]:
+    from store import notifications as notification_store
+
+    with system.database.read() as conn:
+        n = notification_store.get(conn, notification_id)
+    assert n is not None
+    return n.status, n.error_code
+
+
+def test_a_twin_message_waits_while_another_attempt_is_in_its_provider_call(system: System) -> None:
+    from workers.sending import SendInProgress
+
+    row = _claimed_row(system, claimed_by="message-A", age=timedelta(seconds=5))
+    with pytest.raises(SendInProgress):
+        system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="message-B")
+    assert _status(system, row) == ("queued", None)
+
+
+def test_the_claimers_own_redelivery_gives_up_at_most_once(system: System) -> None:
+    alerts: list[int] = []
+    row = _claimed_row(system, claimed_by="message-A", age=timedelta(seconds=5))
+    outcome = system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append,
+                                         message_id="message-A")
+    assert outcome == "outcome_unknown"
+    assert _status(system, row) == ("failed", "outcome_unknown")
+    assert len(alerts) == 1
+
+
+def test_a_claim_older_than_any_provider_call_is_given_up_whoever_asks(system: System) -> None:
+    row = _claimed_row(system, claimed_by="message-A", age=timedelta(minutes=10))
+    outcome = system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=lambda _: None,
+                                         message_id="message-B")
+    assert outcome == "outcome_unknown"
+
+
+def test_reconciliation_leaves_rows_that_an_attempt_already_owns(system: System) -> None:
+    from datetime import UTC, datetime
+
+    from store.schema import notifications
+    from workers.scheduler import reconcile
+
+    row = _claimed_row(system, claimed_by="message-A", age=timedelta(minutes=10))
+    with system.database.write() as conn:  # a transient failure: back to queued, dramatiq's retry owns it
+        conn.execute(notifications.update().where(notifications.c.id == row).values(
+            sending_at=None, error="451 try later", updated_at=datetime.now(UTC) - timedelta(hours=1)))
+    assert reconcile(system.runtime) == 0
+
+
+def test_a_delivery_receipt_that_beats_the_recorded_sid_is_applied_on_retry(system: System) -> None:
+    from store import notifications as notification_store
+    from workers.callbacks import UnknownMessage, sms_status
+
+    row = _claimed_row(system, claimed_by="message-A", age=timedelta(seconds=1))
+    with pytest.raises(UnknownMessage):  # the actor's retry comes back for it
+        sms_status(system.database, "acme", "SM" + "0" * 32, "delivered", None)
+    with system.database.write() as conn:
+        notification_store.update(conn, row, status="sent", provider_id="SM" + "0" * 32)
+    sms_status(system.database, "acme", "SM" + "0" * 32, "delivered", None)
+    assert _status(system, row) == ("delivered", None)
