@@ -52,6 +52,12 @@ class PermanentChannelError(ChannelError):
     """Retrying will not help (invalid/opted-out recipient, rejected content, bad credentials)."""
 
 
+class UncertainDeliveryError(ChannelError):
+    """The message left us but no answer came back (a timeout or disconnect after the request
+    or the DATA body was sent): the provider may have accepted it. Retrying could deliver it
+    twice, so callers treat this as "outcome unknown" (at most once) — never as transient."""
+
+
 @runtime_checkable
 class Channel(Protocol):
     name: str

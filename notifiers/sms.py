@@ -23,7 +23,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from .channel import OutgoingMessage, PermanentChannelError, SendResult, TransientChannelError
+from .channel import (
+    OutgoingMessage,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+    UncertainDeliveryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,29 @@ def _classify(status: int | None, code: object, message: str) -> TransientChanne
     if status is not None and (status == 429 or status >= 500):
         return TransientChannelError(message, code=code_s)
     return PermanentChannelError(message, code=code_s)
+
+
+def _request_may_have_arrived(exc: BaseException) -> bool:
+    """False only when the connection was never made (refused, DNS, connect timeout): then
+    Twilio cannot have the message. A read timeout or a dropped connection may come after
+    Twilio accepted it."""
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError):
+            return False
+        stack.extend(a for a in current.args if isinstance(a, BaseException))
+        stack.extend(e for e in (current.__cause__, current.__context__, getattr(current, "reason", None))
+                     if isinstance(e, BaseException))
+    return True
 
 
 class TwilioSmsChannel:
@@ -92,6 +121,8 @@ class TwilioSmsChannel:
             code = getattr(exc, "code", None)
             raise _classify(status, code, f"Twilio {status}: {code} {getattr(exc, 'title', '')}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if _request_may_have_arrived(exc):
+                raise UncertainDeliveryError(f"Twilio did not answer: {type(exc).__name__}") from None
             raise TransientChannelError(f"Twilio connection problem: {type(exc).__name__}") from None
         except requests.RequestException as exc:
             raise TransientChannelError(f"Twilio request failed: {type(exc).__name__}") from None

@@ -19,7 +19,13 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .channel import OutgoingMessage, PermanentChannelError, SendResult, TransientChannelError
+from .channel import (
+    OutgoingMessage,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+    UncertainDeliveryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +154,18 @@ class SmtpChannel:
     def send(self, msg: OutgoingMessage) -> SendResult:
         email = build_email(msg, default_sender=self.default_sender)
         message_id = str(email["Message-ID"])
+        body_sent = False
         try:
             conn = self._connect()
+            real_send = conn.send
+
+            def send_and_note(data: str | bytes) -> None:
+                nonlocal body_sent
+                real_send(data)
+                if isinstance(data, bytes) and data.endswith(b"\r\n.\r\n"):  # smtplib's DATA body
+                    body_sent = True  # the point of no return: only the server's 250 is missing
+
+            conn.send = send_and_note  # type: ignore[method-assign]
             try:
                 refused = conn.send_message(email)
             finally:
@@ -169,16 +185,14 @@ class SmtpChannel:
             raise _classify(exc.smtp_code, f"SMTP error: {exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError as exc:
             raise PermanentChannelError(f"SMTP server does not support a required feature: {exc}") from None
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as exc:
+        except (smtplib.SMTPServerDisconnected, TimeoutError, OSError) as exc:
+            if body_sent:
+                raise UncertainDeliveryError(f"SMTP server gave no answer after the message: {exc}") from None
+            if isinstance(exc, ssl.SSLError):
+                raise TransientChannelError(f"SMTP TLS error: {exc.reason or exc}") from None
             raise TransientChannelError(f"SMTP connection problem: {exc}") from None
         except smtplib.SMTPException as exc:
             raise TransientChannelError(f"SMTP error: {exc}") from None
-        except TimeoutError as exc:
-            raise TransientChannelError(f"SMTP timeout: {exc}") from None
-        except ssl.SSLError as exc:
-            raise TransientChannelError(f"SMTP TLS error: {exc.reason or exc}") from None
-        except OSError as exc:
-            raise TransientChannelError(f"SMTP connection failed: {exc}") from None
         if refused:
             code, text = next(iter(refused.values()))
             raise _classify(code, f"recipient refused: {code} {_text(text)}")

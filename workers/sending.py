@@ -34,7 +34,13 @@ from domain.unsubscribe import make_token
 from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
 from notifiers.actions import customer_action
 from notifiers.channel import Channel as ChannelProtocol
-from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult, TransientChannelError
+from notifiers.channel import (
+    OutgoingMessage,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+    UncertainDeliveryError,
+)
 from notifiers.context import empty_exception
 from notifiers.links import carrier_name, tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
@@ -161,6 +167,13 @@ class Sender:
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
             return S.FAILED.value
+        except UncertainDeliveryError as exc:
+            # it may have been delivered: at most once, like a crash inside the provider call
+            self._finish(notification_id, S.FAILED, error=f"{exc}; not resent (at most once)",
+                         error_code="outcome_unknown")
+            for alert_id in self._alert_failed(notification_id):
+                on_alert(alert_id)
+            return "outcome_unknown"
         self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
         return S.SENT.value
 

@@ -118,3 +118,34 @@ def test_api_url_with_trailing_slash(twilio: TwilioServer) -> None:
     channel = TwilioSmsChannel(ACCOUNT_SID, AUTH_TOKEN, api_url=twilio.url + "/", timeout_s=5)
     channel.send(_sms())
     assert twilio.requests[0].path.startswith("/2010-04-01/")
+
+
+def test_no_answer_after_the_request_was_sent_is_uncertain_not_transient() -> None:
+    """Twilio may have queued the SMS before the answer was lost: never retried blindly."""
+    import socket
+    import threading
+
+    from notifiers.channel import UncertainDeliveryError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[socket.socket] = []
+
+    def swallow() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.recv(65536)  # read the request, never answer
+
+    thread = threading.Thread(target=swallow, daemon=True)
+    thread.start()
+    try:
+        channel = TwilioSmsChannel(ACCOUNT_SID, AUTH_TOKEN, api_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+                                   timeout_s=1)
+        with pytest.raises(UncertainDeliveryError):
+            channel.send(_sms())
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+        thread.join(5)

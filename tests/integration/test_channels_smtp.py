@@ -140,3 +140,12 @@ def test_untrusted_certificate_is_transient(tmp_path: Path) -> None:
         with pytest.raises(TransientChannelError):
             SmtpChannel.from_url(server.url).send(_message())
         assert server.messages == []
+
+
+def test_no_answer_after_the_message_was_sent_is_uncertain_not_transient(smtp: SmtpServer) -> None:
+    """The body is with the server; only its 250 is missing. A retry could deliver it twice."""
+    from notifiers.channel import UncertainDeliveryError
+
+    smtp.data_delay_s = 3.0
+    with pytest.raises(UncertainDeliveryError):
+        SmtpChannel.from_url(smtp.url + "?timeout=1").send(_message())

@@ -91,3 +91,29 @@ def test_a_delivery_receipt_that_beats_the_recorded_sid_is_applied_on_retry(syst
         notification_store.update(conn, row, status="sent", provider_id="SM" + "0" * 32)
     sms_status(system.database, "acme", "SM" + "0" * 32, "delivered", None)
     assert _status(system, row) == ("delivered", None)
+
+
+def test_an_uncertain_delivery_is_never_retried_and_the_merchant_is_told(system: System) -> None:
+    from notifiers.channel import UncertainDeliveryError
+    from notifiers.testing import RecordingChannel
+    from store import notifications as notification_store
+
+    email = RecordingChannel("email")
+    email.fail_next(UncertainDeliveryError("SMTP server gave no answer after the message"))
+    system.runtime.sender.channels["email"] = email
+    system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email="ops@acme.example")
+    with system.database.write() as conn:
+        from store import merchants as merchant_store
+        from store import orders as order_store
+
+        merchant = merchant_store.require(conn, "acme")
+        order, _ = order_store.register(system.database, conn, merchant.id, "1001",
+                                        customer={"email": "jane@example.com"}, notify_email=True, notify_sms=False)
+        row = notification_store.create(system.database, conn, merchant_id=merchant.id, order_id=order.id,
+                                        shipment_id=None, kind="shipped", channel="email", audience="customer",
+                                        key="1001:x:shipped:email", to_address="jane@example.com")
+    assert row is not None
+    alerts: list[int] = []
+    assert system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append) == "outcome_unknown"
+    assert _status(system, row) == ("failed", "outcome_unknown")
+    assert len(email.attempts) == 1 and len(alerts) == 1

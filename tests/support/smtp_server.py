@@ -15,6 +15,7 @@ into a failed connection.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import secrets
@@ -87,6 +88,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.server.data_delay_s:  # the message is in, the 250 comes late (or after the client left)
+            await asyncio.sleep(self.server.data_delay_s)
         reply = self.server._take("data")
         if reply:
             return reply
@@ -116,6 +119,9 @@ class SmtpServer:
         self._lock = threading.Lock()
         self._controller: Controller | None = None
         self.port = 0
+
+    #: seconds to wait before answering DATA (simulates a server slower than the client's timeout)
+    data_delay_s: float = 0.0
 
     # -- scripting ------------------------------------------------------------------------------
     def reply_next(self, stage: str, reply: str, *, times: int = 1) -> None:
