@@ -21,7 +21,8 @@ there is no global order across orders.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -196,29 +197,71 @@ def publish_pending(db: Database, url: str, *, limit: int = 500) -> int:
 
 
 def _publish_chunk(db: Database, producer: Any, ex: Any, size: int) -> tuple[int, Exception | None]:
-    """One transaction: lock out other publishers, publish the oldest pending rows, mark each.
-    A failed publish ends the chunk but still commits the marks of those before it."""
-    done = 0
-    error: Exception | None = None
+    """Publish the oldest pending rows, one publisher at a time, and mark each.
+    A failed publish ends the chunk but still commits the marks of those before it.
+
+    PostgreSQL: one transaction holding a transaction-level advisory lock (writers are not
+    blocked by it). SQLite: a write transaction would block every writer for as long as the
+    broker takes, so publishers are serialized by a file lock beside the database instead,
+    rows are read, published outside any transaction, and marked in one short write."""
+    if db.is_sqlite:
+        with _sqlite_publisher_lock(db):
+            with db.read() as conn:
+                events = store.pending(conn, limit=size)
+            done, error = _publish_each(producer, ex, events)
+            if done:
+                with db.write() as conn:
+                    for event in events[:done]:
+                        store.mark_published(conn, event.id, utcnow())
+            return done, error
     with db.write() as conn:
         store.lock_publisher(db, conn)
-        for event in store.pending(conn, limit=size):
-            merchant = str(event.payload.get("merchant", ""))
-            try:
-                producer.publish(
-                    dict(event.payload),
-                    exchange=ex,
-                    routing_key=routing_key(merchant, event.event_type),
-                    serializer="json",
-                    delivery_mode=2,
-                    message_id=event.event_id,
-                    retry=True,
-                    retry_policy=dict(PUBLISH_RETRY_POLICY),
-                    declare=[ex],
-                )
-            except Exception as exc:  # noqa: BLE001 - any transport error: keep the row pending
-                error = exc
-                break
+        events = store.pending(conn, limit=size)
+        done, error = _publish_each(producer, ex, events)
+        for event in events[:done]:
             store.mark_published(conn, event.id, utcnow())
-            done += 1
     return done, error
+
+
+def _publish_each(producer: Any, ex: Any, events: Any) -> tuple[int, Exception | None]:
+    done = 0
+    for event in events:
+        merchant = str(event.payload.get("merchant", ""))
+        try:
+            producer.publish(
+                dict(event.payload),
+                exchange=ex,
+                routing_key=routing_key(merchant, event.event_type),
+                serializer="json",
+                delivery_mode=2,
+                message_id=event.event_id,
+                retry=True,
+                retry_policy=dict(PUBLISH_RETRY_POLICY),
+                declare=[ex],
+            )
+        except Exception as exc:  # noqa: BLE001 - any transport error: keep the row pending
+            return done, exc
+        done += 1
+    return done, None
+
+
+@contextmanager
+def _sqlite_publisher_lock(db: Database, timeout_s: float = 30.0) -> Iterator[None]:
+    import fcntl
+    import time
+
+    path = f"{db.engine.url.database}.publisher.lock"
+    with open(path, "a") as handle:  # noqa: PTH123 - a lock file, not data
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PlatformEventsUnavailable("another publisher holds the lock") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -192,9 +192,9 @@ def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
     merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
     system.start_worker()
     bodies = scenario("attempt-then-delivered")[:3]
-    for body in bodies:
+    for body in bodies:  # one at a time: the exact event order below depends on it
         assert system.post(merchant, body).get_json()["status"] == "queued"
-    system.drain()  # the publisher actor fails (and retries later, with backoff): state is committed anyway
+        system.drain()  # the publisher actor fails (and retries later, with backoff): state is committed anyway
     order = system.admin.get("/api/merchants/acme/orders/1002", headers=system.auth()).get_json()
     assert order["status"] == "shipped"
     rows = _rows(system)
