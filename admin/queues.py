@@ -63,7 +63,7 @@ import dramatiq
 import redis
 
 QUEUES: tuple[str, ...] = ("events", "notifications", "maintenance")
-DEFAULT_HEARTBEAT_TIMEOUT_MS = 60000
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000  # workers beat every 2 s (workers/heartbeat.py)
 
 
 @dataclass(frozen=True)
@@ -173,11 +173,11 @@ class QueueInspector:
     def workers(self, now_ms: int | None = None) -> list[WorkerInfo]:
         """Live broker processes (heartbeat within the timeout), most recently seen first."""
         now_ms = _now_ms() if now_ms is None else now_ms
-        rows = self.client.zrevrangebyscore(self.key("__heartbeats__"), "+inf",
-                                            now_ms - self.heartbeat_timeout_ms, withscores=True)
-        return [WorkerInfo(id=(m.decode() if isinstance(m, bytes) else m),
-                           last_seen_s=round(max(0.0, (now_ms - score) / 1000), 3))
-                for m, score in rows]
+        from workers.heartbeat import live_workers
+
+        return [WorkerInfo(id=worker_id, last_seen_s=age)
+                for worker_id, age in live_workers(self.client, self.namespace, now_ms=now_ms,
+                                                   within_ms=self.heartbeat_timeout_ms)]
 
     def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
         """The contract's ``GET /api/ops/queues`` body."""

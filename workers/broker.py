@@ -35,6 +35,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         )
         broker.add_middleware(DeadLetterRecorder(Telemetry(broker.client)))
     broker.add_middleware(CurrentMessage())
+    from workers.heartbeat import WorkerHeartbeat
+    from workers.state import state_redis
+
+    broker.add_middleware(WorkerHeartbeat(state_redis(settings), settings.broker_namespace))
     return broker
 
 

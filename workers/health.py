@@ -225,8 +225,9 @@ def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetr
         figures.append(QueueFigures(name, int(ready), int(dead), _head_age_s(head or None, now_ms)))
     # 10x the threshold is plenty to tell "seen 20 s ago" from "seen just now".
     window_ms = int(max(thresholds.worker_seen_s * 10, 60) * 1000)
-    beats = client.zrangebyscore(f"{namespace}:__heartbeats__", now_ms - window_ms, "+inf", withscores=True)
-    seen = tuple(max(0.0, (now_ms - score) / 1000) for _, score in beats)
+    from workers.heartbeat import live_workers
+
+    seen = tuple(age for _, age in live_workers(client, namespace, now_ms=now_ms, within_ms=window_ms))
     unauthorized: dict[str, int] = {}
     if telemetry is not None:
         since = now - timedelta(seconds=thresholds.rejection_window_s)

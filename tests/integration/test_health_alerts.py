@@ -40,7 +40,7 @@ def runtime(client: redis.Redis, *, ops_email: str | None = "oncall@example.com"
 
 
 def beat(client: redis.Redis, worker: str = "w1") -> None:
-    client.zadd(f"{NS}:__heartbeats__", {worker: int(time.time() * 1000)})
+    client.zadd(f"{NS}:__workers__", {worker: int(time.time() * 1000)})
 
 
 def enqueue_old(client: redis.Redis, queue: str, age_s: float) -> None:

@@ -80,7 +80,7 @@ def test_queues_endpoint_has_the_contract_shape(broker: RedisBroker, http: Flask
     assert {k: notifications[k] for k in ("ready", "delayed", "dead", "in_flight")} == {
         "ready": 2, "delayed": 0, "dead": 0, "in_flight": 0}
     assert notifications["oldest_age_s"] >= 0
-    assert [w["id"] for w in body["workers"]] == [broker.broker_id]  # the sender itself heartbeats
+    assert body["workers"] == []  # the sender is not a worker (workers/heartbeat.py)
 
 
 def test_dead_letters_list_requeue_purge(broker: RedisBroker, http: FlaskClient, rclient: redis.Redis) -> None:

@@ -113,17 +113,27 @@ def test_dead_counts_messages_of_a_failing_actor(broker: RedisBroker, inspector:
     assert (stats.ready, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 2)
 
 
-def test_live_workers_come_from_heartbeats(broker: RedisBroker, inspector: QueueInspector) -> None:
-    dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+def test_live_workers_come_from_worker_heartbeats_not_from_senders(
+    broker: RedisBroker, inspector: QueueInspector, client: redis.Redis
+) -> None:
+    import os
+    import socket
+
+    from workers.heartbeat import WorkerHeartbeat
+
+    broker.add_middleware(WorkerHeartbeat(client, "parcelhook", interval_s=0.2))
+    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    actor.send("acme", "ev", "x", "{}")  # a process that only enqueues (like `web`) is not a worker
     assert inspector.workers() == []
     with running_worker(broker):
         wait_until(lambda: len(inspector.workers()) == 1)
         [worker] = inspector.workers()
-        assert worker.id == broker.broker_id
+        assert worker.id == f"{socket.gethostname()}:{os.getpid()}"
         assert 0 <= worker.last_seen_s < 5
-        # beyond the 60 s heartbeat timeout it no longer counts as alive
+        # beyond the heartbeat timeout it no longer counts as alive
         later = int(time.time() * 1000) + 61_000
         assert inspector.workers(now_ms=later) == []
+    assert inspector.workers() == [], "a worker that shuts down takes its heartbeat with it"
 
 
 def test_snapshot_has_the_contract_shape_and_changes_nothing(broker: RedisBroker, inspector: QueueInspector,
