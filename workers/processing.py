@@ -205,8 +205,20 @@ def _record_intents(
         notify_settings(merchant),
         order_ref=order.ref if order else f"shipment-{shipment.id}",
         shipment_key=shipment.key,
+        # A registered order's customer not being told (kind off, no phone, not opted in) is
+        # recorded as `suppressed` with the reason. Before registration nothing is recorded:
+        # the contact is not known *yet*, and registering sends the current state (catch-up).
+        include_suppressed=order is not None and order.registered,
     )
     return store_intents(db, conn, merchant, order, shipment.id, intents)
+
+
+#: Why a planned notification was not sent, as shown in the order's notification list.
+SUPPRESSION_REASONS = {
+    "kind_disabled": "kind disabled for this channel (merchant notify settings)",
+    "no_contact": "no contact address for this channel",
+    "opted_out": "customer did not opt in to this channel",
+}
 
 
 def store_intents(
@@ -227,6 +239,9 @@ def store_intents(
                 status, error = NotificationStatus.SUPPRESSED.value, "merchant has no alert_email"
         else:
             to = (order.customer.get("email") if intent.channel == Channel.EMAIL else order.customer.get("phone")) if order else None
+        if intent.suppressed:
+            status = NotificationStatus.SUPPRESSED.value
+            error = SUPPRESSION_REASONS.get(intent.suppressed, intent.suppressed)
         new_id = notification_store.create(
             db,
             conn,

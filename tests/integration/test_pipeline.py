@@ -44,3 +44,19 @@ def test_every_sample_is_processed_without_error(system: System) -> None:
     assert len(outcomes) == len(SAMPLES)
     assert set(outcomes.values()) <= {"processed", "ignored"}
     assert system.broker.client.zcard("parcelhook:events.XQ") == 0
+
+
+def test_what_the_customer_is_not_told_is_recorded_as_suppressed_with_the_reason(system: System) -> None:
+    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)")
+    system.admin.put("/api/merchants/acme/orders/1001", headers=system.auth(),
+                     json={"customer": {"email": "jane@example.com"}, "notify": {"email": True, "sms": False}})
+    system.start_worker()
+    for body in scenario("delivered")[:6]:  # label … out for delivery
+        system.post(merchant, body)
+        system.drain()
+    order = system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
+    seen = {(n["kind"], n["channel"], n["status"], n["error"]) for n in order["notifications"]}
+    assert ("shipped", "email", "sent", None) in seen
+    assert ("in_transit", "email", "suppressed", "kind disabled for this channel (merchant notify settings)") in seen
+    assert ("out_for_delivery", "email", "sent", None) in seen
+    assert ("out_for_delivery", "sms", "suppressed", "no contact address for this channel") in seen

@@ -46,11 +46,16 @@ class Row:
     key: str
 
 
-def rows(system: Any) -> list[Row]:
+def rows(system: Any, *, policy_suppressed: bool = False) -> list[Row]:
+    """Notification rows, oldest first. Rows the policy recorded as never to be sent (kind off
+    for a channel, no contact, not opted in) are left out unless ``policy_suppressed``."""
+    from workers.processing import SUPPRESSION_REASONS
+
     with system.database.read() as conn:
         result = conn.execute(notifications.select().order_by(notifications.c.id)).all()
     return [Row(r.id, r.kind, r.channel, r.audience, r.status, r.to_address, r.locale, r.error, r.error_code,
-                r.provider_id, r.attempts, r.idempotency_key) for r in result]
+                r.provider_id, r.attempts, r.idempotency_key) for r in result
+            if policy_suppressed or not (r.status == "suppressed" and r.error in SUPPRESSION_REASONS.values())]
 
 
 def delayed_messages(system: Any, queue: str = "notifications") -> list[dict[str, Any]]:
