@@ -131,6 +131,8 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     """Render an unsaved template (body has text/subject/html) or the current one (empty body)."""
     k, c = _key(kind, channel)
     body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict):
+        raise Invalid({"body": "must be a JSON object (or empty to preview the current template)"})
     s = services()
     with s.database.read() as conn:
         merchant = merchant_store.require(conn, slug)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from config import Settings
 from ingest.errors import Rejection
@@ -71,13 +72,13 @@ def create_app(
         response.headers.update(exc.headers)
         return response
 
-    @app.errorhandler(404)
-    def _not_found(_exc: Exception) -> tuple[Response, int]:
-        return jsonify({"error": "not_found", "message": f"no route for {request.path}"}), 404
-
-    @app.errorhandler(405)
-    def _method(_exc: Exception) -> tuple[Response, int]:
-        return jsonify({"error": "method_not_allowed", "message": f"{request.method} is not allowed here"}), 405
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        # werkzeug's own 4xx (no route, wrong method, malformed request): JSON, never a 503
+        code = exc.code or 400
+        messages = {404: f"no route for {request.path}", 405: f"{request.method} is not allowed here"}
+        name = exc.name.lower().replace(" ", "_")
+        return jsonify({"error": name, "message": messages.get(code, exc.description or exc.name)}), code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

@@ -37,6 +37,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 MAX_SOURCE_CHARS = 20 * 1024
 """Template sources longer than this are rejected at validation."""
 
+MAX_INT_BITS = 4096  # no template needs a number wider than this
 MAX_OUTPUT_CHARS = 100 * 1024
 """Rendered output longer than this is an error."""
 
@@ -150,12 +151,18 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         if operator_ == "**":
             if isinstance(right, int | float) and abs(right) > 64:
                 raise SecurityError("exponent too large")
+            if isinstance(left, int) and isinstance(right, int) and right > 0 \
+                    and left.bit_length() * right > MAX_INT_BITS:
+                raise SecurityError("number too large")  # (2**64)**64**… would build it in one step
             return operator.pow(left, right)
         # operator_ == "*": repetition of a sequence must stay within the output cap
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, str | list | tuple) and isinstance(times, int):
                 if len(seq) * max(times, 0) > MAX_OUTPUT_CHARS:
                     raise SecurityError("sequence repetition too large")
+        if isinstance(left, int) and isinstance(right, int) \
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise SecurityError("number too large")
         return operator.mul(left, right)
 
     def guard_iter(self, iterable: Any) -> Iterator[Any]:

@@ -138,17 +138,20 @@ def upsert(
     if existing is None:
         if not name:
             raise Conflict("name is required to create a merchant")
-        conn.execute(
-            merchants.insert().values(
-                slug=slug,
-                name=name,
-                profile={k: v for k, v in profile.items() if v is not None},
-                webhook_token=new_token(),
-                hmac_secrets=list(hmac_secrets or ()),
-                created_at=now,
-                updated_at=now,
+        try:
+            conn.execute(
+                merchants.insert().values(
+                    slug=slug,
+                    name=name,
+                    profile={k: v for k, v in profile.items() if v is not None},
+                    webhook_token=new_token(),
+                    hmac_secrets=list(hmac_secrets or ()),
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-        )
+        except sa.exc.IntegrityError:
+            raise Conflict(f"merchant {slug!r} was just created by another request") from None
         return require(conn, slug), True
     if create_only:
         raise Conflict(f"merchant {slug!r} already exists")

@@ -200,3 +200,12 @@ def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(make_sys
     assert system.admin.get("/api/outbox", headers=system.auth()).status_code == 200
     assert system.admin.get("/api/outbox").status_code == 401
     assert system.admin.get("/api/outbox?limit=0", headers=system.auth()).status_code == 422
+
+
+def test_a_preview_body_that_is_not_an_object_is_422(make_system, sqlite_url: str) -> None:
+    system = make_system(sqlite_url)
+    system.create_merchant()
+    response = system.admin.post("/api/merchants/acme/templates/shipped/email/preview", json=[1, 2],
+                                 headers=system.auth())
+    assert response.status_code == 422
+    assert "body" in response.get_json()["fields"]

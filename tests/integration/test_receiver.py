@@ -243,3 +243,10 @@ def test_redis_keeps_queued_events_across_a_restart(make_system, sqlite_url: str
     redis_service.stop()
     redis_service.start()
     assert queued_messages(system) == 1
+
+
+def test_werkzeug_errors_on_web_stay_4xx_json(system: System) -> None:
+    assert system.web.get("/webhooks/shippo/acme").status_code == 405
+    response = system.web.get("/nothing-here")
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found"

@@ -208,6 +208,8 @@ def test_sandbox_escape_fails_at_render_too(renderer: Renderer) -> None:
     "{{ 'x'.ljust(10**9) }}",
     "{{ 'x'|center(10**9) }}",
     "{{ range(10**9)|list }}",
+    "{{ (((2**64)**64)**64)**64 }}",
+    "{{ (2**60)**60 * (2**60)**60 }}",
 ])
 def test_resource_bombs_are_rejected(renderer: Renderer, source: str) -> None:
     _errors(renderer, "shipped", "email", TemplateSet(subject="s", text=source, html=None))
