@@ -44,4 +44,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
 settings = load_or_exit()
 broker = build_broker(settings)
+from workers.logs import install as _redact_logs  # noqa: E402 - after the broker, like dramatiq's own set-up
+
+_redact_logs()
 dramatiq.set_broker(broker)
