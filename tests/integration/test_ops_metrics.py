@@ -62,6 +62,9 @@ def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: Simp
     notes = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
                            max_retries=0)
     notes.send(1)
+    from workers.heartbeat import WorkerHeartbeat
+
+    broker.add_middleware(WorkerHeartbeat(services.redis, "parcelhook", interval_s=0.2))
     worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
     worker.queue_prefetch = 1  # in_flight counts prefetched messages too; keep it to the running one
     worker.start()
@@ -73,6 +76,7 @@ def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: Simp
         events.send_with_options(args=("acme", "later", "x", "{}"), delay=60_000)
         inspector = QueueInspector(services.redis, "parcelhook", QUEUES)
         wait_until(lambda: inspector.queue("notifications").dead == 1)
+        wait_until(lambda: len(inspector.workers()) == 1)
 
         m = samples(services)
         expected = {q.name: q for q in inspector.queues()}

@@ -59,8 +59,9 @@ def test_reconciliation_re_enqueues_a_send_whose_message_was_lost(system: System
     system.start_worker()
     system.drain()
     with system.database.write() as conn:  # as if the worker died between commit and enqueue
-        conn.execute(notifications.update().values(status="queued", sending_at=None, sent_at=None, attempts=0,
-                                                   updated_at=datetime.now(UTC) - timedelta(hours=1)))
+        conn.execute(notifications.update().where(notifications.c.status == "sent").values(
+            status="queued", sending_at=None, sent_at=None, attempts=0,
+            updated_at=datetime.now(UTC) - timedelta(hours=1)))
         conn.exec_driver_sql("DELETE FROM outbox_messages")
     assert reconcile(system.runtime) == 1
     system.drain()
