@@ -115,21 +115,20 @@ def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
 
 @ops_api.post("/api/ops/dead-letters/requeue")
 def requeue() -> Response:
-    s = _services()
-    queue, ids = _bulk_body(s)
-    n = DeadLetters(s.redis, s.namespace, s.queues).requeue(queue, ids)
-    out: dict[str, Any] = {"queue": queue, "requeued": n}
-    if ids is not None:
-        out["ignored"] = len(set(ids)) - n
-    return jsonify(out)
+    return _bulk("requeue", "requeued")
 
 
 @ops_api.post("/api/ops/dead-letters/purge")
 def purge() -> Response:
+    return _bulk("purge", "purged")
+
+
+def _bulk(action: str, done_word: str) -> Response:
+    """Requeue or purge the given ids (or all) of one queue; ``ignored`` counts unknown ids."""
     s = _services()
     queue, ids = _bulk_body(s)
-    n = DeadLetters(s.redis, s.namespace, s.queues).purge(queue, ids)
-    out: dict[str, Any] = {"queue": queue, "purged": n}
+    n = getattr(DeadLetters(s.redis, s.namespace, s.queues), action)(queue, ids)
+    out: dict[str, Any] = {"queue": queue, done_word: n}
     if ids is not None:
         out["ignored"] = len(set(ids)) - n
     return jsonify(out)
