@@ -15,7 +15,6 @@ Every error is a ``PayloadError`` whose message names the problem precisely.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,14 +27,19 @@ from domain.fields import (
     canonical_json,
     carrier_from_url,
     flag,
+    free_text,
+    identifier,
     lenient_timestamp,
     messages,
+    opt_identifier,
     opt_text,
     parse_timestamp,
     reference,
-    require_text,
+    require_identifier,
     sha256,
+    strict_json,
     timestamp,
+    url_text,
 )
 from domain.vocabulary import EventName
 
@@ -64,6 +68,7 @@ ACTED_ON: frozenset[str] = frozenset(
 TRANSACTION_EVENTS: frozenset[str] = frozenset({EventName.TRANSACTION_CREATED, EventName.TRANSACTION_UPDATED})
 
 MAX_IDENTITY_LEN = 200
+DERIVED_SCAN_ID = "sha256:"  # + digest, cut to fit shipment_scans.scan_id (64) when Shippo sent no id
 
 # --------------------------------------------------------------------------- the envelope
 
@@ -78,16 +83,7 @@ class Webhook:
 
 def parse_webhook(raw: bytes | str) -> Webhook:
     """Validate the shape of a webhook body; raise PayloadError naming the problem."""
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError:
-        raise PayloadError("body is not valid JSON: it is not UTF-8 text") from None
-    except RecursionError:
-        raise PayloadError("body is not valid JSON: it is nested too deeply") from None
+    body = strict_json(raw)
     if not isinstance(body, dict):
         raise PayloadError("body must be a JSON object")
     if "event" not in body:
@@ -95,6 +91,7 @@ def parse_webhook(raw: bytes | str) -> Webhook:
     event = body["event"]
     if not isinstance(event, str) or not event.strip():
         raise PayloadError("'event' must be a non-empty string")
+    identifier(event, "event", "event")
     if "data" not in body:
         raise PayloadError("missing field 'data'")
     data = body["data"]
@@ -103,7 +100,7 @@ def parse_webhook(raw: bytes | str) -> Webhook:
     elif event in TRANSACTION_EVENTS:
         _check_transaction_shape(event, data)
     return Webhook(
-        event=event, test=flag(body.get("test")), data=data, metadata=opt_text(body.get("metadata"))
+        event=event, test=flag(body.get("test")), data=data, metadata=free_text(body.get("metadata"), "metadata")
     )
 
 
@@ -111,18 +108,19 @@ def _check_track_shape(data: Any) -> None:
     if not isinstance(data, dict):
         raise PayloadError("'data' of track_updated must be an object")
     for name in ("carrier", "tracking_number"):
-        require_text(data, name)
+        require_identifier(data, name, name)
     if "tracking_status" not in data:
         raise PayloadError("'data.tracking_status' is missing")
     if not isinstance(data["tracking_status"], dict):
         raise PayloadError("'data.tracking_status' must be an object")
+    reference(data.get("transaction"), "data.transaction")
 
 
 def _check_transaction_shape(event: str, data: Any) -> None:
     if not isinstance(data, dict):
         raise PayloadError(f"'data' of {event} must be an object")
-    require_text(data, "object_id")
-    require_text(data, "status")
+    require_identifier(data, "object_id", "transaction")
+    require_identifier(data, "status", "status")
 
 
 def is_acted_on(w: Webhook) -> bool:
@@ -291,10 +289,10 @@ def _track(w: Webhook) -> TrackUpdate:
             except PayloadError:
                 continue
     return TrackUpdate(
-        carrier=require_text(data, "carrier").strip().lower(),
-        tracking_number=require_text(data, "tracking_number").strip(),
-        transaction_id=reference(data.get("transaction")),
-        metadata=opt_text(data.get("metadata")),
+        carrier=require_identifier(data, "carrier", "carrier").lower(),
+        tracking_number=require_identifier(data, "tracking_number", "tracking_number"),
+        transaction_id=reference(data.get("transaction"), "data.transaction"),
+        metadata=free_text(data.get("metadata"), "metadata"),
         eta=lenient_timestamp(data.get("eta")),
         latest=latest,
         history=tuple(history),
@@ -311,18 +309,19 @@ def _scan(raw: Any, where: str) -> Scan:
         raise PayloadError(f"'{where}.status_date' is missing")
     object_id = raw.get("object_id")
     if not isinstance(object_id, str) or not object_id:
-        object_id = "sha256:" + sha256(canonical_json(raw))
+        object_id = DERIVED_SCAN_ID + sha256(canonical_json(raw))[: 64 - len(DERIVED_SCAN_ID)]
     sub = raw.get("substatus")
     sub = sub if isinstance(sub, dict) else {}
-    code = opt_text(sub.get("code"))
+    code = opt_identifier(sub.get("code"), f"{where}.substatus.code", "substatus")
     action = sub.get("action_required")
+    status = opt_identifier(raw.get("status"), f"{where}.status", "status")
     return Scan(
-        object_id=object_id,
-        status=(opt_text(raw.get("status")) or "UNKNOWN").upper(),
+        object_id=identifier(object_id, f"{where}.object_id", "scan_id"),
+        status=(status or "UNKNOWN").upper(),
         substatus_code=code.lower() if code else None,
-        substatus_text=opt_text(sub.get("text")),
+        substatus_text=free_text(sub.get("text"), "substatus_text"),
         action_required=action if isinstance(action, bool) else None,
-        details=opt_text(raw.get("status_details")) or "",
+        details=free_text(raw.get("status_details"), "details") or "",
         status_date=status_date,
         created=created,
         location=_location(raw.get("location")),
@@ -332,16 +331,16 @@ def _scan(raw: Any, where: str) -> Scan:
 def _label(w: Webhook) -> LabelUpdate:
     _check_transaction_shape(w.event, w.data)
     data: dict[str, Any] = w.data
-    url = opt_text(data.get("tracking_url_provider"))
+    url = url_text(data.get("tracking_url_provider"))
     return LabelUpdate(
-        object_id=require_text(data, "object_id"),
-        status=require_text(data, "status").strip().upper(),
-        tracking_number=opt_text(data.get("tracking_number")),
+        object_id=require_identifier(data, "object_id", "transaction"),
+        status=require_identifier(data, "status", "status").upper(),
+        tracking_number=opt_identifier(data.get("tracking_number"), "data.tracking_number", "tracking_number"),
         carrier=_rate_carrier(data.get("rate")) or carrier_from_url(url),
         tracking_url_provider=url,
-        label_url=opt_text(data.get("label_url")),
+        label_url=url_text(data.get("label_url")),
         eta=lenient_timestamp(data.get("eta")),
-        metadata=opt_text(data.get("metadata")) or w.metadata,
+        metadata=free_text(data.get("metadata"), "metadata") or w.metadata,
         messages=messages(data.get("messages")),
         created=timestamp(data, "object_created", "data"),
         updated=timestamp(data, "object_updated", "data"),
@@ -355,15 +354,15 @@ def _rate_carrier(rate: Any) -> str | None:
     provider = opt_text(rate.get("provider"))
     if provider is None:
         return None
-    return provider.lower().replace(" ", "_").replace("-", "_")
+    return identifier(provider.lower().replace(" ", "_").replace("-", "_"), "data.rate.provider", "carrier")
 
 
 def _location(raw: Any) -> Location | None:
     if not isinstance(raw, dict):
         return None
     return Location(
-        city=opt_text(raw.get("city")) or "",
-        state=opt_text(raw.get("state")) or "",
-        zip=opt_text(raw.get("zip")) or "",
-        country=opt_text(raw.get("country")) or "",
+        city=free_text(raw.get("city"), "city") or "",
+        state=free_text(raw.get("state"), "region") or "",
+        zip=free_text(raw.get("zip"), "region") or "",
+        country=free_text(raw.get("country"), "region") or "",
     )

@@ -82,11 +82,11 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
-        # Never a 500 with a traceback: log it, tell the sender to retry (Shippo retries 5xx).
-        log.exception("unexpected error in receiver")
-        response = jsonify({"error": "unavailable", "message": "temporary failure; retry later"})
-        response.headers["Retry-After"] = "5"
-        return response, 503
+        # A bug, not an outage: 503 means only "a dependency is unreachable" (ingest/errors.py), so an
+        # unforeseen exception is a plain JSON 500 — never a traceback, never a promise that a retry helps.
+        log.error("unexpected %s in receiver for %s %s", type(exc).__name__, request.method, request.path,
+                  exc_info=exc)
+        return jsonify({"error": "internal_error", "message": "unexpected error; it has been logged"}), 500
 
     return app
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+from domain.fields import SLUG
 from ingest.errors import Unavailable, UnknownMerchant
 from store import merchants as merchant_store
 from store.database import Database
@@ -37,6 +38,8 @@ class MerchantCache:
 
     def require(self, slug: str) -> Merchant:
         """The merchant, or the receiver's rejection: 404 unknown, 503 database unreachable."""
+        if not SLUG.fullmatch(slug):  # never a lookup with NUL/surrogates (PostgreSQL refuses: not a 503)
+            raise UnknownMerchant(f"no merchant {slug[:64]!r} is configured here")
         try:
             merchant = self.get(slug)
         except StorageUnavailable as exc:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from ingest.errors import BadSignature, StaleSignature
 
 HEADER = "Shippo-Auth-Signature"
+TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: int() would also take '١٢٣' or 5,000 digits
+SIGNATURE = re.compile(r"[0-9a-f]{64}")  # hex SHA-256; anything else can never match, so is no candidate
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -27,16 +30,15 @@ def _parse(header: str) -> tuple[int, list[str]]:
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise BadSignature(f"{HEADER} has a non-numeric timestamp {value!r}") from None
-        elif key == "v1" and value:
+            if not TIMESTAMP.fullmatch(value):
+                raise BadSignature(f"{HEADER} has a timestamp that is not unix seconds: {value[:20]!r}")
+            timestamp = int(value)
+        elif key == "v1" and SIGNATURE.fullmatch(value.lower()):
             signatures.append(value.lower())
     if timestamp is None:
         raise BadSignature(f"{HEADER} has no t= timestamp")
     if not signatures:
-        raise BadSignature(f"{HEADER} has no v1= signature")
+        raise BadSignature(f"{HEADER} has no v1= signature of 64 hex digits")
     return timestamp, signatures
 
 

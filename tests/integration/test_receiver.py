@@ -200,7 +200,7 @@ def test_a_broker_outage_is_503_with_retry_after_and_shippos_retry_is_processed_
 
 
 def test_the_database_down_is_503_not_500(make_system, tmp_path) -> None:
-    system = make_system(f"sqlite:///{tmp_path}/missing/dir/that/cannot/exist/\0bad.db")
+    system = make_system(f"sqlite:///{tmp_path}/missing/dir/that/cannot/exist/bad.db")
     response = system.post({"slug": "acme", "webhook_token": "x"}, raw("track_updated_transit.json"))
     assert response.status_code == 503
     assert "Traceback" not in response.get_data(as_text=True)

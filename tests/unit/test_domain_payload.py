@@ -90,7 +90,7 @@ def test_a_malformed_body_is_rejected_with_a_message_naming_the_problem(
 
 
 def test_a_deeply_nested_body_is_rejected_not_crashed_on() -> None:
-    with pytest.raises(PayloadError, match="not valid JSON"):
+    with pytest.raises(PayloadError, match="nested deeper than 64 levels"):
         parse_webhook("[" * 100_000 + "]" * 100_000)
 
 
@@ -374,10 +374,19 @@ def test_a_track_without_scan_id_gets_a_content_hash_identity() -> None:
 
 def test_a_long_identity_is_hashed_to_a_compact_string() -> None:
     body = load_body("track_updated_transit.json")
-    body["data"]["tracking_number"] = "X" * 500
+    body["data"]["carrier"] = "c" * 64
+    body["data"]["tracking_number"] = "X" * 128
+    body["data"]["tracking_status"]["object_id"] = "s" * 64
     identity = webhook_identity(parse_webhook(dumps(body)))
     assert len(identity) <= 200
     assert identity.startswith("track:")
+
+
+def test_a_tracking_number_longer_than_its_column_is_refused_by_name() -> None:
+    body = load_body("track_updated_transit.json")
+    body["data"]["tracking_number"] = "X" * 129
+    with pytest.raises(PayloadError, match=r"'data.tracking_number' is longer than 128 characters"):
+        parse_webhook(dumps(body))
 
 
 def test_a_different_update_of_the_same_transaction_has_a_different_identity() -> None:
