@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from store.vault import Vault
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -47,6 +51,25 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _fernet_keys(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys, newest first (the first encrypts, all decrypt)."""
+    from cryptography.fernet import Fernet
+
+    keys = tuple(part.strip() for part in raw.split(","))
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:  # also binascii.Error: never echo the key itself
+            raise SettingsError(
+                f"{name}: key {position} of {len(keys)} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                "make one with `parcelhook secrets new-key`)"
+            ) from None
+    return keys
+
+
+_NO_ENCRYPTION_KEYS = "PARCELHOOK_ENCRYPTION_KEYS is not set (and var/encryption-key does not exist)"
+
+
 def _read_secret(var_dir: Path, name: str) -> str | None:
     """``make run`` keeps generated secrets in var/ (mode 0600)."""
     path = var_dir / name
@@ -75,6 +98,7 @@ class Settings:
     var_dir: Path = PROJECT_ROOT / "var"
     broker_namespace: str = "parcelhook"
     platform_events_url: str | None = field(default=None, repr=False)  # may carry broker credentials
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # merchant secrets at rest; newest first
 
     @property
     def twilio_enabled(self) -> bool:
@@ -89,6 +113,15 @@ class Settings:
         if not self.signing_key:
             raise SettingsError("PARCELHOOK_SIGNING_KEY is not set (and var/signing-key does not exist)")
         return hashlib.sha256(b"parcelhook-unsubscribe:" + self.signing_key.encode()).digest()
+
+    @cached_property
+    def vault(self) -> Vault:
+        """Encrypts merchant secrets at rest with the first key; decrypts with any of them."""
+        from store.vault import Vault
+
+        if not self.encryption_keys:
+            raise SettingsError(_NO_ENCRYPTION_KEYS)
+        return Vault(self.encryption_keys)
 
     @property
     def state_redis_url(self) -> str:
@@ -107,6 +140,7 @@ class Settings:
         *,
         require_admin_token: bool = False,
         require_signing_key: bool = False,
+        require_encryption_keys: bool = False,
     ) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -122,11 +156,17 @@ class Settings:
         var_dir = values.get("var_dir", cls.var_dir)
         values.setdefault("admin_token", _read_secret(var_dir, "admin-token"))
         values.setdefault("signing_key", _read_secret(var_dir, "signing-key"))
+        if "encryption_keys" not in values:
+            stored = _read_secret(var_dir, "encryption-key")
+            if stored:
+                values["encryption_keys"] = _fernet_keys("var/encryption-key (PARCELHOOK_ENCRYPTION_KEYS)", stored)
         settings = cls(**values)
         if require_admin_token and not settings.admin_token:
             raise SettingsError("PARCELHOOK_ADMIN_TOKEN is not set (and var/admin-token does not exist)")
         if require_signing_key and not settings.signing_key:
             raise SettingsError("PARCELHOOK_SIGNING_KEY is not set (and var/signing-key does not exist)")
+        if require_encryption_keys and not settings.encryption_keys:
+            raise SettingsError(_NO_ENCRYPTION_KEYS)
         if settings.broker_url.startswith("amqp") and not settings.redis_url:
             raise SettingsError("PARCELHOOK_REDIS_URL is required when PARCELHOOK_BROKER_URL is amqp://")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
@@ -149,6 +189,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "web_port": _positive_int,
     "admin_port": _positive_int,
     "var_dir": lambda _name, raw: Path(raw),
+    "encryption_keys": _fernet_keys,
 }
 
 

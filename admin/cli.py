@@ -18,9 +18,14 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from config import SettingsError
     from store.migrate import upgrade
 
-    upgrade(settings.database_url)
+    try:  # the key is needed only to convert existing merchants' secrets (migration 0004)
+        upgrade(settings.database_url, vault=settings.vault if settings.encryption_keys else None)
+    except SettingsError as exc:
+        print(f"parcelhook: configuration error: {exc}", file=sys.stderr)
+        return 2
     print(f"database at {_safe_url(settings.database_url)} is up to date", file=out)
     return 0
 
@@ -32,12 +37,12 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    from admin.validation import MERCHANT_FIELDS, SLUG, Invalid, validate
+    from admin.validation import SLUG, Invalid, validate_merchant
     from store import merchants as merchant_store
     from store.database import Database
     from store.errors import Conflict
 
-    if not SLUG.match(args.slug):
+    if not SLUG.fullmatch(args.slug):
         print(f"parcelhook: slug {args.slug!r} must be lowercase letters, digits and dashes", file=sys.stderr)
         return 2
     fields: dict[str, Any] = {"name": args.name}
@@ -47,7 +52,7 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
     if args.hmac_secret:
         fields["hmac_secrets"] = [args.hmac_secret]
     try:
-        body = validate(fields, MERCHANT_FIELDS)
+        body = validate_merchant(fields)
     except Invalid as exc:
         for key, problem in exc.fields.items():
             print(f"parcelhook: --{key.replace('_', '-')}: {problem}", file=sys.stderr)
@@ -57,14 +62,14 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
     name = body.pop("name")
     try:
         with db.write() as conn:
-            merchant, _ = merchant_store.upsert(conn, args.slug, name=name, profile=body, hmac_secrets=secrets,
-                                                create_only=not args.update)
+            merchant, _ = merchant_store.upsert(conn, args.slug, vault=settings.vault, name=name, profile=body,
+                                                hmac_secrets=secrets, create_only=not args.update)
     except Conflict as exc:
         print(f"parcelhook: {exc} (use --update to change it)", file=sys.stderr)
         return 1
     print(f"merchant {merchant.slug} ready. Paste this webhook URL into Shippo (Settings → Webhooks):", file=out)
     print(merchant.webhook_url(settings.public_url), file=out)
-    if merchant.hmac_secrets:
+    if merchant.hmac_secret_count:
         print("HMAC signatures are required (Shippo-Auth-Signature).", file=out)
     return 0
 
@@ -74,13 +79,13 @@ def cmd_merchants_list(args: argparse.Namespace, settings: Settings, out: TextIO
     from store.database import Database
 
     with Database(settings.database_url).read() as conn:
-        found = merchant_store.list_all(conn)
+        found = merchant_store.list_all(conn, settings.vault)
     if args.json:
         print(json.dumps([m.to_public(settings.public_url) for m in found], indent=2), file=out)
         return 0
     print(f"{'SLUG':<24} {'NAME':<32} HMAC", file=out)
     for m in found:
-        print(f"{m.slug:<24} {m.name[:32]:<32} {'yes' if m.hmac_secrets else 'no'}", file=out)
+        print(f"{m.slug:<24} {m.name[:32]:<32} {'yes' if m.hmac_secret_count else 'no'}", file=out)
     return 0
 
 
@@ -89,7 +94,7 @@ def cmd_merchants_show(args: argparse.Namespace, settings: Settings, out: TextIO
     from store.database import Database
 
     with Database(settings.database_url).read() as conn:
-        merchant = merchant_store.get(conn, args.slug)
+        merchant = merchant_store.get(conn, args.slug, settings.vault)
     if merchant is None:
         print(f"parcelhook: no merchant {args.slug!r}", file=sys.stderr)
         return 1
@@ -104,12 +109,38 @@ def cmd_merchants_rotate(args: argparse.Namespace, settings: Settings, out: Text
 
     try:
         with Database(settings.database_url).write() as conn:
-            merchant = merchant_store.rotate_token(conn, args.slug)
+            merchant = merchant_store.rotate_token(conn, args.slug, vault=settings.vault)
     except NotFound as exc:
         print(f"parcelhook: {exc}", file=sys.stderr)
         return 1
     print("new webhook URL (the old token keeps working for 24 hours):", file=out)
     print(merchant.webhook_url(settings.public_url), file=out)
+    return 0
+
+
+def cmd_secrets_reencrypt(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """Step 3 of a key rotation: everything encrypted under an older key moves to the newest one."""
+    from store import merchants as merchant_store
+    from store.database import Database
+
+    db = Database(settings.database_url)
+    try:
+        with db.write() as conn:
+            count = merchant_store.reencrypt_all(conn, settings.vault)
+    finally:
+        db.dispose()
+    keys = len(settings.encryption_keys)
+    print(f"re-encrypted the secrets of {count} merchant(s) with the newest key", file=out)
+    if keys > 1:
+        print(f"the other {keys - 1} key(s) in PARCELHOOK_ENCRYPTION_KEYS can be dropped now "
+              "(restart every process after changing it)", file=out)
+    return 0
+
+
+def cmd_secrets_new_key(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    from store.vault import generate_key
+
+    print(generate_key(), file=out)
     return 0
 
 
@@ -153,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = merchants.add_parser("rotate-token", help="new webhook token; the old one works 24 h more")
     rotate.add_argument("slug")
     rotate.set_defaults(func=cmd_merchants_rotate)
+    for action in (create, listing, show, rotate):  # they read or write merchant secrets
+        action.set_defaults(needs_encryption_keys=True)
+
+    keys = sub.add_parser("secrets", help="the encryption of merchant secrets at rest (see README: Security)")
+    keys_actions = keys.add_subparsers(dest="action", required=True)
+    keys_actions.add_parser(
+        "reencrypt", help="re-encrypt every merchant secret with the first key of PARCELHOOK_ENCRYPTION_KEYS"
+    ).set_defaults(func=cmd_secrets_reencrypt, needs_encryption_keys=True)
+    keys_actions.add_parser(
+        "new-key", help="print a new key to put in front of PARCELHOOK_ENCRYPTION_KEYS"
+    ).set_defaults(func=cmd_secrets_new_key)
 
     scheduler = sub.add_parser("scheduler", help="run periodic jobs (stalls, reconciliation, alerts)")
     scheduler.add_argument("--once", action="store_true", help="run every job once and exit")
@@ -166,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--shuffle", action="store_true")
     replay.add_argument("--duplicates", type=int, default=0, help="post every body this many extra times")
     replay.add_argument("--delay", type=float, default=0.0, help="seconds between posts")
-    replay.set_defaults(func=cmd_replay)
+    replay.set_defaults(func=cmd_replay, needs_encryption_keys=True)
 
     try:
         from admin.ops_cli import add_ops_commands
@@ -180,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = load_or_exit()
+    settings = load_or_exit(require_encryption_keys=getattr(args, "needs_encryption_keys", False))
     func = args.func
     out = out or sys.stdout
     if getattr(func, "__module__", "") == "admin.ops_cli":

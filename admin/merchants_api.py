@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from admin.app import json_body, services
-from admin.validation import MERCHANT_FIELDS, SLUG, Invalid, validate
+from admin.validation import SLUG, SLUG_RULE, Invalid, validate_merchant
 from store import merchants as merchant_store
 
 merchants_api = Blueprint("merchants_api", __name__)
@@ -15,7 +15,7 @@ merchants_api = Blueprint("merchants_api", __name__)
 def list_merchants() -> Response:
     s = services()
     with s.database.read() as conn:
-        found = merchant_store.list_all(conn)
+        found = merchant_store.list_all(conn, s.settings.vault)
     return jsonify({"merchants": [m.to_public(s.settings.public_url) for m in found]})
 
 
@@ -23,22 +23,23 @@ def list_merchants() -> Response:
 def get_merchant(slug: str) -> Response:
     s = services()
     with s.database.read() as conn:
-        merchant = merchant_store.require(conn, slug)
+        merchant = merchant_store.require(conn, slug, s.settings.vault)
     return jsonify(merchant.to_public(s.settings.public_url))
 
 
 @merchants_api.put("/api/merchants/<slug>")
 def put_merchant(slug: str) -> tuple[Response, int]:
-    if not SLUG.match(slug):
-        raise Invalid({"slug": "must be lowercase letters, digits and dashes (max 63)"})
-    body = validate(json_body(), MERCHANT_FIELDS)
+    if not SLUG.fullmatch(slug):
+        raise Invalid({"slug": SLUG_RULE})
+    body = validate_merchant(json_body())
     s = services()
     secrets = body.pop("hmac_secrets", None)
     name = body.pop("name", None)
     with s.database.write() as conn:
         if merchant_store.get(conn, slug) is None and not name:
             raise Invalid({"name": "is required to create a merchant"})
-        merchant, created = merchant_store.upsert(conn, slug, name=name, profile=body, hmac_secrets=secrets)
+        merchant, created = merchant_store.upsert(conn, slug, vault=s.settings.vault, name=name, profile=body,
+                                                    hmac_secrets=secrets)
     return jsonify(merchant.to_public(s.settings.public_url)), 201 if created else 200
 
 
@@ -46,5 +47,5 @@ def put_merchant(slug: str) -> tuple[Response, int]:
 def rotate(slug: str) -> Response:
     s = services()
     with s.database.write() as conn:
-        merchant = merchant_store.rotate_token(conn, slug)
+        merchant = merchant_store.rotate_token(conn, slug, vault=s.settings.vault)
     return jsonify(merchant.to_public(s.settings.public_url))

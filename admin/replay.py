@@ -53,7 +53,7 @@ def replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     db = Database(settings.database_url)
     try:
         with db.read() as conn:
-            merchant = merchant_store.require(conn, args.merchant)
+            merchant = merchant_store.require(conn, args.merchant, settings.vault)
     except NotFound as exc:
         print(f"parcelhook: {exc}", file=sys.stderr)
         return 1

@@ -115,11 +115,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         secret = secrets.token_hex(16)
         from store import merchants as merchant_store
         from store.database import Database
+        from store.vault import Vault, generate_key
 
+        encryption_key = generate_key()
         db = Database(db_url)
         try:
             with db.write() as conn:
-                merchant, _ = merchant_store.upsert(conn, MERCHANT, name="Bench Co", hmac_secrets=[secret],
+                merchant, _ = merchant_store.upsert(conn, MERCHANT, vault=Vault([encryption_key]), name="Bench Co",
+                                                    hmac_secrets=[secret],
                                                     profile={"email_from": "ship@bench.example"})
         finally:
             db.dispose()
@@ -127,6 +130,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         env = common.child_env(
             PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
             PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"),
+            PARCELHOOK_ENCRYPTION_KEYS=encryption_key,
             BENCH_FLOOR_REDIS_URL=redis.url, BENCH_FLOOR_KEY=FLOOR_KEY,
         )
         client.flushdb()

@@ -85,13 +85,14 @@ def _prepare(db_url: str, orders: list[str]) -> int:
     from store import merchants as merchant_store
     from store import orders as order_store
     from store.database import Database
+    from store.vault import Vault, generate_key
 
     common.migrate(db_url)
     db = Database(db_url)
     try:
         with db.write() as conn:
             merchant, _ = merchant_store.upsert(
-                conn, MERCHANT, name="Bench Pipeline",
+                conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Pipeline",
                 profile={"email_from": "shipping@bench.example", "support_email": "help@bench.example",
                          "order_ref_pattern": r"Order (\S+)"},
             )

@@ -83,13 +83,14 @@ def _fill(db_url: str, size: int, syn: Synthetic) -> tuple[int, float]:
     from store import merchants as merchant_store
     from store.database import Database
     from store.schema import orders, shipments
+    from store.vault import Vault, generate_key
 
     db = Database(db_url)
     t0 = time.monotonic()
     try:
         with db.write() as conn:
             merchant, _ = merchant_store.upsert(
-                conn, MERCHANT, name="Bench Scale",
+                conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Scale",
                 profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"})
         now = datetime.now(UTC)
         st = syn.state

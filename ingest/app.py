@@ -44,7 +44,7 @@ def create_app(
     app.extensions["parcelhook"] = _Services(
         settings=settings,
         database=db,
-        merchants=MerchantCache(db),
+        merchants=MerchantCache(db, settings.vault),
         queue=EventQueue(redis_client, send_event),
         redis=redis_client,
         telemetry=Telemetry(redis_client),

@@ -1,4 +1,12 @@
-"""Merchants: tenants with their own webhook credentials, senders, templates and preferences."""
+"""Merchants: tenants with their own webhook credentials, senders, templates and preferences.
+
+Secrets at rest (README *Security*): the webhook token is stored as a SHA-256 digest (what the
+receiver checks, in constant time) plus an encrypted copy (what the admin API shows); the
+previous token only as a digest; HMAC secrets only encrypted. Encryption is the ``Vault``'s
+(``PARCELHOOK_ENCRYPTION_KEYS``). A merchant loaded with a vault decrypts its secrets on first
+use and keeps them for its lifetime (the receiver's cache holds it for seconds); loaded
+without one, its profile reads as usual and asking for a secret raises ``SecretsSealed``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +24,7 @@ from sqlalchemy.engine import Connection
 from store.database import as_utc, utcnow
 from store.errors import Conflict, NotFound
 from store.schema import merchants
+from store.vault import SecretsSealed, Vault, token_digest
 
 TOKEN_OVERLAP = timedelta(hours=24)
 
@@ -44,11 +54,13 @@ class Merchant:
     id: int
     slug: str
     name: str
-    webhook_token: str = field(repr=False)
-    previous_token: str | None = field(repr=False)
+    token_digest: str = field(repr=False)
+    previous_token_digest: str | None = field(repr=False)
     previous_token_expires_at: datetime | None
-    hmac_secrets: tuple[str, ...] = field(repr=False)
+    encrypted_token: str = field(repr=False)
+    encrypted_hmac_secrets: tuple[str, ...] = field(repr=False)
     profile: Mapping[str, Any]
+    vault: Vault | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str) -> Any:
         # profile fields read as attributes: merchant.timezone, merchant.email_from …
@@ -57,15 +69,37 @@ class Merchant:
         raise AttributeError(name)
 
     def accepts_token(self, token: str, now: datetime) -> bool:
-        given = token.encode()
-        if hmac.compare_digest(given, self.webhook_token.encode()):
+        """Digest against digest, in constant time: the receiver never decrypts anything for this."""
+        given = token_digest(token).encode()
+        if hmac.compare_digest(given, self.token_digest.encode()):
             return True
         return bool(
-            self.previous_token
+            self.previous_token_digest
             and self.previous_token_expires_at
             and now < self.previous_token_expires_at
-            and hmac.compare_digest(given, self.previous_token.encode())
+            and hmac.compare_digest(given, self.previous_token_digest.encode())
         )
+
+    @property
+    def hmac_secret_count(self) -> int:
+        return len(self.encrypted_hmac_secrets)
+
+    @cached_property
+    def webhook_token(self) -> str:
+        return self._vault().decrypt(self.encrypted_token)
+
+    @cached_property
+    def hmac_secrets(self) -> tuple[str, ...]:
+        """In clear, decrypted once per loaded merchant (the receiver's cache keeps it for seconds)."""
+        if not self.encrypted_hmac_secrets:
+            return ()
+        vault = self._vault()
+        return tuple(vault.decrypt(sealed) for sealed in self.encrypted_hmac_secrets)
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise SecretsSealed(f"merchant {self.slug!r} was loaded without the encryption keys")
+        return self.vault
 
     def webhook_url(self, public_url: str) -> str:
         return f"{public_url.rstrip('/')}/webhooks/shippo/{self.slug}?token={self.webhook_token}"
@@ -79,7 +113,7 @@ class Merchant:
             "webhook_token": self.webhook_token,
             "webhook_url": self.webhook_url(public_url),
             "previous_token_valid_until": _iso(self.previous_token_expires_at),
-            "hmac_secrets_configured": len(self.hmac_secrets),
+            "hmac_secrets_configured": self.hmac_secret_count,
         }
 
 
@@ -87,46 +121,53 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _row_to_merchant(row: Any) -> Merchant:
+def _row_to_merchant(row: Any, vault: Vault | None) -> Merchant:
     return Merchant(
         id=row.id,
         slug=row.slug,
         name=row.name,
-        webhook_token=row.webhook_token,
-        previous_token=row.previous_token,
+        token_digest=row.webhook_token_digest,
+        previous_token_digest=row.previous_token_digest,
         previous_token_expires_at=as_utc(row.previous_token_expires_at),
-        hmac_secrets=tuple(row.hmac_secrets or ()),
+        encrypted_token=row.webhook_token_encrypted,
+        encrypted_hmac_secrets=tuple(row.hmac_secrets_encrypted or ()),
         profile=dict(row.profile or {}),
+        vault=vault,
     )
 
 
-def get(conn: Connection, slug: str) -> Merchant | None:
+def _token_columns(token: str, vault: Vault) -> dict[str, str]:
+    return {"webhook_token_digest": token_digest(token), "webhook_token_encrypted": vault.encrypt(token)}
+
+
+def get(conn: Connection, slug: str, vault: Vault | None = None) -> Merchant | None:
     row = conn.execute(sa.select(merchants).where(merchants.c.slug == slug)).first()
-    return _row_to_merchant(row) if row else None
+    return _row_to_merchant(row, vault) if row else None
 
 
-def get_by_id(conn: Connection, merchant_id: int) -> Merchant:
+def get_by_id(conn: Connection, merchant_id: int, vault: Vault | None = None) -> Merchant:
     row = conn.execute(sa.select(merchants).where(merchants.c.id == merchant_id)).first()
     if row is None:
         raise NotFound(f"merchant id {merchant_id}")
-    return _row_to_merchant(row)
+    return _row_to_merchant(row, vault)
 
 
-def require(conn: Connection, slug: str) -> Merchant:
-    merchant = get(conn, slug)
+def require(conn: Connection, slug: str, vault: Vault | None = None) -> Merchant:
+    merchant = get(conn, slug, vault)
     if merchant is None:
         raise NotFound(f"unknown merchant {slug!r}")
     return merchant
 
 
-def list_all(conn: Connection) -> list[Merchant]:
-    return [_row_to_merchant(r) for r in conn.execute(sa.select(merchants).order_by(merchants.c.slug))]
+def list_all(conn: Connection, vault: Vault | None = None) -> list[Merchant]:
+    return [_row_to_merchant(r, vault) for r in conn.execute(sa.select(merchants).order_by(merchants.c.slug))]
 
 
 def upsert(
     conn: Connection,
     slug: str,
     *,
+    vault: Vault,
     name: str | None,
     profile: Mapping[str, Any],
     hmac_secrets: Sequence[str] | None = None,
@@ -144,15 +185,15 @@ def upsert(
                     slug=slug,
                     name=name,
                     profile={k: v for k, v in profile.items() if v is not None},
-                    webhook_token=new_token(),
-                    hmac_secrets=list(hmac_secrets or ()),
+                    **_token_columns(new_token(), vault),
+                    hmac_secrets_encrypted=[vault.encrypt(s) for s in hmac_secrets or ()],
                     created_at=now,
                     updated_at=now,
                 )
             )
         except sa.exc.IntegrityError:
             raise Conflict(f"merchant {slug!r} was just created by another request") from None
-        return require(conn, slug), True
+        return require(conn, slug, vault), True
     if create_only:
         raise Conflict(f"merchant {slug!r} already exists")
     merged = {**existing.profile, **profile}
@@ -160,23 +201,46 @@ def upsert(
     if name:
         values["name"] = name
     if hmac_secrets is not None:
-        values["hmac_secrets"] = list(hmac_secrets)
+        values["hmac_secrets_encrypted"] = [vault.encrypt(s) for s in hmac_secrets]
     conn.execute(merchants.update().where(merchants.c.id == existing.id).values(**values))
-    return require(conn, slug), False
+    return require(conn, slug, vault), False
 
 
-def rotate_token(conn: Connection, slug: str, now: datetime | None = None) -> Merchant:
-    """New token; the old one keeps working for 24 h so Shippo can be re-pointed calmly."""
+def rotate_token(conn: Connection, slug: str, *, vault: Vault, now: datetime | None = None) -> Merchant:
+    """New token; the old one keeps working for 24 h so Shippo can be re-pointed calmly (by digest)."""
     merchant = require(conn, slug)
     now = now or utcnow()
     conn.execute(
         merchants.update()
         .where(merchants.c.id == merchant.id)
         .values(
-            webhook_token=new_token(),
-            previous_token=merchant.webhook_token,
+            **_token_columns(new_token(), vault),
+            previous_token_digest=merchant.token_digest,
             previous_token_expires_at=now + TOKEN_OVERLAP,
             updated_at=now,
         )
     )
-    return require(conn, slug)
+    return require(conn, slug, vault)
+
+
+def reencrypt_all(conn: Connection, vault: Vault) -> int:
+    """Every merchant's encrypted secrets, re-encrypted under the vault's newest key.
+
+    Rows are locked (PostgreSQL) so a concurrent update of a merchant's HMAC secrets is not
+    overwritten with the older list. Returns how many merchants were rewritten.
+    """
+    rows = conn.execute(
+        sa.select(merchants.c.id, merchants.c.webhook_token_encrypted, merchants.c.hmac_secrets_encrypted)
+        .order_by(merchants.c.id)
+        .with_for_update()
+    ).all()
+    for row in rows:
+        conn.execute(
+            merchants.update()
+            .where(merchants.c.id == row.id)
+            .values(
+                webhook_token_encrypted=vault.reencrypt(row.webhook_token_encrypted),
+                hmac_secrets_encrypted=[vault.reencrypt(s) for s in row.hmac_secrets_encrypted or ()],
+            )
+        )
+    return len(rows)

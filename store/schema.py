@@ -32,10 +32,13 @@ merchants = sa.Table(
     sa.Column("slug", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("profile", sa.JSON, nullable=False),  # sender identities, locale, timezone, notify, patterns
-    sa.Column("webhook_token", sa.String(128), nullable=False),
-    sa.Column("previous_token", sa.String(128)),
+    # secrets at rest (store/vault.py): the token as a SHA-256 digest (checked) and encrypted (shown);
+    # the previous token as a digest only; HMAC secrets as a list of Fernet tokens
+    sa.Column("webhook_token_digest", sa.String(64), nullable=False),
+    sa.Column("webhook_token_encrypted", sa.Text, nullable=False),
+    sa.Column("previous_token_digest", sa.String(64)),
     sa.Column("previous_token_expires_at", TS),
-    sa.Column("hmac_secrets", sa.JSON, nullable=False),
+    sa.Column("hmac_secrets_encrypted", sa.JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
 )

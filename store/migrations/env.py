@@ -14,19 +14,33 @@ def run_migrations_online() -> None:
         _run(connectable)
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
-    with engine.connect() as connection:
-        _run(connection)
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    finally:
+        engine.dispose()  # also after a failed migration: no connection left open on the database
 
 
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite batch migrations rebuild a table (copy, drop, rename): with foreign keys enforced
+        # the DROP fails once other tables reference it. Off for the migration (only outside a
+        # transaction does the pragma take effect), checked before the commit, on again after.
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                raise RuntimeError("the migration left rows whose foreign keys point nowhere; rolled back")
+    finally:
+        if sqlite:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

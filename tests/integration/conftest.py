@@ -16,10 +16,13 @@ import sqlalchemy as sa
 from config import Settings
 from store.database import Database
 from store.migrate import upgrade
+from store.vault import Vault, generate_key
 from tests.support.services import RedisServer
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 SIGNING_KEY = "test-signing-key-" + "y" * 16
+ENCRYPTION_KEY = generate_key()  # PARCELHOOK_ENCRYPTION_KEYS of every test system (a Fernet key)
+VAULT = Vault([ENCRYPTION_KEY])  # for tests that call the merchant store directly
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +89,7 @@ def make_settings(redis_url: str, broker_env: str, tmp_path: Path) -> Callable[.
             admin_token=ADMIN_TOKEN,
             signing_key=SIGNING_KEY,
             var_dir=tmp_path,
-            **overrides,
+            **{"encryption_keys": (ENCRYPTION_KEY,), **overrides},
         )
 
     return make

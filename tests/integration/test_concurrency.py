@@ -21,6 +21,7 @@ from store import shipments as shipment_store
 from store.database import Database, utcnow
 from store.schema import deliveries, orders, shipment_scans, shipments
 from tests.fixtures.shippo import scenario
+from tests.integration.conftest import VAULT
 from workers.processing import Outcome, process_event
 
 THREADS = 8
@@ -93,7 +94,8 @@ def comparable(state: ShipmentState) -> dict[str, Any]:
 @pytest.fixture()
 def acme(database: Database) -> merchant_store.Merchant:
     with database.write() as conn:
-        merchant, _ = merchant_store.upsert(conn, "acme", name="Acme", profile={"order_ref_pattern": r"Order (\d+)"})
+        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme",
+                                            profile={"order_ref_pattern": r"Order (\d+)"})
     return merchant
 
 

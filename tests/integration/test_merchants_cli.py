@@ -10,6 +10,7 @@ import pytest
 from admin.cli import main
 from store import merchants as merchant_store
 from store.database import Database
+from tests.integration.conftest import ENCRYPTION_KEY, VAULT
 
 
 @pytest.fixture()
@@ -17,6 +18,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, database: Database) -> Database:
     monkeypatch.setenv("PARCELHOOK_DATABASE_URL", database.url)
     monkeypatch.setenv("PARCELHOOK_ADMIN_TOKEN", "cli-test-token-" + "x" * 16)
     monkeypatch.setenv("PARCELHOOK_PUBLIC_URL", "https://hooks.example.com")
+    monkeypatch.setenv("PARCELHOOK_ENCRYPTION_KEYS", ENCRYPTION_KEY)
     return database
 
 
@@ -31,7 +33,7 @@ def test_create_list_show_and_rotate(cli_env: Database, capsys: pytest.CaptureFi
                     "--sms-from", "+14155550100", "--hmac-secret", "s" * 32, "--timezone", "Europe/Paris")
     assert code == 0, capsys.readouterr().err
     with cli_env.read() as conn:
-        merchant = merchant_store.require(conn, "acme")
+        merchant = merchant_store.require(conn, "acme", VAULT)
     assert f"https://hooks.example.com/webhooks/shippo/acme?token={merchant.webhook_token}" in out
     assert "HMAC" in out and "s" * 32 not in out
     assert (merchant.email_from, merchant.timezone, merchant.hmac_secrets) == (
@@ -52,9 +54,9 @@ def test_create_list_show_and_rotate(cli_env: Database, capsys: pytest.CaptureFi
 
     code, out = run("merchants", "rotate-token", "acme")
     with cli_env.read() as conn:
-        rotated = merchant_store.require(conn, "acme")
+        rotated = merchant_store.require(conn, "acme", VAULT)
     assert code == 0 and rotated.webhook_token in out and "24 hours" in out
-    assert rotated.previous_token == merchant.webhook_token
+    assert rotated.previous_token_digest == merchant.token_digest
 
 
 def test_cli_errors_name_the_problem(cli_env: Database, capsys: pytest.CaptureFixture[str]) -> None:

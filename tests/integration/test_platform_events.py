@@ -18,7 +18,7 @@ from kombu import Connection, Exchange, Queue
 
 from store.schema import platform_events
 from tests.fixtures.shippo import scenario
-from tests.integration.conftest import System, hmac_secret
+from tests.integration.conftest import VAULT, System, hmac_secret
 
 pytestmark = pytest.mark.redis
 
@@ -297,7 +297,8 @@ def test_a_rolled_back_change_writes_no_event(database_url: str) -> None:
     db = Database(database_url)
     try:
         with db.write() as conn:
-            merchant_store.upsert(conn, "acme", name="Acme", profile={"order_ref_pattern": ORDER_REF_PATTERN})
+            merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme",
+                                  profile={"order_ref_pattern": ORDER_REF_PATTERN})
         label = scenario("attempt-then-delivered")[0].decode()
 
         class Boom(Exception):

@@ -25,6 +25,7 @@ def receiver(system: System, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     monkeypatch.setenv("PARCELHOOK_DATABASE_URL", system.settings.database_url)
     monkeypatch.setenv("PARCELHOOK_BROKER_URL", system.settings.broker_url)
+    monkeypatch.setenv("PARCELHOOK_ENCRYPTION_KEYS", ",".join(system.settings.encryption_keys))
     server = make_server("127.0.0.1", 0, create_app(system.settings, database=system.database), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

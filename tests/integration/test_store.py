@@ -21,6 +21,7 @@ from store.errors import Conflict
 from store.migrate import downgrade, upgrade
 from store.schema import deliveries, metadata, shipment_scans, shipments
 from tests.fixtures.shippo import raw, scenario
+from tests.integration.conftest import VAULT
 from workers.processing import process_event
 
 TABLES = set(metadata.tables)
@@ -37,7 +38,7 @@ def _count(db: Database, table: sa.Table, *where: sa.ColumnElement[bool]) -> int
 
 def _merchant(db: Database, slug: str = "acme", **profile: object) -> merchant_store.Merchant:
     with db.write() as conn:
-        merchant, created = merchant_store.upsert(conn, slug, name="Acme", profile=profile)
+        merchant, created = merchant_store.upsert(conn, slug, vault=VAULT, name="Acme", profile=profile)
     assert created
     return merchant
 
@@ -151,16 +152,16 @@ def test_the_same_notification_key_twice_is_one_row(database: Database) -> None:
 def test_merchant_create_is_unique_by_slug(database: Database) -> None:
     _merchant(database)
     with pytest.raises(Conflict), database.write() as conn:
-        merchant_store.upsert(conn, "acme", name="Other", profile={}, create_only=True)
+        merchant_store.upsert(conn, "acme", vault=VAULT, name="Other", profile={}, create_only=True)
 
 
 def test_a_rotated_token_keeps_the_old_one_for_24_hours_and_not_after(database: Database) -> None:
     before = _merchant(database)
     now = utcnow()
     with database.write() as conn:
-        after = merchant_store.rotate_token(conn, "acme", now=now)
+        after = merchant_store.rotate_token(conn, "acme", vault=VAULT, now=now)
     with database.read() as conn:
-        stored = merchant_store.require(conn, "acme")
+        stored = merchant_store.require(conn, "acme", VAULT)
     assert stored.webhook_token == after.webhook_token != before.webhook_token
     assert stored.accepts_token(after.webhook_token, now + timedelta(days=30))
     assert stored.accepts_token(before.webhook_token, now + timedelta(hours=23, minutes=59))
@@ -171,9 +172,10 @@ def test_a_rotated_token_keeps_the_old_one_for_24_hours_and_not_after(database: 
 
 def test_merchant_profile_and_secrets_round_trip(database: Database) -> None:
     with database.write() as conn:
-        merchant_store.upsert(conn, "acme", name="Acme", profile={"timezone": "Europe/Paris"},
+        merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={"timezone": "Europe/Paris"},
                               hmac_secrets=["s" * 20])
-        merchant, created = merchant_store.upsert(conn, "acme", name=None, profile={"default_locale": "fr"})
+        merchant, created = merchant_store.upsert(conn, "acme", vault=VAULT, name=None,
+                                                  profile={"default_locale": "fr"})
     assert not created
     assert (merchant.timezone, merchant.default_locale, merchant.hmac_secrets) == ("Europe/Paris", "fr", ("s" * 20,))
     assert "s" * 20 not in json.dumps(merchant.to_public("http://x")) and "s" * 20 not in repr(merchant)
