@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import PathConverter
 
 from admin.app import json_body, services
 from admin.validation import Invalid, validate_order
+from domain.order import MAX_ORDER_REF, order_ref_problem
 from domain.vocabulary import ExceptionClass, OrderStatus
 from store import merchants as merchant_store
 from store import notifications as notification_store
@@ -18,15 +21,30 @@ from store.orders import Order
 
 orders_api = Blueprint("orders_api", __name__)
 
-MAX_REF = 200
+
+class RefConverter(PathConverter):
+    """``<path:…>`` that also takes line breaks: werkzeug's ``.`` would not, so ``1001%0A``
+    answered a bare 404 instead of the 422 that names the problem (:func:`_check_ref`)."""
+
+    regex = "[^/](?s:.)*?"
+
+
+@orders_api.record_once
+def _register_ref_converter(state: BlueprintSetupState) -> None:
+    """Before the routes below are bound (a blueprint's deferred functions run in order)."""
+    state.app.url_map.converters.setdefault("ref", RefConverter)
+
+MAX_REF = MAX_ORDER_REF
 
 
 def _check_ref(ref: str) -> None:
-    if not ref.strip() or len(ref) > MAX_REF:
-        raise Invalid({"order_ref": f"must be 1..{MAX_REF} characters"})
+    """The same rule as refs extracted from Shippo metadata (``domain.order.order_ref_problem``):
+    1..200 characters, not blank, no control characters, NUL or lone surrogates."""
+    if (problem := order_ref_problem(ref)) is not None:
+        raise Invalid({"order_ref": problem})
 
 
-@orders_api.put("/api/merchants/<slug>/orders/<path:ref>")
+@orders_api.put("/api/merchants/<slug>/orders/<ref:ref>")
 def put_order(slug: str, ref: str) -> tuple[Response, int]:
     _check_ref(ref)
     customer, notify = validate_order(json_body())
@@ -54,7 +72,7 @@ def put_order(slug: str, ref: str) -> tuple[Response, int]:
     return jsonify(body), 201 if created else 200
 
 
-@orders_api.get("/api/merchants/<slug>/orders/<path:ref>")
+@orders_api.get("/api/merchants/<slug>/orders/<ref:ref>")
 def get_order(slug: str, ref: str) -> Response:
     s = services()
     with s.database.read() as conn:

@@ -1,22 +1,32 @@
-"""Field validation for the admin API: every problem is collected and answered as one 422."""
+"""Field validation for the admin API: every problem is collected and answered as one 422.
+
+Every pattern here validates a *whole* string (``fullmatch``: ``$`` would also match before a
+final newline), and no validated string may hold a control character, a lone surrogate or a
+line separator (:func:`store.contacts.has_control`), whatever the field. Phones and emails are
+normalized once, here, on the way in (E.164; lower-cased email domain): see ``store/contacts.py``
+for the rules and why formatted phone numbers are accepted.
+"""
 
 from __future__ import annotations
 
 import re
 import string
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain.vocabulary import Channel, NotificationKind
+from store.contacts import has_control, normalize_email, normalize_phone
+from workers.order_refs import compile_order_ref_pattern, pattern_problem
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
-LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
-QUIET = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+# Whole-string patterns: always used with .fullmatch().
+LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+QUIET = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
+SLUG_RULE = "must be lowercase letters, digits and dashes (max 63)"
 
 
 class Invalid(Exception):
@@ -32,6 +42,18 @@ def optional(check: Check) -> Check:
     return lambda v: None if v is None else check(v)
 
 
+def control_problem(v: Any) -> str | None:
+    """A control character anywhere in ``v`` (a string, or the strings of a list/object)."""
+    if isinstance(v, str):
+        bad = next((ch for ch in v if has_control(ch)), None)
+        return None if bad is None else f"must not contain control characters (found U+{ord(bad):04X})"
+    if isinstance(v, list):
+        return next((p for item in v if (p := control_problem(item)) is not None), None)
+    if isinstance(v, dict):
+        return next((p for pair in v.items() for item in pair if (p := control_problem(item)) is not None), None)
+    return None
+
+
 def text(max_len: int = 200) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str) or not v.strip():
@@ -41,16 +63,24 @@ def text(max_len: int = 200) -> Check:
     return check
 
 
+def _problem(normalize: Callable[[str], str], v: Any) -> str | None:
+    try:
+        normalize(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def email(v: Any) -> str | None:
-    return None if isinstance(v, str) and EMAIL.match(v) and len(v) <= 320 else "must be an email address"
+    return _problem(normalize_email, v)
 
 
 def phone(v: Any) -> str | None:
-    return None if isinstance(v, str) and E164.match(v) else "must be an E.164 phone number like +14155550123"
+    return _problem(normalize_phone, v)
 
 
 def locale(v: Any) -> str | None:
-    return None if isinstance(v, str) and LOCALE.match(v) else "must be a locale like 'en' or 'es-MX'"
+    return None if isinstance(v, str) and LOCALE.fullmatch(v) else "must be a locale like 'en' or 'es-MX'"
 
 
 def timezone(v: Any) -> str | None:
@@ -73,19 +103,26 @@ def http_url(v: Any) -> str | None:
 
 
 def sms_sender(v: Any) -> str | None:
-    if isinstance(v, str) and (E164.match(v) or SERVICE_SID.match(v)):
+    if isinstance(v, str) and (SERVICE_SID.fullmatch(v) or phone(v) is None):
         return None
     return "must be an E.164 number or a Twilio Messaging Service SID (MG…)"
 
 
+def normalize_sms_sender(v: str) -> str:
+    return v if SERVICE_SID.fullmatch(v) else normalize_phone(v)
+
+
 def quiet_hours(v: Any) -> str | None:
-    return None if isinstance(v, str) and QUIET.match(v) else "must look like '21:00-08:00'"
+    return None if isinstance(v, str) and QUIET.fullmatch(v) else "must look like '21:00-08:00'"
 
 
 def tracking_template(v: Any) -> str | None:
     if (problem := http_url(v)) is not None:
         return problem
-    names = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+    except ValueError as exc:  # "Single '{' encountered in format string"
+        return f"is not a valid template: {exc}"
     unknown = names - {"carrier", "tracking_number"}
     if unknown:
         return f"unknown placeholder(s) {sorted(unknown)}; use {{carrier}} and {{tracking_number}}"
@@ -93,13 +130,63 @@ def tracking_template(v: Any) -> str | None:
 
 
 def regex_one_group(v: Any) -> str | None:
-    if not isinstance(v, str):
+    """A merchant ``order_ref_pattern``: RE2 can run it (linear time: no backreferences or
+    lookarounds, see ``workers/order_refs.py``), it has exactly one group, and it repeats no
+    group that itself repeats a variable number of times (``(a+)+``: harmless under RE2, but
+    exponential in any backtracking engine the pattern is ever copied to, and never needed to
+    find an order number)."""
+    if not isinstance(v, str) or not v:
         return "must be a regular expression"
+    if (problem := pattern_problem(v)) is not None:
+        return problem
+    groups = compile_order_ref_pattern(v).groups
+    if groups != 1:
+        return f"must have exactly one group, has {groups}"
+    if _nested_repetition(v):
+        return "must not repeat a group that itself repeats, like (a+)+ (catastrophic backtracking)"
+    return None
+
+
+def _nested_repetition(pattern: str) -> bool:
+    """True when an unbounded repeat (``*``, ``+``, ``{n,}``) contains a variable-length repeat.
+
+    Read with the stdlib's own regex parser; a pattern it cannot read (RE2-only syntax such as
+    ``\\pL``) is not checked here: RE2 runs it in linear time anyway."""
     try:
-        compiled = re.compile(v)
-    except re.error as exc:
-        return f"invalid regular expression: {exc}"
-    return None if compiled.groups == 1 else f"must have exactly one group, has {compiled.groups}"
+        from re import _constants as sre  # type: ignore[attr-defined]
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = sre_parse.parse(pattern)
+    except (ImportError, re.error, RecursionError, ValueError, OverflowError):
+        return False
+    repeats = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
+
+    def walk(items: Any, in_unbounded: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                low, high, body = av
+                if in_unbounded and low != high:
+                    return True
+                if walk(body, in_unbounded or high == sre.MAXREPEAT):
+                    return True
+            else:
+                for sub in _subpatterns(av, sre_parse.SubPattern):
+                    if walk(sub, in_unbounded):
+                        return True
+        return False
+
+    return walk(parsed, False)
+
+
+def _subpatterns(av: Any, kind: type) -> list[Any]:
+    """The nested sub-patterns of a parsed node's argument (groups, branches, assertions)."""
+    if isinstance(av, kind):
+        return [av]
+    if isinstance(av, (tuple, list)):
+        return [sub for item in av for sub in _subpatterns(item, kind)]
+    return []
 
 
 def notify_map(v: Any) -> str | None:
@@ -122,7 +209,18 @@ def secrets_list(v: Any) -> str | None:
     return None if len(v) <= 5 else "at most 5 secrets (keep old ones only while rotating)"
 
 
-def validate(payload: Any, schema: Mapping[str, Check], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+Normalize = Callable[[Any], Any]
+
+
+def validate(
+    payload: Any,
+    schema: Mapping[str, Check],
+    *,
+    required: tuple[str, ...] = (),
+    normalize: Mapping[str, Normalize] | None = None,
+) -> dict[str, Any]:
+    """``payload`` checked against ``schema`` (every problem in one :class:`Invalid`), with the
+    ``normalize`` functions applied to the fields they name (``None`` values are left as they are)."""
     if not isinstance(payload, dict):
         raise Invalid({"body": "must be a JSON object"})
     errors: dict[str, str] = {}
@@ -133,11 +231,16 @@ def validate(payload: Any, schema: Mapping[str, Check], *, required: tuple[str, 
         if payload.get(key) is None:
             errors[key] = "is required"
     for key, check in schema.items():
-        if key in payload and key not in errors and (problem := check(payload[key])) is not None:
-            errors[key] = problem
+        if key in payload and key not in errors:
+            if (problem := control_problem(payload[key]) or check(payload[key])) is not None:
+                errors[key] = problem
     if errors:
         raise Invalid(errors)
-    return dict(payload)
+    clean = dict(payload)
+    for key, fix in (normalize or {}).items():
+        if clean.get(key) is not None:
+            clean[key] = fix(clean[key])
+    return clean
 
 
 MERCHANT_FIELDS: Mapping[str, Check] = {
@@ -157,6 +260,14 @@ MERCHANT_FIELDS: Mapping[str, Check] = {
     "hmac_secrets": secrets_list,
 }
 
+MERCHANT_NORMALIZE: Mapping[str, Normalize] = {
+    "email_from": normalize_email,
+    "reply_to": normalize_email,
+    "support_email": normalize_email,
+    "alert_email": normalize_email,
+    "sms_from": normalize_sms_sender,
+}
+
 CUSTOMER_FIELDS: Mapping[str, Check] = {
     "name": optional(text(200)),
     "email": optional(email),
@@ -164,6 +275,13 @@ CUSTOMER_FIELDS: Mapping[str, Check] = {
     "locale": optional(locale),
     "timezone": optional(timezone),
 }
+
+CUSTOMER_NORMALIZE: Mapping[str, Normalize] = {"email": normalize_email, "phone": normalize_phone}
+
+
+def validate_merchant(payload: Any) -> dict[str, Any]:
+    """A merchant PUT body (or the CLI's flags), checked and with its addresses normalized."""
+    return validate(payload, MERCHANT_FIELDS, normalize=MERCHANT_NORMALIZE)
 
 NOTIFY_FIELDS: Mapping[str, Check] = {"email": boolean, "sms": boolean}
 
@@ -175,13 +293,15 @@ def validate_order(payload: Any) -> tuple[dict[str, Any], dict[str, bool]]:
     errors: dict[str, str] = {key: "unknown field" for key in payload if key not in ("customer", "notify")}
     customer: dict[str, Any] = {}
     notify: dict[str, bool] = {"email": True, "sms": False}
-    for name, schema, target in (("customer", CUSTOMER_FIELDS, customer), ("notify", NOTIFY_FIELDS, notify)):
+    sections: tuple[tuple[str, Mapping[str, Check], Mapping[str, Normalize], dict[str, Any]], ...] = (
+        ("customer", CUSTOMER_FIELDS, CUSTOMER_NORMALIZE, customer), ("notify", NOTIFY_FIELDS, {}, notify))
+    for name, schema, normalize, target in sections:
         value = payload.get(name, {})
         if not isinstance(value, dict):
             errors[name] = "must be a JSON object"
             continue
         try:
-            target.update(validate(value, schema))
+            target.update(validate(value, schema, normalize=normalize))
         except Invalid as exc:
             errors.update({f"{name}.{k}": v for k, v in exc.fields.items()})
     if errors:

@@ -27,9 +27,9 @@ otherwise (all at least label_created)  shipped                 label_created co
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Sequence
-from functools import lru_cache
+from typing import Protocol
 
 from domain.vocabulary import ExceptionClass, OrderStatus, ShipmentStatus
 
@@ -69,30 +69,74 @@ def aggregate_order_status(shipments: Sequence[ShipmentSummary], cancelled: bool
     return OrderStatus.SHIPPED
 
 
-@lru_cache(maxsize=256)
-def compile_order_ref_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a merchant's order_ref_pattern; ValueError when it is not a valid regex."""
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid order_ref_pattern: {exc}") from None
+class RefMatch(Protocol):
+    """What :func:`extract_order_ref` needs of a match: the span of a group."""
+
+    def span(self, group: int = 0, /) -> tuple[int, int]: ...
 
 
-def extract_order_ref(metadata: str | None, pattern: str | None) -> str | None:
-    """The order reference in Shippo metadata: group 1 of `pattern` (searched), else the whole trimmed string.
+class RefMatcher(Protocol):
+    """A compiled pattern of any engine (``re.Pattern``, an RE2 pattern …): ``search`` and ``groups``.
 
-    A pattern without groups yields its whole match. None when nothing (non-blank) is found.
+    The engine is the adapter's choice: merchants' patterns are untrusted, so the worker compiles
+    them with a linear-time engine (``workers/order_refs.py``)."""
+
+    @property
+    def groups(self) -> int: ...
+
+    def search(self, text: str, /) -> RefMatch | None: ...
+
+
+MAX_ORDER_REF = 200  # orders.ref is String(200)
+
+#: Categories a reference never holds: controls (NUL, CR, LF, DEL, C1 …), lone surrogates (not
+#: UTF-8), line and paragraph separators.
+_NOT_IN_REF = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_SURROGATE_LOW, _SURROGATE_HIGH = "\ud800", "\udfff"
+
+
+def order_ref_problem(ref: str) -> str | None:
+    """Why ``ref`` cannot be an order reference (None when it can): blank, longer than
+    :data:`MAX_ORDER_REF` characters, or holding a control character or a lone surrogate."""
+    if not ref.strip():
+        return "must not be blank"
+    if len(ref) > MAX_ORDER_REF:
+        return f"must be at most {MAX_ORDER_REF} characters"
+    if any(unicodedata.category(ch) in _NOT_IN_REF for ch in ref):
+        return "must not contain control characters"
+    return None
+
+
+def _searchable(text: str) -> str:
+    """``text`` with lone surrogates replaced one-for-one (so spans still index ``text``): an
+    engine working in UTF-8 cannot take them."""
+    if not any(_SURROGATE_LOW <= ch <= _SURROGATE_HIGH for ch in text):
+        return text
+    return "".join("\ufffd" if _SURROGATE_LOW <= ch <= _SURROGATE_HIGH else ch for ch in text)
+
+
+def extract_order_ref(metadata: str | None, matcher: RefMatcher | None) -> str | None:
+    """The order reference in Shippo metadata: group 1 of ``matcher`` (searched), else the whole
+    trimmed string. A matcher without groups yields its whole match.
+
+    None when nothing non-blank is found, and also when what is found cannot be an order
+    reference (:func:`order_ref_problem`: longer than 200 characters, or holding a control
+    character, NUL or a lone surrogate): such an event is treated as carrying no order ref (its
+    shipment is tracked, just not joined to an order), never stored truncated or cleaned.
     """
     if metadata is None:
         return None
     text = metadata.strip()
     if not text:
         return None
-    if not pattern:
-        return text
-    match = compile_order_ref_pattern(pattern).search(text)
-    if match is None:
+    if matcher is None:
+        found = text
+    else:
+        match = matcher.search(_searchable(text))
+        if match is None:
+            return None
+        start, end = match.span(1 if matcher.groups >= 1 else 0)
+        found = text[start:end].strip() if start >= 0 else ""
+    if not found or order_ref_problem(found) is not None:
         return None
-    found = match.group(1) if match.re.groups >= 1 else match.group(0)
-    found = (found or "").strip()
-    return found or None
+    return found

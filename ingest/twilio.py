@@ -16,6 +16,7 @@ from domain.vocabulary import DeliveryOutcome
 from ingest.app import services
 from ingest.errors import Rejection
 from ingest.queue import hand_off
+from store.contacts import comparable_phone
 
 twilio_callbacks = Blueprint("twilio_callbacks", __name__)
 
@@ -70,7 +71,7 @@ def status(slug: str) -> Response:
 @twilio_callbacks.post("/webhooks/twilio/<slug>/inbound")
 def inbound(slug: str) -> Response:
     merchant = _verify(slug)
-    sender = request.form.get("From", "")
+    sender = comparable_phone(request.form.get("From", ""))  # E.164, as customers' phones are stored
     keyword = request.form.get("Body", "").strip().upper()
     hand_off("record_sms_keyword", merchant.slug, sender, keyword)
     if keyword in ("HELP", "INFO"):

@@ -11,6 +11,8 @@ are :class:`PermanentChannelError`, with the SMTP code.
 
 from __future__ import annotations
 
+import email.errors
+import email.policy
 import hashlib
 import logging
 import smtplib
@@ -38,27 +40,52 @@ def message_id_for(idempotency_key: str) -> str:
     return f"<{digest}@parcelhook>"
 
 
+#: The email library's own guard (Python ≥ 3.11.10/3.12.5) refuses to *write* a header that
+#: would break the header block; older versions only refuse line breaks inside a value, not a
+#: trailing one, hence also :func:`_header_safe`.
+_POLICY = email.policy.default.clone(verify_generated_headers=True) if hasattr(
+    email.policy.default, "verify_generated_headers") else email.policy.default
+
+
+def _header_safe(name: str, value: str) -> str:
+    """``value`` unchanged, or PermanentChannelError when it holds a line break (CR, LF or any
+    other Unicode line boundary, trailing ones included) or NUL: a header must never end early
+    and let the rest of the message be read as more headers or as the body. Merchant and
+    customer fields are validated on the way in; this is defence in depth for older rows."""
+    if "".join(value.splitlines()) != value or "\x00" in value:
+        raise PermanentChannelError(f"the {name} header would contain a line break or NUL; not sent",
+                                    code="invalid_header")
+    return value
+
+
 def build_email(msg: OutgoingMessage, *, default_sender: str | None = None) -> EmailMessage:
-    """The MIME message for ``msg`` (multipart/alternative when there is HTML). No I/O."""
+    """The MIME message for ``msg`` (multipart/alternative when there is HTML). No I/O.
+
+    PermanentChannelError (code ``invalid_header``) when a header value could break the header
+    block or the email library refuses it: retrying would build the same message."""
     sender = msg.sender or default_sender
     if not sender:
         raise PermanentChannelError("no sender address configured for email", code=None)
-    email = EmailMessage()
-    email["From"] = sender
-    email["To"] = msg.to
-    email["Subject"] = msg.subject or ""
-    email["Date"] = formatdate(localtime=False, usegmt=True)
-    email["Message-ID"] = message_id_for(msg.idempotency_key)
+    headers = [("From", sender), ("To", msg.to), ("Subject", msg.subject or "")]
+    headers += [("Date", formatdate(localtime=False, usegmt=True)),
+                ("Message-ID", message_id_for(msg.idempotency_key))]
     if msg.reply_to:
-        email["Reply-To"] = msg.reply_to
+        headers.append(("Reply-To", msg.reply_to))
     if msg.list_unsubscribe:
-        email["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
-        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(msg.text)
-    if msg.html:
-        email.add_alternative(msg.html, subtype="html")
-    return email
+        headers += [("List-Unsubscribe", f"<{msg.list_unsubscribe}>"),
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    headers.append(("Auto-Submitted", "auto-generated"))
+    message = EmailMessage(policy=_POLICY)
+    try:
+        for name, value in headers:
+            message[name] = _header_safe(name, value)
+        message.set_content(msg.text)
+        if msg.html:
+            message.add_alternative(msg.html, subtype="html")
+        message.as_bytes()  # the library's own checks on what would be written
+    except (ValueError, email.errors.MessageError) as exc:
+        raise PermanentChannelError(f"the email library refused the message: {exc}", code="invalid_header") from None
+    return message
 
 
 def _code(value: object) -> str | None:

@@ -32,6 +32,7 @@ from store.merchants import Merchant
 from store.orders import Order
 from store.schema import deliveries
 from store.shipments import ShipmentRow
+from workers.order_refs import matcher_for
 from workers.platform_events import shipment_events
 
 
@@ -142,8 +143,8 @@ def _order_for(
     if shipment.order_id is not None:
         return order_store.get_by_id(conn, shipment.order_id, lock=db), None
     try:
-        ref = extract_order_ref(event.metadata, merchant.order_ref_pattern)
-    except ValueError:
+        ref = extract_order_ref(event.metadata, matcher_for(merchant.order_ref_pattern, merchant.slug))
+    except ValueError:  # a pattern RE2 cannot run (saved before it was required): no order ref
         ref = None
     if ref is None:
         return None, None
