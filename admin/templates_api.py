@@ -1,8 +1,9 @@
 """``/api/merchants/<m>/templates/<kind>/<channel>``: per-merchant templates (CONTRACT §7).
 
 Merchant templates are untrusted code: every save is validated by the sandboxed renderer
-(syntax and undefined names with line numbers, sandbox escapes, size, SMS segments) and
-refused with 422 before it can reach a customer.
+(syntax and undefined names with line numbers, sandbox escapes, size, SMS segments, and
+output bombs: anything that would build more than the sandbox's caps, see notifiers/sandbox.py)
+and refused with 422 before it can reach a customer.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _key(kind: str, channel: str) -> tuple[NotificationKind, Channel]:
 
 def _locale(merchant: Merchant) -> str:
     locale = request.args.get("locale") or merchant.default_locale or "en"
-    if not LOCALE.match(locale):
+    if not LOCALE.fullmatch(locale):
         raise Invalid({"locale": "must be a locale like 'en' or 'es-MX'"})
     return str(locale)
 

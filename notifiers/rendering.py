@@ -2,7 +2,9 @@
 
 Two environments: HTML bodies are autoescaped, subjects/text/SMS are not (they are not HTML).
 Both are :class:`notifiers.sandbox.GuardedEnvironment` (ImmutableSandboxedEnvironment,
-StrictUndefined, render budget, size caps).
+StrictUndefined, render budget, size caps). A template that would build too much text fails fast
+with a :class:`RenderError` whose message starts with ``too large:`` — at save time (validation
+renders it) and at send time alike; nothing big is built first.
 
 Default templates live in the top-level ``templates/`` folder, see ``templates/README.md``::
 
@@ -22,8 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from jinja2 import Template, TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import SecurityError
 
 from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
 
@@ -34,6 +36,7 @@ from .sandbox import (
     RENDER_TIMEOUT_S,
     GuardedEnvironment,
     RenderTimeout,
+    TemplateTooLarge,
     render_budget,
 )
 from .segments import sms_segments
@@ -153,7 +156,7 @@ class Renderer:
             False: GuardedEnvironment(templates_dir=self.templates_dir, autoescape=False),
         }
         for env in self._envs.values():
-            env.filters["date"] = _date_filter
+            env.add_filter("date", _date_filter)
         self._compiled: dict[tuple[bool, str], Template] = {}
         self._defaults: dict[tuple[str, str, str], TemplateSet | None] = {}
 
@@ -224,12 +227,16 @@ class Renderer:
         try:
             with render_budget(self.timeout_s):
                 for chunk in tmpl.generate(context):
+                    if not chunk:
+                        continue  # a loop of empty outputs must not grow this list either
                     size += len(chunk)
                     if size > MAX_OUTPUT_CHARS:
                         raise RenderError(field, None, f"output is larger than {MAX_OUTPUT_CHARS // 1024} KB")
                     chunks.append(chunk)
         except RenderError:
             raise
+        except TemplateTooLarge as exc:
+            raise RenderError(field, _template_line(exc.__traceback__), f"too large: {exc}") from exc
         except SecurityError as exc:
             raise RenderError(field, _template_line(exc.__traceback__), f"not allowed: {exc}") from exc
         except RenderTimeout as exc:
