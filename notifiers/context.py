@@ -131,42 +131,43 @@ _KIND_STATE: dict[NotificationKind, tuple[str, str | None]] = {
 }
 
 # exception class -> {lang: (detail, action)}; the Spanish actions avoid á/í/ó/ú (not in GSM-7)
-# so the sample SMS shows the GSM-7 segment budget the default templates are written for.
+# so the sample SMS shows the GSM-7 segment budget the default templates are written for. Actions
+# end without a full stop, like the real ones (domain.normalization.CUSTOMER_ACTIONS): templates add it.
 _EXCEPTION_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "delivery_attempted": {
         "en": ("Delivery attempted - no one available to sign.",
-               "Schedule a redelivery or pick the parcel up at your local post office."),
+               "Schedule a redelivery or pick the parcel up at your local post office"),
         "es": ("Intento de entrega: no había nadie para firmar.",
-               "Programa una nueva entrega o recoge el paquete en tu oficina de correos."),
+               "Programa una nueva entrega o recoge el paquete en tu oficina de correos"),
     },
     "address_issue": {
         "en": ("The carrier could not find the delivery address.",
-               "Reply to this message with your full address, including apartment number."),
+               "Reply to this message with your full address, including apartment number"),
         "es": ("El transportista no encontró la dirección de entrega.",
-               "Confirma tu domicilio completo respondiendo a este mensaje."),
+               "Confirma tu domicilio completo respondiendo a este mensaje"),
     },
     "delayed": {
-        "en": ("Weather delay in the carrier network.", "No action needed - we will keep you posted."),
+        "en": ("Weather delay in the carrier network.", "No action needed - we will keep you posted"),
         "es": ("Retraso por mal tiempo en la red del transportista.",
-               "No tienes que hacer nada: te mantendremos informado."),
+               "No tienes que hacer nada: te mantendremos informado"),
     },
     "returned_to_sender": {
-        "en": ("The parcel is on its way back to us.", "Contact us to arrange a new shipment or a refund."),
+        "en": ("The parcel is on its way back to us.", "Contact us to arrange a new shipment or a refund"),
         "es": ("El paquete está volviendo a nosotros.",
-               "Ponte en contacto con nosotros para reenviar el pedido o reembolsarlo."),
+               "Ponte en contacto con nosotros para reenviar el pedido o reembolsarlo"),
     },
     "undeliverable": {
-        "en": ("The carrier could not deliver the parcel.", "Contact us so we can sort it out."),
-        "es": ("El transportista no pudo entregar el paquete.", "Ponte en contacto con nosotros para solucionarlo."),
+        "en": ("The carrier could not deliver the parcel.", "Contact us so we can sort it out"),
+        "es": ("El transportista no pudo entregar el paquete.", "Ponte en contacto con nosotros para solucionarlo"),
     },
     "label_failed": {
-        "en": ("Carrier rejected the label: invalid destination ZIP code.", "Fix the address and buy a new label."),
+        "en": ("Carrier rejected the label: invalid destination ZIP code.", "Fix the address and buy a new label"),
         "es": ("El transportista rechazó la etiqueta: código postal no válido.",
-               "Corrige la dirección y compra una nueva etiqueta."),
+               "Corrige la dirección y compra una nueva etiqueta"),
     },
     "stalled": {
-        "en": ("No carrier scan for 96 hours.", "Contact the carrier to open a trace."),
-        "es": ("Sin escaneos del transportista en 96 horas.", "Contacta al transportista para abrir un rastreo."),
+        "en": ("No carrier scan for 96 hours.", "Contact the carrier to open a trace"),
+        "es": ("Sin escaneos del transportista en 96 horas.", "Contacta al transportista para abrir un rastreo"),
     },
 }
 
@@ -228,7 +229,8 @@ def sample_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
 
 
 def sparse_context(kind: NotificationKind | str, locale: str = "en") -> dict[str, Any]:
-    """The sample with every optional value missing (no tracking link, no ETA, no names...).
+    """The sample with every optional value missing (no carrier, tracking number or link, no ETA,
+    no names...); merchant alerts also without order and shipment status (an alert may have neither).
 
     Validation renders against this too, so a template that only works when everything is known
     is caught at save time.
@@ -236,9 +238,12 @@ def sparse_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
     ctx = sample_context(kind, locale)
     ctx["merchant"] = {**ctx["merchant"], "support_email": None, "support_url": None}
     ctx["customer"] = {"name": None, "first_name": None}
-    ctx["shipment"] = {**ctx["shipment"], "tracking_url": None, "eta": None, "last_location": None}
+    ctx["shipment"] = {**ctx["shipment"], "carrier": None, "carrier_name": None, "tracking_number": None,
+                       "tracking_url": None, "eta": None, "last_location": None}
     ctx["exception"] = {**ctx["exception"], "detail": None, "action": None}
     ctx["unsubscribe_url"] = None
     if "alert" in ctx:
-        ctx["alert"] = {**ctx["alert"], "error": None, "channel": None, "order_ref": None}
+        ctx["alert"] = {**ctx["alert"], "detail": None, "error": None, "channel": None, "order_ref": None}
+        ctx["order"] = {"ref": None}
+        ctx["shipment"]["status"] = None
     return ctx
