@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from admin.queues import QueueInspector
-from workers.telemetry import HistogramData, Telemetry
+from workers.telemetry import HistogramData, Telemetry, UnavailableReason
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,12 @@ class OpsCollector(Collector):
         for (merchant, event, outcome), n in sorted(snap.webhooks_received.items()):
             received.add_metric([merchant, event, outcome], n)
         yield received
+        unavailable = CounterMetricFamily(
+            "parcelhook_webhooks_unavailable",
+            "Webhook deliveries answered 503, by the dependency that was unreachable", labels=["reason"])
+        for reason in UnavailableReason:  # every reason, 0 included: rate() and alerts need the series
+            unavailable.add_metric([reason.value], snap.webhooks_unavailable.get(reason.value, 0))
+        yield unavailable
         yield _histogram("parcelhook_webhook_latency_seconds", "Receiver response time", snap.webhook_latency)
 
         processed = CounterMetricFamily("parcelhook_events_processed", "Messages processed by actor and outcome",

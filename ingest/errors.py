@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.vocabulary import DeliveryOutcome
+from workers.telemetry import UnavailableReason
 
 
 class Rejection(Exception):
@@ -54,8 +55,30 @@ class TooLarge(Rejection):
 
 
 class Unavailable(Rejection):
-    """Broker or database unreachable: Shippo retries on 503, so nothing is lost."""
+    """A dependency is unreachable — a 503 means that and nothing else: Shippo retries, so
+    nothing is lost. Raise the subclass naming the dependency: its ``reason`` word starts the
+    message (``"broker_unreachable: …"``), which is how the webhook log and the
+    ``parcelhook_webhooks_unavailable{reason}`` counter tell them apart
+    (``workers.telemetry.unavailable_reason``)."""
 
     status_code = 503
     outcome = DeliveryOutcome.UNAVAILABLE
     headers = {"Retry-After": "5"}
+    reason = UnavailableReason.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{self.reason}: {message}")
+
+
+class BrokerUnreachable(Unavailable):
+    reason = UnavailableReason.BROKER
+
+
+class DatabaseUnreachable(Unavailable):
+    reason = UnavailableReason.DATABASE
+
+
+class StateRedisUnreachable(Unavailable):
+    """The Redis of the receiver's dedupe keys (the broker's own Redis unless it is RabbitMQ)."""
+
+    reason = UnavailableReason.STATE_REDIS

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from ingest.errors import Unavailable
+from ingest.errors import BrokerUnreachable, StateRedisUnreachable
 
 SEEN_TTL_S = 7 * 24 * 3600  # well past Shippo's retry horizon; the DB constraint covers the rest
 
@@ -36,15 +36,21 @@ class EventQueue:
         return f"{self.prefix}:{merchant_id}:{digest}"
 
     def submit(self, *, merchant_id: int, merchant_slug: str, event_id: str, received_at: str, body: str) -> bool:
-        """Returns True when newly queued, False for a duplicate. Raises Unavailable."""
+        """Returns True when newly queued, False for a duplicate. Raises Unavailable (by reason)."""
         key = self._key(merchant_id, event_id)
         try:
             if self.client.exists(key):
                 return False
+        except (redis.RedisError, OSError) as exc:
+            raise StateRedisUnreachable(f"the dedupe store is unreachable ({type(exc).__name__}); retry later") from exc
+        try:
             self.send(merchant_slug, event_id, received_at, body)
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnreachable(f"the queue is unreachable ({type(exc).__name__}); retry later") from exc
+        try:
             self.client.set(key, "1", ex=SEEN_TTL_S)
         except (redis.RedisError, OSError) as exc:
-            raise Unavailable(f"the queue is unreachable ({type(exc).__name__}); retry later") from exc
+            raise StateRedisUnreachable(f"the dedupe store is unreachable ({type(exc).__name__}); retry later") from exc
         return True
 
 
@@ -55,4 +61,4 @@ def hand_off(actor_name: str, *args: Any) -> None:
     try:
         getattr(actors, actor_name).send(*args)
     except (redis.RedisError, OSError) as exc:
-        raise Unavailable("the queue is unreachable; retry later") from exc
+        raise BrokerUnreachable("the queue is unreachable; retry later") from exc

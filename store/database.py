@@ -3,10 +3,21 @@
 Writers that must not lose an update use ``Database.write()``: on SQLite it opens the
 transaction with ``BEGIN IMMEDIATE`` (one writer at a time, readers keep going thanks
 to WAL); on PostgreSQL callers lock the rows they change (``SELECT … FOR UPDATE``).
+
+No customer data in errors or logs. Bound parameters are names, addresses, scan details,
+so every engine is created with ``hide_parameters=True`` (errors and SQL logging show the
+statement, never the values) and SQLAlchemy's debug logging of result rows is masked.
+PostgreSQL also puts row values in the *server's* message (``DETAIL: Failing row contains
+(…)``, ``Key (…)=(…) already exists``, ``invalid input syntax for type …: "…"``), which
+``hide_parameters`` does not touch: a database error leaving ``write()``/``read()`` is
+therefore re-raised as the same SQLAlchemy class around a same-class driver error whose
+message keeps only the SQLSTATE, the schema names (table, column, constraint) and, for
+connection/lock/resource failures, the server's primary message (see :func:`scrubbed`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,7 +44,65 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _HideRows(logging.Filter):
+    """SQLAlchemy logs every fetched row at DEBUG (``echo="debug"`` or a DEBUG logger): mask them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Row %r":
+            record.args = ("[row hidden]",)
+        return True
+
+
+def _hide_rows() -> None:
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    if not any(isinstance(f, _HideRows) for f in logger.filters):
+        logger.addFilter(_HideRows())
+
+
+#: SQLSTATE classes whose primary message is about the server, the connection or locks,
+#: never about row values: connection exception, transaction rollback (deadlock,
+#: serialization), insufficient resources, lock not available / object in use,
+#: operator intervention, system error.
+_SERVER_STATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def _clean_message(orig: BaseException | None) -> str:
+    if orig is None:
+        return "database error"
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is None:  # sqlite3: messages name the constraint/table, never the row's values
+        return str(orig)
+    diag = getattr(orig, "diag", None)
+    names = [f"{what} {value}" for what, value in (
+        ("table", getattr(diag, "table_name", None)),
+        ("column", getattr(diag, "column_name", None)),
+        ("constraint", getattr(diag, "constraint_name", None)),
+    ) if value]
+    text = f"{type(orig).__name__} (SQLSTATE {sqlstate})"
+    if names:
+        text += " on " + ", ".join(names)
+    primary = getattr(diag, "message_primary", None)
+    if primary and sqlstate[:2] in _SERVER_STATE_CLASSES:
+        text += f": {primary}"
+    return text
+
+
+def scrubbed(exc: sa.exc.DBAPIError) -> sa.exc.DBAPIError:
+    """The same error class, statement and cause, without any value the database echoed back."""
+    message = _clean_message(exc.orig)
+    orig: BaseException
+    try:
+        orig = type(exc.orig)(message) if exc.orig is not None else RuntimeError(message)
+    except Exception:  # noqa: BLE001 - a driver class with an unusual constructor
+        orig = RuntimeError(message)
+    clean = type(exc)(exc.statement, None, orig, hide_parameters=True,
+                      connection_invalidated=exc.connection_invalidated, code=exc.code)
+    return clean.with_traceback(exc.__traceback__)
+
+
 def create_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("hide_parameters", True)
+    _hide_rows()
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
@@ -77,7 +146,9 @@ class Database:
                 with conn.begin():
                     yield conn
         except sa.exc.OperationalError as exc:
-            raise StorageUnavailable(str(exc.orig)) from exc
+            raise StorageUnavailable(_clean_message(exc.orig)) from scrubbed(exc)
+        except sa.exc.DBAPIError as exc:
+            raise scrubbed(exc) from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -85,7 +156,9 @@ class Database:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except sa.exc.OperationalError as exc:
-            raise StorageUnavailable(str(exc.orig)) from exc
+            raise StorageUnavailable(_clean_message(exc.orig)) from scrubbed(exc)
+        except sa.exc.DBAPIError as exc:
+            raise scrubbed(exc) from None
 
     def for_update(self, select: sa.Select[Any]) -> sa.Select[Any]:
         """Row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers."""

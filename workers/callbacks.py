@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
+
+from dramatiq.middleware import CurrentMessage
 
 from domain.vocabulary import Channel, NotificationStatus
 from store import merchants as merchant_store
 from store import notifications as notification_store
+from store.contacts import comparable_phone
 from store.database import Database
 
 log = logging.getLogger("parcelhook.callbacks")
@@ -30,6 +34,32 @@ class UnknownMessage(LookupError):
     """A delivery receipt for a message whose provider id is not recorded (yet)."""
 
 
+#: How long a receipt for an unknown message SID is retried. Twilio can call back before our
+#: worker has recorded the SID it just got (milliseconds to seconds); a receipt still unknown
+#: after this is for a message that is not ours to track (sent by another system on the same
+#: number, or its row is gone): counted (``parcelhook_events_processed{actor="record_sms_status",
+#: outcome="unknown_message"}``), logged at DEBUG and dropped — never dead-lettered, so it never
+#: opens a dead-letter alert.
+UNKNOWN_SID_GRACE = timedelta(seconds=45)  # the 6th retry comes ≥ 31 s after the first try
+
+
+def _unknown_sid(message_sid: str) -> None:
+    """Raise (the actor retries) while the receipt is young, else record and drop it.
+
+    Called outside a worker (no current message) it raises: retrying is the caller's business."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        raise UnknownMessage(f"no notification has provider id {message_sid!r} (yet)")
+    age = datetime.now(UTC) - datetime.fromtimestamp(message.message_timestamp / 1000, UTC)
+    if age < UNKNOWN_SID_GRACE:
+        # the actor's bounded retries apply the receipt once the row knows its provider id
+        raise UnknownMessage(f"no notification has provider id {message_sid!r} (yet)")
+    from workers.runtime import runtime
+
+    runtime().telemetry.processed(actor="record_sms_status", outcome="unknown_message")
+    log.debug("status callback for unknown message %s dropped after %.0f s", message_sid, age.total_seconds())
+
+
 # A receipt never moves a notification backwards (e.g. a late "sent" after "delivered").
 _RANK = {NotificationStatus.SENT.value: 1, NotificationStatus.DELIVERED.value: 2, NotificationStatus.FAILED.value: 2}
 
@@ -42,9 +72,8 @@ def sms_status(db: Database, merchant_slug: str, message_sid: str, status: str, 
         merchant = merchant_store.require(conn, merchant_slug)
         n = notification_store.by_provider_id(conn, message_sid)
         if n is None:
-            # Twilio can call back before our worker has recorded the SID it just got: raise, so
-            # the actor's bounded retries apply the receipt once the row knows its provider id.
-            raise UnknownMessage(f"no notification has provider id {message_sid!r} (yet)")
+            _unknown_sid(message_sid)
+            return
         if n.merchant_id != merchant.id:
             log.warning("status for message %s of another merchant ignored", message_sid)
             return
@@ -58,6 +87,7 @@ def sms_status(db: Database, merchant_slug: str, message_sid: str, status: str, 
 
 def sms_keyword(db: Database, merchant_slug: str, phone: str, keyword: str) -> None:
     first = keyword.split()[0] if keyword.split() else ""
+    phone = comparable_phone(phone)  # E.164 (messages queued before the receiver normalized it)
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
         if first in OPT_OUT:

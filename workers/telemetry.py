@@ -11,13 +11,27 @@ Key layout under ``prefix`` (default ``parcelhook:telemetry``)::
 
     <p>:c:<counter>               hash  "<label>\\x1f<label>..." -> count
     <p>:h:<histogram>             hash  "<labels>\\x1e<bucket index>|sum" -> value (count = sum of buckets)
-    <p>:webhooks:recent           list  JSON deliveries, newest first, capped at 2000
+    <p>:webhooks:recent           list  JSON accepted deliveries (status < 400), newest first, capped at 2000
+    <p>:webhooks:rejected         list  JSON rejected deliveries (status >= 400), newest first, capped at 2000
     <p>:webhooks:minute:<epoch/60> hash "<merchant>\\x1f<outcome>" -> count (TTL: rate_retention_s)
 
-Writes never raise: the receiver records a delivery even while Redis is down
-(then answering 503), so a Redis error is logged (at most once a minute) and
-swallowed, and telemetry writes are skipped for ``backoff_s`` after a failure
-so a black-holed Redis cannot add a connect timeout to every request.
+Accepted and rejected deliveries are kept in separate lists, so a flood of bad-token
+requests cannot push the real deliveries out of the log; :meth:`Telemetry.recent_webhooks`
+merges them newest first (each entry carries its write time, ``_w`` ns, which is not
+returned).
+
+Every 503 the receiver gives is counted in ``<p>:c:webhooks_unavailable`` by its reason,
+one word of :class:`UnavailableReason`: the receiver's message for a 503 starts with it
+(``"broker_unreachable: …"``, see ``ingest/errors.py``), anything else counts as
+``unknown``.
+
+Writes never raise and are not lost to an outage: the receiver records a delivery even
+while Redis is down (then answering 503 — often *because* Redis is down). A failed write
+is kept in the process (counters and histogram buckets summed, at most
+``PENDING_RECENT_CAP`` log entries per list) and written with the next write that gets
+through; a Redis error is logged (at most once a minute), and for ``backoff_s`` after a
+failure observations are only buffered, so a black-holed Redis cannot add a connect
+timeout to every request. A process that exits during an outage loses its buffer.
 
 Label cardinality: label values are truncated to 64 characters. The
 ``event`` label of the webhook counter is folded to ``other`` unless it is a
@@ -37,6 +51,8 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
 import dramatiq
 import redis
@@ -53,7 +69,8 @@ SHIPPO_EVENTS = frozenset(
     {"track_updated", "transaction_created", "transaction_updated", "batch_created", "batch_purchased"}
 )
 
-RECENT_WEBHOOKS_CAP = 2000
+RECENT_WEBHOOKS_CAP = 2000  # per list (accepted, rejected)
+PENDING_RECENT_CAP = 500  # log entries per list buffered in a process while Redis is unreachable
 LABEL_MAX = 64
 _LSEP = "\x1f"  # between label values
 _FSEP = "\x1e"  # between the label key and the histogram field
@@ -62,6 +79,25 @@ _FSEP = "\x1e"  # between the label key and the histogram field
 C_WEBHOOKS = "webhooks_received"
 C_PROCESSED = "events_processed"
 C_NOTIFICATIONS = "notifications"
+C_UNAVAILABLE = "webhooks_unavailable"
+
+
+class UnavailableReason(StrEnum):
+    """Why the receiver answered 503: the dependency it could not reach (nothing else is a 503)."""
+
+    BROKER = "broker_unreachable"
+    DATABASE = "database_unreachable"
+    STATE_REDIS = "state_redis_unreachable"
+    UNKNOWN = "unknown"
+
+
+def unavailable_reason(message: str | None) -> UnavailableReason:
+    """The reason word a 503's message starts with (``"<reason>: <text>"``), else ``unknown``."""
+    word = (message or "").partition(":")[0].strip()
+    try:
+        return UnavailableReason(word)
+    except ValueError:
+        return UnavailableReason.UNKNOWN
 H_WEBHOOK_LATENCY = "webhook_latency"
 H_PROCESSING_LATENCY = "processing_latency"
 H_CARRIER_LAG = "carrier_lag"
@@ -93,6 +129,7 @@ class TelemetrySnapshot:
     webhooks_received: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (merchant, event, outcome)
     events_processed: dict[tuple[str, str], int] = field(default_factory=dict)  # (actor, outcome)
     notifications: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (channel, kind, status)
+    webhooks_unavailable: dict[str, int] = field(default_factory=dict)  # reason -> 503s
     webhook_latency: HistogramData | None = None
     processing_latency: dict[str, HistogramData] = field(default_factory=dict)  # by actor
     carrier_lag: HistogramData | None = None
@@ -126,6 +163,56 @@ def _minute(at: datetime) -> int:
     return int(_utc(at).timestamp() // 60)
 
 
+@dataclass
+class _Pending:
+    """Observations not yet in Redis: summed increments, newest-last log entries, TTLs."""
+
+    incr: dict[tuple[str, str], int] = field(default_factory=dict)
+    incr_float: dict[tuple[str, str], float] = field(default_factory=dict)
+    pushes: dict[str, list[str]] = field(default_factory=dict)
+    expires: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.incr or self.incr_float or self.pushes or self.expires)
+
+    def hincrby(self, key: str, fld: str, n: int = 1) -> None:
+        self.incr[(key, fld)] = self.incr.get((key, fld), 0) + n
+
+    def hincrbyfloat(self, key: str, fld: str, value: float) -> None:
+        self.incr_float[(key, fld)] = self.incr_float.get((key, fld), 0.0) + value
+
+    def lpush(self, key: str, entry: str) -> None:
+        entries = self.pushes.setdefault(key, [])
+        entries.append(entry)
+        del entries[:-PENDING_RECENT_CAP]
+
+    def expire(self, key: str, ttl: int) -> None:
+        self.expires[key] = ttl
+
+    def merge(self, older: _Pending) -> None:
+        """Put back a batch that could not be written (it is older than what is here now)."""
+        for k, n in older.incr.items():
+            self.incr[k] = self.incr.get(k, 0) + n
+        for k, v in older.incr_float.items():
+            self.incr_float[k] = self.incr_float.get(k, 0.0) + v
+        for key, entries in older.pushes.items():
+            merged = [*entries, *self.pushes.get(key, [])]
+            self.pushes[key] = merged[-PENDING_RECENT_CAP:]
+        for key, ttl in older.expires.items():
+            self.expires.setdefault(key, ttl)
+
+    def fill(self, pipe: redis.client.Pipeline) -> None:
+        for (key, fld), n in self.incr.items():
+            pipe.hincrby(key, fld, n)
+        for (key, fld), v in self.incr_float.items():
+            pipe.hincrbyfloat(key, fld, v)
+        for key, entries in self.pushes.items():
+            pipe.lpush(key, *entries)
+            pipe.ltrim(key, 0, RECENT_WEBHOOKS_CAP - 1)
+        for key, ttl in self.expires.items():
+            pipe.expire(key, ttl)
+
+
 class Telemetry:
     """Cluster-wide counters, histograms and recent deliveries, stored in Redis."""
 
@@ -144,6 +231,7 @@ class Telemetry:
         self._suspended_until = 0.0
         self._last_error_log = 0.0
         self._lock = threading.Lock()
+        self._pending = _Pending()
 
     # -- keys ---------------------------------------------------------------
     def _ckey(self, name: str) -> str:
@@ -156,11 +244,15 @@ class Telemetry:
     def _recent_key(self) -> str:
         return f"{self.prefix}:webhooks:recent"
 
+    @property
+    def _rejected_key(self) -> str:
+        return f"{self.prefix}:webhooks:rejected"
+
     def _minute_key(self, minute: int) -> str:
         return f"{self.prefix}:webhooks:minute:{minute}"
 
     # -- writing ------------------------------------------------------------
-    def _observe(self, pipe: redis.client.Pipeline, name: str, buckets: Sequence[float],
+    def _observe(self, pipe: _Pending, name: str, buckets: Sequence[float],
                  value: float, labels: Iterable[object] = ()) -> None:
         if value is None or not math.isfinite(value):
             return
@@ -171,20 +263,25 @@ class Telemetry:
         pipe.hincrbyfloat(key, f"{lk}{_FSEP}sum", value)
 
     def _run(self, fill) -> None:  # type: ignore[no-untyped-def]
-        """Build one pipeline with ``fill(pipe)`` and send it; never raises."""
-        now = time.monotonic()
-        if now < self._suspended_until:
-            return
+        """Add ``fill(pending)``'s observations to this process's pending ones and write them all
+        in one pipeline; on failure keep them for the next write. Never raises."""
+        with self._lock:
+            fill(self._pending)
+            if time.monotonic() < self._suspended_until or not self._pending:
+                return
+            batch, self._pending = self._pending, _Pending()
         try:
             pipe = self.client.pipeline(transaction=False)
-            fill(pipe)
+            batch.fill(pipe)
             pipe.execute()
         except Exception as exc:  # telemetry must never break the caller
+            now = time.monotonic()
             with self._lock:
-                self._suspended_until = time.monotonic() + self.backoff_s
+                self._pending.merge(batch)
+                self._suspended_until = now + self.backoff_s
                 if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
                     self._last_error_log = now
-                    log.warning("telemetry write failed (dropping observations for %.1fs): %s",
+                    log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
                                 self.backoff_s, exc)
 
     def webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
@@ -196,18 +293,21 @@ class Telemetry:
             entry = json.dumps({
                 "merchant": _label(merchant), "event": _label(event), "outcome": _label(outcome),
                 "status_code": int(status_code), "reason": None if reason is None else str(reason)[:500],
-                "received_at": _utc(at).isoformat(),
+                "received_at": _utc(at).isoformat(), "_w": time.time_ns(),
             })
             minute_key = self._minute_key(_minute(at))
+            recent_key = self._recent_key if int(status_code) < 400 else self._rejected_key
+            cause = unavailable_reason(reason) if int(status_code) == 503 else None
         except Exception:
             log.warning("telemetry: bad webhook observation", exc_info=True)
             return
 
-        def fill(pipe: redis.client.Pipeline) -> None:
+        def fill(pipe: _Pending) -> None:
             pipe.hincrby(self._ckey(C_WEBHOOKS), _key((counter_merchant, counter_event, outcome)), 1)
+            if cause is not None:
+                pipe.hincrby(self._ckey(C_UNAVAILABLE), _key((cause,)), 1)
             self._observe(pipe, H_WEBHOOK_LATENCY, WEBHOOK_LATENCY_BUCKETS, latency_s)
-            pipe.lpush(self._recent_key, entry)
-            pipe.ltrim(self._recent_key, 0, RECENT_WEBHOOKS_CAP - 1)
+            pipe.lpush(recent_key, entry)
             pipe.hincrby(minute_key, _key((counter_merchant, outcome)), 1)
             pipe.expire(minute_key, self.rate_retention_s)
 
@@ -219,7 +319,7 @@ class Telemetry:
 
         ``latency_s``: received → committed; ``carrier_lag_s``: carrier scan time → received."""
 
-        def fill(pipe: redis.client.Pipeline) -> None:
+        def fill(pipe: _Pending) -> None:
             pipe.hincrby(self._ckey(C_PROCESSED), _key((actor, outcome)), 1)
             if latency_s is not None:
                 self._observe(pipe, H_PROCESSING_LATENCY, PROCESSING_LATENCY_BUCKETS, latency_s, (actor,))
@@ -234,16 +334,26 @@ class Telemetry:
     # -- reading (these may raise redis errors: callers report them) ---------
     def recent_webhooks(self, *, merchant: str | None = None, outcome: str | None = None,
                         limit: int = 100) -> list[dict]:
-        """Newest first, filtered; scans at most the capped list (2000 entries)."""
+        """Newest first, filtered; the accepted and the rejected lists (2000 entries each) merged."""
         out: list[dict] = []
         if limit <= 0:
             return out
-        raw = self.client.lrange(self._recent_key, 0, RECENT_WEBHOOKS_CAP - 1)
-        for item in raw:
-            try:
-                entry = json.loads(item)
-            except ValueError:
-                continue
+        pipe = self.client.pipeline(transaction=False)
+        for key in (self._recent_key, self._rejected_key):
+            pipe.lrange(key, 0, RECENT_WEBHOOKS_CAP - 1)
+        entries: list[dict[str, Any]] = []
+        for raw in pipe.execute():
+            for item in raw:
+                try:
+                    entry = json.loads(item)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict):
+                    entries.append(entry)
+        # each list is newest first; a stable sort on the write time keeps that order for ties
+        entries.sort(key=lambda e: -e["_w"] if isinstance(e.get("_w"), int) else 0)
+        for entry in entries:
+            entry.pop("_w", None)
             if merchant is not None and entry.get("merchant") != merchant:
                 continue
             if outcome is not None and entry.get("outcome") != outcome:
@@ -281,7 +391,7 @@ class Telemetry:
 
     def snapshot(self) -> TelemetrySnapshot:
         """All counters and histograms as plain data (one round trip)."""
-        names_c = (C_WEBHOOKS, C_PROCESSED, C_NOTIFICATIONS)
+        names_c = (C_WEBHOOKS, C_PROCESSED, C_NOTIFICATIONS, C_UNAVAILABLE)
         names_h = (H_WEBHOOK_LATENCY, H_PROCESSING_LATENCY, H_CARRIER_LAG)
         pipe = self.client.pipeline(transaction=False)
         for n in names_c:
@@ -289,14 +399,15 @@ class Telemetry:
         for n in names_h:
             pipe.hgetall(self._hkey(n))
         results = pipe.execute()
-        counters = {n: _decode_counter(r) for n, r in zip(names_c, results[:3], strict=True)}
-        wl = _decode_histograms(results[3], WEBHOOK_LATENCY_BUCKETS)
-        pl = _decode_histograms(results[4], PROCESSING_LATENCY_BUCKETS)
-        cl = _decode_histograms(results[5], CARRIER_LAG_BUCKETS)
+        counters = {n: _decode_counter(r) for n, r in zip(names_c, results[:4], strict=True)}
+        wl = _decode_histograms(results[4], WEBHOOK_LATENCY_BUCKETS)
+        pl = _decode_histograms(results[5], PROCESSING_LATENCY_BUCKETS)
+        cl = _decode_histograms(results[6], CARRIER_LAG_BUCKETS)
         return TelemetrySnapshot(
             webhooks_received={k: v for k, v in counters[C_WEBHOOKS].items() if len(k) == 3},  # type: ignore[misc]
             events_processed={k: v for k, v in counters[C_PROCESSED].items() if len(k) == 2},  # type: ignore[misc]
             notifications={k: v for k, v in counters[C_NOTIFICATIONS].items() if len(k) == 3},  # type: ignore[misc]
+            webhooks_unavailable={k[0]: v for k, v in counters[C_UNAVAILABLE].items() if len(k) == 1},
             webhook_latency=wl.get((), _empty(WEBHOOK_LATENCY_BUCKETS)),
             processing_latency={k[0]: v for k, v in pl.items() if len(k) == 1},
             carrier_lag=cl.get((), _empty(CARRIER_LAG_BUCKETS)),

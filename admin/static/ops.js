@@ -295,7 +295,11 @@
   }
 
   // ------------------------------------------------------------------ template editor
-  const tpl = { timer: null, seq: 0 };
+  // Responses can arrive out of order: a late answer must never overwrite a newer selection.
+  // `load` numbers the selections (an older one's template is aborted, and ignored if it still
+  // arrives); `seq` numbers the previews (a new selection or keystroke makes every preview in
+  // flight stale).
+  const tpl = { timer: null, seq: 0, load: 0, loading: null };
 
   function tplPath(suffix) {
     const m = $("#tpl-merchant").value, k = $("#tpl-kind").value, c = $("#tpl-channel").value;
@@ -334,9 +338,24 @@
   async function loadTemplate() {
     if (!$("#tpl-merchant").value) return;
     channelChanged();
+    const mine = ++tpl.load;
+    tpl.seq++; // previews of the previous selection are stale now
+    clearTimeout(tpl.timer);
+    if (tpl.loading) tpl.loading.abort();
+    const controller = new AbortController();
+    tpl.loading = controller;
     $("#tpl-status").textContent = "";
     $("#tpl-errors").replaceChildren();
-    const r = await api(tplPath());
+    $("#tpl-preview-state").textContent = "loading…";
+    let r;
+    try {
+      r = await api(tplPath(), { signal: controller.signal });
+    } catch (e) {
+      if (controller.signal.aborted) return; // a newer selection took over
+      throw e;
+    }
+    if (mine !== tpl.load) return; // answered after a newer selection: not ours to show
+    tpl.loading = null;
     if (!r.ok) { showErrors(r.body); return; }
     $("#tpl-subject").value = r.body.subject || "";
     $("#tpl-text").value = r.body.text || "";
@@ -349,7 +368,7 @@
     const seq = ++tpl.seq;
     $("#tpl-preview-state").textContent = "rendering…";
     const r = await api(tplPath("/preview"), { method: "POST", json: tplBody() });
-    if (seq !== tpl.seq) return; // a newer keystroke's preview is on its way
+    if (seq !== tpl.seq) return; // a newer keystroke's or selection's preview is on its way
     if (r.ok) {
       $("#tpl-errors").replaceChildren();
       $("#pv-subject").textContent = r.body.subject || "";
