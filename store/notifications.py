@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from domain.vocabulary import NotificationStatus
+from store.contacts import opt_out_key
 from store.database import Database, as_utc, utcnow
 from store.schema import notifications, opt_outs, outbox_messages
 
@@ -116,6 +117,19 @@ def update(conn: Connection, notification_id: int, **values: Any) -> None:
     conn.execute(notifications.update().where(notifications.c.id == notification_id).values(updated_at=utcnow(), **values))
 
 
+def mark_suppressed(conn: Connection, notification_id: int, reason: str) -> None:
+    """Withheld at send time: the reason replaces whatever an earlier attempt left (a transient
+    provider error and its code say nothing about a message that is not going to be sent)."""
+    update(conn, notification_id, status=NotificationStatus.SUPPRESSED.value, error=reason, error_code=None,
+           sending_at=None)
+
+
+def record_sent(conn: Connection, notification_id: int, *, provider_id: str, sent_at: datetime) -> None:
+    """The provider accepted it: ``sent`` with its id; errors of earlier attempts no longer apply."""
+    update(conn, notification_id, status=NotificationStatus.SENT.value, provider_id=provider_id, sent_at=sent_at,
+           error=None, error_code=None)
+
+
 def by_provider_id(conn: Connection, provider_id: str) -> NotificationRow | None:
     row = conn.execute(sa.select(notifications).where(notifications.c.provider_id == provider_id)).first()
     return _row(row) if row else None
@@ -138,6 +152,31 @@ def stuck(conn: Connection, *, status: str, older_than: datetime, limit: int = 5
             notifications.c.updated_at < older_than,
             notifications.c.attempts == 0,
             notifications.c.sending_at.is_(None),
+        )
+        .order_by(notifications.c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+def overdue_retries(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[int]:
+    """Rows an attempt already touched whose retry should have run long ago: ``queued`` and
+    untouched since ``older_than``, or ``deferred`` with ``scheduled_for`` before it.
+
+    ``older_than`` must lie beyond the longest retry backoff (plus the time limit), so that
+    no live retry message can still own the row: then its message was lost or stranded (a
+    broker that lost data, a worker that dropped its delay queue). A re-enqueued twin is
+    safe: the send's claim makes a finished row a no-op and a claim in flight a wait."""
+    rows = conn.execute(
+        sa.select(notifications.c.id)
+        .where(
+            notifications.c.attempts > 0,
+            notifications.c.updated_at < older_than,
+            sa.or_(
+                notifications.c.status == NotificationStatus.QUEUED.value,
+                sa.and_(notifications.c.status == NotificationStatus.DEFERRED.value,
+                        notifications.c.scheduled_for < older_than),
+            ),
         )
         .order_by(notifications.c.id)
         .limit(limit)
@@ -181,10 +220,20 @@ def to_public(n: NotificationRow) -> dict[str, Any]:
 # ---------------------------------------------------------------- opt-outs
 
 
+# Rows are stored under ``opt_out_key`` (E.164 for SMS, lower-cased email) and looked up under
+# it, so a STOP from ``+14155550155`` meets a customer saved as ``+1 (415) 555-0155``. Lookups
+# also try the plain lower-cased address: rows written before keys were normalized stored that.
+
+
+def _opt_out_addresses(channel: str, address: str) -> list[str]:
+    return sorted({opt_out_key(channel, address), address.lower()})
+
+
 def opt_out(db: Database, conn: Connection, merchant_id: int, channel: str, address: str, source: str) -> None:
     conn.execute(
         db.insert(opt_outs)
-        .values(merchant_id=merchant_id, channel=channel, address=address.lower(), source=source, created_at=utcnow())
+        .values(merchant_id=merchant_id, channel=channel, address=opt_out_key(channel, address), source=source,
+                created_at=utcnow())
         .on_conflict_do_nothing()
     )
 
@@ -192,7 +241,8 @@ def opt_out(db: Database, conn: Connection, merchant_id: int, channel: str, addr
 def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> None:
     conn.execute(
         opt_outs.delete().where(
-            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel, opt_outs.c.address == address.lower()
+            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel,
+            opt_outs.c.address.in_(_opt_out_addresses(channel, address)),
         )
     )
 
@@ -200,7 +250,8 @@ def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> No
 def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str) -> bool:
     row = conn.execute(
         sa.select(opt_outs.c.id).where(
-            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel, opt_outs.c.address == address.lower()
+            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel,
+            opt_outs.c.address.in_(_opt_out_addresses(channel, address)),
         )
     ).first()
     return row is not None

@@ -34,6 +34,18 @@ Rules (defaults in :class:`Thresholds`):
     definition -- the dashboard therefore also evaluates this rule live on every
     page refresh (:func:`live_alerts`), and the scheduler should run the alerts job
     in-process (see the README/report).
+``delayed_stuck:<queue>``
+    workers are live, yet a delayed message (a retry's backoff, a quiet-hours deferral)
+    is more than ``overdue_s`` (120 s) past its eta. A running worker moves a due message
+    to its queue within about a second, so this means it is stranded -- e.g. held in a
+    worker's memory that lost it on a broker reconnect (issue 9; ``workers/recovery.py``
+    now requeues those, this alert is the net under it). Read from every message in
+    ``<q>.DQ.msgs`` (its ``eta`` option), whether on the ``.DQ`` list or fetched.
+``in_flight_stuck:<queue>``
+    workers are live, yet a message has sat in a worker's ack set (fetched, not acked)
+    for more than ``in_flight_s`` (600 s: twice the longest actor time limit, 5 min). The
+    check remembers when it first saw each in-flight id (``in_flight_seen`` below).
+    Dead workers' messages go back to their queues within 25 s (``workers/recovery.py``).
 ``webhook_401:<merchant>``
     at least ``rejections_401`` deliveries for one merchant answered 401
     (``bad_token`` / ``bad_signature``) within ``rejection_window_s`` (20 in
@@ -47,6 +59,14 @@ Redis keys::
     parcelhook:health:last_check    string  ISO time of the last completed check
     parcelhook:health:mail          list    JSON alert mails, newest first (capped at 200)
     parcelhook:health:lock          string  SET NX lock so two checks never overlap
+    parcelhook:health:in_flight_seen hash   "<queue>|<redis message id>" -> first seen in flight (ms)
+    parcelhook:health:checker_started string epoch ms when the running scheduler's checker started
+
+Start-up grace: ``no_worker`` stays quiet until the health checker has been up for
+``startup_grace_s`` (30 s, twice the liveness window): ``make run`` starts the scheduler
+and the workers together, and a worker needs a few seconds to boot and beat. The
+scheduler passes its start time (``check(rt, started_at=...)``); a check without one
+(a test, a one-off run) has no grace.
 
 Alert mail (``PARCELHOOK_OPS_ALERT_EMAIL``): sent once when an alert opens (not
 again while it stays open; not on close). When the workers' email channel is a
@@ -66,7 +86,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,6 +97,10 @@ BASELINE_KEY = "parcelhook:health:dead_baseline"
 LAST_CHECK_KEY = "parcelhook:health:last_check"
 MAIL_KEY = "parcelhook:health:mail"
 LOCK_KEY = "parcelhook:health:lock"
+IN_FLIGHT_SEEN_KEY = "parcelhook:health:in_flight_seen"
+CHECKER_STARTED_KEY = "parcelhook:health:checker_started"
+#: At most this many delayed messages are read per queue and check.
+DELAYED_SCAN_CAP = 50_000
 MAIL_CAP = 200
 
 #: receiver outcomes that mean "401: the credentials did not match".
@@ -91,6 +115,9 @@ class Thresholds:
     worker_seen_s: float = 15.0
     rejections_401: int = 20
     rejection_window_s: int = 600
+    overdue_s: float = 120.0
+    in_flight_s: float = 600.0
+    startup_grace_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -99,24 +126,34 @@ class QueueFigures:
     ready: int
     dead: int
     oldest_age_s: float | None
+    delayed: int = 0
+    #: delayed messages whose eta passed more than ``overdue_s`` ago, and the most overdue (s)
+    overdue: int = 0
+    most_overdue_s: float | None = None
+    in_flight: int = 0
+    #: in-flight messages held longer than ``in_flight_s``, and the longest hold seen (s)
+    held_too_long: int = 0
+    longest_held_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Figures:
     """Raw numbers at one moment. ``worker_last_seen_s``: seconds since each live
     broker id's last heartbeat. ``dead_baseline``: per queue (missing = first check).
-    ``unauthorized``: 401 deliveries per merchant within the rejection window."""
+    ``unauthorized``: 401 deliveries per merchant within the rejection window.
+    ``checker_uptime_s``: how long the health checker has run (None: unknown, no grace)."""
 
     queues: tuple[QueueFigures, ...]
     worker_last_seen_s: tuple[float, ...] = ()
     dead_baseline: Mapping[str, int] = field(default_factory=dict)
     unauthorized: Mapping[str, int] = field(default_factory=dict)
+    checker_uptime_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Alert:
     key: str  # stable identity: "<kind>:<subject>" (or "<kind>")
-    kind: str  # queue_age | dead_letters | no_worker | webhook_401
+    kind: str  # queue_age | dead_letters | no_worker | delayed_stuck | in_flight_stuck | webhook_401
     subject: str | None  # queue name or merchant slug
     severity: str  # warning | critical
     message: str  # one line an on-call person can act on
@@ -159,7 +196,10 @@ def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Al
                 value=float(new),
             ))
     live = [s for s in figures.worker_last_seen_s if s <= thresholds.worker_seen_s]
-    if not live:
+    starting = figures.checker_uptime_s is not None and figures.checker_uptime_s <= thresholds.startup_grace_s
+    if live:
+        alerts.extend(_stuck(figures, thresholds))
+    elif not starting:
         alerts.append(Alert(
             key="no_worker", kind="no_worker", subject=None, severity="critical",
             message=(f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
@@ -174,6 +214,32 @@ def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Al
                 message=(f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
                          "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of."),
                 value=float(n),
+            ))
+    return alerts
+
+
+def _stuck(figures: Figures, thresholds: Thresholds) -> list[Alert]:
+    """Messages that stopped moving while workers are live (see the module doc)."""
+    alerts: list[Alert] = []
+    for q in figures.queues:
+        if q.overdue and q.most_overdue_s is not None:
+            alerts.append(Alert(
+                key=f"delayed_stuck:{q.name}", kind="delayed_stuck", subject=q.name,
+                severity="critical" if q.most_overdue_s > 4 * thresholds.overdue_s else "warning",
+                message=(f"{q.overdue} of {q.delayed} delayed messages on queue '{q.name}' are past their "
+                         f"due time (the oldest by {_age(q.most_overdue_s)}, threshold {_age(thresholds.overdue_s)}) "
+                         "although workers are live: they are stranded. Restarting the workers releases them."),
+                value=float(q.most_overdue_s),
+            ))
+        if q.held_too_long and q.longest_held_s is not None:
+            alerts.append(Alert(
+                key=f"in_flight_stuck:{q.name}", kind="in_flight_stuck", subject=q.name,
+                severity="critical" if q.longest_held_s > 4 * thresholds.in_flight_s else "warning",
+                message=(f"{q.held_too_long} of {q.in_flight} in-flight messages on queue '{q.name}' have been held "
+                         f"by workers for over {_age(thresholds.in_flight_s)} (the longest {_age(q.longest_held_s)}) "
+                         "without finishing although workers are live. Check the workers' logs; restarting them "
+                         "releases the messages."),
+                value=float(q.longest_held_s),
             ))
     return alerts
 
@@ -213,28 +279,89 @@ def _head_age_s(blob: bytes | None, now_ms: int) -> float | None:
     return max(0.0, (now_ms - ts) / 1000)
 
 
+def _delayed(client: Any, key: str, now_ms: int, overdue_ms: float) -> tuple[int, int, float | None]:
+    """(delayed messages, overdue ones, most overdue in s) from the etas in ``<q>.DQ.msgs``."""
+    import dramatiq
+
+    encoder = dramatiq.get_encoder()
+    total = overdue = 0
+    most: float | None = None
+    for _, blob in client.hscan_iter(key, count=1000):
+        total += 1
+        if total > DELAYED_SCAN_CAP:
+            break
+        try:
+            eta = encoder.decode(blob).get("options", {}).get("eta")
+        except Exception:  # noqa: BLE001, S112 - an undecodable message has no known eta
+            continue
+        if isinstance(eta, int | float) and now_ms - eta > overdue_ms:
+            overdue += 1
+            late = (now_ms - eta) / 1000
+            most = late if most is None else max(most, late)
+    return min(total, DELAYED_SCAN_CAP), overdue, most
+
+
+def in_flight_ids(client: Any, namespace: str, queues: Iterable[str]) -> dict[str, set[str]]:
+    """Per queue, the ids in every worker's ack set ``<ns>:__acks__.<broker id>.<queue>``
+    (SCAN, not KEYS; the ``.DQ`` ack sets are delayed messages, judged by their eta)."""
+    wanted = set(queues)
+    prefix = f"{namespace}:__acks__."
+    out: dict[str, set[str]] = {name: set() for name in wanted}
+    for raw in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        _, sep, queue = key[len(prefix):].partition(".")  # broker ids are uuid4s: no dots
+        if sep and queue in wanted:
+            out[queue].update(m.decode() if isinstance(m, bytes) else m for m in client.sscan_iter(key, count=1000))
+    return out
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _seen_key(queue: str, message_id: str) -> str:
+    return f"{queue}|{message_id}"
+
+
 def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetry: Any | None,
                  thresholds: Thresholds, now: datetime,
-                 dead_baseline: Mapping[str, int] | None = None) -> Figures:
+                 dead_baseline: Mapping[str, int] | None = None,
+                 in_flight: Mapping[str, set[str]] | None = None,
+                 in_flight_seen: Mapping[str, int] | None = None,
+                 checker_started_ms: int | None = None) -> Figures:
+    """``in_flight_seen``: when each in-flight message was first seen (ms; by ``check``);
+    one not in it counts as seen now."""
     now_ms = int(now.timestamp() * 1000)
+    queues = tuple(queues)
     script = client.register_script(_QUEUE_STATE)
+    if in_flight is None:
+        in_flight = in_flight_ids(client, namespace, queues)
+    seen = in_flight_seen or {}
     figures = []
     for name in queues:
         q = f"{namespace}:{name}"
         ready, dead, head = script(keys=[q, q + ".msgs", q + ".XQ"])
-        figures.append(QueueFigures(name, int(ready), int(dead), _head_age_s(head or None, now_ms)))
+        delayed, overdue, most_overdue = _delayed(client, q + ".DQ.msgs", now_ms, thresholds.overdue_s * 1000)
+        held = [(now_ms - seen.get(_seen_key(name, i), now_ms)) / 1000 for i in in_flight.get(name, ())]
+        too_long = [h for h in held if h > thresholds.in_flight_s]
+        figures.append(QueueFigures(
+            name, int(ready), int(dead), _head_age_s(head or None, now_ms),
+            delayed=delayed, overdue=overdue, most_overdue_s=most_overdue,
+            in_flight=len(held), held_too_long=len(too_long), longest_held_s=max(held) if held else None,
+        ))
     # 10x the threshold is plenty to tell "seen 20 s ago" from "seen just now".
     window_ms = int(max(thresholds.worker_seen_s * 10, 60) * 1000)
     from workers.heartbeat import live_workers
 
-    seen = tuple(age for _, age in live_workers(client, namespace, now_ms=now_ms, within_ms=window_ms))
+    workers_seen = tuple(age for _, age in live_workers(client, namespace, now_ms=now_ms, within_ms=window_ms))
     unauthorized: dict[str, int] = {}
     if telemetry is not None:
         since = now - timedelta(seconds=thresholds.rejection_window_s)
         for (merchant, outcome), n in telemetry.webhook_counts_since(since, now).items():
             if outcome in UNAUTHORIZED_OUTCOMES:
                 unauthorized[merchant] = unauthorized.get(merchant, 0) + n
-    return Figures(tuple(figures), seen, dict(dead_baseline or {}), unauthorized)
+    uptime = None if checker_started_ms is None else max(0.0, (now_ms - checker_started_ms) / 1000)
+    return Figures(tuple(figures), workers_seen, dict(dead_baseline or {}), unauthorized, uptime)
 
 
 def _load_baseline(client: Any) -> dict[str, int]:
@@ -271,12 +398,20 @@ def live_alerts(client: Any, namespace: str, queues: Iterable[str], telemetry: A
                 thresholds: Thresholds | None = None, now: datetime | None = None) -> list[Alert]:
     """The rules evaluated right now without touching any state (for the dashboard).
 
-    Dead-letter growth is judged against the stored baseline without moving it."""
+    Dead-letter growth is judged against the stored baseline without moving it; in-flight
+    holds against the check's stored first sightings; the start-up grace against the
+    running scheduler's stored start."""
     thresholds = thresholds or Thresholds()
     now = now or datetime.now(UTC)
+    started = client.get(CHECKER_STARTED_KEY)
     figures = read_figures(client, namespace, queues, telemetry=telemetry, thresholds=thresholds, now=now,
-                           dead_baseline=_load_baseline(client))
+                           dead_baseline=_load_baseline(client), in_flight_seen=_load_seen(client),
+                           checker_started_ms=int(started) if started else None)
     return evaluate(figures, thresholds, now)
+
+
+def _load_seen(client: Any) -> dict[str, int]:
+    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(IN_FLIGHT_SEEN_KEY).items()}
 
 
 # ---------------------------------------------------------------- the scheduled check
@@ -287,10 +422,12 @@ def _redis(rt: Any) -> Any:
 
 
 def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None = None,
-          queues: Iterable[str] = QUEUES) -> int:
+          queues: Iterable[str] = QUEUES, started_at: datetime | None = None) -> int:
     """One alert check: evaluate, store the active alerts, mail the newly opened ones.
 
-    Returns how many alerts are active. Overlapping checks are skipped (lock)."""
+    ``started_at``: when the checker (the scheduler process) started, for the start-up
+    grace of ``no_worker``; None = no grace. Returns how many alerts are active.
+    Overlapping checks are skipped (lock)."""
     thresholds = thresholds or Thresholds()
     now = now or datetime.now(UTC)
     client = _redis(rt)
@@ -300,13 +437,19 @@ def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None
         log.info("health check skipped: another check is running")
         return len(stored_alerts(client))
     try:
+        queues = tuple(queues)
         previous_baseline = _load_baseline(client)
+        now_ms = int(now.timestamp() * 1000)
+        in_flight = in_flight_ids(client, namespace, queues)
+        previous_seen = _load_seen(client)
+        seen = {k: previous_seen.get(k, now_ms) for k in (_seen_key(q, i) for q, ids in in_flight.items() for i in ids)}
+        started_ms = None if started_at is None else int(started_at.timestamp() * 1000)
         figures = read_figures(client, namespace, queues, telemetry=rt.telemetry, thresholds=thresholds,
-                               now=now, dead_baseline=previous_baseline)
+                               now=now, dead_baseline=previous_baseline, in_flight=in_flight, in_flight_seen=seen,
+                               checker_started_ms=started_ms)
         # A queue seen for the first time gets its baseline now: pre-existing dead letters don't alert.
         baseline = {q.name: next_baseline(previous_baseline.get(q.name), q.dead) for q in figures.queues}
-        alerts = evaluate(Figures(figures.queues, figures.worker_last_seen_s, baseline, figures.unauthorized),
-                          thresholds, now)
+        alerts = evaluate(replace(figures, dead_baseline=baseline), thresholds, now)
         before = stored_alerts(client)
         stamp = now.isoformat()
         active: dict[str, dict[str, Any]] = {}
@@ -321,6 +464,11 @@ def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None
         if baseline:
             pipe.hset(BASELINE_KEY, mapping=baseline)
         pipe.set(LAST_CHECK_KEY, stamp)
+        pipe.delete(IN_FLIGHT_SEEN_KEY)
+        if seen:
+            pipe.hset(IN_FLIGHT_SEEN_KEY, mapping=seen)
+        if started_ms is not None:
+            pipe.set(CHECKER_STARTED_KEY, started_ms)
         pipe.execute()
         for key in before.keys() - active.keys():
             log.info("alert closed: %s", key)

@@ -8,7 +8,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config import Settings
@@ -18,6 +18,10 @@ from store.database import utcnow
 log = logging.getLogger("parcelhook.scheduler")
 
 RECONCILE_AFTER = timedelta(minutes=2)
+#: A row an attempt touched is re-enqueued when its retry is this overdue: beyond
+#: send_notification's longest backoff (10 min) plus its time limit (45 s), so no live
+#: retry message can still own it.
+RETRY_OVERDUE_AFTER = timedelta(minutes=15)
 
 
 def detect_stalls(rt: Any) -> int:
@@ -36,17 +40,21 @@ def detect_stalls(rt: Any) -> int:
 
 def reconcile(rt: Any) -> int:
     """Re-enqueue intents whose send message was lost (a worker died after commit, before
-    enqueue) and deferred ones whose delayed message vanished. The send is idempotent.
+    enqueue) and deferred ones whose delayed message vanished; and rows whose retry is
+    long overdue (its delayed message was lost or stranded). The send is idempotent: the
+    claim turns a twin into a no-op (finished row) or a wait (claim in flight).
     Also publishes platform events left unpublished (lost message, broker outage)."""
     from workers.actors import send_notification
 
-    cutoff = utcnow() - RECONCILE_AFTER
+    now = utcnow()
+    cutoff = now - RECONCILE_AFTER
     with rt.database.read() as conn:
         ids = notification_store.stuck(conn, status="queued", older_than=cutoff)
         ids += [
             i for i in notification_store.stuck(conn, status="deferred", older_than=cutoff)
             if _deferred_due(conn, i, cutoff)
         ]
+        ids += notification_store.overdue_retries(conn, older_than=now - RETRY_OVERDUE_AFTER)
     for notification_id in ids:
         send_notification.send(notification_id)
     kick_platform_events(rt)
@@ -78,10 +86,15 @@ def _deferred_due(conn: Any, notification_id: int, cutoff: Any) -> bool:
     return bool(as_utc(row.scheduled_for) < cutoff)
 
 
+#: When this scheduler process started (``run_forever``): the health check's start-up grace
+#: (no "no live worker" before workers could have booted) counts from here.
+STARTED_AT: datetime | None = None
+
+
 def check_alerts(rt: Any) -> int:
     from workers.health import check
 
-    return check(rt)
+    return check(rt, started_at=STARTED_AT)
 
 
 JOBS: dict[str, Callable[[Any], int]] = {
@@ -120,7 +133,9 @@ def tick(settings: Settings, client: Any, now: float, last: dict[str, float], fo
 def run_forever(settings: Settings, *, once: bool = False) -> None:
     from workers.state import state_redis
 
+    global STARTED_AT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
+    STARTED_AT = datetime.now(UTC)
     client = state_redis(settings)
     last: dict[str, float] = {}
     stopping = False
