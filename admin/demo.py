@@ -120,6 +120,18 @@ def _merchant_token(settings: Settings, slug: str) -> str:
         return str(json.loads(response.read())["webhook_token"])
 
 
+def _scan_times(rng: random.Random, start: datetime, count: int) -> list[datetime]:
+    """Scan times in story order: 2 h after the label, then 2.5–4 h between scans. Each gap is
+    drawn on its own and added up, so a later step (DELIVERED) is never dated before an earlier
+    one (OUT_FOR_DELIVERY)."""
+    times: list[datetime] = []
+    at = start + timedelta(hours=2)
+    for _ in range(count):
+        times.append(at)
+        at += timedelta(hours=rng.uniform(2.5, 4.0))
+    return times
+
+
 def build_day(now: datetime, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     """(merchant, body) pairs for one day, roughly in arrival order."""
     rng = random.Random(seed)
@@ -137,7 +149,7 @@ def build_day(now: datetime, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
             traffic.append((start, slug, label))
             if not steps:
                 continue
-            times = [start + timedelta(hours=2 + i * rng.uniform(2.5, 4.0)) for i in range(len(steps))]
+            times = _scan_times(rng, start, len(steps))
             txn = label["data"]["object_id"]
             for i in range(1, len(steps) + 1):
                 traffic.append((times[i - 1], slug, _track(rng, carrier, tracking, txn, steps[:i], times[:i])))

@@ -17,13 +17,19 @@ import logging
 from datetime import datetime
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Retries
 
 from domain.payload import PayloadError
-from workers.broker import broker  # noqa: F401 - the broker must exist before actors are declared
+from workers.broker import broker
+from workers.logs import RetryLogging
 from workers.runtime import runtime
 
 log = logging.getLogger("parcelhook.workers")
+
+# One WARNING per retry, a traceback only when a message is given up (workers/logs.py). Before
+# Retries, because after-hooks run in reverse order: it must see Retries' decision.
+if not any(isinstance(m, RetryLogging) for m in broker.middleware):
+    broker.add_middleware(RetryLogging(), before=Retries)
 
 
 @dramatiq.actor(

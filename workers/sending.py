@@ -10,11 +10,19 @@ intent was planned. Sending is three steps:
 3. *record* (transaction): ``sent`` + provider id — or, on a definite provider refusal,
    ``queued`` again (transient, retried) or ``failed`` (permanent).
 
-If the worker dies between the provider accepting and step 3, the row stays ``sending``.
-A redelivered message then finds ``sending`` and does NOT send again: it marks the row
-``failed`` with ``error_code="outcome_unknown"`` and alerts the merchant. We chose
-*at most once* for that window because a customer who receives two "delivered" texts (or
-two address-correction requests) loses trust, while one possibly-missing message is
+A known outcome is kept until it is recorded. The provider's answer (its message id) is
+written to the state Redis (workers/receipts.py, keyed by the idempotency key) *before*
+step 3, and step 3 is retried in-process with a short backoff (``RECORD_BACKOFF_S``) before
+the actor's own retry takes over. A redelivered message that finds the row still
+``sending`` consults that receipt first: present → the row is recorded ``sent`` with that
+provider id (no second send, no alert); Redis unreachable → the attempt is retried later.
+
+Only when no receipt exists is the outcome genuinely unknown: the worker died inside the
+provider call or between the provider's answer and the receipt, or the provider timed out
+after the message left us (``UncertainDeliveryError``). The row is then marked ``failed``
+with ``error_code="outcome_unknown"`` and the merchant is alerted; it is NOT sent again. We
+chose *at most once* for that window because a customer who receives two "delivered" texts
+(or two address-correction requests) loses trust, while one possibly-missing message is
 visible to the merchant in the alert and in the order's notification list. Email carries a
 Message-ID derived from the key, so even a manual resend is recognisable downstream.
 """
@@ -22,6 +30,7 @@ Message-ID derived from the key, so even a manual resend is recognisable downstr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -50,18 +59,28 @@ from store import orders as order_store
 from store import shipments as shipment_store
 from store import templates as template_store
 from store.database import Database, utcnow
+from store.errors import StorageUnavailable
 from store.merchants import Merchant
 from store.notifications import NotificationRow
 from store.orders import Order
+from workers.receipts import Receipt, Receipts, ReceiptsUnavailable
 
 log = logging.getLogger("parcelhook.sending")
 
 #: A claim younger than this may still be inside its provider call (actor time limit 45 s).
 IN_FLIGHT_GRACE = timedelta(seconds=90)
 
+#: Pauses between in-process attempts of a record step whose database write failed (≈ 4 s in
+#: all, well inside the 45 s time limit); then the actor's retry takes over (10 s → 10 min).
+RECORD_BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
+
 
 class SendInProgress(Exception):
     """Another attempt claimed this notification moments ago: look again later, don't send."""
+
+
+class TemplateFailed(Exception):
+    """The merchant's stored template failed at send time (e.g. too large): permanent, merchant alerted."""
 
 
 FINAL = {NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED}
@@ -101,6 +120,13 @@ class Claim:
     message: OutgoingMessage
 
 
+@dataclass(frozen=True)
+class Recovered:
+    """A row left ``sending`` whose provider answer was kept: recorded ``sent`` from the receipt."""
+
+    notification: NotificationRow
+
+
 class Sender:
     def __init__(
         self,
@@ -111,9 +137,13 @@ class Sender:
         sms: ChannelProtocol | None,
         renderer: Renderer | None = None,
         clock: Callable[[], datetime] = utcnow,
+        receipts: Receipts | None = None,
+        record_backoff_s: tuple[float, ...] = RECORD_BACKOFF_S,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.receipts = receipts
+        self.record_backoff_s = record_backoff_s
         self.channels: dict[str, Any] = {
             Channel.EMAIL.value: email or OutboxChannel(db, "email"),
             Channel.SMS.value: sms or OutboxChannel(db, "sms"),
@@ -134,7 +164,10 @@ class Sender:
             sms = TwilioSmsChannel(
                 settings.twilio_account_sid or "", settings.twilio_auth_token or "", api_url=settings.twilio_api_url
             )
-        return cls(settings, db, email=email, sms=sms)
+        from workers.state import state_redis
+
+        receipts = Receipts(state_redis(settings), settings.broker_namespace)
+        return cls(settings, db, email=email, sms=sms, receipts=receipts)
 
     # ------------------------------------------------------------------ the three steps
 
@@ -149,6 +182,10 @@ class Sender:
         """Returns the final status word of this attempt; raises TransientChannelError to retry.
         ``message_id``: the dramatiq message doing it (tells a twin from a redelivery)."""
         claim = self._claim(notification_id, on_deferred, message_id)
+        if isinstance(claim, Recovered):
+            self._telemetry(claim.notification.channel, claim.notification.kind, S.SENT.value)
+            self._forget_receipt(claim.notification.key)
+            return S.SENT.value
         if not isinstance(claim, Claim):
             for alert_id in self._alerts_after(notification_id, claim):
                 on_alert(alert_id)
@@ -174,12 +211,32 @@ class Sender:
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
             return "outcome_unknown"
+        # the outcome is known: keep it where a retry finds it, then record it
+        self._keep_receipt(claim.notification.key, result.provider_id)
         self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
+        self._forget_receipt(claim.notification.key)
         return S.SENT.value
+
+    def _keep_receipt(self, key: str, provider_id: str) -> None:
+        if self.receipts is None:
+            return
+        try:
+            self.receipts.keep(key, Receipt(provider_id=provider_id, accepted_at=self.clock()))
+        except ReceiptsUnavailable as exc:
+            # still recorded below in the normal case; only a failure of that too is unknowable
+            log.warning("provider receipt for notification key not kept (%s); recording directly", exc)
+
+    def _forget_receipt(self, key: str) -> None:
+        if self.receipts is None:
+            return
+        try:
+            self.receipts.forget(key)
+        except ReceiptsUnavailable:
+            pass  # it expires on its own (RECEIPT_TTL)
 
     def _claim(
         self, notification_id: int, on_deferred: Callable[[int, int], None], message_id: str | None = None
-    ) -> Claim | str:
+    ) -> Claim | Recovered | str:
         now = self.clock()
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id, lock=self.db)
@@ -189,6 +246,14 @@ class Sender:
                 return n.status
             if n.status == S.QUEUED and n.sending_at is not None:
                 pass  # a transient failure cleared earlier never leaves sending_at; defensive only
+            if n.sending_at is not None and self.receipts is not None:
+                # the provider may have answered and only the record step failed: that answer
+                # was kept (raises ReceiptsUnavailable → retried later, never guessed)
+                receipt = self.receipts.find(n.key)
+                if receipt is not None:
+                    notification_store.record_sent(conn, n.id, provider_id=receipt.provider_id,
+                                                   sent_at=receipt.accepted_at)
+                    return Recovered(n)
             claimed_by = n.context.get("claimed_by")
             if (n.sending_at is not None and message_id and claimed_by not in (None, message_id)
                     and now - n.sending_at < IN_FLIGHT_GRACE):
@@ -206,7 +271,7 @@ class Sender:
             shipment = shipment_store.get_locked(self.db, conn, n.shipment_id) if n.shipment_id else None
             reason = self._suppression(conn, n, merchant, shipment.state if shipment else None)
             if reason:
-                notification_store.update(conn, n.id, status=S.SUPPRESSED.value, error=reason)
+                notification_store.mark_suppressed(conn, n.id, reason)
                 return S.SUPPRESSED.value
             if n.channel == Channel.SMS and n.audience == Audience.CUSTOMER:
                 tz = (order.customer.get("timezone") if order else None) or merchant.timezone
@@ -215,7 +280,12 @@ class Sender:
                     notification_store.update(conn, n.id, status=S.DEFERRED.value, scheduled_for=resume)
                     on_deferred(n.id, max(int((resume - now).total_seconds() * 1000), 1000))
                     return S.DEFERRED.value
-            message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
+            try:
+                message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
+            except TemplateFailed as exc:
+                notification_store.update(conn, n.id, status=S.FAILED.value, error_code="template_error",
+                                          error=str(exc))
+                return "template_error"
             notification_store.update(
                 conn, n.id, status=S.QUEUED.value, sending_at=now, attempts=n.attempts + 1, locale=locale,
                 context={**n.context, "claimed_by": message_id},
@@ -244,11 +314,25 @@ class Sender:
             values["sent_at"] = self.clock()
         if clear_sending:
             values["sending_at"] = None
-        with self.db.write() as conn:
-            notification_store.update(conn, notification_id, **values)
-            n = notification_store.get(conn, notification_id)
+        n = self._record(notification_id, values)
         if n is not None:
             self._telemetry(n.channel, n.kind, status.value)
+
+    def _record(self, notification_id: int, values: Mapping[str, Any]) -> NotificationRow | None:
+        """The record step, retried in-process while the database is unavailable; the last
+        failure propagates to the actor's retry (the receipt, if any, outlives it)."""
+        for pause in (*self.record_backoff_s, None):
+            try:
+                with self.db.write() as conn:
+                    notification_store.update(conn, notification_id, **values)
+                    return notification_store.get(conn, notification_id)
+            except StorageUnavailable as exc:
+                if pause is None:
+                    raise
+                log.warning("recording notification %s failed (%s); again in %.2f s",
+                            notification_id, type(exc).__name__, pause)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def _telemetry(self, channel: str, kind: str, status: str) -> None:
         try:
@@ -276,9 +360,12 @@ class Sender:
             else:
                 rendered = self.renderer.render(n.kind, n.channel, context, locales=locales)
         except RenderError as exc:
-            # a stored merchant template that fails at send time: fall back to our default
-            log.warning("merchant template %s/%s failed (%s); using the default", n.kind, n.channel, exc)
-            rendered = self.renderer.render(n.kind, n.channel, context, locales=locales)
+            if override is None:
+                raise
+            # a stored merchant template that fails at send time (too large, broken by real data):
+            # failed + merchant alert, never a silent switch to our default
+            log.warning("merchant template %s/%s failed (%s)", n.kind, n.channel, exc)
+            raise TemplateFailed(f"merchant template failed: {exc}") from exc
         sender = merchant.email_from if n.channel == Channel.EMAIL else merchant.sms_from
         status_callback = None
         if n.channel == Channel.SMS:
@@ -344,20 +431,30 @@ class Sender:
     # ------------------------------------------------------------------ failure alerts
 
     def give_up(self, notification_id: int, retry_info: Mapping[str, Any]) -> tuple[int, ...]:
-        """Retries exhausted (transient errors all the way): ``failed`` + merchant alert."""
+        """Retries exhausted (transient errors all the way): ``failed`` + merchant alert — unless
+        the provider's answer was kept and only recording it kept failing: then ``sent``."""
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id, lock=self.db)
             if n is None or n.status in FINAL:
                 return ()
-            notification_store.update(
-                conn, n.id, status=S.FAILED.value, sending_at=None,
-                error=f"gave up after {retry_info.get('retries', '?')} retries: {n.error or 'transient errors'}",
-            )
+            receipt = self.receipts.find(n.key) if self.receipts is not None and n.sending_at else None
+            if receipt is not None:
+                notification_store.record_sent(conn, n.id, provider_id=receipt.provider_id,
+                                               sent_at=receipt.accepted_at)
+            else:
+                notification_store.update(
+                    conn, n.id, status=S.FAILED.value, sending_at=None,
+                    error=f"gave up after {retry_info.get('retries', '?')} retries: {n.error or 'transient errors'}",
+                )
+        if receipt is not None:
+            self._telemetry(n.channel, n.kind, S.SENT.value)
+            self._forget_receipt(n.key)
+            return ()
         self._telemetry(n.channel, n.kind, S.FAILED.value)
         return self._alert_failed(notification_id)
 
     def _alerts_after(self, notification_id: int, outcome: str) -> tuple[int, ...]:
-        return self._alert_failed(notification_id) if outcome == "outcome_unknown" else ()
+        return self._alert_failed(notification_id) if outcome in ("outcome_unknown", "template_error") else ()
 
     def _alert_failed(self, notification_id: int) -> tuple[int, ...]:
         from workers.processing import store_intents
