@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test demo bench lint typecheck clean venv
+.PHONY: run test demo bench proof lint typecheck clean venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,14 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The fault suite at full size (PARCELHOOK_FAULT_ORDERS orders per scenario, ~6 webhooks each);
+# prints the README's "What it survives" table. `make test` runs the same scenarios, smaller.
+proof: venv
+	@scripts/system-deps.sh redis postgres
+	rm -f tests/artifacts/fault-results.jsonl
+	PARCELHOOK_FAULT_ORDERS=$${PARCELHOOK_FAULT_ORDERS:-400} $(BIN)/python -m pytest -p no:cacheprovider -m fault tests/fault
+	$(BIN)/python -m tests.support.fault_ledger
 
 bench: venv
 	@scripts/system-deps.sh redis
