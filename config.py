@@ -1,4 +1,4 @@
-"""Settings: one frozen object loaded once from the environment (CONTRACT §3).
+"""Settings: one frozen object loaded once from the environment (README, Configuration).
 
 Nothing else in parcelhook reads ``os.environ``. A missing or malformed value stops
 start-up with one line naming the variable (``SettingsError``), and secrets are

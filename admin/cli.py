@@ -12,9 +12,9 @@ from config import Settings, load_or_exit
 
 
 def _services(settings: Settings) -> Any:
-    from admin.app import Services
+    from admin.services import Services
 
-    return Services(settings)
+    return Services.from_settings(settings)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -145,7 +145,7 @@ def cmd_secrets_new_key(args: argparse.Namespace, settings: Settings, out: TextI
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    from workers.scheduler import run_forever
+    from workers.clock import run_forever
 
     run_forever(settings, once=args.once)
     return 0

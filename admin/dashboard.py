@@ -22,16 +22,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
+from sqlalchemy.engine import Connection
 
 from admin import auth
-from admin.app import services
+from admin.services import services
 from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
 from store import merchants as merchant_store
 from store import notifications as notification_store
-from store.database import as_utc, utcnow
-from store.schema import merchants, notifications, outbox_messages, shipments
+from store import ops as ops_store
+from store.database import utcnow
 
 dashboard = Blueprint(
     "dashboard", __name__, template_folder="pages", static_folder="static", static_url_path="/static/ops"
@@ -83,42 +83,20 @@ def page() -> str:
     )
 
 
-def _exceptions(conn: Any) -> list[dict[str, Any]]:
-    """Open shipment exceptions per merchant and class, oldest last scan first."""
-    rows = conn.execute(
-        sa.select(
-            merchants.c.slug,
-            shipments.c.exception,
-            sa.func.count().label("n"),
-            sa.func.min(shipments.c.last_scan_at).label("oldest_scan"),
-        )
-        .select_from(shipments.join(merchants, merchants.c.id == shipments.c.merchant_id))
-        .where(shipments.c.exception.is_not(None))
-        .group_by(merchants.c.slug, shipments.c.exception)
-        .order_by(merchants.c.slug, sa.desc("n"))
-    )
+def _exceptions(conn: Connection) -> list[dict[str, Any]]:
+    """Open shipment exceptions per merchant and class, the merchant with the most first."""
     by_merchant: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        entry = by_merchant.setdefault(r.slug, {"merchant": r.slug, "total": 0, "classes": []})
-        entry["total"] += int(r.n)
-        oldest = as_utc(r.oldest_scan)
-        entry["classes"].append({"class": r.exception, "count": int(r.n),
-                                 "oldest_scan": oldest.isoformat() if oldest else None})
+    for r in ops_store.open_exceptions(conn):
+        entry = by_merchant.setdefault(r.merchant, {"merchant": r.merchant, "total": 0, "classes": []})
+        entry["total"] += r.count
+        entry["classes"].append({"class": r.cls, "count": r.count,
+                                 "oldest_scan": r.oldest_scan.isoformat() if r.oldest_scan else None})
     return sorted(by_merchant.values(), key=lambda e: -e["total"])
 
 
-def _notification_outcomes(conn: Any, hours: int = 24) -> list[dict[str, Any]]:
-    since = utcnow() - timedelta(hours=hours)
-    rows = conn.execute(
-        sa.select(notifications.c.channel, notifications.c.status, sa.func.count().label("n"))
-        .where(notifications.c.created_at >= since)
-        .group_by(notifications.c.channel, notifications.c.status)
-    )
-    return [{"channel": r.channel, "status": r.status, "count": int(r.n)} for r in rows]
-
-
-def _merchant_slugs(conn: Any) -> dict[int, str]:
-    return {int(r.id): r.slug for r in conn.execute(sa.select(merchants.c.id, merchants.c.slug))}
+def _notification_outcomes(conn: Connection, hours: int = 24) -> list[dict[str, Any]]:
+    outcomes = ops_store.notification_outcomes(conn, since=utcnow() - timedelta(hours=hours))
+    return [{"channel": o.channel, "status": o.status, "count": o.count} for o in outcomes]
 
 
 def _health(s: Any) -> dict[str, Any]:
@@ -144,11 +122,8 @@ def summary() -> Response:
         exceptions = _exceptions(conn)
         outcomes = _notification_outcomes(conn)
         outbox = notification_store.outbox_list(conn, merchant_id=None, limit=OUTBOX_PREVIEWS)
-        slugs = _merchant_slugs(conn)
-        owners = {int(r.id): int(r.merchant_id) for r in conn.execute(
-            sa.select(outbox_messages.c.id, outbox_messages.c.merchant_id)
-            .where(outbox_messages.c.id.in_([m["id"] for m in outbox]))
-        )} if outbox else {}
+        slugs = ops_store.merchant_slugs(conn)
+        owners = ops_store.outbox_owners(conn, [m["id"] for m in outbox])
     for m in outbox:
         m["merchant"] = slugs.get(owners.get(m["id"], -1))
     try:

@@ -25,7 +25,7 @@ script call; purge of ``all`` is a single script call.
 
 Final error and attempt count: dramatiq dead-letters the bytes as they were
 fetched, so the stored message lacks the last failure. The workers' broker
-should carry :class:`workers.telemetry.DeadLetterRecorder`, which records it;
+should carry :class:`workers.middleware.DeadLetterRecorder`, which records it;
 without it ``attempts`` is derived from the stored ``retries`` (+1) and
 ``last_error`` is the previous attempt's error (None after a single attempt).
 """
@@ -47,7 +47,7 @@ from workers.telemetry import dead_letter_key
 
 BATCH = 200
 
-# The failure-detail keys (workers.telemetry.DeadLetterRecorder) are named from
+# The failure-detail keys (workers.middleware.DeadLetterRecorder) are named from
 # ARGV[1] (their prefix) inside the scripts: fine for a single Redis, which is
 # what the broker uses (dramatiq's own scripts build keys the same way).
 

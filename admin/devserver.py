@@ -231,7 +231,7 @@ def main(mode: str) -> int:
             cwd=PROJECT_ROOT, env=env,
         )
         if mode == "demo":
-            threading.Thread(target=_demo, args=(settings, env), daemon=True).start()
+            threading.Thread(target=_demo, args=(settings,), daemon=True).start()
         return honcho.wait()
     except KeyboardInterrupt:
         return 0
@@ -247,7 +247,7 @@ def main(mode: str) -> int:
         print(f"parcelhook stopped; data kept under {VAR}", flush=True)
 
 
-def _demo(settings: Settings, env: dict[str, str]) -> None:
+def _demo(settings: Settings) -> None:
     from admin.demo import run_demo
 
     if not wait_ready(f"http://127.0.0.1:{settings.web_port}/readyz"):

@@ -1,10 +1,10 @@
-"""``/api/merchants``: create, update, read and rotate merchants (CONTRACT §4, §7)."""
+"""``/api/merchants``: create, update, read and rotate merchants (docs/api.md, Merchants)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from admin.app import json_body, services
+from admin.services import json_body, services
 from admin.validation import SLUG, SLUG_RULE, Invalid, validate_merchant
 from store import merchants as merchant_store
 

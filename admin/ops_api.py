@@ -1,9 +1,10 @@
-"""Ops endpoints of the admin app (CONTRACT §7): queues, dead letters, recent webhooks, /metrics.
+"""Ops endpoints of the admin app (docs/api.md, Ops): queues, dead letters, recent webhooks, /metrics.
 
 Dependencies come from ``current_app.extensions["parcelhook"]`` (settings,
 redis, namespace, queues, telemetry). Auth is applied app-wide by the app
-factory. Invalid input: 422 ``{"error": ..., "fields": {field: message}}``.
-A broker that cannot be reached: 503 ``{"error": "broker unavailable"}``.
+factory. Errors in the shape of both apps (ingest/errors.py): invalid input is the app's 422
+``{"error": "invalid", "message": ..., "fields": {field: message}}``; a broker that cannot be
+reached is 503 ``{"error": "unavailable", "message": "broker unreachable; retry"}``.
 """
 
 from __future__ import annotations
@@ -15,55 +16,34 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from admin.dead_letters import DeadLetters
 from admin.metrics import render_metrics
+from admin.paging import page_args
 from admin.queues import QueueInspector
+from admin.validation import Invalid
+from ingest.errors import error_response
 
 ops_api = Blueprint("ops_api", __name__)
 
 LIMIT_MAX = 1000
 
 
-class _Invalid(Exception):
-    def __init__(self, fields: dict[str, str]) -> None:
-        super().__init__(fields)
-        self.fields = fields
-
-
 def _services() -> Any:
     return current_app.extensions["parcelhook"]
-
-
-def _limit(default: int) -> int:
-    raw = request.args.get("limit")
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _Invalid({"limit": f"must be an integer between 1 and {LIMIT_MAX}"}) from None
-    if not 1 <= value <= LIMIT_MAX:
-        raise _Invalid({"limit": f"must be between 1 and {LIMIT_MAX}"})
-    return value
 
 
 def _queue(value: object, services: Any, *, required: bool = True) -> str | None:
     if value is None or value == "":
         if required:
-            raise _Invalid({"queue": "required"})
+            raise Invalid({"queue": "required"})
         return None
     if not isinstance(value, str) or value not in services.queues:
-        raise _Invalid({"queue": f"unknown queue; one of {', '.join(services.queues)}"})
+        raise Invalid({"queue": f"unknown queue; one of {', '.join(services.queues)}"})
     return value
 
 
-@ops_api.errorhandler(_Invalid)
-def _invalid(exc: _Invalid) -> tuple[Response, int]:
-    return jsonify({"error": "invalid input", "fields": exc.fields}), 422
-
-
 @ops_api.errorhandler(redis.RedisError)
-def _broker_down(exc: redis.RedisError) -> tuple[Response, int, dict[str, str]]:
+def _broker_down(exc: redis.RedisError) -> Response:
     current_app.logger.warning("ops: redis unavailable: %s", exc)
-    return jsonify({"error": "broker unavailable"}), 503, {"Retry-After": "5"}
+    return error_response(503, "unavailable", "broker unreachable; retry", headers={"Retry-After": "5"})
 
 
 @ops_api.get("/api/ops/queues")
@@ -75,7 +55,7 @@ def queues() -> Response:
 @ops_api.get("/api/ops/dead-letters")
 def dead_letters() -> Response:
     s = _services()
-    limit = _limit(100)
+    limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
     queue = _queue(request.args.get("queue"), s, required=False)
     dl = DeadLetters(s.redis, s.namespace, s.queues)
     names = [queue] if queue else list(s.queues)
@@ -88,12 +68,12 @@ def dead_letters() -> Response:
 def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise _Invalid({"body": "a JSON object is required"})
+        raise Invalid({"body": "a JSON object is required"})
     fields: dict[str, str] = {}
     queue = None
     try:
         queue = _queue(body.get("queue"), services)
-    except _Invalid as exc:
+    except Invalid as exc:
         fields.update(exc.fields)
     ids = body.get("ids")
     all_ = body.get("all", False)
@@ -109,7 +89,7 @@ def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
         elif len(ids) > 10000:
             fields["ids"] = "at most 10000 ids per request"
     if fields or queue is None:
-        raise _Invalid(fields or {"queue": "required"})
+        raise Invalid(fields or {"queue": "required"})
     return queue, (None if all_ else ids)
 
 
@@ -137,7 +117,7 @@ def _bulk(action: str, done_word: str) -> Response:
 @ops_api.get("/api/ops/webhooks")
 def webhooks() -> Response:
     s = _services()
-    limit = _limit(100)
+    limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
     merchant = request.args.get("merchant") or None
     outcome = request.args.get("outcome") or None
     return jsonify({"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)})

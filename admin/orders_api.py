@@ -8,7 +8,8 @@ from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
-from admin.app import json_body, services
+from admin.paging import page_args
+from admin.services import json_body, services
 from admin.validation import Invalid, validate_order
 from domain.order import MAX_ORDER_REF, order_ref_problem
 from domain.vocabulary import ExceptionClass, OrderStatus
@@ -49,12 +50,12 @@ def put_order(slug: str, ref: str) -> tuple[Response, int]:
     _check_ref(ref)
     customer, notify = validate_order(json_body())
     s = services()
-    from workers.processing import catch_up, refresh_order_status
+    from workers.orders import catch_up, refresh_order_status
 
     with s.database.write() as conn:
         merchant = merchant_store.require(conn, slug)
         if (existing := order_store.get(conn, merchant.id, ref)) is not None:
-            # Lock order everywhere is shipment → order (workers/processing.py): take the shipments'
+            # Lock order everywhere is shipment → order (workers/orders.py): take the shipments'
             # row locks before register() updates the order row, or a worker holding a shipment and
             # waiting for this order would deadlock with us on PostgreSQL.
             shipment_store.for_order(conn, existing.id, lock=s.database)
@@ -92,36 +93,19 @@ def list_orders(slug: str) -> Response:
         errors["status"] = f"unknown order status {status!r}"
     if exception and exception not in {e.value for e in ExceptionClass}:
         errors["exception"] = f"unknown exception class {exception!r}"
-    limit = _int_arg("limit", 50, 1, 500, errors)
-    before: int | None = None
-    if cursor := request.args.get("cursor"):
-        try:
-            before = order_store.decode_cursor(cursor)
-        except (ValueError, KeyError, TypeError):
-            errors["cursor"] = "is not a cursor this API returned"
+    try:
+        page = page_args(request.args, default=50, maximum=500, decode_cursor=order_store.decode_cursor)
+    except Invalid as exc:
+        raise Invalid({**errors, **exc.fields}) from None
     if errors:
         raise Invalid(errors)
     s = services()
     with s.database.read() as conn:
         merchant = merchant_store.require(conn, slug)
         found, next_cursor = order_store.page(
-            conn, merchant.id, status=status, exception=exception, limit=limit, before_id=before
+            conn, merchant.id, status=status, exception=exception, limit=page.limit, before_id=page.cursor
         )
     return jsonify({"orders": [o.to_public() for o in found], "next_cursor": next_cursor})
-
-
-def _int_arg(name: str, default: int, low: int, high: int, errors: dict[str, str]) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        errors[name] = "must be an integer"
-        return default
-    if not low <= value <= high:
-        errors[name] = f"must be between {low} and {high}"
-    return value
 
 
 def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from admin.app import services
-from admin.validation import Invalid
+from admin.paging import page_args
+from admin.services import services
 from store import merchants as merchant_store
 from store import notifications as notification_store
 
@@ -14,12 +14,7 @@ outbox_api = Blueprint("outbox_api", __name__)
 
 @outbox_api.get("/api/outbox")
 def outbox() -> Response:
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        raise Invalid({"limit": "must be an integer"}) from None
-    if not 1 <= limit <= 500:
-        raise Invalid({"limit": "must be between 1 and 500"})
+    limit = page_args(request.args, default=50, maximum=500).limit
     s = services()
     slug = request.args.get("merchant") or None
     with s.database.read() as conn:

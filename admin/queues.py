@@ -43,26 +43,20 @@ broker command, so a ``web`` process that just enqueued also appears; an idle
 worker polls at least once a second per queue, so live workers never drop out.
 One id is one worker process (all its threads share the broker id).
 
-RabbitMQ (``amqp://``): a passive ``queue_declare`` gives only the ready
-count (``message_count``) and the consumer count of a queue; dramatiq's
-``<q>.DQ`` and ``<q>.XQ`` queues give ``delayed`` and ``dead`` the same way.
-``in_flight`` (unacked), the oldest message's age and worker identities need
-the management HTTP API, so :class:`RabbitQueueInspector` reports them as
-``None`` / an empty list. It is implemented (kombu) but untested: the test
-suite has no RabbitMQ server.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import dramatiq
 import redis
 
-QUEUES: tuple[str, ...] = ("events", "notifications", "maintenance")
+from workers.broker import QUEUES
+
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000  # workers beat every 2 s (workers/heartbeat.py)
 
 
@@ -186,52 +180,3 @@ class QueueInspector:
             "queues": [asdict(q) for q in self.queues(now_ms)],
             "workers": [asdict(w) for w in self.workers(now_ms)],
         }
-
-
-class RabbitQueueInspector:
-    """Best effort for ``amqp://`` brokers: passive declares only (see the module doc).
-
-    Untested here (no RabbitMQ in the test suite). ``in_flight`` and
-    ``oldest_age_s`` are None; ``workers()`` is empty (consumer counts are
-    available per queue via :meth:`consumers`)."""
-
-    def __init__(self, url: str, queues: Sequence[str] = QUEUES) -> None:
-        self.url = url
-        self.queue_names = tuple(queues)
-
-    def _declare(self, conn: Any, name: str) -> tuple[int, int]:
-        channel = conn.channel()
-        try:
-            _, messages, consumers = channel.queue_declare(queue=name, passive=True)
-            return int(messages), int(consumers)
-        except Exception:  # a missing queue closes the channel (404 NOT_FOUND): count as empty
-            return 0, 0
-        finally:
-            try:
-                channel.close()
-            except Exception:  # noqa: S110 - the channel is already closed by the server
-                pass
-
-    def queues(self, now_ms: int | None = None) -> list[QueueStats]:
-        import kombu
-
-        out = []
-        with kombu.Connection(self.url) as conn:
-            for name in self.queue_names:
-                ready, _ = self._declare(conn, name)
-                delayed, _ = self._declare(conn, f"{name}.DQ")
-                dead, _ = self._declare(conn, f"{name}.XQ")
-                out.append(QueueStats(name, ready, delayed, dead, None, None))
-        return out
-
-    def consumers(self) -> dict[str, int]:
-        import kombu
-
-        with kombu.Connection(self.url) as conn:
-            return {name: self._declare(conn, name)[1] for name in self.queue_names}
-
-    def workers(self, now_ms: int | None = None) -> list[WorkerInfo]:
-        return []
-
-    def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
-        return {"queues": [asdict(q) for q in self.queues(now_ms)], "workers": []}

@@ -1,4 +1,4 @@
-"""``/api/merchants/<m>/templates/<kind>/<channel>``: per-merchant templates (CONTRACT §7).
+"""``/api/merchants/<m>/templates/<kind>/<channel>``: per-merchant templates (docs/api.md, Templates).
 
 Merchant templates are untrusted code: every save is validated by the sandboxed renderer
 (syntax and undefined names with line numbers, sandbox escapes, size, SMS segments, and
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from admin.app import json_body, services
+from admin.services import json_body, services
 from admin.validation import LOCALE, Invalid
 from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
 from notifiers.context import sample_context

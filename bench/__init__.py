@@ -1,1 +1,1 @@
-"""Benchmarks and their floors (CONTRACT §9): ``python -m bench [names…] [--quick]``."""
+"""Benchmarks and their floors (bench/README.md): ``python -m bench [names…] [--quick]``."""

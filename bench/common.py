@@ -7,19 +7,16 @@ Everything here binds to 127.0.0.1 on a free port and lives in a temp dir; nothi
 from __future__ import annotations
 
 import copy
-import glob
 import hashlib
 import json
 import os
 import platform
-import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from config import PROJECT_ROOT
+from tests.support.services import pg_bin, postgres_user_prefix, wait_for_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -55,19 +53,6 @@ def free_port() -> int:
         if port not in RESERVED_PORTS:
             return port
     raise BenchError("no free loopback port")
-
-
-def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise BenchError(f"process {process.args!r} exited with {process.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 15.0) -> None:
@@ -155,16 +140,8 @@ def redis_server(workdir: Path) -> Iterator[Redis]:
         stop_process(process)
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found and "postgresql" in os.path.realpath(found):
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else found
-
-
 def postgres_available() -> bool:
-    return bool(_pg_bin("initdb") and _pg_bin("pg_ctl"))
+    return bool(pg_bin("initdb") and pg_bin("pg_ctl"))
 
 
 @contextmanager
@@ -174,22 +151,13 @@ def postgres_server(workdir: Path) -> Iterator[str]:
     fsync stays on; ``synchronous_commit=off`` gives PostgreSQL the same durability class as
     SQLite's WAL + ``synchronous=NORMAL`` (a power loss may drop the last commits, never corrupts).
     """
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise BenchError("PostgreSQL (initdb/pg_ctl) is not installed")
     base = workdir / "pg"
     data, sock = base / "data", base / "sock"
     sock.mkdir(parents=True)
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-            pw = pwd.getpwnam("postgres")
-        for p in (workdir, base, sock):
-            os.chown(p, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
+    prefix = postgres_user_prefix(workdir, base, sock)
     port = free_port()
     quiet: dict[str, Any] = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
     subprocess.run([*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **quiet)

@@ -21,7 +21,6 @@ worker flags): messages per second drained from a pre-filled queue.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -71,13 +70,14 @@ class Events:
 
 
 def _broker_for(redis_url: str) -> Any:
-    """workers.actors with PARCELHOOK_BROKER_URL pointing at our Redis (set before the import)."""
-    os.environ["PARCELHOOK_BROKER_URL"] = redis_url
-    from workers import broker as broker_module
-    from workers.actors import process_event
+    """``process_event``, bound to a broker on our Redis built the way the workers build theirs."""
+    from dataclasses import replace
 
-    if broker_module.settings.broker_url != redis_url:
-        raise BenchError("workers.broker was imported earlier with another broker URL; run pipeline on its own")
+    from config import Settings
+    from workers.actors import bind, process_event
+    from workers.broker import build_broker
+
+    bind(build_broker(replace(Settings(), broker_url=redis_url)))
     return process_event
 
 
@@ -143,12 +143,6 @@ def _wait(db: Any, merchant_id: int, events: int, timeout: float, worker: Any, l
     return state
 
 
-def _as_utc(value: Any) -> datetime:
-    from store.database import as_utc
-
-    return as_utc(value)  # type: ignore[return-value]
-
-
 def _timestamps(db: Any, merchant_id: int, refs: set[str] | None = None) -> tuple[list[Any], list[Any]]:
     from store.schema import deliveries, notifications, orders
 
@@ -198,8 +192,8 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
         state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
         wall = time.monotonic() - t_start
         deliveries_rows, note_rows = _timestamps(db, merchant_id, set(refs))
-        first = min(_as_utc(r.processed_at) for r in deliveries_rows)
-        last = max([_as_utc(r.sent_at) for r in note_rows if r.sent_at] + [_as_utc(r.processed_at) for r in deliveries_rows])
+        first = min(r.processed_at for r in deliveries_rows)
+        last = max([r.sent_at for r in note_rows if r.sent_at] + [r.processed_at for r in deliveries_rows])
         busy = (last - first).total_seconds()
         drain = {
             "orders": p["orders"], "events": total_events, "notifications_planned": total_notes,
@@ -252,10 +246,10 @@ def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orde
     total_events = sum(base["deliveries"].values()) + len(schedule)
     state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
     deliveries_rows, note_rows = _timestamps(db, merchant_id, {events.ref(i) for i in range(orders)})
-    commit_lat = [(_as_utc(r.processed_at) - sent_at[r.event_id]).total_seconds()
+    commit_lat = [(r.processed_at - sent_at[r.event_id]).total_seconds()
                   for r in deliveries_rows if r.event_id in sent_at]
     phase_of = {"shipped": "label", "out_for_delivery": "ofd"}
-    outbox_lat = [(_as_utc(r.sent_at) - by_ref[(r.ref, phase_of[r.kind])]).total_seconds()
+    outbox_lat = [(r.sent_at - by_ref[(r.ref, phase_of[r.kind])]).total_seconds()
                   for r in note_rows if r.sent_at and r.kind in phase_of]
     problems = []
     if len(commit_lat) != len(schedule):

@@ -1,4 +1,4 @@
-"""The contract's words (CONTRACT §6), as StrEnums so they serialize as themselves."""
+"""The contract's words (docs/api.md, Vocabularies), as StrEnums so they serialize as themselves."""
 
 from __future__ import annotations
 
@@ -122,6 +122,14 @@ class DeliveryOutcome(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
+
+
+class ProcessingOutcome(StrEnum):
+    """What the worker did with one accepted webhook (``deliveries.outcome``, metrics label)."""
+
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # an event we do not act on (batch events)
+    DUPLICATE = "duplicate"  # its delivery row already existed
 
 
 class ChangeKind(StrEnum):

@@ -8,14 +8,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+import dramatiq
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from config import Settings
-from ingest.errors import Rejection
+from ingest.errors import Rejection, error_response, http_error_response
+from ingest.health import health
 from ingest.merchant_cache import MerchantCache
 from ingest.queue import EventQueue
+from ingest.services import EXTENSION, Services
+from ingest.shippo import shippo
+from ingest.twilio import twilio_callbacks
+from ingest.unsubscribe import unsubscribe
 from store.database import Database
+from workers.actors import bind, process_event
+from workers.broker import build_broker
+from workers.state import state_redis
+from workers.telemetry import Telemetry
 
 log = logging.getLogger("parcelhook.ingest")
 
@@ -24,36 +34,24 @@ def create_app(
     settings: Settings,
     *,
     database: Database | None = None,
-    broker: Any = None,
+    broker: dramatiq.Broker | None = None,
     send_event: Callable[..., Any] | None = None,
 ) -> Flask:
-    """Build the receiver. ``broker``/``send_event`` default to the worker broker's actor handle."""
+    """Build the receiver. The actors are bound to ``broker`` (default: one built from
+    ``settings``); ``send_event`` defaults to ``process_event.send``."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # we enforce the limit ourselves, before reading
     db = database or Database(settings.database_url)
-    if broker is None or send_event is None:
-        from workers.actors import process_event
-        from workers.broker import broker as default_broker
-
-        broker = broker or default_broker
-        send_event = send_event or process_event.send
-    from workers.state import state_redis
-    from workers.telemetry import Telemetry
-
+    bind(broker or build_broker(settings))
     redis_client = state_redis(settings)
-    app.extensions["parcelhook"] = _Services(
+    app.extensions[EXTENSION] = Services(
         settings=settings,
         database=db,
         merchants=MerchantCache(db, settings.vault),
-        queue=EventQueue(redis_client, send_event),
+        queue=EventQueue(redis_client, send_event or process_event.send),
         redis=redis_client,
         telemetry=Telemetry(redis_client),
     )
-
-    from ingest.health import health
-    from ingest.shippo import shippo
-    from ingest.twilio import twilio_callbacks
-    from ingest.unsubscribe import unsubscribe
 
     app.register_blueprint(health)
     app.register_blueprint(shippo)
@@ -67,36 +65,20 @@ def create_app(
 
     @app.errorhandler(Rejection)
     def _rejected(exc: Rejection) -> Response:
-        response = jsonify(exc.body())
-        response.status_code = exc.status_code
-        response.headers.update(exc.headers)
-        return response
+        return exc.response()
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> tuple[Response, int]:
+    def _http(exc: HTTPException) -> Response:
         # werkzeug's own 4xx (no route, wrong method, malformed request): JSON, never a 503
-        code = exc.code or 400
         messages = {404: f"no route for {request.path}", 405: f"{request.method} is not allowed here"}
-        name = exc.name.lower().replace(" ", "_")
-        return jsonify({"error": name, "message": messages.get(code, exc.description or exc.name)}), code
+        return http_error_response(exc, messages.get(exc.code or 500))
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> tuple[Response, int]:
+    def _unexpected(exc: Exception) -> Response:
         # A bug, not an outage: 503 means only "a dependency is unreachable" (ingest/errors.py), so an
         # unforeseen exception is a plain JSON 500 — never a traceback, never a promise that a retry helps.
         log.error("unexpected %s in receiver for %s %s", type(exc).__name__, request.method, request.path,
                   exc_info=exc)
-        return jsonify({"error": "internal_error", "message": "unexpected error; it has been logged"}), 500
+        return error_response(500, "internal_error", "unexpected error; it has been logged")
 
     return app
-
-
-class _Services:
-    def __init__(self, **kwargs: Any) -> None:
-        self.__dict__.update(kwargs)
-
-
-def services() -> Any:
-    from flask import current_app
-
-    return current_app.extensions["parcelhook"]

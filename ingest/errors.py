@@ -1,9 +1,52 @@
-"""The receiver's exception tree: each rejection knows its status code and outcome word."""
+"""The receiver's exception tree: each rejection knows its status code and outcome word.
+
+Also the one JSON error shape both apps (the receiver and admin) answer with:
+``{"error": <word>, "message": <text>}``, plus ``"fields": {field: problem}`` on a 422.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
+
+from flask import Response, jsonify
+from werkzeug.exceptions import HTTPException
+
 from domain.vocabulary import DeliveryOutcome
 from workers.telemetry import UnavailableReason
+
+
+class ErrorBody(TypedDict):
+    error: str  # one word (snake_case): what went wrong, for programs
+    message: str  # a sentence: what went wrong, for people
+    fields: NotRequired[dict[str, str]]  # 422 only: each invalid field and its problem
+
+
+def error_body(error: str, message: str, *, fields: Mapping[str, str] | None = None) -> ErrorBody:
+    body = ErrorBody(error=error, message=message)
+    if fields is not None:
+        body["fields"] = dict(fields)
+    return body
+
+
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    *,
+    fields: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    response = jsonify(error_body(error, message, fields=fields))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def http_error_response(exc: HTTPException, message: str | None = None) -> Response:
+    """werkzeug's own errors (no route, wrong method, malformed request) in the same shape."""
+    word = exc.name.lower().replace(" ", "_")
+    return error_response(exc.code or 500, word, message or exc.description or exc.name)
 
 
 class Rejection(Exception):
@@ -15,8 +58,8 @@ class Rejection(Exception):
         super().__init__(message)
         self.message = message
 
-    def body(self) -> dict[str, str]:
-        return {"error": str(self.outcome), "message": self.message}
+    def response(self) -> Response:
+        return error_response(self.status_code, str(self.outcome), self.message, headers=self.headers)
 
 
 class UnknownMerchant(Rejection):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ingest.app import services
+from ingest.services import services
 
 health = Blueprint("health", __name__)
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec
 
 import redis
+from dramatiq import Actor
 
 from ingest.errors import BrokerUnreachable, StateRedisUnreachable
+
+P = ParamSpec("P")
 
 SEEN_TTL_S = 7 * 24 * 3600  # well past Shippo's retry horizon; the DB constraint covers the rest
 
@@ -54,11 +57,12 @@ class EventQueue:
         return True
 
 
-def hand_off(actor_name: str, *args: Any) -> None:
-    """Give a verified callback (Twilio receipt, opt-out) to a worker; 503 if the broker is down."""
-    from workers import actors
+def hand_off(actor: Actor[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Give a verified callback (Twilio receipt, opt-out) to ``actor``; 503 if the broker is down.
 
+    The caller names the actor itself (``hand_off(record_email_opt_out, slug, address)``), so the
+    arguments are type-checked against the actor's signature."""
     try:
-        getattr(actors, actor_name).send(*args)
+        actor.send(*args, **kwargs)
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnreachable("the queue is unreachable; retry later") from exc

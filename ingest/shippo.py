@@ -1,4 +1,4 @@
-"""``POST /webhooks/shippo/<slug>``: verify → read → parse → enqueue → answer (CONTRACT §5).
+"""``POST /webhooks/shippo/<slug>``: verify → read → parse → enqueue → answer (docs/api.md, Receiver).
 
 One fixed pipeline. Every step either passes or raises a ``Rejection`` that carries its
 status code; every delivery, accepted or not, is counted and logged for ops.
@@ -14,7 +14,6 @@ from flask import Blueprint, Response, g, jsonify, request
 from domain.payload import PayloadError, is_acted_on, parse_event, parse_webhook, webhook_identity
 from domain.vocabulary import DeliveryOutcome
 from ingest import signature
-from ingest.app import services
 from ingest.errors import (
     BadPayload,
     BadToken,
@@ -22,6 +21,7 @@ from ingest.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from ingest.services import services
 from store.database import utcnow
 from store.merchants import Merchant
 

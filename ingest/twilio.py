@@ -13,17 +13,18 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from domain.vocabulary import DeliveryOutcome
-from ingest.app import services
 from ingest.errors import Rejection
 from ingest.queue import hand_off
+from ingest.services import services
 from store.contacts import comparable_phone
+from workers.actors import record_sms_keyword, record_sms_status
 
 twilio_callbacks = Blueprint("twilio_callbacks", __name__)
 
 
 class TwilioSignatureRejected(Rejection):
     """A Twilio callback we cannot verify: 403, as Twilio's own webhook security docs expect
-    (the Shippo receiver's token/HMAC failures stay 401, CONTRACT §5)."""
+    (the Shippo receiver's token/HMAC failures stay 401: docs/api.md, Receiver)."""
 
     status_code = 403
     outcome = DeliveryOutcome.BAD_SIGNATURE
@@ -59,7 +60,7 @@ def status(slug: str) -> Response:
     merchant = _verify(slug)
     form = request.form
     hand_off(
-        "record_sms_status",
+        record_sms_status,
         merchant.slug,
         form.get("MessageSid", ""),
         form.get("MessageStatus", ""),
@@ -73,7 +74,7 @@ def inbound(slug: str) -> Response:
     merchant = _verify(slug)
     sender = comparable_phone(request.form.get("From", ""))  # E.164, as customers' phones are stored
     keyword = request.form.get("Body", "").strip().upper()
-    hand_off("record_sms_keyword", merchant.slug, sender, keyword)
+    hand_off(record_sms_keyword, merchant.slug, sender, keyword)
     if keyword in ("HELP", "INFO"):
         return _twiml(HELP_TEXT.format(name=merchant.name))
     return _twiml()

@@ -12,9 +12,10 @@ from html import escape
 from flask import Blueprint, Response
 
 from domain.unsubscribe import read_token
-from ingest.app import services
 from ingest.errors import BadToken
 from ingest.queue import hand_off
+from ingest.services import services
+from workers.actors import record_email_opt_out
 
 unsubscribe = Blueprint("unsubscribe", __name__)
 
@@ -45,6 +46,6 @@ def confirm(slug: str, token: str) -> Response:
 @unsubscribe.post("/unsubscribe/<slug>/<token>")
 def confirmed(slug: str, token: str) -> Response:
     name, address = _address(slug, token)
-    hand_off("record_email_opt_out", slug, address)
+    hand_off(record_email_opt_out, slug, address)
     text = f"{escape(address)} will no longer receive shipping emails from {escape(name)}."
     return Response(PAGE.format(title="You are unsubscribed", text=text, form=""), mimetype="text/html")

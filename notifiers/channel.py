@@ -1,4 +1,4 @@
-"""The one small interface every notification channel implements (DESIGN habit 5, 6).
+"""The one small interface every notification channel implements (docs/architecture.md, Layers).
 
 Building a message (rendering, headers) is separate from sending it; ``send`` is the only I/O.
 Vendor errors are translated at the edge into two outcomes the caller acts on:
@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from domain.vocabulary import Channel as ChannelKind
+from domain.vocabulary import Channel
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    channel: ChannelKind
+    channel: Channel
     to: str
     sender: str | None
     subject: str | None
@@ -59,7 +59,12 @@ class UncertainDeliveryError(ChannelError):
 
 
 @runtime_checkable
-class Channel(Protocol):
+class ChannelAdapter(Protocol):
+    """What sends one :class:`OutgoingMessage` over a channel (``domain.vocabulary.Channel``):
+    :class:`notifiers.smtp.SmtpChannel`, :class:`notifiers.sms.TwilioSmsChannel`, the
+    outbox (``workers/outbox.py``) and the test twin :class:`notifiers.testing.RecordingChannel`.
+    ``send`` is the only I/O; it returns the provider's id or raises a :class:`ChannelError`."""
+
     name: str
 
     def send(self, msg: OutgoingMessage) -> SendResult: ...

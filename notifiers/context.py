@@ -1,4 +1,4 @@
-"""The template context (CONTRACT §8): allowed names, sample data for previews, the ``date`` filter.
+"""The template context (docs/api.md, Templates): allowed names, sample data for previews, ``date``.
 
 Context objects are plain dicts (``exception.class`` works because Jinja's attribute lookup falls
 back to item lookup). Every key below is always present; optional values are ``None`` so templates
@@ -19,7 +19,7 @@ from domain.vocabulary import MERCHANT_ALERTS, NotificationKind
 
 from .links import carrier_name, tracking_url
 
-#: Object-valued context names and their fields (exactly CONTRACT §8).
+#: Object-valued context names and their fields (exactly docs/api.md, Templates).
 OBJECT_FIELDS: dict[str, frozenset[str]] = {
     "merchant": frozenset({"name", "support_email", "support_url"}),
     "customer": frozenset({"name", "first_name"}),

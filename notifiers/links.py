@@ -1,6 +1,6 @@
 """Tracking links and carrier display names.
 
-Precedence for a shipment's tracking link (CONTRACT §4, shippo/README):
+Precedence for a shipment's tracking link (docs/api.md, Merchants: ``tracking_url_template``):
 merchant's branded ``tracking_url_template`` → Shippo's ``tracking_url_provider``, *only when it
 points at that carrier's own tracking site* (:func:`is_carrier_tracking_url`) → the carrier's
 public tracking page from :data:`CARRIER_TRACKING_PAGES` → ``None``.

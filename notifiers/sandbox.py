@@ -1,6 +1,6 @@
 """The sandboxed Jinja environment merchant templates run in.
 
-Merchant templates are untrusted code (CONTRACT §8, DESIGN "easy to get wrong"). On top of
+Merchant templates are untrusted code (docs/api.md, Templates). On top of
 :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` (no ``__class__``/``_private`` access, no
 mutation of lists/dicts, no ``str.format`` escapes) this adds:
 

@@ -33,9 +33,6 @@ from .channel import (
 
 log = logging.getLogger(__name__)
 
-PERMANENT_CODES = frozenset({"21211", "21610", "21408", "21614", "21612", "21606", "21660", "30003", "30005"})
-
-
 def is_messaging_service_sid(sender: str) -> bool:
     return sender.startswith("MG") and len(sender) == 34
 

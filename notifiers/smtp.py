@@ -4,7 +4,7 @@
 STARTTLS (port 587 by default), ``smtps://…`` implicit TLS (port 465 by default). Username and
 password are URL-decoded. ``?timeout=10`` sets the socket timeout (seconds).
 
-Error mapping (DESIGN habit 6): 4xx replies, connection errors and timeouts are
+Error mapping (docs/architecture.md, Layers): 4xx replies, connection errors and timeouts are
 :class:`TransientChannelError`; 5xx replies (refused recipient/sender/data, 535 auth failure)
 are :class:`PermanentChannelError`, with the SMTP code.
 """

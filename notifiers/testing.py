@@ -1,10 +1,9 @@
-"""Test twin for :class:`notifiers.channel.Channel` (like dramatiq's StubBroker)."""
+"""Test twin for :class:`notifiers.channel.ChannelAdapter` (like dramatiq's StubBroker)."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
 
 from .channel import ChannelError, OutgoingMessage, SendResult
 
@@ -56,7 +55,3 @@ class RecordingChannel:
             self.attempts.clear()
             self._script.clear()
             self._always = None
-
-
-def all_sent(channels: Iterable[RecordingChannel]) -> list[OutgoingMessage]:
-    return [m for ch in channels for m in ch.sent]

@@ -37,13 +37,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class _HideRows(logging.Filter):
     """SQLAlchemy logs every fetched row at DEBUG (``echo="debug"`` or a DEBUG logger): mask them."""
 

@@ -21,14 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from store.database import as_utc, utcnow
+from store.database import utcnow
 from store.errors import Conflict, NotFound
 from store.schema import merchants
 from store.vault import SecretsSealed, Vault, token_digest
 
 TOKEN_OVERLAP = timedelta(hours=24)
 
-#: Profile fields (CONTRACT §4) and their defaults; validated at the admin boundary.
+#: Profile fields (docs/api.md, Merchants) and their defaults; validated at the admin boundary.
 PROFILE_DEFAULTS: Mapping[str, Any] = {
     "email_from": None,
     "reply_to": None,
@@ -128,7 +128,7 @@ def _row_to_merchant(row: Any, vault: Vault | None) -> Merchant:
         name=row.name,
         token_digest=row.webhook_token_digest,
         previous_token_digest=row.previous_token_digest,
-        previous_token_expires_at=as_utc(row.previous_token_expires_at),
+        previous_token_expires_at=row.previous_token_expires_at,
         encrypted_token=row.webhook_token_encrypted,
         encrypted_hmac_secrets=tuple(row.hmac_secrets_encrypted or ()),
         profile=dict(row.profile or {}),

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
-from store.database import Database, as_utc, utcnow
+from store.database import Database, utcnow
 from store.schema import notifications, opt_outs, outbox_messages
 
 
@@ -55,9 +55,9 @@ def _row(r: Any) -> NotificationRow:
         context=dict(r.context or {}),
         attempts=r.attempts,
         provider_id=r.provider_id,
-        sending_at=as_utc(r.sending_at),
-        created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-        sent_at=as_utc(r.sent_at),
+        sending_at=r.sending_at,
+        created_at=r.created_at,
+        sent_at=r.sent_at,
         error=r.error,
         error_code=r.error_code,
     )
@@ -150,6 +150,25 @@ def stuck(conn: Connection, *, status: str, older_than: datetime, limit: int = 5
         .where(
             notifications.c.status == status,
             notifications.c.updated_at < older_than,
+            notifications.c.attempts == 0,
+            notifications.c.sending_at.is_(None),
+        )
+        .order_by(notifications.c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
+
+
+def deferred_overdue(conn: Connection, *, cutoff: datetime, limit: int = 500) -> list[int]:
+    """``deferred`` rows no attempt ever claimed whose moment (``scheduled_for``) and last
+    change both lie before ``cutoff``: their delayed send message vanished. One query; rows
+    still waiting for their moment never take a place in ``limit``."""
+    rows = conn.execute(
+        sa.select(notifications.c.id)
+        .where(
+            notifications.c.status == NotificationStatus.DEFERRED.value,
+            notifications.c.updated_at < cutoff,
+            notifications.c.scheduled_for < cutoff,
             notifications.c.attempts == 0,
             notifications.c.sending_at.is_(None),
         )
@@ -260,13 +279,22 @@ def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str)
 # ---------------------------------------------------------------- outbox
 
 
-def outbox_put(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
+def outbox_put(db: Database, conn: Connection, *, idempotency_key: str, **message: Any) -> int | None:
+    """Capture the message of the notification whose key is ``idempotency_key`` (once: a second
+    capture returns the first one's id). ``None`` when no notification has that key."""
+    owner = conn.execute(
+        sa.select(notifications.c.id, notifications.c.merchant_id).where(
+            notifications.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    if owner is None:
+        return None
     conn.execute(
         db.insert(outbox_messages)
-        .values(notification_id=notification_id, merchant_id=merchant_id, created_at=utcnow(), **message)
+        .values(notification_id=owner.id, merchant_id=owner.merchant_id, created_at=utcnow(), **message)
         .on_conflict_do_nothing(index_elements=["notification_id"])
     )
-    row = conn.execute(sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == notification_id)).one()
+    row = conn.execute(sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == owner.id)).one()
     return int(row.id)
 
 
@@ -290,7 +318,7 @@ def outbox_list(conn: Connection, *, merchant_id: int | None, limit: int) -> lis
             "text": r.text,
             "html": r.html,
             "headers": r.headers,
-            "created_at": as_utc(r.created_at).isoformat(),  # type: ignore[union-attr]
+            "created_at": r.created_at.isoformat(),
         }
         for r in rows
     ]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from domain.vocabulary import OrderStatus
-from store.database import Database, as_utc, utcnow
+from store.database import Database, utcnow
 from store.schema import orders
 
 
@@ -55,8 +55,8 @@ def _row(row: Any) -> Order:
         notify_email=bool(row.notify_email),
         notify_sms=bool(row.notify_sms),
         registered=bool(row.registered),
-        created_at=as_utc(row.created_at),  # type: ignore[arg-type]
-        updated_at=as_utc(row.updated_at),  # type: ignore[arg-type]
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -143,8 +143,9 @@ def decode_cursor(cursor: str) -> int:
     padded = cursor + "=" * (-len(cursor) % 4)
     value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     order_id = value["id"]
-    if not isinstance(order_id, int):
-        raise ValueError("cursor id is not an integer")
+    # an id the column can hold (INTEGER on PostgreSQL); a bool is no id
+    if type(order_id) is not int or not 1 <= order_id <= 2**31 - 1:
+        raise ValueError("cursor id is not an order id")
     return order_id
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from store.database import Database, as_utc
+from store.database import Database
 from store.schema import platform_events
 
 #: pg_advisory_xact_lock key of "the platform events publisher" (any constant unique to us)
@@ -61,8 +61,8 @@ def _row(r: Any) -> PlatformEvent:
         shipment_id=r.shipment_id,
         event_type=r.event_type,
         payload=dict(r.payload),
-        created_at=as_utc(r.created_at),  # type: ignore[arg-type]
-        published_at=as_utc(r.published_at),
+        created_at=r.created_at,
+        published_at=r.published_at,
     )
 
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy Core schema. Unique constraints carry idempotency (DESIGN habit 8):
+"""SQLAlchemy Core schema. Unique constraints carry idempotency (docs/architecture.md, Idempotency):
 
 - ``deliveries (merchant_id, event_id)``: a webhook's effect is committed at most once;
 - ``shipment_scans (shipment_id, scan_id)``: a carrier scan enters history once;
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from store.types import UTCDateTime
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -23,7 +25,8 @@ metadata = sa.MetaData(
     }
 )
 
-TS = sa.DateTime(timezone=True)
+#: Every timestamp column: stored in UTC, read back aware in UTC on both databases.
+TS = UTCDateTime()
 
 merchants = sa.Table(
     "merchants",

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from domain.payload import LabelUpdate, Scan, TrackUpdate
 from domain.shipment import Change, ShipmentState
-from store.database import Database, as_utc, utcnow
+from store.database import Database, utcnow
 from store.schema import shipment_changes, shipment_scans, shipments
 
 
@@ -185,7 +185,7 @@ def history(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
         {
             "status": r.status,
             "substatus": r.substatus,
-            "status_date": as_utc(r.status_date).isoformat(),  # type: ignore[union-attr]
+            "status_date": r.status_date.isoformat(),
             "details": r.details,
             "location": r.location,
         }
@@ -197,4 +197,4 @@ def timeline(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
         sa.select(shipment_changes).where(shipment_changes.c.shipment_id == shipment_id).order_by(shipment_changes.c.id)
     )
-    return [{**r.change, "recorded_at": as_utc(r.recorded_at).isoformat()} for r in rows]  # type: ignore[union-attr]
+    return [{**r.change, "recorded_at": r.recorded_at.isoformat()} for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from store.database import Database, as_utc, utcnow
+from store.database import Database, utcnow
 from store.schema import templates
 
 
@@ -42,7 +42,7 @@ def get(conn: Connection, merchant_id: int, kind: str, channel: str, locale: str
     if row is None:
         return None
     return {"subject": row.subject, "text": row.text, "html": row.html,
-            "updated_at": as_utc(row.updated_at).isoformat()}  # type: ignore[union-attr]
+            "updated_at": row.updated_at.isoformat()}
 
 
 def put(db: Database, conn: Connection, merchant_id: int, kind: str, channel: str, locale: str,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from tests.support.services import RedisServer, free_port, postgres_server, redis_server
+from tests.support.services import RedisServer, postgres_server, redis_server
 
 # CI explores the same examples every run (a red build must be reproducible); laptops keep
 # exploring new ones and remember failures in .hypothesis/.
@@ -14,16 +14,12 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     hypothesis_settings.load_profile("ci")
 
-# workers.broker builds the broker from the environment when it is first imported — which
-# may be at collection time, by any test module. So the session Redis's address is fixed
-# here, before any test module is imported, and the server is started on it on demand.
-TEST_REDIS_PORT = free_port()
-os.environ["PARCELHOOK_BROKER_URL"] = f"redis://127.0.0.1:{TEST_REDIS_PORT}/0"
-
 
 @pytest.fixture(scope="session")
 def redis_service() -> Iterator[RedisServer]:
-    with redis_server(TEST_REDIS_PORT) as server:
+    """The session's Redis, on a free port. Nothing reads its address from the environment:
+    settings (``make_settings``) and the broker (``broker``) are built from it."""
+    with redis_server() as server:
         yield server
 
 

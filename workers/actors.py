@@ -15,24 +15,54 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage
 
 from domain.payload import PayloadError
-from workers.broker import broker
-from workers.logs import RetryLogging
+from store.database import utcnow
 from workers.runtime import runtime
+from workers.scheduler import JOBS, Followups
 
 log = logging.getLogger("parcelhook.workers")
 
-# One WARNING per retry, a traceback only when a message is given up (workers/logs.py). Before
-# Retries, because after-hooks run in reverse order: it must see Retries' decision.
-if not any(isinstance(m, RetryLogging) for m in broker.middleware):
-    broker.add_middleware(RetryLogging(), before=Retries)
+
+class NotBound(RuntimeError):
+    """A message was sent before this process bound the actors to its broker (``bind``)."""
+
+
+class _Unbound(dramatiq.Broker):
+    """Where the actors below wait for ``bind``: it lists them and refuses every message, so a
+    process that forgot to build its broker fails loudly instead of losing what it sends.
+    It is no broker: no connection, no setting, no queue."""
+
+    def declare_queue(self, queue_name: str) -> None:
+        pass
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        raise NotBound(f"{message.actor_name}: no broker yet; build one and bind the actors to it "
+                       "(workers.broker.build_broker, workers.actors.bind)")
+
+
+_DECLARED = _Unbound()
+
+
+def bind(broker: dramatiq.Broker) -> dramatiq.Broker:
+    """Make ``broker`` the one every actor sends to and is consumed from (and dramatiq's global
+    broker, which ``dramatiq workers.main`` runs). Idempotent; a later call moves the actors on."""
+    for actor in _DECLARED.actors.values():
+        unknown = set(actor.options) - broker.actor_options
+        if unknown:
+            raise ValueError(f"{actor.actor_name}: {broker!r} has no middleware for {sorted(unknown)}")
+        actor.broker = broker
+        broker.declare_actor(actor)
+    dramatiq.set_broker(broker)
+    return broker
 
 
 @dramatiq.actor(
+    broker=_DECLARED,
     queue_name="events",
     max_retries=8,
     min_backoff=1_000,
@@ -42,10 +72,9 @@ if not any(isinstance(m, RetryLogging) for m in broker.middleware):
 )
 def process_event(merchant_slug: str, event_id: str, received_at: str, body: str) -> None:
     from workers.processing import process_event as process
-    from workers.processing import utc_now
 
     rt = runtime()
-    now = utc_now()
+    now = utcnow()
     platform_events = rt.settings.platform_events_url is not None
     try:
         outcome = process(
@@ -55,7 +84,7 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
     except Exception:
         rt.telemetry.processed(actor="process_event", outcome="failed")
         raise
-    latency = (utc_now() - datetime.fromisoformat(received_at)).total_seconds()
+    latency = (utcnow() - datetime.fromisoformat(received_at)).total_seconds()
     rt.telemetry.processed(
         actor="process_event", outcome=outcome.status, latency_s=latency, carrier_lag_s=outcome.carrier_lag_s
     )
@@ -67,6 +96,7 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
 
 
 @dramatiq.actor(
+    broker=_DECLARED,
     queue_name="notifications",
     max_retries=6,
     min_backoff=10_000,
@@ -93,7 +123,8 @@ def _defer(notification_id: int, delay_ms: int) -> None:
     send_notification.send_with_options(args=(notification_id,), delay=delay_ms)
 
 
-@dramatiq.actor(queue_name="notifications", max_retries=3, min_backoff=5_000, time_limit=30_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="notifications", max_retries=3, min_backoff=5_000,
+                time_limit=30_000)
 def notification_exhausted(message_data: dict, retry_info: dict) -> None:  # type: ignore[type-arg]
     """Retries ran out: record ``failed`` and alert the merchant (``notification_failed``)."""
     notification_id = int(message_data["args"][0])
@@ -102,17 +133,26 @@ def notification_exhausted(message_data: dict, retry_info: dict) -> None:  # typ
         send_notification.send(alert_id)
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=2, min_backoff=5_000, max_backoff=60_000, time_limit=300_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", max_retries=2, min_backoff=5_000, max_backoff=60_000,
+                time_limit=300_000)
 def run_maintenance(job: str) -> None:
-    from workers.scheduler import JOBS
+    enqueue_followups(JOBS[job](runtime()))
 
-    JOBS[job](runtime())
+
+def enqueue_followups(followups: Followups) -> int:
+    """Enqueue what a periodic job found to do (workers/scheduler.py); returns how many sends."""
+    for notification_id in followups.notifications:
+        send_notification.send(notification_id)
+    if followups.publish_platform_events:
+        publish_platform_events.send()
+    return len(followups.notifications)
 
 
 PUBLISH_BATCH = 500
 
 
-@dramatiq.actor(queue_name="maintenance", max_retries=5, min_backoff=2_000, max_backoff=120_000, time_limit=120_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", max_retries=5, min_backoff=2_000, max_backoff=120_000,
+                time_limit=120_000)
 def publish_platform_events() -> None:
     """Publish the platform events outbox (workers/platform_events.py). Idempotent: any number
     of these may run; publishers are serialized and each row is published (at least) once."""
@@ -139,24 +179,24 @@ def publish_platform_events() -> None:
 
 # ---------------------------------------------------------------- callbacks from `web`
 
-CALLBACK_POLICY = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 120_000, "time_limit": 30_000}
+CALLBACK_POLICY: dict[str, Any] = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 120_000, "time_limit": 30_000}
 
 
-@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
 def record_sms_status(merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:
     from workers.callbacks import sms_status
 
     sms_status(runtime().database, merchant_slug, message_sid, status, error_code)
 
 
-@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
 def record_sms_keyword(merchant_slug: str, phone: str, keyword: str) -> None:
     from workers.callbacks import sms_keyword
 
     sms_keyword(runtime().database, merchant_slug, phone, keyword)
 
 
-@dramatiq.actor(queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
 def record_email_opt_out(merchant_slug: str, address: str) -> None:
     from workers.callbacks import email_opt_out
 

@@ -1,18 +1,27 @@
-"""The broker. The one module that reads settings at import: dramatiq needs the broker
-before any actor is declared (DESIGN: workers/)."""
+"""The broker: built by ``build_broker(settings)``, never at import.
+
+Who builds it: the worker process (``workers/main.py``), the scheduler process
+(``workers/clock.py``) and the two apps' factories; each then binds the actors to it
+(``workers.actors.bind``). Importing this module reads no setting and opens no connection."""
 
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, Retries
 
-from config import Settings, load_or_exit
+from config import Settings
 
-QUEUES = ("events", "notifications", "maintenance")
+#: Every queue an actor uses (``workers/actors.py``), in the order ops tools list them.
+QUEUES: tuple[str, ...] = ("events", "notifications", "maintenance")
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """Redis by default; ``amqp://`` selects RabbitMQ. Retry policy is declared per actor."""
+    from workers.heartbeat import WorkerHeartbeat
+    from workers.logs import RetryLogging
+    from workers.logs import install as redact_logs
+    from workers.state import state_redis
+
     if settings.broker_url.startswith("amqp"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -21,8 +30,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        from workers.middleware import DeadLetterRecorder
         from workers.recovery import RecoveringRedisBroker, Recovery
-        from workers.telemetry import DeadLetterRecorder, Telemetry
+        from workers.telemetry import Telemetry
 
         # Recovery in seconds (workers/recovery.py): a consumer that restarts after a broker
         # reconnect requeues what it had fetched and dropped; every worker runs dead-worker
@@ -40,16 +50,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker.add_middleware(DeadLetterRecorder(Telemetry(broker.client)))
         broker.add_middleware(Recovery())
     broker.add_middleware(CurrentMessage())
-    from workers.heartbeat import WorkerHeartbeat
-    from workers.state import state_redis
-
+    # One WARNING per retry, a traceback only when a message is given up (workers/logs.py). Before
+    # Retries, because after-hooks run in reverse order: it must see Retries' decision.
+    broker.add_middleware(RetryLogging(), before=Retries)
     broker.add_middleware(WorkerHeartbeat(state_redis(settings), settings.broker_namespace))
+    redact_logs()  # dramatiq's loggers exist now: no message body in any log line (workers/logs.py)
     return broker
-
-
-settings = load_or_exit()
-broker = build_broker(settings)
-from workers.logs import install as _redact_logs  # noqa: E402 - after the broker, like dramatiq's own set-up
-
-_redact_logs()
-dramatiq.set_broker(broker)

@@ -8,7 +8,7 @@ Three layers, so the rules are testable without Redis:
   ``LLEN <ns>:<q>``, ``ZCARD <ns>:<q>.XQ`` and the head message's
   ``message_timestamp``; workers from ``<ns>:__heartbeats__``; webhook 401s per
   merchant from the telemetry minute buckets. ``workers/`` may not import
-  ``admin/`` (DESIGN layering), so this is a small reader of its own rather than
+  ``admin/`` (docs/architecture.md, Layers), so this is a small reader of its own rather than
   ``admin.queues.QueueInspector`` (which reads the same keys, with more detail).
 * :func:`evaluate` is the pure rule set: ``(figures, thresholds, now) -> [Alert]``.
 * :func:`check` keeps state in Redis (active alerts, dead-letter baselines) and
@@ -90,6 +90,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from workers.broker import QUEUES
+
 log = logging.getLogger("parcelhook.health")
 
 ALERTS_KEY = "parcelhook:health:alerts"
@@ -105,8 +107,6 @@ MAIL_CAP = 200
 
 #: receiver outcomes that mean "401: the credentials did not match".
 UNAUTHORIZED_OUTCOMES = ("bad_token", "bad_signature")
-#: the same names as workers.broker.QUEUES (not imported: that module builds the broker at import).
-QUEUES = ("events", "notifications", "maintenance")
 
 
 @dataclass(frozen=True)
@@ -490,7 +490,7 @@ def _mail(rt: Any, client: Any, alert: Alert, to: str, stamp: str) -> None:
                               "via": "captured", "error": None}
     try:
         channel = rt.sender.channels["email"]
-        from workers.sending import OutboxChannel
+        from workers.outbox import OutboxChannel
 
         if not isinstance(channel, OutboxChannel):
             from domain.vocabulary import Channel

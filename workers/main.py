@@ -1,7 +1,13 @@
-"""``dramatiq workers.main``: the broker and every actor."""
+"""``dramatiq workers.main``: the worker process's wiring, and the one import with effects.
+
+dramatiq imports this module in every worker process and then runs its global broker: so
+here the settings are read, the runtime set, the broker built and the actors bound to it."""
 
 from config import load_or_exit
-from workers import actors  # noqa: F401 - declares the actors on the broker
-from workers.broker import broker  # noqa: F401 - dramatiq finds the global broker
+from workers.actors import bind
+from workers.broker import build_broker
+from workers.runtime import configure
 
-load_or_exit(require_signing_key=True)  # workers sign unsubscribe links: refuse to start without the key
+settings = load_or_exit(require_signing_key=True)  # workers sign unsubscribe links: refuse to start without the key
+configure(settings)
+broker = bind(build_broker(settings))

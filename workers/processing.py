@@ -10,60 +10,40 @@ message was lost in between, and publishes any platform event left unpublished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from domain.order import aggregate_order_status, extract_order_ref
+from domain.order import extract_order_ref
 from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
-from domain.policy import DEFAULT_NOTIFY, Intent, NotifySettings, Recipient, plan
+from domain.policy import plan
 from domain.shipment import Change, ShipmentState, apply, detect_stall
-from domain.vocabulary import Audience, ChangeKind, Channel, NotificationKind, NotificationStatus
+from domain.vocabulary import ProcessingOutcome
+from store import deliveries as delivery_store
 from store import merchants as merchant_store
-from store import notifications as notification_store
 from store import orders as order_store
 from store import platform_events as platform_event_store
 from store import shipments as shipment_store
-from store.database import Database, utcnow
+from store.database import Database
 from store.merchants import Merchant
 from store.orders import Order
-from store.schema import deliveries
 from store.shipments import ShipmentRow
+from workers.intents import notify_settings, recipient_for, store_intents
 from workers.order_refs import matcher_for
+from workers.orders import catch_up_shipment, refresh_order_status
 from workers.platform_events import shipment_events
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # processed | ignored | duplicate
+    status: ProcessingOutcome
     notification_ids: tuple[int, ...] = ()
     changes: tuple[Change, ...] = ()
     carrier_lag_s: float | None = None
     shipment_id: int | None = None
     platform_events: int = 0  # rows written to the platform events outbox
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def notify_settings(merchant: Merchant) -> NotifySettings:
-    configured = merchant.notify
-    if not configured:
-        return DEFAULT_NOTIFY
-    return {Channel(c): frozenset(NotificationKind(k) for k in kinds) for c, kinds in configured.items()}
-
-
-def recipient_for(order: Order | None) -> Recipient:
-    if order is None or not order.registered:
-        return Recipient(email=None, phone=None, email_opt_in=False, sms_opt_in=False)
-    customer = order.customer
-    return Recipient(
-        email=customer.get("email"),
-        phone=customer.get("phone"),
-        email_opt_in=order.notify_email,
-        sms_opt_in=order.notify_sms,
-    )
 
 
 def process_event(
@@ -81,24 +61,21 @@ def process_event(
     event = parse_event(webhook)
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
-        inserted = conn.execute(
-            db.insert(deliveries)
-            .values(
-                merchant_id=merchant.id,
-                event_id=event_id,
-                event=webhook.event[:64],
-                received_at=received_at,
-                processed_at=now,
-                outcome="ignored" if event is None else "processed",
-                body=body,
-            )
-            .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
-            .returning(deliveries.c.id)
-        ).first()
-        if inserted is None:
-            return Outcome("duplicate")
+        fresh = delivery_store.record(
+            db,
+            conn,
+            merchant_id=merchant.id,
+            event_id=event_id,
+            event=webhook.event[:64],
+            received_at=received_at,
+            processed_at=now,
+            outcome="ignored" if event is None else "processed",
+            body=body,
+        )
+        if not fresh:
+            return Outcome(ProcessingOutcome.DUPLICATE)
         if event is None:
-            return Outcome("ignored")
+            return Outcome(ProcessingOutcome.IGNORED)
         return _apply_event(db, conn, merchant, event, now, platform_events=platform_events)
 
 
@@ -128,11 +105,11 @@ def _apply_event(
         # The shipment joins a registered order only now (its transaction came after its tracks):
         # the customer has heard nothing about it yet, so tell the current state once. Same keys as
         # the live intents just stored, so nothing goes out twice.
-        ids += _catch_up_shipment(db, conn, merchant, order, shipment, state)
+        ids += catch_up_shipment(db, conn, merchant, order, shipment, state)
     lag = None
     if isinstance(event, TrackUpdate) and any(c.scan_id == event.latest.object_id for c in changes):
         lag = (now - event.latest.status_date).total_seconds()
-    return Outcome("processed", ids, changes, lag, shipment.id, platform_events=written)
+    return Outcome(ProcessingOutcome.PROCESSED, ids, changes, lag, shipment.id, platform_events=written)
 
 
 def _order_for(
@@ -150,17 +127,6 @@ def _order_for(
         return None, None
     created = order_store.ensure(db, conn, merchant.id, ref)
     return order_store.get_by_id(conn, created.id, lock=db), ref
-
-
-def refresh_order_status(db: Database, conn: Connection, order_id: int) -> tuple[str, str]:
-    """Lock the order, then aggregate its shipments (shipment → order lock order everywhere).
-    Returns the order's ``(old, new)`` aggregate status."""
-    locked = conn.execute(db.for_update(order_store.orders.select().where(order_store.orders.c.id == order_id))).one()
-    siblings = shipment_store.for_order(conn, order_id)
-    status = aggregate_order_status([(s.state.status, s.state.exception.cls if s.state.exception else None) for s in siblings])
-    open_exc = next((s.state.exception.cls.value for s in siblings if s.state.exception), None)
-    order_store.set_status(conn, order_id, status.value, open_exc)
-    return str(locked.status), status.value
 
 
 def _record_platform_events(
@@ -214,55 +180,6 @@ def _record_intents(
     return store_intents(db, conn, merchant, order, shipment.id, intents)
 
 
-#: Why a planned notification was not sent, as shown in the order's notification list.
-SUPPRESSION_REASONS = {
-    "kind_disabled": "kind disabled for this channel (merchant notify settings)",
-    "no_contact": "no contact address for this channel",
-    "opted_out": "customer did not opt in to this channel",
-}
-
-
-def store_intents(
-    db: Database,
-    conn: Connection,
-    merchant: Merchant,
-    order: Order | None,
-    shipment_id: int | None,
-    intents: Sequence[Intent],
-    context: Mapping[str, Any] | None = None,
-) -> tuple[int, ...]:
-    ids: list[int] = []
-    for intent in intents:
-        status, error = NotificationStatus.QUEUED.value, None
-        if intent.audience == Audience.MERCHANT:
-            to = merchant.alert_email
-            if not to:
-                status, error = NotificationStatus.SUPPRESSED.value, "merchant has no alert_email"
-        else:
-            to = (order.customer.get("email") if intent.channel == Channel.EMAIL else order.customer.get("phone")) if order else None
-        if intent.suppressed:
-            status = NotificationStatus.SUPPRESSED.value
-            error = SUPPRESSION_REASONS.get(intent.suppressed, intent.suppressed)
-        new_id = notification_store.create(
-            db,
-            conn,
-            merchant_id=merchant.id,
-            order_id=order.id if order else None,
-            shipment_id=shipment_id,
-            kind=intent.kind.value,
-            channel=intent.channel.value,
-            audience=intent.audience.value,
-            key=intent.key,
-            to_address=to,
-            status=status,
-            context={**({"occurrence": intent.occurrence} if intent.occurrence else {}), **(context or {})},
-            error=error,
-        )
-        if new_id is not None and status == NotificationStatus.QUEUED.value:
-            ids.append(new_id)
-    return tuple(ids)
-
-
 def detect_stalls(
     db: Database, *, now: datetime, stall_after: timedelta, limit: int = 1000, platform_events: bool = False
 ) -> list[int]:
@@ -289,36 +206,3 @@ def detect_stalls(
                 _record_platform_events(conn, merchant, order, order_change, shipment, state, changes, now)
             ids.extend(_record_intents(db, conn, merchant, order, shipment, state, changes))
     return ids
-
-
-def catch_up(db: Database, conn: Connection, merchant: Merchant, order: Order) -> tuple[int, ...]:
-    """When the platform registers an order after Shippo spoke first, tell the customer the
-    CURRENT state once (``shipped``, ``out_for_delivery``… never the stale steps in between).
-    Keys are the same as live notifications, so nothing already sent goes out twice."""
-    ids: list[int] = []
-    for shipment in shipment_store.for_order(conn, order.id, lock=db):
-        ids.extend(_catch_up_shipment(db, conn, merchant, order, shipment, shipment.state))
-    return tuple(ids)
-
-
-def _catch_up_shipment(
-    db: Database, conn: Connection, merchant: Merchant, order: Order, shipment: ShipmentRow, state: ShipmentState
-) -> tuple[int, ...]:
-    """Customer intents for the CURRENT state of one shipment (its status, its open exception)."""
-    if state.status is None or state.last_event_at is None:
-        return ()
-    synthetic = [Change(ChangeKind.STATUS_CHANGED, state.last_event_at, None, state.status)]
-    if state.exception is not None:
-        exc = state.exception
-        synthetic.append(
-            Change(ChangeKind.EXCEPTION_OPENED, exc.since, None, state.status, exc.cls, exc.occurrence,
-                   exc.detail, None, exc.action_required)
-        )
-    customer_only = [i for i in plan(synthetic, state, recipient_for(order), notify_settings(merchant),
-                                     order_ref=order.ref, shipment_key=shipment.key)
-                     if i.audience == Audience.CUSTOMER]
-    return store_intents(db, conn, merchant, order, shipment.id, customer_only)
-
-
-def utc_now() -> datetime:
-    return utcnow()

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from config import Settings
@@ -42,11 +43,10 @@ from domain.shipment import ShipmentState
 from domain.unsubscribe import make_token
 from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
 from notifiers.actions import customer_action
-from notifiers.channel import Channel as ChannelProtocol
 from notifiers.channel import (
+    ChannelAdapter,
     OutgoingMessage,
     PermanentChannelError,
-    SendResult,
     TransientChannelError,
     UncertainDeliveryError,
 )
@@ -63,7 +63,9 @@ from store.errors import StorageUnavailable
 from store.merchants import Merchant
 from store.notifications import NotificationRow
 from store.orders import Order
+from workers.outbox import OutboxChannel
 from workers.receipts import Receipt, Receipts, ReceiptsUnavailable
+from workers.telemetry import Telemetry
 
 log = logging.getLogger("parcelhook.sending")
 
@@ -83,35 +85,25 @@ class TemplateFailed(Exception):
     """The merchant's stored template failed at send time (e.g. too large): permanent, merchant alerted."""
 
 
+class SendOutcome(StrEnum):
+    """How one attempt of :meth:`Sender.send` ended. The row's own status words where the row
+    has one, and the ``error_code`` words of the failures that alert the merchant."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"  # already delivered: a late redelivery of the message
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"  # quiet hours: sent again when they end
+    OUTCOME_UNKNOWN = "outcome_unknown"  # failed, and the merchant is alerted (at most once)
+    TEMPLATE_ERROR = "template_error"  # failed, and the merchant is alerted
+    MISSING = "missing"  # no such notification
+
+
+#: The failures that alert the merchant once the claim step has recorded them.
+ALERTING = frozenset({SendOutcome.OUTCOME_UNKNOWN, SendOutcome.TEMPLATE_ERROR})
+
 FINAL = {NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED}
 S = NotificationStatus
-
-
-class OutboxChannel:
-    """The embedded default: messages are stored and listed at ``GET /api/outbox``."""
-
-    def __init__(self, db: Database, name: str) -> None:
-        self.db = db
-        self.name = name
-        self.notification_id: int | None = None
-        self.merchant_id: int | None = None
-
-    def send(self, msg: OutgoingMessage) -> SendResult:
-        raise RuntimeError("OutboxChannel.send needs ids; use send_for")
-
-    def send_for(self, notification_id: int, merchant_id: int, msg: OutgoingMessage) -> SendResult:
-        headers = {"X-Idempotency-Key": msg.idempotency_key}
-        if msg.list_unsubscribe:
-            headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
-        if msg.reply_to:
-            headers["Reply-To"] = msg.reply_to
-        with self.db.write() as conn:
-            outbox_id = notification_store.outbox_put(
-                self.db, conn, notification_id=notification_id, merchant_id=merchant_id, channel=msg.channel,
-                to_address=msg.to, sender=msg.sender, subject=msg.subject, text=msg.text, html=msg.html,
-                headers=headers,
-            )
-        return SendResult(provider_id=f"outbox-{outbox_id}")
 
 
 @dataclass(frozen=True)
@@ -133,26 +125,28 @@ class Sender:
         settings: Settings,
         db: Database,
         *,
-        email: ChannelProtocol | None,
-        sms: ChannelProtocol | None,
+        email: ChannelAdapter | None,
+        sms: ChannelAdapter | None,
         renderer: Renderer | None = None,
         clock: Callable[[], datetime] = utcnow,
         receipts: Receipts | None = None,
         record_backoff_s: tuple[float, ...] = RECORD_BACKOFF_S,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.receipts = receipts
         self.record_backoff_s = record_backoff_s
-        self.channels: dict[str, Any] = {
-            Channel.EMAIL.value: email or OutboxChannel(db, "email"),
-            Channel.SMS.value: sms or OutboxChannel(db, "sms"),
+        self.channels: dict[Channel, ChannelAdapter] = {
+            Channel.EMAIL: email or OutboxChannel(db, "email"),
+            Channel.SMS: sms or OutboxChannel(db, "sms"),
         }
         self.renderer = renderer or Renderer()
         self.clock = clock
+        self.telemetry = telemetry  # None: no metrics (a Sender outside a worker process)
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: Database) -> Sender:
+    def from_settings(cls, settings: Settings, db: Database, *, telemetry: Telemetry | None = None) -> Sender:
         email = sms = None
         if settings.smtp_url:
             from notifiers.smtp import SmtpChannel
@@ -167,7 +161,7 @@ class Sender:
         from workers.state import state_redis
 
         receipts = Receipts(state_redis(settings), settings.broker_namespace)
-        return cls(settings, db, email=email, sms=sms, receipts=receipts)
+        return cls(settings, db, email=email, sms=sms, receipts=receipts, telemetry=telemetry)
 
     # ------------------------------------------------------------------ the three steps
 
@@ -178,24 +172,21 @@ class Sender:
         on_deferred: Callable[[int, int], None],
         on_alert: Callable[[int], Any],
         message_id: str | None = None,
-    ) -> str:
-        """Returns the final status word of this attempt; raises TransientChannelError to retry.
+    ) -> SendOutcome:
+        """Returns how this attempt ended; raises TransientChannelError to retry.
         ``message_id``: the dramatiq message doing it (tells a twin from a redelivery)."""
         claim = self._claim(notification_id, on_deferred, message_id)
         if isinstance(claim, Recovered):
             self._telemetry(claim.notification.channel, claim.notification.kind, S.SENT.value)
             self._forget_receipt(claim.notification.key)
-            return S.SENT.value
+            return SendOutcome.SENT
         if not isinstance(claim, Claim):
             for alert_id in self._alerts_after(notification_id, claim):
                 on_alert(alert_id)
             return claim
-        channel = self.channels[claim.notification.channel]
+        channel = self.channels[Channel(claim.notification.channel)]
         try:
-            if isinstance(channel, OutboxChannel):
-                result = channel.send_for(claim.notification.id, claim.notification.merchant_id, claim.message)
-            else:
-                result = channel.send(claim.message)
+            result = channel.send(claim.message)
         except TransientChannelError as exc:
             self._finish(notification_id, S.QUEUED, error=str(exc), error_code=exc.code, clear_sending=True)
             raise
@@ -203,19 +194,19 @@ class Sender:
             self._finish(notification_id, S.FAILED, error=str(exc), error_code=exc.code)
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
-            return S.FAILED.value
+            return SendOutcome.FAILED
         except UncertainDeliveryError as exc:
             # it may have been delivered: at most once, like a crash inside the provider call
             self._finish(notification_id, S.FAILED, error=f"{exc}; not resent (at most once)",
-                         error_code="outcome_unknown")
+                         error_code=SendOutcome.OUTCOME_UNKNOWN)
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
-            return "outcome_unknown"
+            return SendOutcome.OUTCOME_UNKNOWN
         # the outcome is known: keep it where a retry finds it, then record it
         self._keep_receipt(claim.notification.key, result.provider_id)
         self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
         self._forget_receipt(claim.notification.key)
-        return S.SENT.value
+        return SendOutcome.SENT
 
     def _keep_receipt(self, key: str, provider_id: str) -> None:
         if self.receipts is None:
@@ -236,16 +227,14 @@ class Sender:
 
     def _claim(
         self, notification_id: int, on_deferred: Callable[[int, int], None], message_id: str | None = None
-    ) -> Claim | Recovered | str:
+    ) -> Claim | Recovered | SendOutcome:
         now = self.clock()
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id, lock=self.db)
             if n is None:
-                return "missing"
+                return SendOutcome.MISSING
             if n.status in FINAL:
-                return n.status
-            if n.status == S.QUEUED and n.sending_at is not None:
-                pass  # a transient failure cleared earlier never leaves sending_at; defensive only
+                return SendOutcome(n.status)
             if n.sending_at is not None and self.receipts is not None:
                 # the provider may have answered and only the record step failed: that answer
                 # was kept (raises ReceiptsUnavailable → retried later, never guessed)
@@ -262,30 +251,30 @@ class Sender:
                 raise SendInProgress(f"notification {n.id} was claimed at {n.sending_at.isoformat()}")
             if n.sending_at is not None:
                 notification_store.update(
-                    conn, n.id, status=S.FAILED.value, error_code="outcome_unknown",
+                    conn, n.id, status=S.FAILED.value, error_code=SendOutcome.OUTCOME_UNKNOWN,
                     error="a previous attempt stopped during the provider call; not resent (at most once)",
                 )
-                return "outcome_unknown"
+                return SendOutcome.OUTCOME_UNKNOWN
             merchant = merchant_store.get_by_id(conn, n.merchant_id)
             order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
             shipment = shipment_store.get_locked(self.db, conn, n.shipment_id) if n.shipment_id else None
             reason = self._suppression(conn, n, merchant, shipment.state if shipment else None)
             if reason:
                 notification_store.mark_suppressed(conn, n.id, reason)
-                return S.SUPPRESSED.value
+                return SendOutcome.SUPPRESSED
             if n.channel == Channel.SMS and n.audience == Audience.CUSTOMER:
                 tz = (order.customer.get("timezone") if order else None) or merchant.timezone
                 resume = quiet_hours_end(now, merchant.sms_quiet_hours, tz)
                 if resume is not None:
                     notification_store.update(conn, n.id, status=S.DEFERRED.value, scheduled_for=resume)
                     on_deferred(n.id, max(int((resume - now).total_seconds() * 1000), 1000))
-                    return S.DEFERRED.value
+                    return SendOutcome.DEFERRED
             try:
                 message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
             except TemplateFailed as exc:
-                notification_store.update(conn, n.id, status=S.FAILED.value, error_code="template_error",
-                                          error=str(exc))
-                return "template_error"
+                notification_store.update(conn, n.id, status=S.FAILED.value,
+                                          error_code=SendOutcome.TEMPLATE_ERROR, error=str(exc))
+                return SendOutcome.TEMPLATE_ERROR
             notification_store.update(
                 conn, n.id, status=S.QUEUED.value, sending_at=now, attempts=n.attempts + 1, locale=locale,
                 context={**n.context, "claimed_by": message_id},
@@ -335,10 +324,10 @@ class Sender:
         raise AssertionError("unreachable")
 
     def _telemetry(self, channel: str, kind: str, status: str) -> None:
+        if self.telemetry is None:
+            return
         try:
-            from workers.runtime import runtime
-
-            runtime().telemetry.notification(channel=channel, kind=kind, status=status)
+            self.telemetry.notification(channel=channel, kind=kind, status=status)
         except Exception:  # noqa: BLE001 - metrics never break a send
             log.debug("telemetry unavailable", exc_info=True)
 
@@ -453,11 +442,11 @@ class Sender:
         self._telemetry(n.channel, n.kind, S.FAILED.value)
         return self._alert_failed(notification_id)
 
-    def _alerts_after(self, notification_id: int, outcome: str) -> tuple[int, ...]:
-        return self._alert_failed(notification_id) if outcome in ("outcome_unknown", "template_error") else ()
+    def _alerts_after(self, notification_id: int, outcome: SendOutcome) -> tuple[int, ...]:
+        return self._alert_failed(notification_id) if outcome in ALERTING else ()
 
     def _alert_failed(self, notification_id: int) -> tuple[int, ...]:
-        from workers.processing import store_intents
+        from workers.intents import store_intents
 
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id)

@@ -47,16 +47,13 @@ import logging
 import math
 import threading
 import time
-import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import dramatiq
 import redis
-from dramatiq.common import q_name
 
 log = logging.getLogger(__name__)
 
@@ -447,54 +444,8 @@ def _decode_histograms(mapping: dict[bytes, bytes], buckets: tuple[float, ...]) 
 
 
 # -- dead-letter details --------------------------------------------------------
-#: dramatiq keeps dead letters 7 days; keep their failure details a little longer.
-DEAD_LETTER_DETAIL_TTL_S = 7 * 86400 + 3600
+# written by workers.middleware.DeadLetterRecorder, read by admin.dead_letters.DeadLetters
 
 
 def dead_letter_key(prefix: str, queue: str, redis_message_id: str) -> str:
     return f"{prefix}:dlq:{queue}:{redis_message_id}"
-
-
-class DeadLetterRecorder(dramatiq.Middleware):
-    """Records why a message was dead-lettered (add it to the worker's broker).
-
-    dramatiq's Redis broker dead-letters the message bytes as they were
-    fetched, so the FINAL error and attempt count are never stored with the
-    message (only the previous attempt's traceback, if it was retried). This
-    middleware writes ``{"error", "traceback", "attempts", "failed_at"}`` to
-    ``<prefix>:dlq:<queue>:<redis_message_id>`` (TTL 7 days + 1 h) when a
-    message is nacked; :class:`admin.dead_letters.DeadLetters` reads it and
-    deletes it on requeue/purge. Never raises.
-    """
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self.telemetry = telemetry
-
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        # Retries increments options["retries"] after a failure (not for `throws`);
-        # count this attempt before anyone touches it.
-        message._parcelhook_attempt = int(message.options.get("retries", 0) or 0) + 1
-
-    def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
-        try:
-            exc = getattr(message, "_exception", None)
-            redis_id = message.options.get("redis_message_id")
-            if not redis_id:
-                return
-            if exc is not None:
-                error = f"{type(exc).__name__}: {exc}"
-                tb = "".join(traceback.format_exception(exc, limit=30))
-            else:
-                tb = message.options.get("traceback") or ""
-                error = tb.strip().splitlines()[-1] if tb.strip() else None
-            detail = json.dumps({
-                "error": None if error is None else error[:1000],
-                "traceback": tb[-8000:],
-                "attempts": getattr(message, "_parcelhook_attempt", None),
-                "failed_at": datetime.now(UTC).isoformat(),
-                "message_id": message.message_id,
-            })
-            key = dead_letter_key(self.telemetry.prefix, q_name(message.queue_name), redis_id)
-            self.telemetry.client.set(key, detail, ex=DEAD_LETTER_DETAIL_TTL_S)
-        except Exception:
-            log.warning("could not record dead-letter details", exc_info=True)

@@ -4,6 +4,7 @@ from alembic import context
 
 from store.database import create_engine
 from store.schema import metadata
+from store.types import render_item
 
 config = context.config
 
@@ -32,6 +33,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=metadata,
         render_as_batch=sqlite,
+        render_item=render_item,
     )
     try:
         with context.begin_transaction():

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.devserver import devserver_env
 from tests.support.services import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,19 +57,7 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     if not shutil.which("redis-server"):
         missing("redis-server")
     web, admin, redis_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "PARCELHOOK_VAR_DIR": str(tmp_path),
-        "PARCELHOOK_WEB_PORT": str(web),
-        "PARCELHOOK_ADMIN_PORT": str(admin),
-        "PARCELHOOK_REDIS_PORT": str(redis_port),
-        "PARCELHOOK_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "PARCELHOOK_PUBLIC_URL": f"http://127.0.0.1:{web}",
-        "WEB_CONCURRENCY": "1",
-        "WORKER_PROCESSES": "1",
-    }
-    env.pop("PARCELHOOK_ADMIN_TOKEN", None)
-    env.pop("PARCELHOOK_DATABASE_URL", None)
+    env = devserver_env(tmp_path, web=web, admin=admin, redis_port=redis_port)
     log = open(tmp_path / "run.log", "w+")  # read back after the process ends
     process = subprocess.Popen([sys.executable, "-m", "admin.devserver", "run"], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.devserver import devserver_env
 from tests.support.services import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,20 +49,7 @@ def devserver(tmp_path: Path) -> Iterator[DevServer]:
     (var / "notes.txt").write_text("left by an older run\n")
     (var / "notes.txt").chmod(0o644)
     web, admin, redis_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "PARCELHOOK_VAR_DIR": str(var),
-        "PARCELHOOK_WEB_PORT": str(web),
-        "PARCELHOOK_ADMIN_PORT": str(admin),
-        "PARCELHOOK_REDIS_PORT": str(redis_port),
-        "PARCELHOOK_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",  # what a user may have exported
-        "PARCELHOOK_PUBLIC_URL": f"http://127.0.0.1:{web}",
-        "WEB_CONCURRENCY": "1",
-        "WORKER_PROCESSES": "1",
-    }
-    for name in ("PARCELHOOK_ADMIN_TOKEN", "PARCELHOOK_DATABASE_URL", "PARCELHOOK_ENCRYPTION_KEYS",
-                 "PARCELHOOK_REDIS_URL", "PARCELHOOK_SIGNING_KEY"):
-        env.pop(name, None)
+    env = devserver_env(var, web=web, admin=admin, redis_port=redis_port)
     log_path = tmp_path / "run.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed once the process is gone
     process = subprocess.Popen([sys.executable, "-m", "admin.devserver", "run"], cwd=ROOT, env=env,

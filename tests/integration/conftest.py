@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import dramatiq
 import pytest
 import sqlalchemy as sa
 
@@ -17,7 +17,10 @@ from config import Settings
 from store.database import Database
 from store.migrate import upgrade
 from store.vault import Vault, generate_key
+from tests.integration.ops_fixtures import ops_broker, ops_services, redis_client  # noqa: F401 - fixtures
+from tests.support.retries import fast_retries, retry_options  # noqa: F401 - fixtures
 from tests.support.services import RedisServer
+from workers.broker import QUEUES
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 SIGNING_KEY = "test-signing-key-" + "y" * 16
@@ -26,13 +29,14 @@ VAULT = Vault([ENCRYPTION_KEY])  # for tests that call the merchant store direct
 
 
 @pytest.fixture(scope="session")
-def broker_env(redis_service: RedisServer) -> Iterator[str]:
-    """workers.broker reads settings at import: point it at the session Redis first."""
-    os.environ["PARCELHOOK_BROKER_URL"] = redis_service.url
-    os.environ["PARCELHOOK_ADMIN_TOKEN"] = ADMIN_TOKEN
-    import workers.actors  # noqa: F401 - declares actors on the broker
+def broker(redis_service: RedisServer) -> Iterator[dramatiq.Broker]:
+    """The broker of every in-process ``System``: the workers' own set-up on the session Redis,
+    built once (each ``System`` binds the actors to it again)."""
+    from workers.broker import build_broker
 
-    yield redis_service.url
+    built = build_broker(replace(Settings(), broker_url=redis_service.url))
+    yield built
+    built.close()
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +84,7 @@ def database(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture()
-def make_settings(redis_url: str, broker_env: str, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def make(database_url: str, **overrides: Any) -> Settings:
         return replace(
             Settings(),
@@ -98,21 +102,19 @@ def make_settings(redis_url: str, broker_env: str, tmp_path: Path) -> Callable[.
 class System:
     """A receiver, admin app and worker wired to one database and the test Redis."""
 
-    def __init__(self, settings: Settings) -> None:
-        import dramatiq
-
-        from admin.app import Services
+    def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
         from admin.app import create_app as create_admin
+        from admin.services import Services
         from ingest.app import create_app as create_ingest
-        from workers.broker import broker
         from workers.runtime import configure
 
         self.settings = settings
         self.runtime = configure(settings)
         self.database = self.runtime.database
         self.broker = broker
-        self.web = create_ingest(settings, database=self.database).test_client()
-        self.admin_app = create_admin(settings, services=Services(settings, self.database, broker.client))
+        self.web = create_ingest(settings, database=self.database, broker=broker).test_client()
+        self.admin_app = create_admin(settings, services=Services.from_settings(settings, self.database, broker.client),
+                                      broker=broker)
         self.admin = self.admin_app.test_client()
         self._worker: dramatiq.Worker | None = None
 
@@ -139,8 +141,6 @@ class System:
         return self.web.post(url, data=raw, headers=all_headers)
 
     def start_worker(self) -> None:
-        import dramatiq
-
         self._worker = dramatiq.Worker(self.broker, worker_timeout=50, worker_threads=4)
         self._worker.start()
 
@@ -148,7 +148,7 @@ class System:
         """Wait until every queue is empty and the worker is idle (delayed messages included)."""
         assert self._worker is not None, "start_worker() first"
         for _ in range(3):  # actors enqueue follow-ups (sends) while we wait
-            for queue in ("events", "notifications", "maintenance"):
+            for queue in QUEUES:
                 self.broker.join(queue, timeout=timeout_ms)
             self._worker.join()
 
@@ -160,11 +160,11 @@ class System:
 
 
 @pytest.fixture()
-def make_system(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., System]]:
+def make_system(make_settings: Callable[..., Settings], broker: dramatiq.Broker) -> Iterator[Callable[..., System]]:
     created: list[System] = []
 
     def make(database_url: str, **overrides: Any) -> System:
-        system = System(make_settings(database_url, **overrides))
+        system = System(make_settings(database_url, **overrides), broker)
         created.append(system)
         return system
 

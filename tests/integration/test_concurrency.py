@@ -185,14 +185,15 @@ def test_two_shipments_of_one_order_updated_at_once_aggregate_correctly(database
 
 @pytest.mark.redis
 def test_an_order_put_while_its_shipments_are_processed_neither_deadlocks_nor_loses(
-    database: Database, acme: Any, make_settings: Callable[..., Any]
+    database: Database, acme: Any, make_settings: Callable[..., Any], broker: Any
 ) -> None:
     """The admin PUT (register + catch-up) and workers lock the same order and shipments at once."""
-    from admin.app import Services, create_app
-    from workers.broker import broker
+    from admin.app import create_app
+    from admin.services import Services
 
     settings = make_settings(database.url)
-    client = create_app(settings, services=Services(settings, database, broker.client)).test_client()
+    client = create_app(settings, services=Services.from_settings(settings, database, broker.client),
+                        broker=broker).test_client()
     a = ("9205590164917377770001", "e00e0000000000000000000000000001")
     now = utcnow()
     process_event(database, "acme", "label-a", now, label(a[1], a[0], "6001"), now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.polling import wait_until
+from tests.support.retries import RetryOptions
 
 pytestmark = pytest.mark.redis
 
@@ -67,17 +68,12 @@ DROP = {
 
 
 @pytest.fixture
-def fast_retries() -> Iterator[None]:
-    """One retry, 10-50 ms apart (production: 1 s → 5 min and 10 s → 10 min). Restored after."""
+def one_fast_retry(retry_options: RetryOptions) -> None:
+    """One retry, 10-50 ms apart (production: 1 s → 5 min and 10 s → 10 min)."""
     from workers.actors import process_event, send_notification
 
-    saved = [(actor, dict(actor.options)) for actor in (process_event, send_notification)]
-    for actor, _ in saved:
-        actor.options.update(max_retries=1, min_backoff=10, max_backoff=50)
-    yield
-    for actor, options in saved:
-        actor.options.clear()
-        actor.options.update(options)
+    for actor in (process_event, send_notification):
+        retry_options(actor, max_retries=1, min_backoff=10, max_backoff=50)
 
 
 def _ddl(system: System, table: dict[str, tuple[str, str]], phase: str) -> None:
@@ -135,7 +131,7 @@ def _log_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 def test_database_errors_leave_no_customer_data_in_logs_or_dead_letters(
-    make_system: Callable[..., System], database_url: str, fast_retries: None, caplog: pytest.LogCaptureFixture
+    make_system: Callable[..., System], database_url: str, one_fast_retry: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("sqlalchemy", "dramatiq"):

@@ -17,7 +17,7 @@ from config import Settings
 from notifiers.smtp import SmtpChannel
 from tests.support.smtp_server import SmtpServer
 from workers import health
-from workers.sending import OutboxChannel
+from workers.outbox import OutboxChannel
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis

@@ -17,7 +17,7 @@ import redis
 
 from config import Settings
 from workers import health
-from workers.sending import OutboxChannel
+from workers.outbox import OutboxChannel
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis

@@ -1,4 +1,4 @@
-"""Merchants through the admin API (CONTRACT §4, §7): create, update, read, list, rotate, 422s."""
+"""Merchants through the admin API (docs/api.md, Merchants): create, update, read, list, rotate, 422s."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ permanent → ``failed`` with the provider's code, not retried, merchant alerted
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,22 +17,6 @@ pytestmark = pytest.mark.redis
 
 LABEL, *TRACKS = scenario("delivered")
 DELIVERED = TRACKS[-1]  # carries the whole scan history: one burst → "delivered" (email + SMS)
-
-
-@pytest.fixture
-def fast_retries() -> Iterator[Callable[..., None]]:
-    """send_notification backs off 10 s → 10 min in production; 50-100 ms here. Restored after."""
-    from workers.actors import send_notification
-
-    saved = dict(send_notification.options)
-    send_notification.options.update(min_backoff=50, max_backoff=100)
-
-    def set_max_retries(n: int) -> None:
-        send_notification.options["max_retries"] = n
-
-    yield set_max_retries
-    send_notification.options.clear()
-    send_notification.options.update(saved)
 
 
 def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer,

@@ -119,6 +119,7 @@ def rows_order(system: System, w: tuple[str, str, str]) -> int:
 
 def _check_content(system: System, smtp: h.SmtpServer, twilio: h.TwilioServer, *, exact_links: bool) -> None:
     """Recipients, locale and tracking links of everything that went out."""
+    assert smtp.messages and twilio.messages, "nothing went out to check"
     rows = {r.provider_id: r for r in h.rows(system) if r.provider_id}
     for msg in smtp.messages:
         row = rows[str(msg.message["Message-ID"])]

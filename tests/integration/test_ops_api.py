@@ -1,10 +1,8 @@
-"""The ops API (CONTRACT §7) through Flask's test client, on a real Redis and broker."""
+"""The ops API (docs/api.md, Ops) through Flask's test client, on a real Redis and broker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import dramatiq
 import pytest
@@ -16,60 +14,36 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from admin import errors
 from admin.ops_api import ops_api
 from admin.queues import QUEUES
-from tests.support.polling import wait_until
+from tests.integration.ops_fixtures import dead_letter, ops_services_for, raising
 from tests.support.services import free_port
-from workers.telemetry import DeadLetterRecorder, Telemetry
+from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
 
 
 def make_app(client: redis.Redis) -> Flask:
     app = Flask(__name__)
-    app.extensions["parcelhook"] = SimpleNamespace(settings=None, redis=client, namespace="parcelhook",
-                                                   queues=QUEUES, telemetry=Telemetry(client), engine=None)
+    app.extensions["parcelhook"] = ops_services_for(client)
     app.register_blueprint(ops_api)
+    errors.install(app)
     return app
 
 
 @pytest.fixture()
-def rclient(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def http(redis_client: redis.Redis) -> FlaskClient:
+    return make_app(redis_client).test_client()
 
 
-@pytest.fixture()
-def http(rclient: redis.Redis) -> FlaskClient:
-    return make_app(rclient).test_client()
+def dead_events(broker: RedisBroker, n: int) -> None:
+    dead_letter(broker, raising(RuntimeError("db down")), queue="events", actor_name="process_event",
+                calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)])
 
 
-@pytest.fixture()
-def broker(redis_url: str, rclient: redis.Redis) -> Iterator[RedisBroker]:
-    b = RedisBroker(url=redis_url, namespace="parcelhook")
-    b.add_middleware(DeadLetterRecorder(Telemetry(rclient)))
-    yield b
-    b.close()
-
-
-def dead_events(broker: RedisBroker, rclient: redis.Redis, n: int) -> None:
-    def boom(*args: object) -> None:
-        raise RuntimeError("db down")
-
-    actor = dramatiq.actor(boom, broker=broker, queue_name="events", actor_name="process_event", max_retries=0)
-    for i in range(n):
-        actor.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    worker.start()
-    try:
-        wait_until(lambda: rclient.zcard("parcelhook:events.XQ") == n)
-    finally:
-        worker.stop()
-
-
-def test_queues_endpoint_has_the_contract_shape(broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="notifications", actor_name="send_notification")
+def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: FlaskClient) -> None:
+    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification")
     actor.send(1)
     actor.send(2)
     r = http.get("/api/ops/queues")
@@ -83,8 +57,8 @@ def test_queues_endpoint_has_the_contract_shape(broker: RedisBroker, http: Flask
     assert body["workers"] == []  # the sender is not a worker (workers/heartbeat.py)
 
 
-def test_dead_letters_list_requeue_purge(broker: RedisBroker, http: FlaskClient, rclient: redis.Redis) -> None:
-    dead_events(broker, rclient, 3)
+def test_dead_letters_list_requeue_purge(ops_broker: RedisBroker, http: FlaskClient, redis_client: redis.Redis) -> None:
+    dead_events(ops_broker, 3)
     r = http.get("/api/ops/dead-letters?queue=events&limit=10")
     assert r.status_code == 200
     body = r.get_json()
@@ -101,13 +75,13 @@ def test_dead_letters_list_requeue_purge(broker: RedisBroker, http: FlaskClient,
     r = http.post("/api/ops/dead-letters/requeue", json={"queue": "events", "ids": [letters[0]["id"], "nope"]})
     assert r.status_code == 200
     assert r.get_json() == {"queue": "events", "requeued": 1, "ignored": 1}
-    assert rclient.llen("parcelhook:events") == 1
+    assert redis_client.llen("parcelhook:events") == 1
 
     r = http.post("/api/ops/dead-letters/purge", json={"queue": "events", "ids": [letters[1]["id"]]})
     assert r.get_json() == {"queue": "events", "purged": 1, "ignored": 0}
     r = http.post("/api/ops/dead-letters/requeue", json={"queue": "events", "all": True})
     assert r.get_json() == {"queue": "events", "requeued": 1}
-    assert rclient.llen("parcelhook:events") == 2
+    assert redis_client.llen("parcelhook:events") == 2
     r = http.post("/api/ops/dead-letters/purge", json={"queue": "events", "all": True})
     assert r.get_json() == {"queue": "events", "purged": 0}
 
@@ -128,8 +102,7 @@ def test_dead_letters_list_requeue_purge(broker: RedisBroker, http: FlaskClient,
     ],
 )
 @pytest.mark.parametrize("action", ["requeue", "purge"])
-def test_bulk_actions_reject_bad_bodies_with_422(http: FlaskClient, rclient: redis.Redis, body: object,
-                                                 field: str, action: str) -> None:
+def test_bulk_actions_reject_bad_bodies_with_422(http: FlaskClient, body: object, field: str, action: str) -> None:
     r = http.post(f"/api/ops/dead-letters/{action}", json=body)
     assert r.status_code == 422
     assert r.get_json()["error"]
@@ -156,8 +129,8 @@ def test_dead_letters_of_an_unknown_queue_is_422(http: FlaskClient) -> None:
     assert "queue" in r.get_json()["fields"]
 
 
-def test_recent_webhooks_filtered(http: FlaskClient, rclient: redis.Redis) -> None:
-    t = Telemetry(rclient)
+def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) -> None:
+    t = Telemetry(redis_client)
     at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
               latency_s=0.01, at=at)
@@ -174,8 +147,8 @@ def test_recent_webhooks_filtered(http: FlaskClient, rclient: redis.Redis) -> No
     assert len(http.get("/api/ops/webhooks?limit=2").get_json()["deliveries"]) == 2
 
 
-def test_metrics_endpoint_serves_prometheus_text(broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="maintenance", actor_name="stall_check")
+def test_metrics_endpoint_serves_prometheus_text(ops_broker: RedisBroker, http: FlaskClient) -> None:
+    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="maintenance", actor_name="stall_check")
     actor.send()
     r = http.get("/metrics")
     assert r.status_code == 200

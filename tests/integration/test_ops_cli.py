@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import dramatiq
 import pytest
-import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.ops_cli import add_ops_commands, cmd_queues
-from admin.queues import QUEUES
-from tests.support.polling import wait_until
-from workers.telemetry import DeadLetterRecorder, Telemetry
+from tests.integration.ops_fixtures import dead_letter, raising
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture()
-def services(redis_url: str) -> Iterator[SimpleNamespace]:
-    client = redis.Redis.from_url(redis_url)
-    yield SimpleNamespace(settings=None, redis=client, namespace="parcelhook", queues=QUEUES,
-                          telemetry=Telemetry(client), engine=None)
-    client.close()
-
-
-@pytest.fixture()
-def broker(redis_url: str, services: SimpleNamespace) -> Iterator[RedisBroker]:
-    b = RedisBroker(url=redis_url, namespace="parcelhook")
-    b.add_middleware(DeadLetterRecorder(services.telemetry))
-    yield b
-    b.close()
 
 
 def run(services: SimpleNamespace, *argv: str) -> tuple[int, str]:
@@ -45,32 +25,21 @@ def run(services: SimpleNamespace, *argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def dead_notifications(broker: RedisBroker, services: SimpleNamespace, n: int) -> None:
-    def boom(notification_id: int) -> None:
-        raise RuntimeError("twilio 21211")
-
-    actor = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
-                           max_retries=0)
-    for i in range(n):
-        actor.send(100 + i)
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-    worker.start()
-    try:
-        wait_until(lambda: services.redis.zcard("parcelhook:notifications.XQ") == n)
-    finally:
-        worker.stop()
+def dead_notifications(broker: RedisBroker, n: int) -> None:
+    dead_letter(broker, raising(RuntimeError("twilio 21211")), queue="notifications",
+                actor_name="send_notification", calls=[(100 + i,) for i in range(n)])
 
 
-def test_queues_table_shows_the_numbers(broker: RedisBroker, services: SimpleNamespace) -> None:
+def test_queues_table_shows_the_numbers(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
     # declare every actor before a Worker starts: dramatiq's worker middleware would
     # start a consumer for a queue declared later, even after the worker stopped
-    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
-    dead_notifications(broker, services, 2)
+    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+    dead_notifications(ops_broker, 2)
     for i in range(12):
         events.send("acme", f"ev-{i}", "x", "{}")
     events.send_with_options(args=("acme", "later", "x", "{}"), delay=60_000)
 
-    code, text = run(services, "queues")
+    code, text = run(ops_services, "queues")
     assert code == 0
     lines = text.splitlines()
     assert lines[0].split() == ["QUEUE", "READY", "DELAYED", "DEAD", "IN_FLIGHT", "OLDEST"]
@@ -84,10 +53,10 @@ def test_queues_table_shows_the_numbers(broker: RedisBroker, services: SimpleNam
     assert len({len(line) for line in lines[:4]}) == 1
 
 
-def test_watch_redraws_until_interrupted(services: SimpleNamespace) -> None:
+def test_watch_redraws_until_interrupted(ops_services: SimpleNamespace) -> None:
     out = io.StringIO()
     naps: list[float] = []
-    assert cmd_queues(services, True, 0.5, out, iterations=3, sleep=naps.append) == 0
+    assert cmd_queues(ops_services, True, 0.5, out, iterations=3, sleep=naps.append) == 0
     assert out.getvalue().count("QUEUE") == 3
     assert naps == [0.5, 0.5]
 
@@ -95,25 +64,25 @@ def test_watch_redraws_until_interrupted(services: SimpleNamespace) -> None:
         raise KeyboardInterrupt
 
     out = io.StringIO()
-    assert cmd_queues(services, True, 1.0, out, sleep=interrupt) == 0
+    assert cmd_queues(ops_services, True, 1.0, out, sleep=interrupt) == 0
     assert out.getvalue().count("QUEUE") == 1
 
 
-def test_workers_lists_live_heartbeats(broker: RedisBroker, services: SimpleNamespace) -> None:
-    code, text = run(services, "workers")
+def test_workers_lists_live_heartbeats(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
+    code, text = run(ops_services, "workers")
     assert (code, text) == (0, "no live workers\n")
     from workers.heartbeat import WorkerHeartbeat
 
-    dramatiq.actor(lambda: None, broker=broker, queue_name="events", actor_name="noop").send()
-    assert run(services, "workers") == (0, "no live workers\n")  # sending does not make a worker
-    WorkerHeartbeat(services.redis, "parcelhook").beat()
-    code, text = run(services, "workers")
+    dramatiq.actor(lambda: None, broker=ops_broker, queue_name="events", actor_name="noop").send()
+    assert run(ops_services, "workers") == (0, "no live workers\n")  # sending does not make a worker
+    WorkerHeartbeat(ops_services.redis, "parcelhook").beat()
+    code, text = run(ops_services, "workers")
     assert text.endswith("workers alive: 1\n")
 
 
-def test_dlq_list_requeue_and_purge(broker: RedisBroker, services: SimpleNamespace) -> None:
-    dead_notifications(broker, services, 3)
-    code, text = run(services, "dlq", "list")
+def test_dlq_list_requeue_and_purge(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
+    dead_notifications(ops_broker, 3)
+    code, text = run(ops_services, "dlq", "list")
     assert code == 0
     assert "notification=100" in text and "notification=102" in text
     assert "RuntimeError: twilio 21211" in text
@@ -121,21 +90,21 @@ def test_dlq_list_requeue_and_purge(broker: RedisBroker, services: SimpleNamespa
     ids = [line.split()[0] for line in text.splitlines() if "send_notification" in line]
     assert len(ids) == 3
 
-    code, text = run(services, "dlq", "requeue", "--queue", "notifications", ids[0], "bogus")
+    code, text = run(ops_services, "dlq", "requeue", "--queue", "notifications", ids[0], "bogus")
     assert (code, text) == (0, "requeued 1 message(s) on notifications (1 unknown id(s) ignored)\n")
-    assert services.redis.llen("parcelhook:notifications") == 1
+    assert ops_services.redis.llen("parcelhook:notifications") == 1
 
-    code, text = run(services, "dlq", "purge", "--queue", "notifications", ids[1])
+    code, text = run(ops_services, "dlq", "purge", "--queue", "notifications", ids[1])
     assert (code, text) == (0, "purged 1 dead letter(s) from notifications (0 unknown id(s) ignored)\n")
 
-    code, text = run(services, "dlq", "purge", "--queue", "notifications", "--all")
+    code, text = run(ops_services, "dlq", "purge", "--queue", "notifications", "--all")
     assert code == 2
     assert "refusing to purge all 1 dead letter(s)" in text
-    assert services.redis.zcard("parcelhook:notifications.XQ") == 1
+    assert ops_services.redis.zcard("parcelhook:notifications.XQ") == 1
 
-    code, text = run(services, "dlq", "purge", "--queue", "notifications", "--all", "--yes")
+    code, text = run(ops_services, "dlq", "purge", "--queue", "notifications", "--all", "--yes")
     assert (code, text) == (0, "purged 1 dead letter(s) from notifications\n")
-    code, text = run(services, "dlq", "list", "--queue", "notifications")
+    code, text = run(ops_services, "dlq", "list", "--queue", "notifications")
     assert text == "no dead letters\n"
 
 
@@ -148,7 +117,7 @@ def test_dlq_list_requeue_and_purge(broker: RedisBroker, services: SimpleNamespa
         (("dlq", "list", "--queue", "nope"), "unknown queue"),
     ],
 )
-def test_dlq_usage_errors_exit_2(services: SimpleNamespace, argv: tuple[str, ...], message: str) -> None:
-    code, text = run(services, *argv)
+def test_dlq_usage_errors_exit_2(ops_services: SimpleNamespace, argv: tuple[str, ...], message: str) -> None:
+    code, text = run(ops_services, *argv)
     assert code == 2
     assert message in text

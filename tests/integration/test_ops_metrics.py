@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import dramatiq
@@ -16,26 +15,12 @@ from redis.retry import Retry
 
 from admin.metrics import render_metrics
 from admin.queues import QUEUES, QueueInspector
+from tests.integration.ops_fixtures import ops_services_for
 from tests.support.polling import wait_until
 from tests.support.services import free_port
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture()
-def services(redis_url: str) -> Iterator[SimpleNamespace]:
-    client = redis.Redis.from_url(redis_url)
-    yield SimpleNamespace(settings=None, redis=client, namespace="parcelhook", queues=QUEUES,
-                          telemetry=Telemetry(client), engine=None)
-    client.close()
-
-
-@pytest.fixture()
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    b = RedisBroker(url=redis_url, namespace="parcelhook")
-    yield b
-    b.close()
 
 
 def samples(services: SimpleNamespace) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,7 +33,7 @@ def samples(services: SimpleNamespace) -> dict[tuple[str, tuple[tuple[str, str],
     return out
 
 
-def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: SimpleNamespace) -> None:
+def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
     release, started = threading.Event(), threading.Event()
 
     def slow(*args: object) -> None:
@@ -58,14 +43,14 @@ def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: Simp
     def boom(notification_id: int) -> None:
         raise RuntimeError("down")
 
-    events = dramatiq.actor(slow, broker=broker, queue_name="events", actor_name="process_event")
-    notes = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
+    events = dramatiq.actor(slow, broker=ops_broker, queue_name="events", actor_name="process_event")
+    notes = dramatiq.actor(boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification",
                            max_retries=0)
     notes.send(1)
     from workers.heartbeat import WorkerHeartbeat
 
-    broker.add_middleware(WorkerHeartbeat(services.redis, "parcelhook", interval_s=0.2))
-    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)
+    ops_broker.add_middleware(WorkerHeartbeat(ops_services.redis, "parcelhook", interval_s=0.2))
+    worker = dramatiq.Worker(ops_broker, worker_timeout=100, worker_threads=1)
     worker.queue_prefetch = 1  # in_flight counts prefetched messages too; keep it to the running one
     worker.start()
     try:
@@ -74,12 +59,13 @@ def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: Simp
         for i in range(1, 4):
             events.send("acme", f"ev-{i}", "x", "{}")
         events.send_with_options(args=("acme", "later", "x", "{}"), delay=60_000)
-        inspector = QueueInspector(services.redis, "parcelhook", QUEUES)
+        inspector = QueueInspector(ops_services.redis, "parcelhook", QUEUES)
         wait_until(lambda: inspector.queue("notifications").dead == 1)
         wait_until(lambda: len(inspector.workers()) == 1)
 
-        m = samples(services)
+        m = samples(ops_services)
         expected = {q.name: q for q in inspector.queues()}
+        assert list(expected) == list(QUEUES)
         for name, q in expected.items():
             label = (("queue", name),)
             assert m[("parcelhook_queue_ready_messages", label)] == q.ready
@@ -98,8 +84,8 @@ def test_queue_gauges_equal_the_broker_state(broker: RedisBroker, services: Simp
         worker.stop()
 
 
-def test_telemetry_series(services: SimpleNamespace) -> None:
-    t: Telemetry = services.telemetry
+def test_telemetry_series(ops_services: SimpleNamespace) -> None:
+    t: Telemetry = ops_services.telemetry
     for latency in (0.002, 0.002, 0.2):
         t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
                   latency_s=latency, at=time_now())
@@ -109,7 +95,7 @@ def test_telemetry_series(services: SimpleNamespace) -> None:
     t.processed(actor="send_notification", outcome="failed", latency_s=2)
     t.notification(channel="sms", kind="out_for_delivery", status="sent")
 
-    m = samples(services)
+    m = samples(ops_services)
     assert m[("parcelhook_webhooks_received_total",
               (("event", "track_updated"), ("merchant", "acme"), ("outcome", "queued")))] == 3
     assert m[("parcelhook_webhooks_received_total",
@@ -132,8 +118,7 @@ def test_telemetry_series(services: SimpleNamespace) -> None:
 
 def test_scrape_still_answers_when_redis_is_down() -> None:
     down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-    services = SimpleNamespace(redis=down, namespace="parcelhook", queues=QUEUES, telemetry=Telemetry(down))
-    m = samples(services)
+    m = samples(ops_services_for(down))
     assert m[("parcelhook_broker_up", ())] == 0
     assert m[("parcelhook_telemetry_up", ())] == 0
     assert not any(name.startswith("parcelhook_queue_") for name, _ in m)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -13,36 +12,23 @@ from dramatiq.brokers.redis import RedisBroker
 
 from admin.queues import QUEUES, QueueInspector
 from tests.support.polling import running_worker, wait_until
+from workers.heartbeat import WorkerHeartbeat
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture()
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    b = RedisBroker(url=redis_url, namespace="parcelhook")
-    yield b
-    b.close()
-
-
-@pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
-
-
-@pytest.fixture()
-def inspector(client: redis.Redis) -> QueueInspector:
-    return QueueInspector(client, "parcelhook", QUEUES)
+def inspector(redis_client: redis.Redis) -> QueueInspector:
+    return QueueInspector(redis_client, "parcelhook", QUEUES)
 
 
 def by_name(inspector: QueueInspector) -> dict:
     return {q.name: q for q in inspector.queues()}
 
 
-def test_ready_counts_follow_sends(broker: RedisBroker, inspector: QueueInspector) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
-    notes = dramatiq.actor(lambda *a: None, broker=broker, queue_name="notifications", actor_name="send_notification")
+def test_ready_counts_follow_sends(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+    notes = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification")
     for i in range(3):
         events.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
     notes.send(7)
@@ -56,39 +42,39 @@ def test_ready_counts_follow_sends(broker: RedisBroker, inspector: QueueInspecto
     assert stats["maintenance"].oldest_age_s is None
 
 
-def test_oldest_age_is_measured_from_the_head_message_timestamp(broker: RedisBroker, inspector: QueueInspector) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+def test_oldest_age_is_measured_from_the_head_message_timestamp(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
     first = events.send("acme", "ev-1", "2024-05-01T10:00:00+00:00", "{}")
     events.send("acme", "ev-2", "2024-05-01T10:00:00+00:00", "{}")
     [stats] = [q for q in inspector.queues(now_ms=first.message_timestamp + 5000) if q.name == "events"]
     assert stats.oldest_age_s == 5.0
 
 
-def test_delayed_messages_count_even_while_a_worker_holds_them(broker: RedisBroker, inspector: QueueInspector,
-                                                               client: redis.Redis) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+def test_delayed_messages_count_even_while_a_worker_holds_them(ops_broker: RedisBroker, inspector: QueueInspector,
+                                                               redis_client: redis.Redis) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
     for i in range(2):
         events.send_with_options(args=("acme", f"ev-{i}", "x", "{}"), delay=60_000)
     stats = by_name(inspector)["events"]
     assert (stats.ready, stats.delayed, stats.in_flight) == (0, 2, 0)
 
-    with running_worker(broker):
+    with running_worker(ops_broker):
         # a running worker prefetches delayed messages into memory at once
-        wait_until(lambda: client.llen("parcelhook:events.DQ") == 0)
+        wait_until(lambda: redis_client.llen("parcelhook:events.DQ") == 0)
         stats = by_name(inspector)["events"]
         assert (stats.ready, stats.delayed, stats.in_flight) == (0, 2, 0)
 
 
-def test_in_flight_counts_messages_a_worker_is_running(broker: RedisBroker, inspector: QueueInspector) -> None:
+def test_in_flight_counts_messages_a_worker_is_running(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
     release, started = threading.Event(), threading.Event()
 
     def slow(*args: object) -> None:
         started.set()
         release.wait(10)
 
-    events = dramatiq.actor(slow, broker=broker, queue_name="events", actor_name="process_event")
+    events = dramatiq.actor(slow, broker=ops_broker, queue_name="events", actor_name="process_event")
     events.send("acme", "ev-1", "x", "{}")
-    with running_worker(broker, threads=1):
+    with running_worker(ops_broker, threads=1):
         try:
             assert started.wait(10)
             stats = by_name(inspector)["events"]
@@ -99,33 +85,31 @@ def test_in_flight_counts_messages_a_worker_is_running(broker: RedisBroker, insp
     assert by_name(inspector)["events"].ready == 0
 
 
-def test_dead_counts_messages_of_a_failing_actor(broker: RedisBroker, inspector: QueueInspector) -> None:
+def test_dead_counts_messages_of_a_failing_actor(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
     def boom(notification_id: int) -> None:
         raise RuntimeError("smtp down")
 
-    notes = dramatiq.actor(boom, broker=broker, queue_name="notifications", actor_name="send_notification",
+    notes = dramatiq.actor(boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification",
                            max_retries=0)
     notes.send(1)
     notes.send(2)
-    with running_worker(broker):
+    with running_worker(ops_broker):
         wait_until(lambda: by_name(inspector)["notifications"].dead == 2)
     stats = by_name(inspector)["notifications"]
     assert (stats.ready, stats.delayed, stats.in_flight, stats.dead) == (0, 0, 0, 2)
 
 
 def test_live_workers_come_from_worker_heartbeats_not_from_senders(
-    broker: RedisBroker, inspector: QueueInspector, client: redis.Redis
+    ops_broker: RedisBroker, inspector: QueueInspector, redis_client: redis.Redis
 ) -> None:
     import os
     import socket
 
-    from workers.heartbeat import WorkerHeartbeat
-
-    broker.add_middleware(WorkerHeartbeat(client, "parcelhook", interval_s=0.2))
-    actor = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+    ops_broker.add_middleware(WorkerHeartbeat(redis_client, "parcelhook", interval_s=0.2))
+    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
     actor.send("acme", "ev", "x", "{}")  # a process that only enqueues (like `web`) is not a worker
     assert inspector.workers() == []
-    with running_worker(broker):
+    with running_worker(ops_broker):
         wait_until(lambda: len(inspector.workers()) == 1)
         [worker] = inspector.workers()
         assert worker.id == f"{socket.gethostname()}:{os.getpid()}"
@@ -136,28 +120,30 @@ def test_live_workers_come_from_worker_heartbeats_not_from_senders(
     assert inspector.workers() == [], "a worker that shuts down takes its heartbeat with it"
 
 
-def test_snapshot_has_the_contract_shape_and_changes_nothing(broker: RedisBroker, inspector: QueueInspector,
-                                                             client: redis.Redis) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=broker, queue_name="events", actor_name="process_event")
+def test_snapshot_has_the_contract_shape_and_changes_nothing(ops_broker: RedisBroker, inspector: QueueInspector,
+                                                             redis_client: redis.Redis) -> None:
+    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
     events.send("acme", "ev-1", "x", "{}")
     events.send_with_options(args=("acme", "ev-2", "x", "{}"), delay=60_000)
-    before = {k: client.dump(k) for k in client.keys("*")}
+    beat = WorkerHeartbeat(redis_client, "parcelhook")
+    beat.beat()
+    before = {k: redis_client.dump(k) for k in redis_client.keys("*")}
 
     snap = inspector.snapshot()
 
-    assert {k: client.dump(k) for k in client.keys("*")} == before
+    assert {k: redis_client.dump(k) for k in redis_client.keys("*")} == before
     assert set(snap) == {"queues", "workers"}
     assert [q["name"] for q in snap["queues"]] == list(QUEUES)
     for q in snap["queues"]:
         assert set(q) == {"name", "ready", "delayed", "dead", "in_flight", "oldest_age_s"}
     events_q = snap["queues"][0]
     assert (events_q["ready"], events_q["delayed"]) == (1, 1)
-    for w in snap["workers"]:
-        assert set(w) == {"id", "last_seen_s"}
+    [worker] = snap["workers"]
+    assert set(worker) == {"id", "last_seen_s"} and worker["id"] == beat.worker_id
 
 
-def test_any_list_of_queues_is_accepted(broker: RedisBroker, client: redis.Redis) -> None:
-    other = dramatiq.actor(lambda: None, broker=broker, queue_name="bulk_emails", actor_name="odd")
+def test_any_list_of_queues_is_accepted(ops_broker: RedisBroker, redis_client: redis.Redis) -> None:
+    other = dramatiq.actor(lambda: None, broker=ops_broker, queue_name="bulk_emails", actor_name="odd")
     other.send()
-    [stats] = QueueInspector(client, "parcelhook", ["bulk_emails"]).queues()
+    [stats] = QueueInspector(redis_client, "parcelhook", ["bulk_emails"]).queues()
     assert (stats.name, stats.ready) == ("bulk_emails", 1)

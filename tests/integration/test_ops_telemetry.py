@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,13 +17,6 @@ from workers.telemetry import RECENT_WEBHOOKS_CAP, Telemetry
 pytestmark = pytest.mark.redis
 
 AT = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def deliver(t: Telemetry, merchant: str = "acme", outcome: str = "queued", status: int = 200,
@@ -57,8 +49,8 @@ def test_counters_from_two_processes_add_up(redis_url: str) -> None:
         assert snap.carrier_lag is not None and snap.carrier_lag.count == 1
 
 
-def test_histogram_buckets_are_cumulative_with_inf(client: redis.Redis) -> None:
-    t = Telemetry(client)
+def test_histogram_buckets_are_cumulative_with_inf(redis_client: redis.Redis) -> None:
+    t = Telemetry(redis_client)
     for latency in (0.0005, 0.004, 0.004, 0.3, 9.0):
         deliver(t, latency=latency)
     hist = t.snapshot().webhook_latency
@@ -72,14 +64,14 @@ def test_histogram_buckets_are_cumulative_with_inf(client: redis.Redis) -> None:
     assert cumulative["+Inf"] == 5
 
 
-def test_an_empty_store_gives_empty_series(client: redis.Redis) -> None:
-    snap = Telemetry(client).snapshot()
+def test_an_empty_store_gives_empty_series(redis_client: redis.Redis) -> None:
+    snap = Telemetry(redis_client).snapshot()
     assert snap.webhooks_received == {} and snap.processing_latency == {}
     assert snap.webhook_latency is not None and snap.webhook_latency.count == 0
 
 
-def test_recent_deliveries_newest_first_filtered_and_capped(client: redis.Redis) -> None:
-    t = Telemetry(client)
+def test_recent_deliveries_newest_first_filtered_and_capped(redis_client: redis.Redis) -> None:
+    t = Telemetry(redis_client)
     deliver(t, merchant="acme", outcome="queued")
     deliver(t, merchant="acme", outcome="rejected", status=401, reason="bad signature")
     deliver(t, merchant="bolt", outcome="queued", at=AT + timedelta(seconds=1))
@@ -92,17 +84,17 @@ def test_recent_deliveries_newest_first_filtered_and_capped(client: redis.Redis)
     assert [d["outcome"] for d in t.recent_webhooks(merchant="acme", outcome="rejected")] == ["rejected"]
     assert len(t.recent_webhooks(limit=1)) == 1
 
-    pipe = client.pipeline(transaction=False)
+    pipe = redis_client.pipeline(transaction=False)
     for _ in range(RECENT_WEBHOOKS_CAP):
         pipe.lpush("parcelhook:telemetry:webhooks:recent", json.dumps({"merchant": "x"}))
     pipe.execute()
     deliver(t, merchant="last")
-    assert client.llen("parcelhook:telemetry:webhooks:recent") == RECENT_WEBHOOKS_CAP
+    assert redis_client.llen("parcelhook:telemetry:webhooks:recent") == RECENT_WEBHOOKS_CAP
     assert t.recent_webhooks(limit=1)[0]["merchant"] == "last"
 
 
-def test_untrusted_labels_are_folded_in_counters(client: redis.Redis) -> None:
-    t = Telemetry(client)
+def test_untrusted_labels_are_folded_in_counters(redis_client: redis.Redis) -> None:
+    t = Telemetry(redis_client)
     deliver(t, merchant="no-such-merchant-1", outcome="unknown_merchant", status=404)
     deliver(t, merchant="no-such-merchant-2", outcome="unknown_merchant", status=404)
     deliver(t, event="x" * 500, outcome="ignored")
@@ -113,8 +105,8 @@ def test_untrusted_labels_are_folded_in_counters(client: redis.Redis) -> None:
     assert t.recent_webhooks(limit=1)[0]["event"] == "x" * 64
 
 
-def test_rejections_per_merchant_in_a_time_window(client: redis.Redis) -> None:
-    t = Telemetry(client)
+def test_rejections_per_merchant_in_a_time_window(redis_client: redis.Redis) -> None:
+    t = Telemetry(redis_client)
     now = datetime(2024, 5, 1, 10, 30, 10, tzinfo=UTC)
     for minutes_ago in (0, 1, 4, 20):
         deliver(t, outcome="rejected", status=401, at=now - timedelta(minutes=minutes_ago))
@@ -126,7 +118,7 @@ def test_rejections_per_merchant_in_a_time_window(client: redis.Redis) -> None:
     assert t.rejections_since("bolt", "rejected", now - timedelta(minutes=5), now=now) == 1
     assert t.webhook_counts_since(now - timedelta(minutes=5), now=now) == {
         ("acme", "rejected"): 3, ("bolt", "rejected"): 1, ("acme", "queued"): 1}
-    ttl = client.ttl(f"parcelhook:telemetry:webhooks:minute:{int(now.timestamp() // 60)}")
+    ttl = redis_client.ttl(f"parcelhook:telemetry:webhooks:minute:{int(now.timestamp() // 60)}")
     assert 0 < ttl <= 3 * 3600
 
 

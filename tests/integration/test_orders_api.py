@@ -1,4 +1,4 @@
-"""The orders API (CONTRACT §7): registration with field errors, reads, filtered keyset listing,
+"""The orders API (docs/api.md, Orders): registration with field errors, reads, filtered keyset listing,
 and the query plans that keep the listing fast for a million orders."""
 
 from __future__ import annotations

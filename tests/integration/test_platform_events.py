@@ -251,6 +251,7 @@ def test_concurrent_publishers_publish_each_row_once_in_order(
 def test_reconciliation_publishes_what_a_lost_message_left_behind(
     make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
 ) -> None:
+    from workers.actors import enqueue_followups
     from workers.scheduler import reconcile
 
     system = make_system(database_url, platform_events_url=events_url)
@@ -260,7 +261,7 @@ def test_reconciliation_publishes_what_a_lost_message_left_behind(
     assert len(platform()) == 2
     with system.database.write() as conn:  # as if the worker died between commit and enqueue
         conn.execute(platform_events.update().values(published_at=None))
-    reconcile(system.runtime)
+    enqueue_followups(reconcile(system.runtime))
     system.drain()
     assert len(platform()) == 2  # at least once: consumers dedupe on event_id
     assert all(r.published_at is not None for r in _rows(system))
@@ -272,6 +273,7 @@ def test_a_stalled_shipment_is_an_event_too(
     from datetime import timedelta
 
     from store.schema import shipments
+    from workers.actors import enqueue_followups
     from workers.scheduler import detect_stalls
 
     system = make_system(database_url, platform_events_url=events_url)
@@ -281,7 +283,7 @@ def test_a_stalled_shipment_is_an_event_too(
     platform()
     with system.database.write() as conn:
         conn.execute(shipments.update().values(last_scan_at=datetime.now(UTC) - timedelta(days=5)))
-    detect_stalls(system.runtime)
+    enqueue_followups(detect_stalls(system.runtime))
     system.drain()
     assert [_summary(m)[:3] for m in platform()] == [
         ("acme.shipment.exception_opened", "in_transit", "stalled"),
@@ -289,7 +291,7 @@ def test_a_stalled_shipment_is_an_event_too(
     ]
 
 
-def test_a_rolled_back_change_writes_no_event(database_url: str) -> None:
+def test_a_rolled_back_change_writes_no_event(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from store import merchants as merchant_store
     from store.database import Database, utcnow
     from workers.processing import process_event
@@ -318,10 +320,10 @@ def test_a_rolled_back_change_writes_no_event(database_url: str) -> None:
 
             return cm()
 
-        db.write = failing_write  # type: ignore[method-assign]
-        with pytest.raises(Boom):
-            process_event(db, "acme", "evt-1", now, label, now, platform_events=True)
-        db.write = real  # type: ignore[method-assign]
+        with monkeypatch.context() as patch:
+            patch.setattr(db, "write", failing_write)
+            with pytest.raises(Boom):
+                process_event(db, "acme", "evt-1", now, label, now, platform_events=True)
         with db.read() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(platform_events)).scalar_one() == 0
         outcome = process_event(db, "acme", "evt-1", now, label, now, platform_events=True)

@@ -1,4 +1,4 @@
-"""CONTRACT §5, row by row, against real Redis and a real database."""
+"""The receiver's status table (docs/api.md, Receiver), row by row, against real Redis and databases."""
 
 from __future__ import annotations
 
@@ -166,6 +166,7 @@ def test_a_body_over_the_limit_is_413_without_reading_it(make_system, sqlite_url
 
 def test_every_sample_is_accepted(system: System) -> None:
     merchant = system.create_merchant()
+    assert SAMPLES, "tests/fixtures/shippo holds the samples"
     for sample in SAMPLES:
         response = system.post(merchant, raw(sample))
         assert response.status_code == 200, (sample, response.get_json())

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
+from tests.support.scenes import label_shipped_to_jane
 
 pytestmark = pytest.mark.redis
 
@@ -17,12 +17,7 @@ pytestmark = pytest.mark.redis
 def _sent_shipped_email(system: System) -> int:
     from store.schema import notifications
 
-    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
-    system.post(merchant, scenario("delivered")[0])
-    system.start_worker()
-    system.drain()
+    label_shipped_to_jane(system)
     with system.database.read() as conn:
         return int(conn.execute(sa.select(notifications.c.id).where(notifications.c.status == "sent")).scalar_one())
 
@@ -43,39 +38,41 @@ def _outbox(system: System) -> list[str]:
 
 
 def test_a_retry_overdue_beyond_the_longest_backoff_is_re_enqueued_and_sent_once(system: System) -> None:
+    from workers.actors import enqueue_followups
     from workers.scheduler import reconcile
 
     row = _sent_shipped_email(system)
     _after_a_transient_failure(system, row, ago=timedelta(minutes=9))
-    assert reconcile(system.runtime) == 0, "within the longest backoff a live retry may still own the row"
+    assert enqueue_followups(reconcile(system.runtime)) == 0, "within the longest backoff a live retry may still own the row"
     _after_a_transient_failure(system, row, ago=timedelta(minutes=16))
-    assert reconcile(system.runtime) == 1
+    assert enqueue_followups(reconcile(system.runtime)) == 1
     system.drain()
     assert _outbox(system) == ["shipped"]
-    assert reconcile(system.runtime) == 0
+    assert enqueue_followups(reconcile(system.runtime)) == 0
 
 
 def test_a_deferred_row_whose_attempt_ran_is_re_enqueued_once_its_time_is_long_past(system: System) -> None:
+    from workers.actors import enqueue_followups
     from workers.scheduler import reconcile
 
     row = _sent_shipped_email(system)
     _after_a_transient_failure(system, row, ago=timedelta(hours=2), status="deferred",
                                scheduled_for=datetime.now(UTC) + timedelta(hours=1))
-    assert reconcile(system.runtime) == 0, "quiet hours not over yet"
+    assert enqueue_followups(reconcile(system.runtime)) == 0, "quiet hours not over yet"
     _after_a_transient_failure(system, row, ago=timedelta(hours=2), status="deferred",
                                scheduled_for=datetime.now(UTC) - timedelta(hours=1))
-    assert reconcile(system.runtime) == 1
+    assert enqueue_followups(reconcile(system.runtime)) == 1
     system.drain()
     assert _outbox(system) == ["shipped"]
 
 
 def test_the_stranded_original_arriving_after_reconciliation_sent_it_is_a_no_op(system: System) -> None:
-    from workers.actors import send_notification
+    from workers.actors import enqueue_followups, send_notification
     from workers.scheduler import reconcile
 
     row = _sent_shipped_email(system)
     _after_a_transient_failure(system, row, ago=timedelta(hours=1))
-    assert reconcile(system.runtime) == 1
+    assert enqueue_followups(reconcile(system.runtime)) == 1
     system.drain()
     send_notification.send(row)  # the original retry, released late (e.g. a worker restart)
     system.drain()

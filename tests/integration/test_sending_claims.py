@@ -6,30 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
+from tests.support.scenes import claimed_notification, label_shipped_to_jane
 
 pytestmark = pytest.mark.redis
 
 
 def _claimed_row(system: System, *, claimed_by: str, age: timedelta) -> int:
-    from store import notifications as notification_store
-    from store.database import utcnow
-
-    merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email="ops@acme.example")
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
-    system.post(merchant, scenario("delivered")[0])
-    system.start_worker()
-    system.drain()
-    with system.database.write() as conn:
-        new_id = notification_store.create(
-            system.database, conn, merchant_id=1, order_id=1, shipment_id=1, kind="shipped", channel="email",
-            audience="customer", key="1001:s1:shipped:email:claimed", to_address="jane@example.com")
-        assert new_id is not None
-        notification_store.update(conn, new_id, sending_at=utcnow() - age, attempts=1,
-                                  context={"claimed_by": claimed_by})
-    return new_id
+    label_shipped_to_jane(system, alert_email="ops@acme.example")
+    return claimed_notification(system, channel="email", key="1001:s1:shipped:email:claimed",
+                                to_address="jane@example.com", age=age, claimed_by=claimed_by)
 
 
 def _status(system: System, notification_id: int) -> tuple[str, str | None]:
@@ -71,13 +57,14 @@ def test_reconciliation_leaves_rows_that_an_attempt_already_owns(system: System)
     from datetime import UTC, datetime
 
     from store.schema import notifications
+    from workers.actors import enqueue_followups
     from workers.scheduler import reconcile
 
     row = _claimed_row(system, claimed_by="message-A", age=timedelta(minutes=10))
     with system.database.write() as conn:  # a transient failure: back to queued, dramatiq's retry owns it
         conn.execute(notifications.update().where(notifications.c.id == row).values(
             sending_at=None, error="451 try later", updated_at=datetime.now(UTC) - timedelta(minutes=5)))
-    assert reconcile(system.runtime) == 0  # within the retry horizon (see test_reconcile_overdue_retries)
+    assert enqueue_followups(reconcile(system.runtime)) == 0  # within the retry horizon (see test_reconcile_overdue_retries)
 
 
 def test_a_delivery_receipt_that_beats_the_recorded_sid_is_applied_on_retry(system: System) -> None:

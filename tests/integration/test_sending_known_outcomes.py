@@ -10,7 +10,8 @@ outage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.polling import wait_until
+from tests.support.retries import RetryOptions
 from tests.support.smtp_server import SmtpServer
 from tests.support.twilio_server import TwilioServer
 
@@ -49,15 +51,13 @@ def postgres_db(pg_template: str) -> str:
 
 
 @pytest.fixture
-def slow_retries() -> Iterator[None]:
-    """Retries 0.3–0.6 s apart (production: 10 s → 10 min) and enough of them to outlast the fault."""
+def slow_retries(retry_options: RetryOptions) -> Callable[..., None]:
+    """Retries 0.3–0.6 s apart (production: 10 s → 10 min) and enough of them to outlast the fault.
+    Call it to change send_notification's options further for one test."""
     from workers.actors import send_notification
 
-    saved = dict(send_notification.options)
-    send_notification.options.update(min_backoff=300, max_backoff=600, max_retries=12)
-    yield
-    send_notification.options.clear()
-    send_notification.options.update(saved)
+    retry_options(send_notification, min_backoff=300, max_backoff=600, max_retries=12)
+    return functools.partial(retry_options, send_notification)
 
 
 def _in_process_attempts() -> int:
@@ -111,7 +111,7 @@ def _start(make_system: Callable[..., System], url: str, smtp: SmtpServer, twili
 
 
 def test_an_outage_longer_than_the_in_process_retries_still_records_the_sms_as_sent(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: None,
+    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
 ) -> None:
     """The record step fails on every in-process attempt; the actor's retry finds the row still
     ``sending`` and records the provider id kept before the write — no second SMS, no alert."""
@@ -135,13 +135,11 @@ def test_an_outage_longer_than_the_in_process_retries_still_records_the_sms_as_s
 
 
 def test_an_outage_longer_than_every_retry_still_ends_sent_not_failed(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: None,
+    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
 ) -> None:
     """Retries run out while the database still refuses: giving up consults the kept answer
     too, so the row ends ``sent`` and the merchant hears nothing."""
-    from workers.actors import send_notification
-
-    send_notification.options["max_retries"] = 1
+    slow_retries(max_retries=1)
     with h.channels() as (smtp, twilio):
         system, merchant = _start(make_system, postgres_db, smtp, twilio)
         _fault(system, limit=10_000)
@@ -158,7 +156,7 @@ def test_an_outage_longer_than_every_retry_still_ends_sent_not_failed(
 
 
 def test_a_short_outage_is_outlasted_by_the_in_process_retry_of_the_record_step(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: None,
+    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
 ) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _start(make_system, postgres_db, smtp, twilio)
@@ -173,15 +171,13 @@ def test_a_short_outage_is_outlasted_by_the_in_process_retry_of_the_record_step(
 
 
 def test_without_a_kept_answer_the_outcome_is_still_unknown_and_never_resent(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: None,
+    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
 ) -> None:
     """The genuine uncertain case: the receipt is gone (the state Redis lost it) when the retry
     comes — at most once, ``outcome_unknown``, and the merchant is told."""
     with h.channels() as (smtp, twilio):
         system, merchant = _start(make_system, postgres_db, smtp, twilio)
-        from workers.actors import send_notification
-
-        send_notification.options.update(min_backoff=3_000, max_backoff=3_000)
+        slow_retries(min_backoff=3_000, max_backoff=3_000)
         _fault(system, limit=10_000)
         system.post(merchant, DELIVERED)
         wait_until(lambda: _hits(system) >= _in_process_attempts(), timeout=60,

@@ -14,8 +14,6 @@ from tests.integration.conftest import System, hmac_secret
 
 pytestmark = pytest.mark.redis
 
-REFS = {"delivered": "1001", "attempt-then-delivered": "1002", "returned": "1003"}
-
 
 def _bodies(mode: str) -> list[bytes]:
     bodies = [body for name in SCENARIOS for body in scenario(name)]

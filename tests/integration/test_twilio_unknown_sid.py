@@ -4,8 +4,9 @@ applied on retry. Signed callbacks through `web`, a real worker on the real brok
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.polling import wait_until
+from tests.support.retries import RetryOptions
+from tests.support.scenes import claimed_notification
 
 pytestmark = pytest.mark.redis
 
@@ -24,18 +27,11 @@ SID = "SM" + "7" * 32
 
 
 @pytest.fixture
-def callback_retries() -> Iterator[Callable[..., None]]:
-    """record_sms_status backs off 1 s → 2 min in production; tests pick their own. Restored after."""
+def callback_retries(retry_options: RetryOptions) -> Callable[..., None]:
+    """record_sms_status backs off 1 s → 2 min in production; tests pick their own."""
     from workers.actors import record_sms_status
 
-    saved = dict(record_sms_status.options)
-
-    def set_retries(max_retries: int, min_backoff: int, max_backoff: int) -> None:
-        record_sms_status.options.update(max_retries=max_retries, min_backoff=min_backoff, max_backoff=max_backoff)
-
-    yield set_retries
-    record_sms_status.options.clear()
-    record_sms_status.options.update(saved)
+    return functools.partial(retry_options, record_sms_status)
 
 
 def _system(make_system: Callable[..., System], url: str) -> tuple[System, dict[str, Any]]:
@@ -61,7 +57,7 @@ def test_a_receipt_for_an_unknown_sid_is_counted_and_dropped_not_dead_lettered(
 ) -> None:
     from workers import callbacks
 
-    callback_retries(1, 10, 50)
+    callback_retries(max_retries=1, min_backoff=10, max_backoff=50)
     monkeypatch.setattr(callbacks, "UNKNOWN_SID_GRACE", timedelta(0), raising=False)  # production: 45 s
     system, _merchant = _system(make_system, sqlite_url)
     with caplog.at_level(logging.DEBUG, logger="parcelhook.callbacks"):
@@ -83,20 +79,14 @@ def test_a_receipt_that_beats_the_recorded_sid_is_applied_on_retry(
     make_system: Callable[..., System], sqlite_url: str, callback_retries: Callable[..., None]
 ) -> None:
     from store import notifications as notification_store
-    from store.database import utcnow
 
-    callback_retries(8, 300, 600)
+    callback_retries(max_retries=8, min_backoff=300, max_backoff=600)
     system, merchant = _system(make_system, sqlite_url)
     system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"phone": "+15551230001"}},
                      headers=system.auth())
     system.post(merchant, scenario("delivered")[0])
     system.drain()
-    with system.database.write() as conn:
-        row = notification_store.create(
-            system.database, conn, merchant_id=1, order_id=1, shipment_id=1, kind="shipped", channel="sms",
-            audience="customer", key="1001:s1:shipped:sms:race", to_address="+15551230001")
-        assert row is not None
-        notification_store.update(conn, row, sending_at=utcnow(), attempts=1)
+    row = claimed_notification(system, channel="sms", key="1001:s1:shipped:sms:race", to_address="+15551230001")
 
     _receipt(system)  # Twilio is faster than our worker's "sent + SID" commit
     wait_until(lambda: h.delayed_messages(system, "events"), what="the receipt waiting for its retry")

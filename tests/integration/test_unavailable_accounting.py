@@ -82,13 +82,14 @@ def state_redis() -> Iterator[RedisServer]:
 def test_503_when_only_the_broker_is_unreachable_says_broker(
     make_system: Callable[..., System], sqlite_url: str, redis_service: RedisServer, state_redis: RedisServer
 ) -> None:
-    from admin.app import Services
     from admin.app import create_app as create_admin
+    from admin.services import Services
 
     system = make_system(sqlite_url, redis_url=state_redis.url)
     merchant = system.create_merchant("acme")
     state = redis.Redis.from_url(state_redis.url)
-    admin = create_admin(system.settings, services=Services(system.settings, system.database, state)).test_client()
+    admin = create_admin(system.settings, services=Services.from_settings(system.settings, system.database, state),
+                         broker=system.broker).test_client()
     redis_service.stop()
     try:
         answer = system.post(merchant, LABEL)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,21 +22,6 @@ DELIVERED = TRACKS[-1]
 PHONE = "+15551230001"
 #: Twilio's 500 body, quoting the customer's number as some provider errors do
 UNSAFE_500 = f"Upstream carrier failure while delivering to {PHONE}"
-
-
-@pytest.fixture
-def fast_retries() -> Iterator[Callable[[int], None]]:
-    from workers.actors import send_notification
-
-    saved = dict(send_notification.options)
-    send_notification.options.update(min_backoff=50, max_backoff=100)
-
-    def set_max_retries(n: int) -> None:
-        send_notification.options["max_retries"] = n
-
-    yield set_max_retries
-    send_notification.options.clear()
-    send_notification.options.update(saved)
 
 
 def _run(make_system: Callable[..., System], url: str, caplog: pytest.LogCaptureFixture, fails: int

@@ -101,7 +101,11 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
         return expected_pairs <= delivered_pairs() and _queues_idle(rig)
 
     try:
-        wait(done, timeout_s, f"{scenario}: everything accepted processed and every expected message out", every=0.5)
+        try:
+            wait(done, timeout_s, f"{scenario}: everything accepted processed and every expected message out",
+                 every=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_state(rig, engine, report, expected_pairs, delivered_pairs())}") from None
         recovered_at = time.monotonic()
     finally:
         duplicates = duplicates_at_providers(rig)
@@ -126,6 +130,24 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
     with RESULTS.open("a") as out:
         out.write(json.dumps(asdict(ledger)) + "\n")
     return ledger
+
+
+def _state(rig: Rig, engine: sa.Engine, report: SendReport, expected: set[tuple[str, str]],
+           delivered: set[tuple[str, str]]) -> str:
+    """What is still missing when a scenario does not settle: the first thing to read at 3 a.m."""
+    rows = _rows(engine)
+    try:
+        queues = rig.admin_get("/api/ops/queues")
+    except Exception as exc:  # noqa: BLE001 - the admin may be what is broken
+        queues = {"error": repr(exc)}
+    return "\n".join([
+        f"unprocessed accepted events: {len(report.accepted) - _processed(engine, report.accepted)}",
+        f"notification rows by status: {dict(Counter((r.audience, r.kind, r.status) for r in rows))}",
+        f"unresolved rows: {[(r.id, r.ref, r.kind, r.channel, r.status, r.error_code) for r in rows if r.status in UNRESOLVED][:10]}",
+        f"expected but not sent: {sorted(expected - delivered)[:10]}",
+        f"queues: {queues}",
+        f"restarts: {rig.restarts}",
+    ])
 
 
 def assert_kept_its_word(ledger: Ledger, rig: Rig, report: SendReport) -> None:

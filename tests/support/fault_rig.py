@@ -22,10 +22,11 @@ from typing import Any
 
 from tests.support.services import (
     RedisServer,
-    _pg_bin,
     _spawn_redis,
     free_port,
     missing,
+    pg_bin,
+    postgres_user_prefix,
     wait_for_port,
     wait_until_loaded,
 )
@@ -56,9 +57,7 @@ class PgCluster:
     """A private PostgreSQL cluster that can be stopped and started again on the same port and data."""
 
     def __init__(self) -> None:
-        import pwd
-
-        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if not initdb or not pg_ctl:
             missing("PostgreSQL (initdb/pg_ctl)")
         assert initdb and pg_ctl
@@ -66,16 +65,7 @@ class PgCluster:
         self.base = Path(tempfile.mkdtemp(prefix="ph-fault-pg-"))
         self.data, sock = self.base / "data", self.base / "sock"
         sock.mkdir()
-        self.prefix: list[str] = []
-        if os.geteuid() == 0:
-            try:
-                pw = pwd.getpwnam("postgres")
-            except KeyError:
-                subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
-                pw = pwd.getpwnam("postgres")
-            for p in (self.base, sock):
-                os.chown(p, pw.pw_uid, pw.pw_gid)
-            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.prefix = postgres_user_prefix(self.base, sock)
         self.port = free_port()
         self.opts = (f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
                      "-c max_connections=300")

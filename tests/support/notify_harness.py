@@ -49,7 +49,7 @@ class Row:
 def rows(system: Any, *, policy_suppressed: bool = False) -> list[Row]:
     """Notification rows, oldest first. Rows the policy recorded as never to be sent (kind off
     for a channel, no contact, not opted in) are left out unless ``policy_suppressed``."""
-    from workers.processing import SUPPRESSION_REASONS
+    from workers.intents import SUPPRESSION_REASONS
 
     with system.database.read() as conn:
         result = conn.execute(notifications.select().order_by(notifications.c.id)).all()
@@ -119,11 +119,6 @@ def post_twilio(system: Any, path: str, form: dict[str, str], *, token: str = AU
         **headers, "Content-Type": "application/x-www-form-urlencoded"})
 
 
-def email_kind(msg: ReceivedMessage) -> str:
-    """The notification kind of a delivered email, from its Message-ID (derived from the key)."""
-    return str(msg.message["Message-ID"])
-
-
 def text_part(msg: ReceivedMessage) -> str:
     part = msg.message.get_body(preferencelist=("plain",))
     assert part is not None
@@ -134,12 +129,6 @@ def html_part(msg: ReceivedMessage) -> str:
     part = msg.message.get_body(preferencelist=("html",))
     assert part is not None
     return str(part.get_content())
-
-
-def customer_sent(system: Any) -> list[tuple[str, str, str]]:
-    """(channel, kind, to) of customer notifications that went out, in id order."""
-    return [(r.channel, r.kind, r.to or "") for r in rows(system)
-            if r.audience == "customer" and r.status in ("sent", "delivered")]
 
 
 def by_status(system: Any) -> dict[str, list[tuple[str, str]]]:

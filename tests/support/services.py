@@ -1,7 +1,7 @@
 """Real services for tests: a private redis-server and an unprivileged PostgreSQL.
 
 A missing binary skips the tests that need it on a laptop; under CI=true it is a
-failure, never a skip (DESIGN habit 10).
+failure, never a skip (docs/architecture.md, Tests).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,9 +35,12 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} not installed")
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Until something listens on the loopback ``port`` (or ``process`` exits: that fails at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process {process.args!r} exited with {process.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -114,7 +118,8 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _pg_bin(name: str) -> str | None:
+def pg_bin(name: str) -> str | None:
+    """A PostgreSQL server binary (``initdb``, ``pg_ctl``): on PATH, or Debian's newest version."""
     found = shutil.which(name)
     if found and "postgresql" in os.path.realpath(found):
         return found
@@ -122,27 +127,32 @@ def _pg_bin(name: str) -> str | None:
     return candidates[-1] if candidates else found
 
 
+def postgres_user_prefix(*owned: Path) -> list[str]:
+    """PostgreSQL refuses to run as root: then its commands run as the ``postgres`` user (created
+    when missing), which is given the directories ``owned``. The prefix for those commands."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+        pw = pwd.getpwnam("postgres")
+    for path in owned:
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    return ["runuser", "-u", "postgres", "--"]
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a throwaway cluster; yields a SQLAlchemy URL. Runs as 'postgres' when we are root."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         missing("PostgreSQL (initdb/pg_ctl)")
     assert initdb and pg_ctl
     base = Path(tempfile.mkdtemp(prefix="ph-pg-"))
     data, sock = base / "data", base / "sock"
     sock.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = "postgres"
-        try:
-            pw = pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
-            pw = pwd.getpwnam(user)
-        for p in (base, sock):
-            os.chown(p, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", user, "--"]
+    prefix = postgres_user_prefix(base, sock)
     port = free_port()
     run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
     subprocess.run([*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **run)

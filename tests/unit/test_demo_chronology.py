@@ -39,6 +39,7 @@ def test_every_shipments_scans_follow_its_status_progression(seed: int) -> None:
         if len(history) > len(known):
             assert history[: len(known)] == known, "a later webhook extends the earlier history"
             histories[data["tracking_number"]] = history
+    assert histories, f"seed {seed}: the day tracks some shipments"
     for tracking, history in histories.items():
         delivered = [at for at, status, _ in history if status == "DELIVERED"]
         out_for_delivery = [at for at, _, code in history if code == "out_for_delivery"]

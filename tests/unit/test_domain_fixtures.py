@@ -137,6 +137,7 @@ def test_every_scenario_line_parses_and_has_a_distinct_identity(path: Path) -> N
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
 def test_scenario_tracks_carry_the_history_up_to_their_latest_scan(path: Path) -> None:
     tracks = [e for e in scenario_events(path) if isinstance(e, TrackUpdate)]
+    assert len(tracks) >= 2, "a scenario moves at least once"
     for previous, current in zip(tracks, tracks[1:], strict=False):
         assert current.latest.status_date > previous.latest.status_date
         assert {s.object_id for s in previous.scans()} <= {s.object_id for s in current.scans()}

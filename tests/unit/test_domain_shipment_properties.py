@@ -186,5 +186,6 @@ def _fields(s: Scan) -> dict[str, object]:
 @given(history=scans())
 def test_any_state_round_trips_through_its_dict(history: list[Scan]) -> None:
     states, _ = deliver(lifetime(history))
+    assert states
     for state in states:
         assert ShipmentState.from_dict(state.to_dict()) == state

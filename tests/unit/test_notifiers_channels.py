@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain.vocabulary import Channel as ChannelKind
-from notifiers.channel import Channel, OutgoingMessage, PermanentChannelError, TransientChannelError
+from notifiers.channel import ChannelAdapter, OutgoingMessage, PermanentChannelError, TransientChannelError
 from notifiers.sms import TwilioSmsChannel, is_messaging_service_sid
 from notifiers.smtp import SmtpChannel, build_email, message_id_for
 from notifiers.testing import RecordingChannel
@@ -50,9 +50,9 @@ def test_messaging_service_sid_detection() -> None:
 
 
 def test_channels_satisfy_the_protocol() -> None:
-    assert isinstance(RecordingChannel(), Channel)
-    assert isinstance(SmtpChannel("localhost"), Channel)
-    assert isinstance(TwilioSmsChannel("AC" + "0" * 32, "token", api_url="http://127.0.0.1:9"), Channel)
+    assert isinstance(RecordingChannel(), ChannelAdapter)
+    assert isinstance(SmtpChannel("localhost"), ChannelAdapter)
+    assert isinstance(TwilioSmsChannel("AC" + "0" * 32, "token", api_url="http://127.0.0.1:9"), ChannelAdapter)
 
 
 def test_recording_channel_records_and_follows_its_script() -> None:

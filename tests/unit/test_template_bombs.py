@@ -102,6 +102,7 @@ def test_a_bomb_is_refused_at_save_without_building_it(renderer: Renderer, name:
     tset = TemplateSet(subject="s", text=source if part == "text" else "t", html=source if part == "html" else None)
     with pytest.raises(TemplateValidationError) as info:
         renderer.validate("shipped", "email", tset)
+    assert info.value.errors
     for error in info.value.errors:  # one per sample context
         assert error["field"] == part
         assert error["message"].startswith(REFUSAL) or error["message"].startswith(STREAMED.get(name, "?")), error

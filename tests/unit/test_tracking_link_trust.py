@@ -54,6 +54,7 @@ def test_every_carrier_with_a_page_has_tracking_domains_that_include_its_page(ca
 
 @pytest.mark.parametrize("carrier", CARRIERS)
 def test_domains_are_plain_lower_case_registrable_names(carrier: str) -> None:
+    assert CARRIER_TRACKING_DOMAINS[carrier], "a carrier without a domain would trust no link"
     for domain in CARRIER_TRACKING_DOMAINS[carrier]:
         assert domain == domain.lower().strip() and "." in domain and not domain.startswith(("www.", "."))
         assert domain.isascii() and "/" not in domain and ":" not in domain

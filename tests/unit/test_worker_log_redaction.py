@@ -8,6 +8,7 @@ import io
 import json
 import logging
 
+import pytest
 from dramatiq import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,13 +31,13 @@ def _render(logger_name: str, emit: object) -> str:
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     handler.addFilter(RedactMessages())  # on the handler: every logger that reaches it
     logger = logging.getLogger(logger_name)
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        emit(logger)  # type: ignore[operator]
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
+    with pytest.MonkeyPatch.context() as patch:  # not the fixture: hypothesis runs many examples per test
+        patch.setattr(logger, "propagate", False)
+        logger.addHandler(handler)
+        try:
+            emit(logger)  # type: ignore[operator]
+        finally:
+            logger.removeHandler(handler)
     return stream.getvalue()
 
 

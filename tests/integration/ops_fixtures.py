@@ -1,0 +1,73 @@
+"""What the ops tests share (queues, dead letters, /metrics, the ops API and CLI), on the real
+session Redis: a plain client, the broker the workers run (with the dead-letter recorder), the
+services object the admin side reads, and a way to dead-letter messages through a real worker.
+
+Registered for every integration test by tests/integration/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from tests.support.polling import running_worker, wait_until
+from workers.broker import QUEUES
+from workers.middleware import DeadLetterRecorder
+from workers.telemetry import Telemetry
+
+NAMESPACE = "parcelhook"
+
+
+def ops_services_for(client: redis.Redis) -> SimpleNamespace:
+    """What admin's ops code reads from the app's services, on ``client``."""
+    return SimpleNamespace(settings=None, redis=client, namespace=NAMESPACE, queues=QUEUES,
+                           telemetry=Telemetry(client), engine=None)
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def ops_services(redis_client: redis.Redis) -> SimpleNamespace:
+    return ops_services_for(redis_client)
+
+
+@pytest.fixture()
+def ops_broker(redis_url: str, redis_client: redis.Redis) -> Iterator[RedisBroker]:
+    """A RedisBroker like the workers' (``workers/broker.py``): same namespace, and the recorder
+    that keeps why a message was dead-lettered."""
+    broker = RedisBroker(url=redis_url, namespace=NAMESPACE)
+    broker.add_middleware(DeadLetterRecorder(Telemetry(redis_client)))
+    yield broker
+    broker.close()
+
+
+def raising(error: Exception) -> Callable[..., None]:
+    """An actor body that always fails with ``error``."""
+
+    def fail(*args: object) -> None:
+        raise error
+
+    return fail
+
+
+def dead_letter(broker: RedisBroker, fn: Callable[..., None], *, queue: str, actor_name: str,
+                calls: Sequence[tuple[Any, ...]]) -> list[dramatiq.Message[Any]]:
+    """Send ``calls`` to an actor running ``fn`` without retries, and run a real worker until
+    every one of them is dead-lettered. Returns the messages sent."""
+    actor = dramatiq.actor(broker=broker, queue_name=queue, actor_name=actor_name, max_retries=0)(fn)
+    sent = [actor.send(*args) for args in calls]
+    with running_worker(broker):
+        wait_until(lambda: broker.client.zcard(f"{NAMESPACE}:{queue}.XQ") == len(sent),
+                   what=f"{len(sent)} dead letters on {queue}")
+    return sent

@@ -1,0 +1,91 @@
+"""The outbox is a channel like SMTP and Twilio (``workers/outbox.py``): ``send(message)`` and
+nothing else, so the sender has no branch for it. It captures the message of the notification
+whose idempotency key the message carries, once; a message of no notification is refused the
+way a provider refuses one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from domain.vocabulary import Channel
+from notifiers.channel import ChannelAdapter, OutgoingMessage, PermanentChannelError
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store.database import Database
+from tests.integration.conftest import VAULT
+from workers.outbox import OutboxChannel
+
+KEY = "1001:s1:shipped:email"
+
+
+def _message(**overrides: Any) -> OutgoingMessage:
+    fields: dict[str, Any] = {
+        "channel": Channel.EMAIL,
+        "to": "jane@example.com",
+        "sender": "shipping@acme.example",
+        "subject": "Your order shipped",
+        "text": "On its way.",
+        "html": "<p>On its way.</p>",
+        "idempotency_key": KEY,
+        "reply_to": "help@acme.example",
+        "list_unsubscribe": "https://hooks.example.com/unsubscribe/acme/t",
+    }
+    fields.update(overrides)
+    return OutgoingMessage(**fields)
+
+
+@pytest.fixture()
+def notification(database: Database) -> int:
+    with database.write() as conn:
+        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={})
+        row = notification_store.create(
+            database,
+            conn,
+            merchant_id=merchant.id,
+            order_id=None,
+            shipment_id=None,
+            kind="shipped",
+            channel="email",
+            audience="customer",
+            key=KEY,
+            to_address="jane@example.com",
+        )
+    assert row is not None
+    return row
+
+
+def test_the_outbox_is_a_channel_adapter(database: Database) -> None:
+    assert isinstance(OutboxChannel(database, "email"), ChannelAdapter)
+
+
+def test_a_notifications_message_is_captured_once_with_its_headers(
+    database: Database, notification: int
+) -> None:
+    outbox = OutboxChannel(database, "email")
+    first = outbox.send(_message())
+    again = outbox.send(_message())  # a redelivered attempt
+    assert first == again and first.provider_id.startswith("outbox-")
+    with database.read() as conn:
+        [captured] = notification_store.outbox_list(conn, merchant_id=None, limit=10)
+    assert captured["notification_id"] == notification
+    assert (captured["to"], captured["from"], captured["subject"], captured["text"], captured["html"]) == (
+        "jane@example.com",
+        "shipping@acme.example",
+        "Your order shipped",
+        "On its way.",
+        "<p>On its way.</p>",
+    )
+    assert captured["headers"] == {
+        "X-Idempotency-Key": KEY,
+        "List-Unsubscribe": "<https://hooks.example.com/unsubscribe/acme/t>",
+        "Reply-To": "help@acme.example",
+    }
+
+
+def test_a_message_of_no_notification_is_refused_permanently(database: Database, notification: int) -> None:
+    with pytest.raises(PermanentChannelError, match="no notification has key"):
+        OutboxChannel(database, "email").send(_message(idempotency_key="ops-alert:no_worker:2024"))
+    with database.read() as conn:
+        assert notification_store.outbox_list(conn, merchant_id=None, limit=10) == []

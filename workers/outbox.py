@@ -1,0 +1,47 @@
+"""The embedded default channel: with no SMTP or Twilio configured, messages are captured in
+the database and listed at ``GET /api/outbox``.
+
+It is a channel like any other (:class:`notifiers.channel.ChannelAdapter`, the way
+django-anymail's test backend is an email backend): ``send`` takes the message and nothing
+else. The captured row belongs to the notification whose idempotency key the message carries.
+It lives in ``workers/`` rather than ``notifiers/`` because it writes through ``store/``.
+"""
+
+from __future__ import annotations
+
+from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult
+from store import notifications as notification_store
+from store.database import Database
+
+
+class OutboxChannel:
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        headers = {"X-Idempotency-Key": msg.idempotency_key}
+        if msg.list_unsubscribe:
+            headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
+        if msg.reply_to:
+            headers["Reply-To"] = msg.reply_to
+        with self.db.write() as conn:
+            outbox_id = notification_store.outbox_put(
+                self.db,
+                conn,
+                idempotency_key=msg.idempotency_key,
+                channel=msg.channel,
+                to_address=msg.to,
+                sender=msg.sender,
+                subject=msg.subject,
+                text=msg.text,
+                html=msg.html,
+                headers=headers,
+            )
+        if outbox_id is None:
+            # outbox rows are listed per notification and merchant; a message of no notification
+            # (an ops alert) has nowhere to go, so the outbox refuses it like a provider would
+            raise PermanentChannelError(
+                f"the outbox captures notifications only; no notification has key {msg.idempotency_key!r}"
+            )
+        return SendResult(provider_id=f"outbox-{outbox_id}")
