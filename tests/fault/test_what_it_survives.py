@@ -84,7 +84,7 @@ def test_a_worker_killed_three_times_mid_stream(make_rig: Callable[..., Rig], da
     rig = make_rig(database)
     parcels, bodies, url = running(rig)
     sender, thread = stream(rig, parcels, bodies, url)
-    for fraction, whole_group in ((0.25, False), (0.5, True), (0.75, False)):
+    for fraction, whole_group in ((0.25, False), (0.5, False), (0.75, True)):  # recovery: from the host loss
         at_fraction(sender, len(bodies), fraction)
         victim = wait(lambda: rig.live("worker"), 30, "a running worker group")[0]
         if whole_group:  # the host is gone: no graceful requeue by a surviving master
