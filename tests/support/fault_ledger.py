@@ -84,6 +84,7 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
            timeout_s: float = 180, unreachable: frozenset[tuple[str, str]] = frozenset(), notes: str = "") -> Ledger:
     """Wait (bounded) until everything accepted is processed and every expected message is out, then
     count. ``unreachable``: (order ref, channel) pairs the scenario made undeliverable on purpose."""
+    timeout_s += 0.1 * report.sent  # a bigger stream (make proof) has a bigger backlog to catch up
     engine = _engine(rig)
     expected_pairs = {(p.ref, "email") for p in parcels} | {(p.ref, "sms") for p in parcels if p.phone}
     expected_pairs -= unreachable
