@@ -32,6 +32,7 @@ without it ``attempts`` is derived from the stored ``retries`` (+1) and
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -42,7 +43,8 @@ from typing import Any
 import dramatiq
 import redis
 
-from admin.queues import decode_message
+from workers.queue_state import decode_message
+from workers.redis_replies import members, raw, scored_members
 from workers.telemetry import dead_letter_key
 
 BATCH = 200
@@ -159,7 +161,7 @@ def reset_for_requeue(message: dict[str, Any], queue: str, now_ms: int) -> dict[
     return {**message, "queue_name": queue, "options": options, "message_timestamp": now_ms}
 
 
-def _json(value: bytes | None) -> dict[str, Any] | None:
+def _json(value: bytes | str | None) -> dict[str, Any] | None:
     if not value:
         return None
     try:
@@ -167,10 +169,6 @@ def _json(value: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return decoded if isinstance(decoded, dict) else None
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class DeadLetters:
@@ -201,17 +199,17 @@ class DeadLetters:
         xq, xmsgs, _, _ = self._keys(queue)
         if limit <= 0:
             return []
-        rows = self.client.zrevrange(xq, 0, limit - 1, withscores=True)
+        rows = scored_members(self.client.zrevrange(xq, 0, limit - 1, withscores=True))
         if not rows:
             return []
-        ids = [_s(m) for m, _ in rows]
+        ids = [i for i, _ in rows]
         blobs = self.client.hmget(xmsgs, ids)
         details = self.client.mget([self._detail_prefix(queue) + i for i in ids])
-        return [_describe(queue, i, score, decode_message(blob), _json(detail))
-                for i, (_, score), blob, detail in zip(ids, rows, blobs, details, strict=True)]
+        return [_describe(queue, i, score, decode_message(raw(blob)), _json(detail))
+                for (i, score), blob, detail in zip(rows, blobs, details, strict=True)]
 
-    def _snapshot_ids(self, xq: str) -> list[str]:
-        return [_s(m) for m in self.client.zrange(xq, 0, -1)]
+    def _snapshot_ids(self, xq: str) -> builtins.list[str]:  # `list` here is the method above
+        return members(self.client.zrange(xq, 0, -1))
 
     def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Move dead letters back to ``queue`` (``ids=None``: all). Returns how many moved."""
@@ -225,7 +223,7 @@ class DeadLetters:
             argv: list[bytes | str] = [self._detail_prefix(queue)]
             now_ms = int(time.time() * 1000)
             for redis_id, blob in zip(chunk, blobs, strict=True):
-                message = decode_message(blob)
+                message = decode_message(raw(blob))
                 if blob is None or message is None:
                     continue  # unknown id (or undecodable: leave it for an operator to purge)
                 argv += [redis_id, blob, encoder.encode(reset_for_requeue(message, queue, now_ms))]

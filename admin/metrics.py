@@ -15,8 +15,8 @@ series that could not be read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -26,6 +26,7 @@ from admin.queues import QueueInspector
 from workers.telemetry import HistogramData, Telemetry, UnavailableReason
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _histogram(name: str, doc: str, data: HistogramData | None, labels: dict[str, str] | None = None,
@@ -49,17 +50,11 @@ class OpsCollector(Collector):
         yield from self._telemetry()
 
     def _broker(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("parcelhook_broker_up", "1 when the broker's Redis could be read")
-        try:
-            stats = self.inspector.queues()
-            workers = self.inspector.workers()
-        except Exception as exc:
-            log.warning("metrics: cannot read the broker: %s", exc)
-            up.add_metric([], 0)
-            yield up
+        read = yield from _up("parcelhook_broker_up", "1 when the broker's Redis could be read", "the broker",
+                              lambda: (self.inspector.queues(), self.inspector.workers()))
+        if read is None:
             return
-        up.add_metric([], 1)
-        yield up
+        stats, workers = read
         fams = {
             "ready": GaugeMetricFamily("parcelhook_queue_ready_messages", "Messages waiting to be fetched",
                                        labels=["queue"]),
@@ -85,35 +80,20 @@ class OpsCollector(Collector):
         yield alive
 
     def _telemetry(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("parcelhook_telemetry_up", "1 when the shared telemetry could be read")
-        try:
-            snap = self.telemetry.snapshot()
-        except Exception as exc:
-            log.warning("metrics: cannot read telemetry: %s", exc)
-            up.add_metric([], 0)
-            yield up
+        snap = yield from _up("parcelhook_telemetry_up", "1 when the shared telemetry could be read",
+                              "telemetry", self.telemetry.snapshot)
+        if snap is None:
             return
-        up.add_metric([], 1)
-        yield up
-
-        received = CounterMetricFamily("parcelhook_webhooks_received", "Webhook deliveries by outcome",
-                                       labels=["merchant", "event", "outcome"])
-        for (merchant, event, outcome), n in sorted(snap.webhooks_received.items()):
-            received.add_metric([merchant, event, outcome], n)
-        yield received
-        unavailable = CounterMetricFamily(
-            "parcelhook_webhooks_unavailable",
-            "Webhook deliveries answered 503, by the dependency that was unreachable", labels=["reason"])
-        for reason in UnavailableReason:  # every reason, 0 included: rate() and alerts need the series
-            unavailable.add_metric([reason.value], snap.webhooks_unavailable.get(reason.value, 0))
-        yield unavailable
+        yield _counter("parcelhook_webhooks_received", "Webhook deliveries by outcome",
+                       ["merchant", "event", "outcome"], snap.webhooks_received.items())
+        # every reason, 0 included: rate() and alerts need the series
+        yield _counter("parcelhook_webhooks_unavailable",
+                       "Webhook deliveries answered 503, by the dependency that was unreachable", ["reason"],
+                       {(reason.value,): snap.webhooks_unavailable.get(reason.value, 0)
+                        for reason in UnavailableReason}.items())
         yield _histogram("parcelhook_webhook_latency_seconds", "Receiver response time", snap.webhook_latency)
-
-        processed = CounterMetricFamily("parcelhook_events_processed", "Messages processed by actor and outcome",
-                                        labels=["actor", "outcome"])
-        for (actor, outcome), n in sorted(snap.events_processed.items()):
-            processed.add_metric([actor, outcome], n)
-        yield processed
+        yield _counter("parcelhook_events_processed", "Messages processed by actor and outcome",
+                       ["actor", "outcome"], snap.events_processed.items())
         lat = HistogramMetricFamily("parcelhook_processing_latency_seconds",
                                     "Webhook received to state committed", labels=["actor"])
         for actor, data in sorted(snap.processing_latency.items()):
@@ -121,12 +101,30 @@ class OpsCollector(Collector):
         yield lat
         yield _histogram("parcelhook_carrier_lag_seconds", "Carrier scan time to webhook received",
                          snap.carrier_lag)
+        yield _counter("parcelhook_notifications", "Customer notifications by channel, kind, status",
+                       ["channel", "kind", "status"], snap.notifications.items())
 
-        notes = CounterMetricFamily("parcelhook_notifications", "Customer notifications by channel, kind, status",
-                                    labels=["channel", "kind", "status"])
-        for (channel, kind, status), n in sorted(snap.notifications.items()):
-            notes.add_metric([channel, kind, status], n)
-        yield notes
+
+def _up(name: str, doc: str, source: str, read: Callable[[], T]) -> Generator[Metric, None, T | None]:
+    """Yield the ``…_up`` gauge of ``source``; return what ``read`` read, or None when it failed."""
+    up = GaugeMetricFamily(name, doc)
+    try:
+        value = read()
+    except Exception as exc:
+        log.warning("metrics: cannot read %s: %s", source, exc)
+        up.add_metric([], 0)
+        yield up
+        return None
+    up.add_metric([], 1)
+    yield up
+    return value
+
+
+def _counter(name: str, doc: str, labels: list[str], series: Iterable[tuple[tuple[str, ...], int]]) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=labels)
+    for values, n in sorted(series):
+        fam.add_metric(list(values), n)
+    return fam
 
 
 def build_registry(services: Any) -> CollectorRegistry:

@@ -96,20 +96,23 @@ def cmd_workers(services: Any, out: TextIO) -> int:
     return 0
 
 
-def _check_queue(services: Any, queue: str | None, out: TextIO, *, required: bool) -> bool:
-    if queue is None:
-        if required:
-            out.write("error: --queue is required\n")
-            return False
-        return True
-    if queue not in services.queues:
+def _check_queue(services: Any, queue: str | None, out: TextIO) -> bool:
+    if queue is not None and queue not in services.queues:
         out.write(f"error: unknown queue {queue!r} (one of {', '.join(services.queues)})\n")
         return False
     return True
 
 
+def _required_queue(services: Any, queue: str | None, out: TextIO) -> str | None:
+    """The ``--queue`` a bulk command needs; None (the error written) when missing or unknown."""
+    if queue is None:
+        out.write("error: --queue is required\n")
+        return None
+    return queue if _check_queue(services, queue, out) else None
+
+
 def cmd_dlq_list(services: Any, queue: str | None, limit: int, out: TextIO) -> int:
-    if not _check_queue(services, queue, out, required=False):
+    if not _check_queue(services, queue, out):
         return 2
     dl = DeadLetters(services.redis, services.namespace, services.queues)
     names = [queue] if queue else list(services.queues)
@@ -145,7 +148,8 @@ def _bulk_args_ok(ids: Sequence[str], all_: bool, out: TextIO) -> bool:
 
 
 def cmd_dlq_requeue(services: Any, queue: str | None, ids: Sequence[str], all: bool, out: TextIO) -> int:
-    if not _check_queue(services, queue, out, required=True) or not _bulk_args_ok(ids, all, out):
+    queue = _required_queue(services, queue, out)
+    if queue is None or not _bulk_args_ok(ids, all, out):
         return 2
     n = DeadLetters(services.redis, services.namespace, services.queues).requeue(queue, None if all else list(ids))
     out.write(f"requeued {n} message(s) on {queue}")
@@ -157,7 +161,8 @@ def cmd_dlq_requeue(services: Any, queue: str | None, ids: Sequence[str], all: b
 
 def cmd_dlq_purge(services: Any, queue: str | None, ids: Sequence[str], all: bool, yes: bool,
                   out: TextIO) -> int:
-    if not _check_queue(services, queue, out, required=True) or not _bulk_args_ok(ids, all, out):
+    queue = _required_queue(services, queue, out)
+    if queue is None or not _bulk_args_ok(ids, all, out):
         return 2
     dl = DeadLetters(services.redis, services.namespace, services.queues)
     if all and not yes:

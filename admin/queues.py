@@ -52,10 +52,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import dramatiq
 import redis
 
 from workers.broker import QUEUES
+from workers.queue_state import QUEUE_STATE, glob_escape, head_age_s, queue_keys
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000  # workers beat every 2 s (workers/heartbeat.py)
 
@@ -76,42 +76,8 @@ class WorkerInfo:
     last_seen_s: float  # seconds since its last heartbeat
 
 
-# Read-only: the counts of one queue and its head message, in one consistent step.
-_QUEUE_STATE = """
-local ready = redis.call("llen", KEYS[1])
-local delayed = redis.call("hlen", KEYS[3])
-local dead = redis.call("zcard", KEYS[4])
-local head = false
-local head_id = redis.call("lindex", KEYS[1], 0)
-if head_id then
-    head = redis.call("hget", KEYS[2], head_id)
-end
-return {ready, delayed, dead, head}
-"""
-
-
-def _glob_escape(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in "*?[]\\":
-            out.append("\\")
-        out.append(ch)
-    return "".join(out)
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def decode_message(data: bytes | None) -> dict[str, Any] | None:
-    """Decode an encoded dramatiq message with the configured encoder; None when unreadable."""
-    if data is None:
-        return None
-    try:
-        decoded = dramatiq.get_encoder().decode(data)
-    except Exception:
-        return None
-    return decoded if isinstance(decoded, dict) else None
 
 
 class QueueInspector:
@@ -124,7 +90,7 @@ class QueueInspector:
         self.namespace = namespace
         self.queue_names: tuple[str, ...] = tuple(queues)
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
-        self._state = client.register_script(_QUEUE_STATE)
+        self._state = client.register_script(QUEUE_STATE)
 
     def key(self, suffix: str) -> str:
         return f"{self.namespace}:{suffix}"
@@ -133,7 +99,7 @@ class QueueInspector:
         """SCARD summed per queue over every ``__acks__.<worker>.<queue>`` set (SCAN, not KEYS)."""
         prefix = self.key("__acks__.")
         keys = [k.decode() if isinstance(k, bytes) else k
-                for k in self.client.scan_iter(match=_glob_escape(prefix) + "*", count=1000)]
+                for k in self.client.scan_iter(match=glob_escape(prefix) + "*", count=1000)]
         if not keys:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -149,12 +115,9 @@ class QueueInspector:
 
     def queue(self, name: str, *, now_ms: int | None = None, in_flight: dict[str, int] | None = None) -> QueueStats:
         now_ms = _now_ms() if now_ms is None else now_ms
-        q = self.key(name)
-        ready, delayed, dead, head = self._state(keys=[q, q + ".msgs", q + ".DQ.msgs", q + ".XQ"])
-        oldest: float | None = None
-        message = decode_message(head) if head else None
-        if message and isinstance(message.get("message_timestamp"), int | float):
-            oldest = round(max(0.0, (now_ms - message["message_timestamp"]) / 1000), 3)
+        ready, delayed, dead, head = self._state(keys=queue_keys(self.namespace, name))
+        age = head_age_s(head, now_ms)
+        oldest = None if age is None else round(age, 3)
         flights = self._in_flight() if in_flight is None else in_flight
         return QueueStats(name=name, ready=int(ready), delayed=int(delayed), dead=int(dead),
                           in_flight=flights.get(name, 0), oldest_age_s=oldest)

@@ -56,6 +56,20 @@ def _locale(merchant: Merchant) -> str:
     return str(locale)
 
 
+def _merchant_locale(conn: Any, slug: str) -> tuple[Merchant, str]:
+    merchant = merchant_store.require(conn, slug)
+    return merchant, _locale(merchant)
+
+
+def _described(k: NotificationKind, c: Channel, locale: str, source: str,
+               tset: TemplateSet | None = None) -> dict[str, Any]:
+    """The JSON of one template: its address, where it comes from and (when given) its text."""
+    body: dict[str, Any] = {"kind": k.value, "channel": c.value, "locale": locale, "source": source}
+    if tset is not None:
+        body.update(subject=tset.subject, text=tset.text, html=tset.html)
+    return body
+
+
 def _template_set(body: Any, channel: Channel) -> TemplateSet:
     allowed = {"subject", "text", "html"} if channel is Channel.EMAIL else {"text"}
     if not isinstance(body, dict):
@@ -88,12 +102,10 @@ def put_template(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     except TemplateValidationError as exc:
         return _invalid_template(exc)
     with s.database.write() as conn:
-        merchant = merchant_store.require(conn, slug)
-        locale = _locale(merchant)
+        merchant, locale = _merchant_locale(conn, slug)
         created = template_store.put(s.database, conn, merchant.id, k.value, c.value, locale,
                                      tset.subject, tset.text, tset.html)
-    return jsonify({"kind": k.value, "channel": c.value, "locale": locale, "source": "merchant",
-                    "subject": tset.subject, "text": tset.text, "html": tset.html}), 201 if created else 200
+    return jsonify(_described(k, c, locale, "merchant", tset)), 201 if created else 200
 
 
 @templates_api.get(BASE)
@@ -101,19 +113,17 @@ def get_template(slug: str, kind: str, channel: str) -> Response:
     k, c = _key(kind, channel)
     s = services()
     with s.database.read() as conn:
-        merchant = merchant_store.require(conn, slug)
-        locale = _locale(merchant)
+        merchant, locale = _merchant_locale(conn, slug)
         stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
     if stored is not None:
-        return jsonify({"kind": k.value, "channel": c.value, "locale": locale, "source": "merchant", **stored})
+        return jsonify({**_described(k, c, locale, "merchant"), **stored})
     try:
         used, tset = default_renderer().resolve_default(k, c, [locale])
     except NoDefaultTemplate as exc:
         from store.errors import NotFound
 
         raise NotFound(str(exc)) from None
-    return jsonify({"kind": k.value, "channel": c.value, "locale": used, "source": "default",
-                    "subject": tset.subject, "text": tset.text, "html": tset.html})
+    return jsonify(_described(k, c, used, "default", tset))
 
 
 @templates_api.delete(BASE)
@@ -121,10 +131,9 @@ def delete_template(slug: str, kind: str, channel: str) -> Response:
     k, c = _key(kind, channel)
     s = services()
     with s.database.write() as conn:
-        merchant = merchant_store.require(conn, slug)
-        locale = _locale(merchant)
+        merchant, locale = _merchant_locale(conn, slug)
         deleted = template_store.delete(conn, merchant.id, k.value, c.value, locale)
-    return jsonify({"deleted": deleted, "kind": k.value, "channel": c.value, "locale": locale, "source": "default"})
+    return jsonify({"deleted": deleted, **_described(k, c, locale, "default")})
 
 
 @templates_api.post(BASE + "/preview")
@@ -136,8 +145,7 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
         raise Invalid({"body": "must be a JSON object (or empty to preview the current template)"})
     s = services()
     with s.database.read() as conn:
-        merchant = merchant_store.require(conn, slug)
-        locale = _locale(merchant)
+        merchant, locale = _merchant_locale(conn, slug)
         stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
     context = sample_context(k, locale)
     context["merchant"] = {**context["merchant"], "name": merchant.name,

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config import PROJECT_ROOT
-from tests.support.services import pg_bin, postgres_user_prefix, wait_for_port
+from config import PROJECT_ROOT as PROJECT_ROOT  # re-exported: the benches use common.PROJECT_ROOT
+from tests.support.services import pg_bin, postgres_user_prefix
+from tests.support.services import wait_for_port as wait_for_port  # re-exported for bench/ingest.py
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -205,7 +206,8 @@ def migrate(url: str) -> None:
 
 
 def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text())
+    body: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return body
 
 
 def _hex(tag: str, i: int, salt: str) -> str:

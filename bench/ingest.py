@@ -81,7 +81,7 @@ def _measure(
     expected = load.warmup_ok + load.ok
     queued = int(queue_len())
     lat = load.latencies
-    figures = {
+    figures: dict[str, Any] = {
         "requests": load.sent,
         "accepted": load.ok,
         "outcomes": dict(load.outcomes),

@@ -126,8 +126,8 @@ def _complete(state: dict[str, Any], events: int) -> bool:
     """Every delivery committed (its notification intents are written in the same transaction)
     and no intent still waiting for its send."""
     n = state["notifications"]
-    return (sum(state["deliveries"].values()) >= events
-            and n.get("queued", 0) == 0 and n.get("sending", 0) == 0 and state["outbox"] >= n.get("sent", 0))
+    return bool(sum(state["deliveries"].values()) >= events
+                and n.get("queued", 0) == 0 and n.get("sending", 0) == 0 and state["outbox"] >= n.get("sent", 0))
 
 
 def _wait(db: Any, merchant_id: int, events: int, timeout: float, worker: Any, log: Path) -> dict[str, Any]:

@@ -58,6 +58,7 @@ __all__ = [
     "parse_event",
     "parse_timestamp",
     "parse_webhook",
+    "stored_timestamp",
     "webhook_identity",
 ]
 
@@ -156,6 +157,14 @@ def webhook_identity(w: Webhook) -> str:
 # --------------------------------------------------------------------------- values
 
 
+def stored_timestamp(d: Mapping[str, Any], key: str) -> datetime:
+    """A required timestamp of a stored record (the ``from_dict`` of the value objects)."""
+    moment = parse_timestamp(d[key])
+    if moment is None:
+        raise PayloadError(f"'{key}' is missing")
+    return moment
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     city: str = ""
@@ -202,9 +211,6 @@ class Scan:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Scan:
-        status_date = parse_timestamp(d["status_date"])
-        if status_date is None:
-            raise PayloadError("'status_date' is missing")
         return cls(
             object_id=str(d["object_id"]),
             status=str(d["status"]),
@@ -212,7 +218,7 @@ class Scan:
             substatus_text=d.get("substatus_text"),
             action_required=d.get("action_required"),
             details=str(d.get("details") or ""),
-            status_date=status_date,
+            status_date=stored_timestamp(d, "status_date"),
             created=parse_timestamp(d.get("created")),
             location=_location(d.get("location")),
         )

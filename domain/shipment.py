@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from domain.normalization import classify_label, classify_scan
-from domain.payload import LabelUpdate, Scan, TrackUpdate, parse_timestamp
+from domain.payload import LabelUpdate, Scan, TrackUpdate, parse_timestamp, stored_timestamp
 from domain.vocabulary import ChangeKind, ExceptionClass, ShipmentStatus
 
 S = ShipmentStatus
@@ -93,13 +93,10 @@ class OpenException:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenException:
-        since = parse_timestamp(d["since"])
-        if since is None:
-            raise ValueError("exception 'since' is missing")
         return cls(
             cls=ExceptionClass(d["class"]),
             action_required=bool(d["action_required"]),
-            since=since,
+            since=stored_timestamp(d, "since"),
             detail=str(d.get("detail") or ""),
             occurrence=str(d["occurrence"]),
         )

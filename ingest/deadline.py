@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from werkzeug.exceptions import RequestTimeout
 
@@ -25,6 +25,16 @@ BODY_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _InputStream(Protocol):
+    """The reading half of PEP 3333's ``wsgi.input``."""
+
+    def read(self, size: int | None = ..., /) -> bytes: ...
+
+    def readline(self, size: int | None = ..., /) -> bytes: ...
+
+    def readlines(self, hint: int | None = ..., /) -> list[bytes]: ...
 
 
 class BodyDeadline:
@@ -46,12 +56,12 @@ def _cooperative() -> bool:
 
 
 class _DeadlineInput:
-    def __init__(self, stream: Any, seconds: float) -> None:
+    def __init__(self, stream: _InputStream, seconds: float) -> None:
         self._stream = stream
         self._seconds = seconds
         self._deadline = time.monotonic() + seconds
 
-    def _within_deadline(self, read: Callable[..., T], *args: Any) -> T:
+    def _within_deadline(self, read: Callable[[int | None], T], arg: int | None) -> T:
         import gevent
 
         expired = RequestTimeout(f"the request body did not arrive within {self._seconds:g} s")
@@ -59,7 +69,7 @@ class _DeadlineInput:
         if remaining <= 0:
             raise expired
         with gevent.Timeout(remaining, expired):
-            return read(*args)
+            return read(arg)
 
     def read(self, size: int | None = -1) -> bytes:
         return self._within_deadline(self._stream.read, size)

@@ -7,7 +7,7 @@ Also the one JSON error shape both apps (the receiver and admin) answer with:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NotRequired, TypedDict
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 from flask import Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -50,9 +50,21 @@ def http_error_response(exc: HTTPException, message: str | None = None) -> Respo
 
 
 class Rejection(Exception):
-    status_code = 400
-    outcome = DeliveryOutcome.BAD_PAYLOAD
-    headers: dict[str, str] = {}
+    """A webhook we refuse. A subclass names its status code and outcome word in its class line
+    (``class TooLarge(Rejection, status=413, outcome=DeliveryOutcome.TOO_LARGE): ...``)."""
+
+    status_code: ClassVar[int] = 400
+    outcome: ClassVar[DeliveryOutcome] = DeliveryOutcome.BAD_PAYLOAD
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, outcome: DeliveryOutcome | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if outcome is not None:
+            cls.outcome = outcome
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -62,50 +74,28 @@ class Rejection(Exception):
         return error_response(self.status_code, str(self.outcome), self.message, headers=self.headers)
 
 
-class UnknownMerchant(Rejection):
-    status_code = 404
-    outcome = DeliveryOutcome.UNKNOWN_MERCHANT
+class UnknownMerchant(Rejection, status=404, outcome=DeliveryOutcome.UNKNOWN_MERCHANT): ...
+class BadPayload(Rejection, status=400, outcome=DeliveryOutcome.BAD_PAYLOAD): ...
+class UnsupportedMediaType(Rejection, status=415, outcome=DeliveryOutcome.UNSUPPORTED_MEDIA_TYPE): ...
+class TooLarge(Rejection, status=413, outcome=DeliveryOutcome.TOO_LARGE): ...
 
 
-class BadToken(Rejection):
-    status_code = 401
-    outcome = DeliveryOutcome.BAD_TOKEN
+class Unauthorized(Rejection, status=401):
+    """The request does not prove it comes from the merchant's Shippo account."""
 
 
-class BadSignature(Rejection):
-    status_code = 401
-    outcome = DeliveryOutcome.BAD_SIGNATURE
+class BadToken(Unauthorized, outcome=DeliveryOutcome.BAD_TOKEN): ...
+class BadSignature(Unauthorized, outcome=DeliveryOutcome.BAD_SIGNATURE): ...
+class StaleSignature(Unauthorized, outcome=DeliveryOutcome.STALE_SIGNATURE): ...
 
 
-class StaleSignature(Rejection):
-    status_code = 401
-    outcome = DeliveryOutcome.STALE_SIGNATURE
-
-
-class BadPayload(Rejection):
-    status_code = 400
-    outcome = DeliveryOutcome.BAD_PAYLOAD
-
-
-class UnsupportedMediaType(Rejection):
-    status_code = 415
-    outcome = DeliveryOutcome.UNSUPPORTED_MEDIA_TYPE
-
-
-class TooLarge(Rejection):
-    status_code = 413
-    outcome = DeliveryOutcome.TOO_LARGE
-
-
-class Unavailable(Rejection):
+class Unavailable(Rejection, status=503, outcome=DeliveryOutcome.UNAVAILABLE):
     """A dependency is unreachable — a 503 means that and nothing else: Shippo retries, so
     nothing is lost. Raise the subclass naming the dependency: its ``reason`` word starts the
     message (``"broker_unreachable: …"``), which is how the webhook log and the
     ``parcelhook_webhooks_unavailable{reason}`` counter tell them apart
     (``workers.telemetry.unavailable_reason``)."""
 
-    status_code = 503
-    outcome = DeliveryOutcome.UNAVAILABLE
     headers = {"Retry-After": "5"}
     reason = UnavailableReason.UNKNOWN
 

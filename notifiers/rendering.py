@@ -351,8 +351,12 @@ class Renderer:
     ) -> list[tuple[int | None, str]]:
         problems: list[tuple[int | None, str]] = []
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            attr = node.attr if isinstance(node, nodes.Getattr) else (
-                node.arg.value if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) else None)
+            if isinstance(node, nodes.Getattr):
+                attr: str | None = node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                attr = node.arg.value
+            else:
+                attr = None
             if attr is not None and (attr.startswith("_") or attr in _UNSAFE_ATTRS):
                 problems.append((node.lineno, f"access to {attr!r} is not allowed (templates are sandboxed)"))
         if problems:

@@ -354,7 +354,7 @@ class _Rewrite(NodeTransformer):
 class _PartialsLoader(FileSystemLoader):
     """Serves only shared partials/layouts: files whose name starts with ``_``."""
 
-    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         if not template.rsplit("/", 1)[-1].startswith("_"):
             raise TemplateNotFound(template)
         return super().get_source(environment, template)

@@ -47,10 +47,20 @@ class _RebasedHttpClient(TwilioHttpClient):
             raise ValueError("Twilio API URL must be an http(s) URL")
         self._scheme, self._netloc, self._prefix = parts.scheme, parts.netloc, parts.path
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        parts = urlsplit(url)
+    def request(  # twilio's own HttpClient.request signature (its subclass renames uri to url)
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        parts = urlsplit(uri)
         rebased = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, parts.fragment))
-        return super().request(method, rebased, *args, **kwargs)
+        return super().request(method, rebased, params, data, headers, auth, timeout, allow_redirects)
 
 
 def _classify(status: int | None, code: object, message: str) -> TransientChannelError | PermanentChannelError:

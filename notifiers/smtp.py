@@ -19,6 +19,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .channel import (
@@ -28,6 +29,9 @@ from .channel import (
     TransientChannelError,
     UncertainDeliveryError,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # what smtplib.SMTP.send accepts (typeshed only)
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +190,10 @@ class SmtpChannel:
             conn = self._connect()
             real_send = conn.send
 
-            def send_and_note(data: str | bytes) -> None:
+            def send_and_note(s: ReadableBuffer | str) -> None:  # smtplib.SMTP.send's signature
                 nonlocal body_sent
-                real_send(data)
-                if isinstance(data, bytes) and data.endswith(b"\r\n.\r\n"):  # smtplib's DATA body
+                real_send(s)
+                if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):  # smtplib's DATA body
                     body_sent = True  # the point of no return: only the server's 250 is missing
 
             conn.send = send_and_note  # type: ignore[method-assign]

@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from store.errors import StorageUnavailable
@@ -157,13 +158,9 @@ class Database:
         """Row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers."""
         return select if self.is_sqlite else select.with_for_update()
 
-    def insert(self, table: sa.Table) -> Any:
+    def insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
         """Dialect insert supporting ``on_conflict_do_nothing``."""
-        if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(table)
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     def ping(self) -> None:
         with self.read() as conn:

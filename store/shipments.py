@@ -55,7 +55,7 @@ def _find(db: Database, conn: Connection, *conditions: Any) -> ShipmentRow | Non
 def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate | LabelUpdate) -> ShipmentRow:
     m = shipments.c.merchant_id == merchant_id
     if isinstance(event, TrackUpdate):
-        attempts = []
+        attempts: list[tuple[sa.ColumnElement[bool], ...]] = []
         if event.transaction_id:
             attempts.append((m, shipments.c.transaction_id == event.transaction_id))
         attempts.append((m, shipments.c.carrier == event.carrier, shipments.c.tracking_number == event.tracking_number))

@@ -14,6 +14,7 @@ The dramatiq defaults (20 retries over about a week) are wrong for a customer SM
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,27 @@ class _Unbound(dramatiq.Broker):
 _DECLARED = _Unbound()
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One row of the module doc's table, in dramatiq's actor options (milliseconds)."""
+
+    max_retries: int
+    min_backoff: int
+    time_limit: int
+    max_backoff: int | None = None  # None: dramatiq's default
+
+    def options(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+EVENTS = RetryPolicy(max_retries=8, min_backoff=1_000, max_backoff=300_000, time_limit=60_000)
+NOTIFICATIONS = RetryPolicy(max_retries=6, min_backoff=10_000, max_backoff=600_000, time_limit=45_000)
+EXHAUSTED = RetryPolicy(max_retries=3, min_backoff=5_000, time_limit=30_000)
+MAINTENANCE = RetryPolicy(max_retries=2, min_backoff=5_000, max_backoff=60_000, time_limit=300_000)
+PUBLISHING = RetryPolicy(max_retries=5, min_backoff=2_000, max_backoff=120_000, time_limit=120_000)
+CALLBACKS = RetryPolicy(max_retries=8, min_backoff=1_000, max_backoff=120_000, time_limit=30_000)
+
+
 def bind(broker: dramatiq.Broker) -> dramatiq.Broker:
     """Make ``broker`` the one every actor sends to and is consumed from (and dramatiq's global
     broker, which ``dramatiq workers.main`` runs). Idempotent; a later call moves the actors on."""
@@ -61,15 +83,7 @@ def bind(broker: dramatiq.Broker) -> dramatiq.Broker:
     return broker
 
 
-@dramatiq.actor(
-    broker=_DECLARED,
-    queue_name="events",
-    max_retries=8,
-    min_backoff=1_000,
-    max_backoff=300_000,
-    time_limit=60_000,
-    throws=(PayloadError,),
-)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", throws=(PayloadError,), **EVENTS.options())
 def process_event(merchant_slug: str, event_id: str, received_at: str, body: str) -> None:
     from workers.processing import process_event as process
 
@@ -98,11 +112,8 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
 @dramatiq.actor(
     broker=_DECLARED,
     queue_name="notifications",
-    max_retries=6,
-    min_backoff=10_000,
-    max_backoff=600_000,
-    time_limit=45_000,
     on_retry_exhausted="notification_exhausted",
+    **NOTIFICATIONS.options(),
 )
 def send_notification(notification_id: int) -> None:
     from dramatiq.middleware import CurrentMessage
@@ -123,8 +134,7 @@ def _defer(notification_id: int, delay_ms: int) -> None:
     send_notification.send_with_options(args=(notification_id,), delay=delay_ms)
 
 
-@dramatiq.actor(broker=_DECLARED, queue_name="notifications", max_retries=3, min_backoff=5_000,
-                time_limit=30_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="notifications", **EXHAUSTED.options())
 def notification_exhausted(message_data: dict, retry_info: dict) -> None:  # type: ignore[type-arg]
     """Retries ran out: record ``failed`` and alert the merchant (``notification_failed``)."""
     notification_id = int(message_data["args"][0])
@@ -133,8 +143,7 @@ def notification_exhausted(message_data: dict, retry_info: dict) -> None:  # typ
         send_notification.send(alert_id)
 
 
-@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", max_retries=2, min_backoff=5_000, max_backoff=60_000,
-                time_limit=300_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", **MAINTENANCE.options())
 def run_maintenance(job: str) -> None:
     enqueue_followups(JOBS[job](runtime()))
 
@@ -151,8 +160,7 @@ def enqueue_followups(followups: Followups) -> int:
 PUBLISH_BATCH = 500
 
 
-@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", max_retries=5, min_backoff=2_000, max_backoff=120_000,
-                time_limit=120_000)
+@dramatiq.actor(broker=_DECLARED, queue_name="maintenance", **PUBLISHING.options())
 def publish_platform_events() -> None:
     """Publish the platform events outbox (workers/platform_events.py). Idempotent: any number
     of these may run; publishers are serialized and each row is published (at least) once."""
@@ -179,24 +187,21 @@ def publish_platform_events() -> None:
 
 # ---------------------------------------------------------------- callbacks from `web`
 
-CALLBACK_POLICY: dict[str, Any] = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 120_000, "time_limit": 30_000}
-
-
-@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACKS.options())
 def record_sms_status(merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:
     from workers.callbacks import sms_status
 
     sms_status(runtime().database, merchant_slug, message_sid, status, error_code)
 
 
-@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACKS.options())
 def record_sms_keyword(merchant_slug: str, phone: str, keyword: str) -> None:
     from workers.callbacks import sms_keyword
 
     sms_keyword(runtime().database, merchant_slug, phone, keyword)
 
 
-@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACK_POLICY)
+@dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACKS.options())
 def record_email_opt_out(merchant_slug: str, address: str) -> None:
     from workers.callbacks import email_opt_out
 

@@ -91,6 +91,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.broker import QUEUES
+from workers.queue_state import QUEUE_STATE, glob_escape, head_age_s, queue_keys
 
 log = logging.getLogger("parcelhook.health")
 
@@ -172,6 +173,16 @@ def _age(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def _alert(kind: str, subject: str | None, severity: str, value: float, message: str) -> Alert:
+    return Alert(key=kind if subject is None else f"{kind}:{subject}", kind=kind, subject=subject,
+                 severity=severity, message=message, value=float(value))
+
+
+def _severity(value: float, threshold: float) -> str:
+    """Past its threshold a figure is a warning; past four times it, critical."""
+    return "critical" if value > 4 * threshold else "warning"
+
+
 def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Alert]:
     """The alert rules; pure. ``now`` is accepted for rules that need the clock (none yet
     compare against it directly: ages arrive pre-computed) and to keep the signature stable."""
@@ -179,42 +190,30 @@ def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Al
     alerts: list[Alert] = []
     for q in figures.queues:
         if q.oldest_age_s is not None and q.oldest_age_s > thresholds.queue_age_s:
-            alerts.append(Alert(
-                key=f"queue_age:{q.name}", kind="queue_age", subject=q.name,
-                severity="critical" if q.oldest_age_s > 4 * thresholds.queue_age_s else "warning",
-                message=(f"Queue '{q.name}' is backing up: the oldest of {q.ready} ready messages has waited "
-                         f"{_age(q.oldest_age_s)} (threshold {_age(thresholds.queue_age_s)})."),
-                value=float(q.oldest_age_s),
-            ))
+            message = (f"Queue '{q.name}' is backing up: the oldest of {q.ready} ready messages has waited "
+                       f"{_age(q.oldest_age_s)} (threshold {_age(thresholds.queue_age_s)}).")
+            severity = _severity(q.oldest_age_s, thresholds.queue_age_s)
+            alerts.append(_alert("queue_age", q.name, severity, q.oldest_age_s, message))
         baseline = figures.dead_baseline.get(q.name)
         if baseline is not None and q.dead > baseline:
             new = q.dead - baseline
-            alerts.append(Alert(
-                key=f"dead_letters:{q.name}", kind="dead_letters", subject=q.name, severity="warning",
-                message=(f"{new} new dead letter{'s' if new != 1 else ''} on queue '{q.name}' ({q.dead} in total): "
-                         "messages failed every retry. Inspect, then requeue or purge them."),
-                value=float(new),
-            ))
+            message = (f"{new} new dead letter{'s' if new != 1 else ''} on queue '{q.name}' ({q.dead} in total): "
+                       "messages failed every retry. Inspect, then requeue or purge them.")
+            alerts.append(_alert("dead_letters", q.name, "warning", new, message))
     live = [s for s in figures.worker_last_seen_s if s <= thresholds.worker_seen_s]
     starting = figures.checker_uptime_s is not None and figures.checker_uptime_s <= thresholds.startup_grace_s
     if live:
         alerts.extend(_stuck(figures, thresholds))
     elif not starting:
-        alerts.append(Alert(
-            key="no_worker", kind="no_worker", subject=None, severity="critical",
-            message=(f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
-                     "Nothing is being processed; start the `worker` process."),
-            value=0.0,
-        ))
+        message = (f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
+                   "Nothing is being processed; start the `worker` process.")
+        alerts.append(_alert("no_worker", None, "critical", 0.0, message))
     minutes = thresholds.rejection_window_s // 60
     for merchant, n in sorted(figures.unauthorized.items()):
         if n >= thresholds.rejections_401:
-            alerts.append(Alert(
-                key=f"webhook_401:{merchant}", kind="webhook_401", subject=merchant, severity="warning",
-                message=(f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
-                         "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of."),
-                value=float(n),
-            ))
+            message = (f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
+                       "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of.")
+            alerts.append(_alert("webhook_401", merchant, "warning", n, message))
     return alerts
 
 
@@ -223,24 +222,18 @@ def _stuck(figures: Figures, thresholds: Thresholds) -> list[Alert]:
     alerts: list[Alert] = []
     for q in figures.queues:
         if q.overdue and q.most_overdue_s is not None:
-            alerts.append(Alert(
-                key=f"delayed_stuck:{q.name}", kind="delayed_stuck", subject=q.name,
-                severity="critical" if q.most_overdue_s > 4 * thresholds.overdue_s else "warning",
-                message=(f"{q.overdue} of {q.delayed} delayed messages on queue '{q.name}' are past their "
-                         f"due time (the oldest by {_age(q.most_overdue_s)}, threshold {_age(thresholds.overdue_s)}) "
-                         "although workers are live: they are stranded. Restarting the workers releases them."),
-                value=float(q.most_overdue_s),
-            ))
+            message = (f"{q.overdue} of {q.delayed} delayed messages on queue '{q.name}' are past their "
+                       f"due time (the oldest by {_age(q.most_overdue_s)}, threshold {_age(thresholds.overdue_s)}) "
+                       "although workers are live: they are stranded. Restarting the workers releases them.")
+            severity = _severity(q.most_overdue_s, thresholds.overdue_s)
+            alerts.append(_alert("delayed_stuck", q.name, severity, q.most_overdue_s, message))
         if q.held_too_long and q.longest_held_s is not None:
-            alerts.append(Alert(
-                key=f"in_flight_stuck:{q.name}", kind="in_flight_stuck", subject=q.name,
-                severity="critical" if q.longest_held_s > 4 * thresholds.in_flight_s else "warning",
-                message=(f"{q.held_too_long} of {q.in_flight} in-flight messages on queue '{q.name}' have been held "
-                         f"by workers for over {_age(thresholds.in_flight_s)} (the longest {_age(q.longest_held_s)}) "
-                         "without finishing although workers are live. Check the workers' logs; restarting them "
-                         "releases the messages."),
-                value=float(q.longest_held_s),
-            ))
+            message = (f"{q.held_too_long} of {q.in_flight} in-flight messages on queue '{q.name}' have been held "
+                       f"by workers for over {_age(thresholds.in_flight_s)} (the longest {_age(q.longest_held_s)}) "
+                       "without finishing although workers are live. Check the workers' logs; restarting them "
+                       "releases the messages.")
+            severity = _severity(q.longest_held_s, thresholds.in_flight_s)
+            alerts.append(_alert("in_flight_stuck", q.name, severity, q.longest_held_s, message))
     return alerts
 
 
@@ -250,34 +243,6 @@ def next_baseline(previous: int | None, current: int) -> int:
 
 
 # ---------------------------------------------------------------- reading (Redis, read-only)
-
-# KEYS: q, q.msgs, q.XQ -> {ready, dead, head message bytes or false}
-_QUEUE_STATE = """
-local ready = redis.call("llen", KEYS[1])
-local dead = redis.call("zcard", KEYS[3])
-local head = false
-local head_id = redis.call("lindex", KEYS[1], 0)
-if head_id then
-    head = redis.call("hget", KEYS[2], head_id)
-end
-return {ready, dead, head}
-"""
-
-
-def _head_age_s(blob: bytes | None, now_ms: int) -> float | None:
-    if not blob:
-        return None
-    import dramatiq
-
-    try:
-        message = dramatiq.get_encoder().decode(blob)
-    except Exception:  # an undecodable head message has no known age
-        return None
-    ts = message.get("message_timestamp") if isinstance(message, dict) else None
-    if not isinstance(ts, int | float):
-        return None
-    return max(0.0, (now_ms - ts) / 1000)
-
 
 def _delayed(client: Any, key: str, now_ms: int, overdue_ms: float) -> tuple[int, int, float | None]:
     """(delayed messages, overdue ones, most overdue in s) from the etas in ``<q>.DQ.msgs``."""
@@ -307,16 +272,12 @@ def in_flight_ids(client: Any, namespace: str, queues: Iterable[str]) -> dict[st
     wanted = set(queues)
     prefix = f"{namespace}:__acks__."
     out: dict[str, set[str]] = {name: set() for name in wanted}
-    for raw in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+    for raw in client.scan_iter(match=glob_escape(prefix) + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else raw
         _, sep, queue = key[len(prefix):].partition(".")  # broker ids are uuid4s: no dots
         if sep and queue in wanted:
             out[queue].update(m.decode() if isinstance(m, bytes) else m for m in client.sscan_iter(key, count=1000))
     return out
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _seen_key(queue: str, message_id: str) -> str:
@@ -333,19 +294,19 @@ def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetr
     one not in it counts as seen now."""
     now_ms = int(now.timestamp() * 1000)
     queues = tuple(queues)
-    script = client.register_script(_QUEUE_STATE)
+    script = client.register_script(QUEUE_STATE)
     if in_flight is None:
         in_flight = in_flight_ids(client, namespace, queues)
     seen = in_flight_seen or {}
     figures = []
     for name in queues:
-        q = f"{namespace}:{name}"
-        ready, dead, head = script(keys=[q, q + ".msgs", q + ".XQ"])
-        delayed, overdue, most_overdue = _delayed(client, q + ".DQ.msgs", now_ms, thresholds.overdue_s * 1000)
+        keys = queue_keys(namespace, name)
+        ready, _, dead, head = script(keys=keys)
+        delayed, overdue, most_overdue = _delayed(client, keys[2], now_ms, thresholds.overdue_s * 1000)
         held = [(now_ms - seen.get(_seen_key(name, i), now_ms)) / 1000 for i in in_flight.get(name, ())]
         too_long = [h for h in held if h > thresholds.in_flight_s]
         figures.append(QueueFigures(
-            name, int(ready), int(dead), _head_age_s(head or None, now_ms),
+            name, int(ready), int(dead), head_age_s(head, now_ms),
             delayed=delayed, overdue=overdue, most_overdue_s=most_overdue,
             in_flight=len(held), held_too_long=len(too_long), longest_held_s=max(held) if held else None,
         ))

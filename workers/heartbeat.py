@@ -19,6 +19,8 @@ from typing import Any
 import dramatiq
 import redis
 
+from workers.redis_replies import scored_members
+
 log = logging.getLogger("parcelhook.heartbeat")
 
 INTERVAL_S = 2.0
@@ -78,5 +80,4 @@ def live_workers(client: redis.Redis, namespace: str, *, now_ms: int | None = No
     """``(worker id, seconds since its last beat)``, most recent first."""
     now_ms = _now_ms() if now_ms is None else now_ms
     rows = client.zrevrangebyscore(workers_key(namespace), "+inf", now_ms - within_ms, withscores=True)
-    return [((m.decode() if isinstance(m, bytes) else str(m)), round(max(0.0, (now_ms - score) / 1000), 3))
-            for m, score in rows]
+    return [(m, round(max(0.0, (now_ms - score) / 1000), 3)) for m, score in scored_members(rows)]

@@ -53,6 +53,8 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 
+from workers.redis_replies import text
+
 log = logging.getLogger("parcelhook.recovery")
 
 #: A broker id that has not beaten for this long is a dead worker (dramatiq's default: 60 s).
@@ -61,10 +63,6 @@ HEARTBEAT_TIMEOUT_MS = 20_000
 MAINTENANCE_INTERVAL_S = 5.0
 #: At most this many ids per ``requeue`` command.
 REQUEUE_CHUNK = 500
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RecoveringRedisBroker(RedisBroker):
@@ -107,7 +105,7 @@ class RecoveringRedisBroker(RedisBroker):
 
         Safe against a worker thread acking concurrently: ``requeue`` only moves an id that
         is still in the ack set, and an ack removes it from there first."""
-        fetched = [_text(i) for i in self.client.smembers(self.ack_key(queue_name))]
+        fetched = [text(i) for i in self.client.smembers(self.ack_key(queue_name))]
         if not fetched:
             return 0
         held = self.held(queue_name)

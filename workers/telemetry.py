@@ -330,9 +330,9 @@ class Telemetry:
 
     # -- reading (these may raise redis errors: callers report them) ---------
     def recent_webhooks(self, *, merchant: str | None = None, outcome: str | None = None,
-                        limit: int = 100) -> list[dict]:
+                        limit: int = 100) -> list[dict[str, Any]]:
         """Newest first, filtered; the accepted and the rejected lists (2000 entries each) merged."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         if limit <= 0:
             return out
         pipe = self.client.pipeline(transaction=False)
@@ -401,9 +401,9 @@ class Telemetry:
         pl = _decode_histograms(results[5], PROCESSING_LATENCY_BUCKETS)
         cl = _decode_histograms(results[6], CARRIER_LAG_BUCKETS)
         return TelemetrySnapshot(
-            webhooks_received={k: v for k, v in counters[C_WEBHOOKS].items() if len(k) == 3},  # type: ignore[misc]
-            events_processed={k: v for k, v in counters[C_PROCESSED].items() if len(k) == 2},  # type: ignore[misc]
-            notifications={k: v for k, v in counters[C_NOTIFICATIONS].items() if len(k) == 3},  # type: ignore[misc]
+            webhooks_received={k: v for k, v in counters[C_WEBHOOKS].items() if len(k) == 3},
+            events_processed={k: v for k, v in counters[C_PROCESSED].items() if len(k) == 2},
+            notifications={k: v for k, v in counters[C_NOTIFICATIONS].items() if len(k) == 3},
             webhooks_unavailable={k[0]: v for k, v in counters[C_UNAVAILABLE].items() if len(k) == 1},
             webhook_latency=wl.get((), _empty(WEBHOOK_LATENCY_BUCKETS)),
             processing_latency={k[0]: v for k, v in pl.items() if len(k) == 1},

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from store.database import create_engine
 from store.schema import metadata
@@ -14,7 +15,10 @@ def run_migrations_online() -> None:
     if connectable is not None:
         _run(connectable)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url: run migrations through store.migrate")
+    engine = create_engine(url)
     try:
         with engine.connect() as connection:
             _run(connection)
@@ -22,13 +26,13 @@ def run_migrations_online() -> None:
         engine.dispose()  # also after a failed migration: no connection left open on the database
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         # SQLite batch migrations rebuild a table (copy, drop, rename): with foreign keys enforced
         # the DROP fails once other tables reference it. Off for the migration (only outside a
         # transaction does the pragma take effect), checked before the commit, on again after.
-        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        _sqlite_pragma(connection, "foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -42,7 +46,15 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
                 raise RuntimeError("the migration left rows whose foreign keys point nowhere; rolled back")
     finally:
         if sqlite:
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+            _sqlite_pragma(connection, "foreign_keys=ON")
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    """On the driver's own connection, outside SQLAlchemy's transaction handling."""
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the migration's database connection is closed")
+    driver.execute(f"PRAGMA {pragma}")
 
 
 if context.is_offline_mode():

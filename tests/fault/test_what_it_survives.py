@@ -97,7 +97,9 @@ def test_a_worker_killed_three_times_mid_stream(make_rig: Callable[..., Rig], da
     thread.join(300)
     ledger = settle(rig, "worker process kill -9 ×3", parcels, sender.report, fault_over_at=fault_over)
     assert rig.restarts.get("worker", 0) >= 3
-    assert_kept_its_word(ledger, rig, sender.report)
+    # a kill inside a provider call leaves that message's outcome unknown (at most once): at most
+    # one per worker thread killed (4 + 4 + 2 × 4)
+    assert_kept_its_word(ledger, rig, sender.report, max_uncertain=16)
 
 
 # --------------------------------------------------------------------------- 2. Redis kill -9, workers left running

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import redis
 
-from admin.queues import decode_message
 from domain.unsubscribe import make_token
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.services import RedisServer, redis_server
+from workers.queue_state import decode_message
 
 pytestmark = pytest.mark.redis
 

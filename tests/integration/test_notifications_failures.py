@@ -12,6 +12,7 @@ import pytest
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support import rows
 
 pytestmark = pytest.mark.redis
 
@@ -177,9 +178,8 @@ def test_a_redelivered_send_for_a_row_left_sending_does_not_send(
         sent = _row(system, "email", "shipped")
         # a second row, as if a worker had claimed it and died inside the provider call
         with system.database.write() as conn:
-            new_id = notification_store.create(
-                system.database, conn, merchant_id=1, order_id=1, shipment_id=1, kind="shipped",
-                channel="email", audience="customer", key="1001:crash:shipped:email", to_address="jane@example.com")
+            new_id = rows.notification(system.database, conn, 1, order_id=1, shipment_id=1,
+                                       key="1001:crash:shipped:email")
             assert new_id is not None
             notification_store.update(conn, new_id, sending_at=utcnow(), attempts=1)
         before = len(smtp.messages)

@@ -14,7 +14,7 @@ from tests.support import notify_harness as h
 
 pytestmark = pytest.mark.redis
 
-LABEL, _pre, _accepted, _departed, _arrived, OUT_FOR_DELIVERY, DELIVERED = scenario("delivered")
+_label, _pre, _accepted, _departed, _arrived, OUT_FOR_DELIVERY, DELIVERED = scenario("delivered")
 PHONE = "+15551230001"
 INBOUND = "/webhooks/twilio/acme/inbound"
 STATUS = "/webhooks/twilio/acme/status"
@@ -22,13 +22,7 @@ STATUS = "/webhooks/twilio/acme/status"
 
 def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
             ) -> tuple[System, dict[str, Any]]:
-    system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile())
-    h.register_order(system, "1001", email="jane@example.com", phone=PHONE)
-    system.start_worker()
-    system.post(merchant, LABEL)
-    system.drain()
-    return system, merchant
+    return h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
 
 
 def _inbound(body: str, sender: str = PHONE) -> dict[str, str]:

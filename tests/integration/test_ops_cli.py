@@ -10,7 +10,7 @@ import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 
-from admin.ops_cli import add_ops_commands, cmd_queues
+from admin.ops_cli import add_ops_commands, cmd_dlq_purge, cmd_dlq_requeue, cmd_queues
 from tests.integration.ops_fixtures import dead_letter, raising
 
 pytestmark = pytest.mark.redis
@@ -112,6 +112,7 @@ def test_dlq_list_requeue_and_purge(ops_broker: RedisBroker, ops_services: Simpl
     ("argv", "message"),
     [
         (("dlq", "requeue", "--queue", "nope", "x"), "unknown queue"),
+        (("dlq", "purge", "--queue", "nope", "--all", "--yes"), "unknown queue"),
         (("dlq", "requeue", "--queue", "events"), "give dead-letter ids or --all"),
         (("dlq", "purge", "--queue", "events", "--all", "--yes", "x"), "either ids or --all"),
         (("dlq", "list", "--queue", "nope"), "unknown queue"),
@@ -121,3 +122,11 @@ def test_dlq_usage_errors_exit_2(ops_services: SimpleNamespace, argv: tuple[str,
     code, text = run(ops_services, *argv)
     assert code == 2
     assert message in text
+
+
+def test_bulk_dlq_commands_called_without_a_queue_exit_2(ops_services: SimpleNamespace) -> None:
+    """argparse requires --queue; the commands refuse a missing one themselves too."""
+    out = io.StringIO()
+    assert cmd_dlq_requeue(ops_services, None, ["x"], False, out) == 2
+    assert cmd_dlq_purge(ops_services, None, [], True, True, out) == 2
+    assert out.getvalue() == "error: --queue is required\n" * 2

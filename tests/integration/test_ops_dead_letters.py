@@ -12,9 +12,10 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.dead_letters import DeadLetters, UnknownQueue
-from admin.queues import QUEUES, QueueInspector, decode_message
+from admin.queues import QUEUES, QueueInspector
 from tests.integration.ops_fixtures import dead_letter, raising
 from tests.support.polling import running_worker, wait_until
+from workers.queue_state import decode_message
 
 pytestmark = pytest.mark.redis
 

@@ -11,10 +11,10 @@ import pytest
 
 from domain.vocabulary import Channel
 from notifiers.channel import ChannelAdapter, OutgoingMessage, PermanentChannelError
-from store import merchants as merchant_store
 from store import notifications as notification_store
 from store.database import Database
 from tests.integration.conftest import VAULT
+from tests.support import rows
 from workers.outbox import OutboxChannel
 
 KEY = "1001:s1:shipped:email"
@@ -38,22 +38,7 @@ def _message(**overrides: Any) -> OutgoingMessage:
 
 @pytest.fixture()
 def notification(database: Database) -> int:
-    with database.write() as conn:
-        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={})
-        row = notification_store.create(
-            database,
-            conn,
-            merchant_id=merchant.id,
-            order_id=None,
-            shipment_id=None,
-            kind="shipped",
-            channel="email",
-            audience="customer",
-            key=KEY,
-            to_address="jane@example.com",
-        )
-    assert row is not None
-    return row
+    return rows.acme_notification(database, VAULT, key=KEY)
 
 
 def test_the_outbox_is_a_channel_adapter(database: Database) -> None:

@@ -14,7 +14,7 @@ import redis
 
 from config import Settings
 from tests.integration.conftest import SIGNING_KEY, System
-from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, merchant_profile, register_order, rows
+from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
 from tests.support.polling import wait_until
 from tests.support.services import RedisServer, redis_server
 from tests.support.worker_process import (
@@ -23,7 +23,9 @@ from tests.support.worker_process import (
     label_created,
     recipients,
     settings_env,
+    sms_orders,
     system_for_workers,
+    twilio_settings,
     worker_env,
     worker_process,
 )
@@ -58,13 +60,10 @@ def test_messages_a_killed_worker_held_run_again_within_a_minute(
         make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str, broker_redis: RedisServer, twilio: ScriptedTwilio,
         tmp_path: Path) -> None:
     system = system_for_workers(make_system, make_settings, sqlite_url)
-    system.create_merchant(**merchant_profile(notify={"email": [], "sms": ["shipped"]}))
     phones = {"1001": "+15005550101", "1002": "+15005550102"}
-    for ref, phone in phones.items():
-        register_order(system, ref, phone=phone, sms=True, email_on=False)
+    sms_orders(system, phones)
     env = worker_env(broker_url=broker_redis.url, database_url=sqlite_url, var_dir=tmp_path,
-                     signing_key=SIGNING_KEY, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                     twilio_api_url=twilio.url, **settings_env(system.settings))
+                     signing_key=SIGNING_KEY, **twilio_settings(twilio), **settings_env(system.settings))
     twilio.hang_next(1)  # the first SMS hangs inside its provider call
 
     with worker_process(env, tmp_path / "worker-a.log", threads=1) as doomed:

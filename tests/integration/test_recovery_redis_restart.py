@@ -17,7 +17,7 @@ import redis
 
 from config import Settings
 from tests.integration.conftest import SIGNING_KEY, System
-from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, merchant_profile, register_order, rows
+from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
 from tests.support.polling import wait_until
 from tests.support.services import RedisServer, redis_server
 from tests.support.worker_process import (
@@ -27,7 +27,9 @@ from tests.support.worker_process import (
     label_created,
     recipients,
     settings_env,
+    sms_orders,
     system_for_workers,
+    twilio_settings,
     worker_env,
     worker_process,
 )
@@ -70,12 +72,9 @@ def test_delayed_retries_held_by_live_workers_run_after_redis_is_killed_and_rest
         make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str,
         broker_redis: RedisServer, twilio: ScriptedTwilio, tmp_path: Path) -> None:
     system = system_for_workers(make_system, make_settings, sqlite_url)
-    system.create_merchant(**merchant_profile(notify={"email": [], "sms": ["shipped"]}))
-    for ref, phone in ORDERS.items():
-        register_order(system, ref, phone=phone, sms=True, email_on=False)
+    sms_orders(system, ORDERS)
     env = worker_env(broker_url=broker_redis.url, database_url=sqlite_url, var_dir=tmp_path,
-                     signing_key=SIGNING_KEY, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-                     twilio_api_url=twilio.url, **settings_env(system.settings))
+                     signing_key=SIGNING_KEY, **twilio_settings(twilio), **settings_env(system.settings))
     twilio.fail_all()
 
     with worker_process(env, tmp_path / "worker-a.log") as a, worker_process(env, tmp_path / "worker-b.log") as b:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.integration.conftest import System
+from tests.support import rows
 from tests.support.scenes import claimed_notification, label_shipped_to_jane
 
 pytestmark = pytest.mark.redis
@@ -83,7 +84,6 @@ def test_a_delivery_receipt_that_beats_the_recorded_sid_is_applied_on_retry(syst
 def test_an_uncertain_delivery_is_never_retried_and_the_merchant_is_told(system: System) -> None:
     from notifiers.channel import UncertainDeliveryError
     from notifiers.testing import RecordingChannel
-    from store import notifications as notification_store
 
     email = RecordingChannel("email")
     email.fail_next(UncertainDeliveryError("SMTP server gave no answer after the message"))
@@ -96,9 +96,7 @@ def test_an_uncertain_delivery_is_never_retried_and_the_merchant_is_told(system:
         merchant = merchant_store.require(conn, "acme")
         order, _ = order_store.register(system.database, conn, merchant.id, "1001",
                                         customer={"email": "jane@example.com"}, notify_email=True, notify_sms=False)
-        row = notification_store.create(system.database, conn, merchant_id=merchant.id, order_id=order.id,
-                                        shipment_id=None, kind="shipped", channel="email", audience="customer",
-                                        key="1001:x:shipped:email", to_address="jane@example.com")
+        row = rows.notification(system.database, conn, merchant.id, order_id=order.id, key="1001:x:shipped:email")
     assert row is not None
     alerts: list[int] = []
     assert system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append) == "outcome_unknown"

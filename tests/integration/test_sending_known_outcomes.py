@@ -19,6 +19,7 @@ import pytest
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support import rows
 from tests.support.polling import wait_until
 from tests.support.retries import RetryOptions
 from tests.support.smtp_server import SmtpServer
@@ -213,10 +214,8 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
             order, _ = order_store.register(system.database, conn, merchant.id, "1001",
                                             customer={"phone": "+15551230001"}, notify_email=False,
                                             notify_sms=True)
-            row_id = notification_store.create(
-                system.database, conn, merchant_id=merchant.id, order_id=order.id, shipment_id=None,
-                kind="shipped", channel="sms", audience="customer", key="1001:x:shipped:sms",
-                to_address="+15551230001")
+            row_id = rows.notification(system.database, conn, merchant.id, order_id=order.id, channel="sms",
+                                       key="1001:x:shipped:sms", to_address="+15551230001")
         assert row_id is not None
         sender = system.runtime.sender
         twilio.fail_next(500)

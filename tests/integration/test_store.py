@@ -22,6 +22,7 @@ from store.migrate import downgrade, upgrade
 from store.schema import deliveries, metadata, shipment_scans, shipments
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import VAULT
+from tests.support import rows
 from workers.processing import process_event
 
 TABLES = set(metadata.tables)
@@ -138,10 +139,7 @@ def test_the_same_notification_key_twice_is_one_row(database: Database) -> None:
     ids = []
     for _ in range(2):
         with database.write() as conn:
-            ids.append(notification_store.create(
-                database, conn, merchant_id=merchant.id, order_id=None, shipment_id=None, kind="shipped",
-                channel="email", audience="customer", key="o1:s1:shipped:email", to_address="jane@example.com",
-            ))
+            ids.append(rows.notification(database, conn, merchant.id, key="o1:s1:shipped:email"))
     assert ids[0] is not None and ids[1] is None
     assert _count(database, notification_store.notifications) == 1
 

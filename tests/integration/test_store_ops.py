@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from store import merchants as merchant_store
-from store import notifications as notification_store
 from store import ops as ops_store
 from store.database import Database
 from store.ops import OpenExceptions, OutcomeCount
 from store.schema import notifications, shipments
 from tests.integration.conftest import VAULT
+from tests.support import rows
 
 T0 = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
 
@@ -83,19 +83,8 @@ def test_notification_outcomes_count_what_was_created_since_the_moment_by_channe
                 ("email", "sent", T0 - timedelta(seconds=1)),  # before the moment: not counted
             ]
         ):
-            new_id = notification_store.create(
-                database,
-                conn,
-                merchant_id=merchant_id,
-                order_id=None,
-                shipment_id=None,
-                kind="shipped",
-                channel=channel,
-                audience="customer",
-                key=f"k-{i}",
-                to_address="x",
-                status=status,
-            )
+            new_id = rows.notification(database, conn, merchant_id, key=f"k-{i}", channel=channel, to_address="x",
+                                       status=status)
             conn.execute(
                 notifications.update().where(notifications.c.id == new_id).values(created_at=created)
             )
@@ -112,22 +101,8 @@ def test_outbox_messages_are_mapped_to_their_merchants_and_slugs_to_ids(database
     ids: dict[int, int] = {}
     with database.write() as conn:
         for merchant_id in (acme, zeta):
-            key = f"k-{merchant_id}"
-            notification_store.create(
-                database,
-                conn,
-                merchant_id=merchant_id,
-                order_id=None,
-                shipment_id=None,
-                kind="shipped",
-                channel="email",
-                audience="customer",
-                key=key,
-                to_address="x",
-            )
-            notification_id = conn.execute(
-                sa.select(notifications.c.id).where(notifications.c.idempotency_key == key)
-            ).scalar_one()
+            notification_id = rows.notification(database, conn, merchant_id, key=f"k-{merchant_id}", to_address="x")
+            assert notification_id is not None
             ids[merchant_id] = _outbox_message(conn, notification_id, merchant_id)
     with database.read() as conn:
         assert ops_store.outbox_owners(conn, [ids[acme], ids[zeta]]) == {ids[acme]: acme, ids[zeta]: zeta}

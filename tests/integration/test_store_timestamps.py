@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store import merchants as merchant_store
 from store import notifications as notification_store
 from store.database import Database
 from store.schema import metadata, notifications
 from tests.integration.conftest import VAULT
+from tests.support import rows
 
 #: Any UTC offset a caller may hand us, to the minute (-23:59 … +23:59).
 ZONES = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
@@ -31,22 +31,7 @@ PROPERTY = settings(
 
 
 def _one_notification(db: Database) -> int:
-    with db.write() as conn:
-        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={})
-        created = notification_store.create(
-            db,
-            conn,
-            merchant_id=merchant.id,
-            order_id=None,
-            shipment_id=None,
-            kind="shipped",
-            channel="email",
-            audience="customer",
-            key="k-1",
-            to_address="jane@example.com",
-        )
-    assert created is not None
-    return created
+    return rows.acme_notification(db, VAULT, key="k-1")
 
 
 @PROPERTY

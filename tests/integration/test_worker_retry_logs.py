@@ -17,8 +17,7 @@ from tests.support import notify_harness as h
 
 pytestmark = pytest.mark.redis
 
-LABEL, *TRACKS = scenario("delivered")
-DELIVERED = TRACKS[-1]
+*_, DELIVERED = scenario("delivered")
 PHONE = "+15551230001"
 #: Twilio's 500 body, quoting the customer's number as some provider errors do
 UNSAFE_500 = f"Upstream carrier failure while delivering to {PHONE}"
@@ -27,12 +26,7 @@ UNSAFE_500 = f"Upstream carrier failure while delivering to {PHONE}"
 def _run(make_system: Callable[..., System], url: str, caplog: pytest.LogCaptureFixture, fails: int
          ) -> tuple[System, list[logging.LogRecord]]:
     with h.channels() as (smtp, twilio):
-        system = make_system(url, **h.channel_overrides(smtp, twilio))
-        merchant = system.create_merchant("acme", **h.merchant_profile())
-        h.register_order(system, "1001", email="jane@example.com", phone=PHONE)
-        system.start_worker()
-        system.post(merchant, LABEL)
-        system.drain()
+        system, merchant = h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
         twilio.fail_next(500, message=UNSAFE_500, times=fails)
         caplog.clear()
         with caplog.at_level(logging.INFO):

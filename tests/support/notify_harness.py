@@ -105,6 +105,22 @@ def register_order(system: Any, ref: str, *, name: str = "Jane Doe", email: str 
     assert response.status_code in (200, 201), response.get_json()
 
 
+def labelled_for_jane(make_system: Any, url: str, smtp: SmtpServer, twilio: TwilioServer, *,
+                      phone: str) -> tuple[Any, dict[str, Any]]:
+    """A system on both channels with merchant ``acme``, order 1001 for jane@example.com and
+    ``phone``, and the label of the "delivered" scenario processed by a running worker (the
+    ``shipped`` email and SMS are out). Returns the system and the merchant."""
+    from tests.fixtures.shippo import scenario
+
+    system = make_system(url, **channel_overrides(smtp, twilio))
+    merchant = system.create_merchant("acme", **merchant_profile())
+    register_order(system, "1001", email="jane@example.com", phone=phone)
+    system.start_worker()
+    system.post(merchant, scenario("delivered")[0])
+    system.drain()
+    return system, merchant
+
+
 def sign_twilio(system: Any, path: str, form: dict[str, str], *, token: str = AUTH_TOKEN) -> dict[str, str]:
     url = system.settings.public_url.rstrip("/") + path
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}

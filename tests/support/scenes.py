@@ -28,11 +28,11 @@ def claimed_notification(system: Any, *, channel: str, key: str, to_address: str
     claimed it ``age`` ago and is (or was) inside its provider call. Returns its id."""
     from store import notifications as notification_store
     from store.database import utcnow
+    from tests.support import rows
 
     with system.database.write() as conn:
-        notification_id = notification_store.create(
-            system.database, conn, merchant_id=1, order_id=1, shipment_id=1, kind="shipped", channel=channel,
-            audience="customer", key=key, to_address=to_address)
+        notification_id = rows.notification(system.database, conn, 1, order_id=1, shipment_id=1, channel=channel,
+                                            key=key, to_address=to_address)
         assert notification_id is not None
         notification_store.update(conn, notification_id, sending_at=utcnow() - age, attempts=1,
                                   **({"context": context} if context else {}))

@@ -71,6 +71,21 @@ def worker_env(*, broker_url: str, database_url: str, var_dir: Path, signing_key
     return env
 
 
+def twilio_settings(twilio: TwilioServer) -> dict[str, str]:
+    """The ``worker_env`` settings of a worker that texts through ``twilio``."""
+    return {"twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token,
+            "twilio_api_url": twilio.url}
+
+
+def sms_orders(system: Any, phones: Mapping[str, str]) -> None:
+    """Merchant ``acme``, notifying ``shipped`` by SMS only, and one order per ref texting its phone."""
+    from tests.support.notify_harness import merchant_profile, register_order
+
+    system.create_merchant(**merchant_profile(notify={"email": [], "sms": ["shipped"]}))
+    for ref, phone in phones.items():
+        register_order(system, ref, phone=phone, sms=True, email_on=False)
+
+
 def live_worker_ids(url: str, namespace: str = "parcelhook", within_ms: int = 5_000) -> list[str]:
     client = redis.Redis.from_url(url)
     try:

@@ -136,34 +136,26 @@ def test_every_exception_class_has_customer_and_merchant_action_text() -> None:
     assert exception_action(None) == ""
 
 
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        ("SUCCESS", (S.LABEL_CREATED, None)),
-        ("ERROR", (S.LABEL_FAILED, X.LABEL_FAILED)),
-        ("REFUNDED", (S.REFUNDED, None)),
-        ("REFUNDPENDING", (S.REFUNDED, None)),
-        ("WAITING", None),
-        ("QUEUED", None),
-        ("REFUNDREJECTED", None),
-        ("SOMETHING_NEW", None),
-    ],
-)
+#: Shippo's Transaction statuses and what each means here (None: no progress).
+LABEL_CLASSES: dict[str, tuple[S, X | None] | None] = {
+    "SUCCESS": (S.LABEL_CREATED, None),
+    "ERROR": (S.LABEL_FAILED, X.LABEL_FAILED),
+    "REFUNDED": (S.REFUNDED, None),
+    "REFUNDPENDING": (S.REFUNDED, None),
+    "WAITING": None,
+    "QUEUED": None,
+    "REFUNDREJECTED": None,
+}
+
+
+@pytest.mark.parametrize(("status", "expected"), [*LABEL_CLASSES.items(), ("SOMETHING_NEW", None)])
 def test_every_transaction_status_is_classified(status: str, expected: tuple[S, X | None] | None) -> None:
     result = classify_label(status, ())
     assert (None if result is None else (result.status, result.exception)) == expected
 
 
 def test_the_transaction_status_list_is_covered() -> None:
-    assert set(TRANSACTION_STATUSES) == {
-        "WAITING",
-        "QUEUED",
-        "SUCCESS",
-        "ERROR",
-        "REFUNDED",
-        "REFUNDPENDING",
-        "REFUNDREJECTED",
-    }
+    assert set(TRANSACTION_STATUSES) == set(LABEL_CLASSES)
 
 
 def test_a_failed_label_carries_the_carrier_messages_as_detail() -> None:

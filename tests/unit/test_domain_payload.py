@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from domain.normalization import TRANSACTION_STATUSES
 from domain.payload import (
     LabelUpdate,
     Location,
@@ -217,17 +218,6 @@ def test_a_missing_scan_status_reads_as_unknown() -> None:
 
 
 # --------------------------------------------------------------------------- transactions
-
-TRANSACTION_STATUSES = [
-    "WAITING",
-    "QUEUED",
-    "SUCCESS",
-    "ERROR",
-    "REFUNDED",
-    "REFUNDPENDING",
-    "REFUNDREJECTED",
-]
-
 
 @pytest.mark.parametrize("status", TRANSACTION_STATUSES)
 def test_every_transaction_status_parses(status: str) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from admin.dead_letters import _describe, reset_for_requeue
 from admin.ops_cli import add_ops_commands, format_queues
-from admin.queues import QueueStats, _glob_escape
+from admin.queues import QueueStats
+from workers.queue_state import glob_escape
 from workers.telemetry import WEBHOOK_LATENCY_BUCKETS, HistogramData, _bucket_index, _label
 
 
@@ -71,7 +72,7 @@ def test_dead_letter_description_without_recorded_details() -> None:
 
 
 def test_glob_escape_protects_scan_patterns() -> None:
-    assert _glob_escape("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
+    assert glob_escape("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ Revises: 0003
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -28,12 +28,23 @@ _NO_KEY = (
 )
 
 
-def _table(*columns: sa.Column[Any]) -> sa.TableClause:
+class _Cipher(Protocol):
+    """What the migration needs of ``store.vault.Vault``."""
+
+    def encrypt(self, plain: str) -> str: ...
+
+    def decrypt(self, sealed: str) -> str: ...
+
+
+def _table(*columns: sa.ColumnClause[Any]) -> sa.TableClause:
     return sa.table("merchants", sa.column("id", sa.Integer), *columns)
 
 
-def _vault(what: str, rows: int) -> Any:
-    vault = context.config.attributes.get("vault")
+def _vault(what: str, rows: int) -> _Cipher | None:
+    """The vault passed in by ``store.migrate.upgrade``; None when there are no rows to convert."""
+    if not rows:
+        return None
+    vault: _Cipher | None = context.config.attributes.get("vault")
     if vault is None:
         from config import SettingsError
 
@@ -54,7 +65,7 @@ def upgrade() -> None:
         sa.column("hmac_secrets", sa.JSON),
     )
     rows = bind.execute(sa.select(plain).order_by(plain.c.id)).all()
-    vault = _vault("encrypt", len(rows)) if rows else None
+    vault = _vault("encrypt", len(rows))
     _secure_delete()
     with op.batch_alter_table("merchants") as batch:
         batch.add_column(sa.Column("webhook_token_digest", sa.String(length=64), nullable=True))
@@ -65,15 +76,16 @@ def upgrade() -> None:
         sa.column("webhook_token_digest", sa.String), sa.column("webhook_token_encrypted", sa.Text),
         sa.column("previous_token_digest", sa.String), sa.column("hmac_secrets_encrypted", sa.JSON),
     )
-    for row in rows:
-        bind.execute(
-            sealed.update().where(sealed.c.id == row.id).values(
-                webhook_token_digest=_digest(row.webhook_token),
-                webhook_token_encrypted=vault.encrypt(row.webhook_token),
-                previous_token_digest=_digest(row.previous_token) if row.previous_token else None,
-                hmac_secrets_encrypted=[vault.encrypt(secret) for secret in row.hmac_secrets or ()],
+    if vault is not None:  # there are rows to convert
+        for row in rows:
+            bind.execute(
+                sealed.update().where(sealed.c.id == row.id).values(
+                    webhook_token_digest=_digest(row.webhook_token),
+                    webhook_token_encrypted=vault.encrypt(row.webhook_token),
+                    previous_token_digest=_digest(row.previous_token) if row.previous_token else None,
+                    hmac_secrets_encrypted=[vault.encrypt(secret) for secret in row.hmac_secrets or ()],
+                )
             )
-        )
     with op.batch_alter_table("merchants") as batch:
         batch.alter_column("webhook_token_digest", existing_type=sa.String(length=64), nullable=False)
         batch.alter_column("webhook_token_encrypted", existing_type=sa.Text(), nullable=False)
@@ -94,22 +106,23 @@ def downgrade() -> None:
     bind = op.get_bind()
     sealed = _table(sa.column("webhook_token_encrypted", sa.Text), sa.column("hmac_secrets_encrypted", sa.JSON))
     rows = bind.execute(sa.select(sealed).order_by(sealed.c.id)).all()
-    vault = _vault("decrypt", len(rows)) if rows else None
+    vault = _vault("decrypt", len(rows))
     with op.batch_alter_table("merchants") as batch:
         batch.add_column(sa.Column("webhook_token", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("previous_token", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("hmac_secrets", sa.JSON(), nullable=True))
     plain = _table(sa.column("webhook_token", sa.String), sa.column("previous_token", sa.String),
                    sa.column("previous_token_expires_at", sa.DateTime), sa.column("hmac_secrets", sa.JSON))
-    for row in rows:
-        bind.execute(
-            plain.update().where(plain.c.id == row.id).values(
-                webhook_token=vault.decrypt(row.webhook_token_encrypted),
-                previous_token=None,
-                previous_token_expires_at=None,
-                hmac_secrets=[vault.decrypt(secret) for secret in row.hmac_secrets_encrypted or ()],
+    if vault is not None:  # there are rows to convert
+        for row in rows:
+            bind.execute(
+                plain.update().where(plain.c.id == row.id).values(
+                    webhook_token=vault.decrypt(row.webhook_token_encrypted),
+                    previous_token=None,
+                    previous_token_expires_at=None,
+                    hmac_secrets=[vault.decrypt(secret) for secret in row.hmac_secrets_encrypted or ()],
+                )
             )
-        )
     with op.batch_alter_table("merchants") as batch:
         batch.alter_column("webhook_token", existing_type=sa.String(length=128), nullable=False)
         batch.alter_column("hmac_secrets", existing_type=sa.JSON(), nullable=False)

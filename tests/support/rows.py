@@ -1,0 +1,40 @@
+"""Rows planted straight through the store, for tests of the store and the sender that need a
+notification without running a webhook through the pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from store import merchants as merchant_store
+from store import notifications as notification_store
+from store.database import Database
+
+
+def notification(
+    database: Database,
+    conn: Connection,
+    merchant_id: int,
+    *,
+    key: str,
+    channel: str = "email",
+    to_address: str = "jane@example.com",
+    order_id: int | None = None,
+    shipment_id: int | None = None,
+    **fields: Any,
+) -> int | None:
+    """A customer ``shipped`` notification (``notifications.create``: None when ``key`` exists)."""
+    return notification_store.create(
+        database, conn, merchant_id=merchant_id, order_id=order_id, shipment_id=shipment_id, kind="shipped",
+        channel=channel, audience="customer", key=key, to_address=to_address, **fields,
+    )
+
+
+def acme_notification(database: Database, vault: Any, *, key: str) -> int:
+    """Merchant ``acme`` and one queued email notification of it; returns the notification's id."""
+    with database.write() as conn:
+        merchant, _ = merchant_store.upsert(conn, "acme", vault=vault, name="Acme", profile={})
+        created = notification(database, conn, merchant.id, key=key)
+    assert created is not None
+    return created
