@@ -40,7 +40,7 @@ proof: venv
 	$(BIN)/python -m tests.support.fault_ledger
 
 bench: venv
-	@scripts/system-deps.sh redis
+	@scripts/system-deps.sh redis wrk
 	$(BIN)/python -m bench
 
 lint: venv
