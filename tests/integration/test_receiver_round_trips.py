@@ -6,7 +6,6 @@ duplicate counted as a duplicate."""
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import pytest
