@@ -40,7 +40,7 @@ proof: venv
 		-m fault tests/fault || status=$$?; $(BIN)/python -m tests.support.fault_ledger; exit $$status
 
 bench: venv
-	@scripts/system-deps.sh redis
+	@scripts/system-deps.sh redis wrk
 	$(BIN)/python -m bench
 
 lint: venv

@@ -16,7 +16,7 @@ from config import Settings
 from ingest.errors import Rejection, error_response, http_error_response
 from ingest.health import health
 from ingest.merchant_cache import MerchantCache
-from ingest.queue import EventQueue
+from ingest.queue import AtomicSubmit, EventQueue
 from ingest.services import EXTENSION, Services
 from ingest.shippo import shippo
 from ingest.twilio import twilio_callbacks
@@ -48,7 +48,9 @@ def create_app(
         settings=settings,
         database=db,
         merchants=MerchantCache(db, settings.vault),
-        queue=EventQueue(redis_client, send_event or process_event.send),
+        # one round trip per webhook when the broker is a RedisBroker on this Redis (ingest/queue.py)
+        queue=EventQueue(redis_client, send_event or process_event.send,
+                         atomic=None if send_event else AtomicSubmit(redis_client, process_event)),
         redis=redis_client,
         telemetry=Telemetry(redis_client),
     )

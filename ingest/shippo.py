@@ -21,6 +21,7 @@ from ingest.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
+from ingest.queue import Writes
 from ingest.services import services
 from store.database import utcnow
 from store.merchants import Merchant
@@ -55,20 +56,35 @@ def receive(slug: str) -> Response:
             raise BadPayload(str(exc)) from None
         event_name = webhook.event
         event_id = webhook_identity(webhook)
-        queued = s.queue.submit(
-            merchant_id=merchant.id,
-            merchant_slug=merchant.slug,
-            event_id=event_id,
-            received_at=g.received_at.isoformat(),
-            body=raw.decode("utf-8"),
-        )
-        if not queued:
-            outcome = DeliveryOutcome.DUPLICATE
-        elif is_acted_on(webhook):
-            outcome = DeliveryOutcome.QUEUED
-        else:
-            outcome = DeliveryOutcome.IGNORED
-        _record(s, slug, event_name, outcome, 200, None)
+        if_new = DeliveryOutcome.QUEUED if is_acted_on(webhook) else DeliveryOutcome.IGNORED
+        # One round trip: this delivery's telemetry rides in the enqueue script, written only if
+        # the event is new (ingest/queue.py); a duplicate, a 503 or a suspended telemetry records below.
+        batch = s.telemetry.take_webhook(
+            merchant=slug, event=event_name, outcome=str(if_new), status_code=200, reason=None,
+            latency_s=time.perf_counter() - g.started, at=g.received_at,
+        ) if s.queue.one_round_trip else None
+        writes = None
+        if batch is not None:
+            writes = Writes()
+            batch.fill(writes)
+        try:
+            queued = s.queue.submit(
+                merchant_id=merchant.id,
+                merchant_slug=merchant.slug,
+                event_id=event_id,
+                received_at=g.received_at.isoformat(),
+                body=raw.decode("utf-8"),
+                if_new=writes,
+            )
+        except Rejection as exc:
+            if batch is not None:
+                s.telemetry.settle(batch, written=False, error=exc)
+            raise
+        if batch is not None:
+            s.telemetry.settle(batch, written=queued)
+        outcome = if_new if queued else DeliveryOutcome.DUPLICATE
+        if batch is None or not queued:
+            _record(s, slug, event_name, outcome, 200, None)
         return jsonify({"status": str(outcome), "event_id": event_id})
     except Rejection as exc:
         _record(s, slug, event_name, exc.outcome, exc.status_code, exc.message)

@@ -3,6 +3,7 @@
 #   scripts/system-deps.sh python           # the virtualenv (python3 + venv/ensurepip)
 #   scripts/system-deps.sh redis            # make run
 #   scripts/system-deps.sh redis postgres chromium   # make test
+#   scripts/system-deps.sh redis wrk        # make bench (wrk drives the receiver benchmark)
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ for what in "$@"; do
     redis)    command -v redis-server >/dev/null || need+=(redis-server) ;;
     postgres) { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql) ;;
     chromium) command -v chromium >/dev/null || need+=(chromium) ;;
+    wrk)      command -v wrk >/dev/null || need+=(wrk) ;;
     *) echo "unknown dependency $what" >&2; exit 2 ;;
   esac
 done

@@ -47,7 +47,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -198,7 +198,8 @@ class _Pending:
         for key, ttl in older.expires.items():
             self.expires.setdefault(key, ttl)
 
-    def fill(self, pipe: redis.client.Pipeline) -> None:
+    def fill(self, pipe: Any) -> None:
+        """Into a redis-py pipeline, or anything with its hincrby/hincrbyfloat/lpush/ltrim/expire."""
         for (key, fld), n in self.incr.items():
             pipe.hincrby(key, fld, n)
         for (key, fld), v in self.incr_float.items():
@@ -208,6 +209,18 @@ class _Pending:
             pipe.ltrim(key, 0, RECENT_WEBHOOKS_CAP - 1)
         for key, ttl in self.expires.items():
             pipe.expire(key, ttl)
+
+
+@dataclass(frozen=True)
+class WebhookBatch:
+    """One delivery's writes (``observation``) and the writes buffered before it (``earlier``)."""
+
+    observation: _Pending
+    earlier: _Pending
+
+    def fill(self, pipe: Any) -> None:
+        self.earlier.fill(pipe)
+        self.observation.fill(pipe)
 
 
 class Telemetry:
@@ -281,9 +294,10 @@ class Telemetry:
                     log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
                                 self.backoff_s, exc)
 
-    def webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
-                reason: str | None, latency_s: float, at: datetime) -> None:
-        """Record one webhook delivery (accepted or rejected). One round trip; never raises."""
+    def _webhook_fill(self, *, merchant: str, event: str, outcome: str, status_code: int,
+                      reason: str | None, latency_s: float, at: datetime) -> Callable[[Any], None] | None:
+        """The writes that record one webhook delivery, or None for an observation that cannot be
+        recorded (logged)."""
         try:
             counter_merchant = "_unknown" if status_code == 404 else merchant
             counter_event = event if event in SHIPPO_EVENTS else "other"
@@ -297,9 +311,9 @@ class Telemetry:
             cause = unavailable_reason(reason) if int(status_code) == 503 else None
         except Exception:
             log.warning("telemetry: bad webhook observation", exc_info=True)
-            return
+            return None
 
-        def fill(pipe: _Pending) -> None:
+        def fill(pipe: Any) -> None:
             pipe.hincrby(self._ckey(C_WEBHOOKS), _key((counter_merchant, counter_event, outcome)), 1)
             if cause is not None:
                 pipe.hincrby(self._ckey(C_UNAVAILABLE), _key((cause,)), 1)
@@ -308,7 +322,49 @@ class Telemetry:
             pipe.hincrby(minute_key, _key((counter_merchant, outcome)), 1)
             pipe.expire(minute_key, self.rate_retention_s)
 
-        self._run(fill)
+        return fill
+
+    def webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
+                reason: str | None, latency_s: float, at: datetime) -> None:
+        """Record one webhook delivery (accepted or rejected). One round trip; never raises."""
+        fill = self._webhook_fill(merchant=merchant, event=event, outcome=outcome, status_code=status_code,
+                                  reason=reason, latency_s=latency_s, at=at)
+        if fill is not None:
+            self._run(fill)
+
+    def take_webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
+                     reason: str | None, latency_s: float, at: datetime) -> WebhookBatch | None:
+        """One delivery's writes plus everything pending, for the caller to send in a round trip
+        of its own (the receiver's enqueue script: no round trip for telemetry). The caller then
+        calls :meth:`settle`. None while writes are suspended after a failure, or for an
+        observation that cannot be recorded: record with :meth:`webhook` then."""
+        fill = self._webhook_fill(merchant=merchant, event=event, outcome=outcome, status_code=status_code,
+                                  reason=reason, latency_s=latency_s, at=at)
+        if fill is None:
+            return None
+        observation = _Pending()
+        fill(observation)
+        with self._lock:
+            if time.monotonic() < self._suspended_until:
+                return None
+            earlier, self._pending = self._pending, _Pending()
+        return WebhookBatch(observation, earlier)
+
+    def settle(self, batch: WebhookBatch, *, written: bool, error: Exception | None = None) -> None:
+        """What became of a :meth:`take_webhook` batch. Not written: the pending writes it carried
+        are kept for the next write and its observation is dropped (the caller records what
+        really happened with :meth:`webhook`); ``error``: Redis failed, as for any failed write."""
+        if written:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._pending.merge(batch.earlier)
+            if error is not None:
+                self._suspended_until = now + self.backoff_s
+                if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
+                    self._last_error_log = now
+                    log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
+                                self.backoff_s, error)
 
     def processed(self, *, actor: str, outcome: str, latency_s: float | None = None,
                   carrier_lag_s: float | None = None) -> None:
