@@ -298,6 +298,22 @@ def outbox_put(db: Database, conn: Connection, *, idempotency_key: str, **messag
     return int(row.id)
 
 
+def outbox_capture(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
+    """Capture the message of notification ``notification_id`` (its row is known and locked by
+    the caller): one statement, or two when a capture already exists (its id is returned)."""
+    row = conn.execute(
+        db.insert(outbox_messages)
+        .values(notification_id=notification_id, merchant_id=merchant_id, created_at=utcnow(), **message)
+        .on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(outbox_messages.c.id)
+    ).first()
+    if row is None:
+        row = conn.execute(
+            sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == notification_id)
+        ).one()
+    return int(row.id)
+
+
 def outbox_list(conn: Connection, *, merchant_id: int | None, limit: int) -> list[dict[str, Any]]:
     query = sa.select(outbox_messages, notifications.c.kind, notifications.c.status).join(
         notifications, notifications.c.id == outbox_messages.c.notification_id

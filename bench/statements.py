@@ -1,0 +1,130 @@
+"""Statements per event, counted in-process: what one ``process_event`` and the sends it
+causes (outbox channel) cost in SQL round trips, for a label with its ``shipped`` email and a
+scan with its ``out_for_delivery`` email. A SQLAlchemy ``before_cursor_execute`` listener
+counts every statement the engine sends (``BEGIN``/``COMMIT`` issued by the driver are not
+statements SQLAlchemy executes and are not counted; SQLite's explicit ``BEGIN IMMEDIATE`` is).
+
+Also usable as a profiler harness: ``python -m bench.statements [sqlite|URL] [--profile N]``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+
+from bench import common
+
+MERCHANT = "benchstmts"
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.texts: list[str] = []
+        self.keep = False
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.n += 1
+        if self.keep:
+            self.texts.append(" ".join(statement.split())[:110])
+
+
+def _setup(db_url: str, orders: list[str]) -> Any:
+    from config import Settings
+    from store import merchants as merchant_store
+    from store import orders as order_store
+    from store.database import Database
+    from store.vault import Vault, generate_key
+    from workers.sending import Sender
+
+    common.migrate(db_url)
+    db = Database(db_url)
+    with db.write() as conn:
+        merchant_store.upsert(
+            conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Statements",
+            profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
+        )
+    with db.write() as conn:
+        merchant = merchant_store.require(conn, MERCHANT)
+        for ref in orders:
+            order_store.register(db, conn, merchant.id, ref,
+                                 customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example",
+                                           "locale": "en"}, notify_email=True, notify_sms=False)
+    settings = replace(Settings(), database_url=db_url, signing_key="bench-signing-key")
+    return db, Sender(settings, db, email=None, sms=None)
+
+
+def _one(db: Any, sender: Any, body: str, now: datetime) -> int:
+    """Process one event and send what it planned; returns how many notifications were sent."""
+    from workers.processing import process_event
+
+    outcome = process_event(db, MERCHANT, common.event_id_for(body), now, body, now)
+    for nid in outcome.notification_ids:
+        sender.send(nid, on_deferred=lambda *_: None, on_alert=lambda *_: None, message_id=f"m{nid}")
+    return len(outcome.notification_ids)
+
+
+def measure(db_url: str, orders: int = 20, show: bool = False) -> dict[str, Any]:
+    """Average statements per event of each phase over ``orders`` orders."""
+    from bench.pipeline import PHASES, Events
+
+    events = Events(salt=f"s{secrets.token_hex(2)}")
+    db, sender = _setup(db_url, [events.ref(i) for i in range(orders)])
+    counter = Counter()
+    event.listen(db.engine, "before_cursor_execute", counter)
+    out: dict[str, Any] = {}
+    try:
+        for phase, _ in PHASES:
+            counter.n, sent = 0, 0
+            for i in range(orders):
+                counter.keep = show and i == orders - 1
+                sent += _one(db, sender, events.body(phase, i), datetime.now(UTC))
+            out[phase] = {"statements_per_event": round(counter.n / orders, 2),
+                          "notifications_per_event": round(sent / orders, 2)}
+            if show:
+                print(f"-- {phase}: {counter.n / orders:.2f} statements/event", file=sys.stderr)
+                for text in counter.texts:
+                    print("   ", text, file=sys.stderr)
+                counter.texts.clear()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", counter)
+        db.dispose()
+    return out
+
+
+def _profile(db_url: str, n: int) -> None:
+    from pyinstrument import Profiler  # a developer tool, not a dependency
+
+    from bench.pipeline import PHASES, Events
+
+    events = Events(salt=f"p{secrets.token_hex(2)}")
+    db, sender = _setup(db_url, [events.ref(i) for i in range(n)])
+    profiler = Profiler(interval=0.0005)
+    t0 = datetime.now(UTC)
+    profiler.start()
+    for phase, _ in PHASES:
+        for i in range(n):
+            _one(db, sender, events.body(phase, i), datetime.now(UTC))
+    profiler.stop()
+    took = (datetime.now(UTC) - t0).total_seconds()
+    print(f"{3 * n} events in {took:.2f} s: {3 * n / took:.0f} events/s single thread", file=sys.stderr)
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    db.dispose()
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    args = sys.argv[1:]
+    url = args[0] if args and not args[0].startswith("--") else "sqlite"
+    if url == "sqlite":
+        url = common.sqlite_url(common.Path(tempfile.mkdtemp(prefix="ph-stmts-")))
+    if "--profile" in args:
+        _profile(url, int(args[args.index("--profile") + 1]))
+    else:
+        print(measure(url, show=True))
