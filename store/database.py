@@ -124,6 +124,21 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+class DialectStatement:
+    """A hot statement built once per dialect (SQLite / PostgreSQL ``INSERT … ON CONFLICT``),
+    executed with parameter dicts only, so SQLAlchemy's compiled cache is hit without rebuilding
+    the construct (its ``.values()``, coercions and cache key) for every call."""
+
+    def __init__(self, build: Any) -> None:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        self._by_dialect = {"sqlite": build(sqlite_insert), "postgresql": build(pg_insert)}
+
+    def __call__(self, db: Database) -> Any:
+        return self._by_dialect["sqlite" if db.is_sqlite else "postgresql"]
+
+
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
-from store.database import Database, utcnow
+from store.database import Database, DialectStatement, utcnow
 from store.schema import notifications, opt_outs, outbox_messages
 
 
@@ -63,6 +63,13 @@ def _row(r: Any) -> NotificationRow:
     )
 
 
+_INSERT = DialectStatement(
+    lambda insert: insert(notifications)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(notifications.c.id, notifications.c.idempotency_key)
+)
+
+
 def create(
     db: Database,
     conn: Connection,
@@ -80,29 +87,42 @@ def create(
     error: str | None = None,
 ) -> int | None:
     """Insert a new intent; returns its id, or None when the key already exists (a repeat)."""
-    now = utcnow()
-    result = conn.execute(
-        db.insert(notifications)
-        .values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            shipment_id=shipment_id,
-            kind=kind,
-            channel=channel,
-            audience=audience,
-            idempotency_key=key,
-            status=status,
-            to_address=to_address,
-            context=dict(context or {}),
-            error=error,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(notifications.c.id)
-    )
-    row = result.first()
-    return int(row.id) if row else None
+    return create_many(db, conn, [new_row(
+        merchant_id=merchant_id, order_id=order_id, shipment_id=shipment_id, kind=kind, channel=channel,
+        audience=audience, key=key, to_address=to_address, status=status, context=context, error=error,
+    )]).get(key)
+
+
+def new_row(
+    *,
+    merchant_id: int,
+    order_id: int | None,
+    shipment_id: int | None,
+    kind: str,
+    channel: str,
+    audience: str,
+    key: str,
+    to_address: str | None,
+    status: str,
+    context: Mapping[str, Any] | None,
+    error: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one notification row for :func:`create_many`."""
+    now = now or utcnow()
+    return {"merchant_id": merchant_id, "order_id": order_id, "shipment_id": shipment_id, "kind": kind,
+            "channel": channel, "audience": audience, "idempotency_key": key, "status": status,
+            "to_address": to_address, "context": dict(context or {}), "error": error,
+            "created_at": now, "updated_at": now}
+
+
+def create_many(db: Database, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert new intents (rows from :func:`new_row`) in one statement; returns ``{key: id}`` of
+    the rows written (a key that already exists, a repeat, is not in it)."""
+    if not rows:
+        return {}
+    result = conn.execute(_INSERT(db), list(rows) if len(rows) > 1 else rows[0])
+    return {r.idempotency_key: int(r.id) for r in result}
 
 
 def get(conn: Connection, notification_id: int, *, lock: Database | None = None) -> NotificationRow | None:

@@ -97,6 +97,17 @@ def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
     return order
 
 
+def ensure_locked(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
+    """:func:`ensure`, row-locked (PostgreSQL) for this transaction: one statement when the order
+    exists (the usual case: the platform registered it first), three when Shippo speaks first."""
+    query = db.for_update(sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref))
+    row = conn.execute(query).first()
+    if row is None:
+        ensure(db, conn, merchant_id, ref)
+        row = conn.execute(query).one()
+    return _row(row)
+
+
 def register(
     db: Database,
     conn: Connection,
@@ -129,10 +140,11 @@ def register(
     return order, created
 
 
+_SET_STATUS = orders.update().where(orders.c.id == sa.bindparam("order_id"))
+
+
 def set_status(conn: Connection, order_id: int, status: str, exception: str | None) -> None:
-    conn.execute(
-        orders.update().where(orders.c.id == order_id).values(status=status, exception=exception, updated_at=utcnow())
-    )
+    conn.execute(_SET_STATUS, {"order_id": order_id, "status": status, "exception": exception, "updated_at": utcnow()})
 
 
 def encode_cursor(order_id: int) -> str:

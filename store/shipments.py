@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from domain.payload import LabelUpdate, Scan, TrackUpdate
 from domain.shipment import Change, ShipmentState
-from store.database import Database, utcnow
+from store.database import Database, DialectStatement, utcnow
 from store.schema import shipment_changes, shipment_scans, shipments
 
 
@@ -47,6 +47,13 @@ def _row(row: Any) -> ShipmentRow:
     )
 
 
+_INSERT = DialectStatement(lambda insert: insert(shipments).on_conflict_do_nothing().returning(*shipments.c))
+_SAVE = shipments.update().where(shipments.c.id == sa.bindparam("shipment_id"),
+                                 shipments.c.version == sa.bindparam("old_version"))
+_INSERT_SCANS = DialectStatement(lambda insert: insert(shipment_scans).on_conflict_do_nothing())
+_INSERT_CHANGES = shipment_changes.insert()
+
+
 def _find(db: Database, conn: Connection, *conditions: Any) -> ShipmentRow | None:
     row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
     return _row(row) if row else None
@@ -74,11 +81,12 @@ def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate 
         if (found := _find(db, conn, *conditions)) is not None:
             return found
     now = utcnow()
-    conn.execute(
-        db.insert(shipments)
-        .values(merchant_id=merchant_id, state=ShipmentState.empty().to_dict(), created_at=now, updated_at=now, **new)
-        .on_conflict_do_nothing()
-    )
+    inserted = conn.execute(
+        _INSERT(db), {"merchant_id": merchant_id, "state": ShipmentState.empty().to_dict(), "created_at": now,
+                      "updated_at": now, **new},
+    ).first()
+    if inserted is not None:  # ours, created in this transaction: nobody else can hold it
+        return _row(inserted)
     for conditions in attempts:
         if (found := _find(db, conn, *conditions)) is not None:
             return found
@@ -113,11 +121,7 @@ def save(
         values["order_id"] = order_id
     if order_ref is not None:
         values["order_ref"] = order_ref
-    result = conn.execute(
-        shipments.update()
-        .where(shipments.c.id == shipment.id, shipments.c.version == shipment.version)
-        .values(**values)
-    )
+    result = conn.execute(_SAVE, {**values, "shipment_id": shipment.id, "old_version": shipment.version})
     if result.rowcount != 1:
         raise RuntimeError(f"shipment {shipment.id} changed under us (version {shipment.version})")
     scans = [
@@ -133,12 +137,10 @@ def save(
         for scan in new_scans
     ]
     if scans:
-        conn.execute(db.insert(shipment_scans).on_conflict_do_nothing(), scans)
+        conn.execute(_INSERT_SCANS(db), scans if len(scans) > 1 else scans[0])
     if changes:
-        conn.execute(
-            shipment_changes.insert(),
-            [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes],
-        )
+        rows = [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes]
+        conn.execute(_INSERT_CHANGES, rows if len(rows) > 1 else rows[0])
 
 
 def for_order(conn: Connection, order_id: int, *, lock: Database | None = None) -> list[ShipmentRow]:
