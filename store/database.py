@@ -139,6 +139,18 @@ class DialectStatement:
         return self._by_dialect["sqlite" if db.is_sqlite else "postgresql"]
 
 
+class Lockable:
+    """A hot ``SELECT`` built once, in its plain and its ``FOR UPDATE`` form (the row lock is
+    taken on PostgreSQL only: SQLite's ``BEGIN IMMEDIATE`` already serializes writers)."""
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.plain = select
+        self.locking = select.with_for_update()
+
+    def __call__(self, lock: Database | None) -> sa.Select[Any]:
+        return self.plain if lock is None or lock.is_sqlite else self.locking
+
+
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url

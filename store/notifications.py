@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
-from store.database import Database, DialectStatement, utcnow
+from store.database import Database, DialectStatement, Lockable, utcnow
 from store.schema import notifications, opt_outs, outbox_messages
 
 
@@ -68,6 +68,10 @@ _INSERT = DialectStatement(
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
     .returning(notifications.c.id, notifications.c.idempotency_key)
 )
+
+
+_BY_ID = Lockable(sa.select(notifications).where(notifications.c.id == sa.bindparam("notification_id")))
+_UPDATE = notifications.update().where(notifications.c.id == sa.bindparam("notification_id"))
 
 
 def create(
@@ -126,15 +130,12 @@ def create_many(db: Database, conn: Connection, rows: Sequence[Mapping[str, Any]
 
 
 def get(conn: Connection, notification_id: int, *, lock: Database | None = None) -> NotificationRow | None:
-    query = sa.select(notifications).where(notifications.c.id == notification_id)
-    if lock is not None:
-        query = lock.for_update(query)
-    row = conn.execute(query).first()
+    row = conn.execute(_BY_ID(lock), {"notification_id": notification_id}).first()
     return _row(row) if row else None
 
 
 def update(conn: Connection, notification_id: int, **values: Any) -> None:
-    conn.execute(notifications.update().where(notifications.c.id == notification_id).values(updated_at=utcnow(), **values))
+    conn.execute(_UPDATE, {"updated_at": utcnow(), **values, "notification_id": notification_id})
 
 
 def mark_suppressed(conn: Connection, notification_id: int, reason: str) -> None:
@@ -287,13 +288,15 @@ def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> No
 
 
 def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str) -> bool:
-    row = conn.execute(
-        sa.select(opt_outs.c.id).where(
-            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel,
-            opt_outs.c.address.in_(_opt_out_addresses(channel, address)),
-        )
-    ).first()
+    row = conn.execute(_OPTED_OUT, {"merchant_id": merchant_id, "channel": channel,
+                                    "addresses": _opt_out_addresses(channel, address)}).first()
     return row is not None
+
+
+_OPTED_OUT = sa.select(opt_outs.c.id).where(
+    opt_outs.c.merchant_id == sa.bindparam("merchant_id"), opt_outs.c.channel == sa.bindparam("channel"),
+    opt_outs.c.address.in_(sa.bindparam("addresses", expanding=True)),
+)
 
 
 # ---------------------------------------------------------------- outbox
@@ -318,14 +321,18 @@ def outbox_put(db: Database, conn: Connection, *, idempotency_key: str, **messag
     return int(row.id)
 
 
+_CAPTURE = DialectStatement(
+    lambda insert: insert(outbox_messages)
+    .on_conflict_do_nothing(index_elements=["notification_id"])
+    .returning(outbox_messages.c.id)
+)
+
+
 def outbox_capture(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
     """Capture the message of notification ``notification_id`` (its row is known and locked by
     the caller): one statement, or two when a capture already exists (its id is returned)."""
     row = conn.execute(
-        db.insert(outbox_messages)
-        .values(notification_id=notification_id, merchant_id=merchant_id, created_at=utcnow(), **message)
-        .on_conflict_do_nothing(index_elements=["notification_id"])
-        .returning(outbox_messages.c.id)
+        _CAPTURE(db), {"notification_id": notification_id, "merchant_id": merchant_id, "created_at": utcnow(), **message}
     ).first()
     if row is None:
         row = conn.execute(
