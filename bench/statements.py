@@ -20,6 +20,24 @@ from sqlalchemy import event
 from bench import common
 
 MERCHANT = "benchstmts"
+PHASES = (("label", "transaction_created.json"), ("transit", "track_updated_transit.json"),
+          ("ofd", "track_updated_out_for_delivery.json"))  # as bench/pipeline.py's
+
+
+class Events:
+    """Bodies for order ``i``'s three events (bench/pipeline.py's scheme, its own salt)."""
+
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self.templates = {phase: common.fixture(name) for phase, name in PHASES}
+
+    def ref(self, i: int) -> str:
+        return f"{self.salt}{i}"
+
+    def body(self, phase: str, i: int) -> str:
+        if phase == "label":
+            return common.dumps(common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}"))
+        return common.dumps(common.track_body(self.templates[phase], i, self.salt))
 
 
 class Counter:
@@ -77,8 +95,6 @@ def _one(db: Any, sender: Any, body: str, now: datetime, counter: Counter | None
 def measure(db_url: str, orders: int = 20, show: bool = False) -> dict[str, Any]:
     """Average statements per event of each phase over ``orders`` orders: all of them, those of
     ``process_event`` (one transaction) and those of the sends it caused (outbox channel)."""
-    from bench.pipeline import PHASES, Events
-
     events = Events(salt=f"s{secrets.token_hex(2)}")
     db, sender = _setup(db_url, [events.ref(i) for i in range(orders)])
     counter = Counter()
@@ -108,8 +124,6 @@ def measure(db_url: str, orders: int = 20, show: bool = False) -> dict[str, Any]
 def _profile(db_url: str, n: int) -> None:
     from pyinstrument import Profiler  # a developer tool, not a dependency
 
-    from bench.pipeline import PHASES, Events
-
     events = Events(salt=f"p{secrets.token_hex(2)}")
     db, sender = _setup(db_url, [events.ref(i) for i in range(n)])
     profiler = Profiler(interval=0.0005)
@@ -130,8 +144,6 @@ def threaded(db_url: str, n: int, threads: int, serialize_writers: bool) -> floa
     no broker): the SQLite writer lock measured both ways."""
     import queue
     import threading
-
-    from bench.pipeline import PHASES, Events
 
     events = Events(salt=f"t{secrets.token_hex(2)}")
     db, sender = _setup(db_url, [events.ref(i) for i in range(n)], serialize_writers=serialize_writers)
