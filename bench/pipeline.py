@@ -15,6 +15,13 @@ Per database (SQLite always; PostgreSQL too when ``initdb`` exists):
    timestamp is taken in the committing transaction) and enqueue time → the notification's
    ``sent_at`` (message in the outbox).
 
+3. *e2e*: the Procfile's worker (2 processes × 4 threads) on PostgreSQL (SQLite without it),
+   100 events/s for 60 s after a warm-up: enqueue → commit and enqueue → outbox.
+
+Correctness (every phase, :func:`verify_notifications`): what the product rules say must have
+been sent, whatever order the threads applied an order's events in. Statements per event:
+``bench/statements.py``, in-process on each database.
+
 Floor: ``bench/noop_worker.py`` (dramatiq's no-op actor, same Redis, same namespace, same
 worker flags): messages per second drained from a pre-filled queue.
 """
