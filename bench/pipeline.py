@@ -15,6 +15,13 @@ Per database (SQLite always; PostgreSQL too when ``initdb`` exists):
    timestamp is taken in the committing transaction) and enqueue time → the notification's
    ``sent_at`` (message in the outbox).
 
+3. *e2e*: the Procfile's worker (2 processes × 4 threads) on PostgreSQL (SQLite without it),
+   100 events/s for 60 s after a warm-up: enqueue → commit and enqueue → outbox.
+
+Correctness (every phase, :func:`verify_notifications`): what the product rules say must have
+been sent, whatever order the threads applied an order's events in. Statements per event:
+``bench/statements.py``, in-process on each database.
+
 Floor: ``bench/noop_worker.py`` (dramatiq's no-op actor, same Redis, same namespace, same
 worker flags): messages per second drained from a pre-filled queue.
 """
@@ -34,6 +41,7 @@ from bench.common import BenchError, say
 
 MERCHANT = "benchpipe"
 WORKER_FLAGS = ["--processes", "1", "--threads", "4"]
+PROCFILE_FLAGS = ["--processes", "2", "--threads", "4"]  # the Procfile's defaults (WORKER_PROCESSES/THREADS)
 PHASES = (("label", "transaction_created.json"), ("transit", "track_updated_transit.json"),
           ("ofd", "track_updated_out_for_delivery.json"))
 NOTIFICATIONS_PER_ORDER = 2  # shipped (label) + out_for_delivery, email only; in_transit is not emailed by default
@@ -47,6 +55,9 @@ def params(quick: bool) -> dict[str, Any]:
         "notifications_per_order": NOTIFICATIONS_PER_ORDER,
         "offered_rate_per_s": 30,
         "offered_seconds": 5 if quick else 20,
+        "e2e_worker": "dramatiq workers.main " + " ".join(PROCFILE_FLAGS),
+        "e2e_rate_per_s": 100,
+        "e2e_seconds": 15 if quick else 60,
         "noop_messages": 3000 if quick else 10000,
         "drain_timeout_s": 120 if quick else 300,
         "postgres": common.postgres_available(),
@@ -157,6 +168,59 @@ def _timestamps(db: Any, merchant_id: int, refs: set[str] | None = None) -> tupl
     return d, n
 
 
+def verify_notifications(db: Any, merchant_id: int, refs: set[str]) -> tuple[dict[str, int], list[str]]:
+    """What the product rules say must have happened to these orders' emails, whatever order
+    four threads applied their events in (deterministic, unlike "2 per order"):
+
+    * every notification row is final (``sent`` or ``suppressed``), and every ``sent`` one has
+      exactly its outbox message;
+    * every order has exactly one ``out_for_delivery`` email, ``sent`` (its scan is the last);
+    * every order has at most one ``shipped`` email: ``sent``, or ``suppressed`` as superseded
+      (the send ran after a later scan), or never planned (the label was applied after a
+      later scan: status never regresses, so "shipped" is old news).
+    """
+    from store.schema import notifications, orders, outbox_messages
+
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(orders.c.ref, notifications.c.kind, notifications.c.channel, notifications.c.status,
+                      notifications.c.error, sa.func.count(outbox_messages.c.id).label("outbox"))
+            .join(orders, orders.c.id == notifications.c.order_id)
+            .outerjoin(outbox_messages, outbox_messages.c.notification_id == notifications.c.id)
+            .where(notifications.c.merchant_id == merchant_id)
+            .group_by(notifications.c.id, orders.c.ref, notifications.c.kind, notifications.c.channel,
+                      notifications.c.status, notifications.c.error)).all()
+    rows = [r for r in rows if r.ref in refs]
+    problems: list[str] = []
+    counts = {"sent": 0, "shipped_sent": 0, "shipped_superseded": 0, "shipped_not_planned": 0, "ofd_sent": 0}
+    per_order: dict[str, dict[str, list[Any]]] = {ref: {} for ref in refs}
+    for r in rows:
+        if r.status not in ("sent", "suppressed"):
+            problems.append(f"{r.ref} {r.kind}/{r.channel} is {r.status}")
+        if r.outbox != (1 if r.status == "sent" else 0):
+            problems.append(f"{r.ref} {r.kind}/{r.channel} {r.status} has {r.outbox} outbox messages")
+        counts["sent"] += r.status == "sent"
+        if r.channel == "email":
+            per_order[r.ref].setdefault(r.kind, []).append(r)
+    for ref, kinds in per_order.items():
+        ofd = kinds.get("out_for_delivery", [])
+        if [r.status for r in ofd] != ["sent"]:
+            problems.append(f"{ref}: out_for_delivery emails {[r.status for r in ofd]} (expected one sent)")
+        counts["ofd_sent"] += sum(r.status == "sent" for r in ofd)
+        shipped = kinds.get("shipped", [])
+        if len(shipped) > 1:
+            problems.append(f"{ref}: {len(shipped)} shipped emails")
+        for r in shipped:
+            if r.status == "sent":
+                counts["shipped_sent"] += 1
+            elif r.status == "suppressed" and (r.error or "").startswith("superseded"):
+                counts["shipped_superseded"] += 1
+            else:
+                problems.append(f"{ref}: shipped email {r.status} ({r.error})")
+        counts["shipped_not_planned"] += not shipped
+    return counts, problems[:10]
+
+
 def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any],
            label: str) -> dict[str, Any]:
     from store.database import Database
@@ -206,8 +270,8 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
         problems = []
         if state["deliveries"].get("processed", 0) != total_events:
             problems.append(f"deliveries: {state['deliveries']} (expected {total_events} processed)")
-        if state["notifications"].get("sent", 0) != total_notes or state["outbox"] != total_notes:
-            problems.append(f"notifications {state['notifications']}, outbox {state['outbox']} (expected {total_notes} sent)")
+        drain["notifications"], wrong = verify_notifications(db, merchant_id, set(refs))
+        problems.extend(wrong)
         say(f"{label}: drained {total_events} events + {total_notes} notifications in {busy:.1f} s "
             f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)")
 
@@ -220,6 +284,40 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
         client.close()
     return {"drain": drain, "latency": latency, "problems": problems, "correct": not problems,
             "worker_log": str(log.name)}
+
+
+def _e2e(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any],
+         label: str) -> dict[str, Any]:
+    """End to end with the Procfile's worker (2 processes × 4 threads): POST-equivalent enqueue
+    → message in the outbox, at ``e2e_rate_per_s`` for ``e2e_seconds``, after a warm-up."""
+    from store.database import Database
+
+    rate, seconds = p["e2e_rate_per_s"], p["e2e_seconds"]
+    events = Events(salt=f"e{secrets.token_hex(2)}")
+    warm = Events(salt=f"w{secrets.token_hex(2)}")
+    orders = rate * seconds // len(PHASES)
+    merchant_id = _prepare(db_url, [events.ref(i) for i in range(orders)] + [warm.ref(i) for i in range(8)])
+    env = common.child_env(PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
+                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
+                           PARCELHOOK_VAR_DIR=str(workdir / "var"))
+    log = workdir / f"worker-e2e-{label}.log"
+    db = Database(db_url)
+    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *PROCFILE_FLAGS, "workers.main"], env=env, log=log)
+    try:
+        before = sum(_state(db, merchant_id)["deliveries"].values())
+        received_at = datetime.now(UTC).isoformat()
+        for phase, _ in PHASES:  # warm-up: both processes booted, connections open
+            for i in range(8):
+                body = warm.body(phase, i)
+                process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
+        base = _wait(db, merchant_id, before + 8 * len(PHASES), p["drain_timeout_s"], worker, log)
+        result = _offered(process_event, db, merchant_id, events, orders,
+                          {**p, "offered_rate_per_s": rate, "offered_seconds": seconds}, worker, log, base=base)
+    finally:
+        common.stop_process(worker, timeout=30)
+        db.dispose()
+    result["worker"] = p["e2e_worker"]
+    return result
 
 
 def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orders: int, p: dict[str, Any],
@@ -254,9 +352,8 @@ def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orde
     problems = []
     if len(commit_lat) != len(schedule):
         problems.append(f"latency phase: {len(commit_lat)} of {len(schedule)} events committed")
-    bad = {k: v for k, v in state["notifications"].items() if k not in ("sent", "suppressed")}
-    if bad:
-        problems.append(f"latency phase: notifications neither sent nor suppressed: {bad}")
+    counts, wrong = verify_notifications(db, merchant_id, {events.ref(i) for i in range(orders)})
+    problems.extend(f"latency phase: {w}" for w in wrong)
     result = {
         "offered_rate_per_s": rate,
         "events": len(schedule),
@@ -269,6 +366,7 @@ def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orde
         # regresses), so that email is rightly never planned. Counted here, not an error.
         "notifications_sent": len(outbox_lat),
         "notifications_if_in_order": orders * NOTIFICATIONS_PER_ORDER,
+        "notifications": counts,
         "problems": problems,
     }
     say(f"latency at {rate}/s: commit p50 {result['enqueue_to_commit_ms']['p50']} ms "
@@ -330,10 +428,21 @@ def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with common.temp_dir("ph-bench-pipeline-") as workdir, common.redis_server(workdir) as redis:
         process_event = _broker_for(redis.url)
+        from bench.statements import measure
+
         results["sqlite"] = _drain(process_event, redis, common.sqlite_url(workdir), workdir, p, "sqlite")
+        results["sqlite"]["statements"] = measure(common.sqlite_url(workdir, "statements.db"))
         if p["postgres"]:
             with common.temp_dir("ph-bench-pg-") as pgdir, common.postgres_server(pgdir) as pg_url:
                 results["postgres"] = _drain(process_event, redis, pg_url, workdir, p, "postgres")
+                results["postgres"]["statements"] = measure(pg_url)
+                results["postgres"]["e2e"] = _e2e(process_event, redis, pg_url, workdir, p, "postgres")
+        else:
+            results["sqlite"]["e2e"] = _e2e(process_event, redis, common.sqlite_url(workdir), workdir, p,
+                                                  "sqlite")
+        for r in results.values():
+            r["problems"].extend(f"e2e: {w}" for w in (r.get("e2e") or {}).get("problems", ()))
+            r["correct"] = not r["problems"]
         floor = _noop_floor(redis, workdir, p)
     table = []
     for name, r in results.items():
@@ -345,6 +454,19 @@ def run(quick: bool = False) -> dict[str, Any]:
                       f"p99 {lat['enqueue_to_commit_ms']['p99']:.0f} ms; outbox p50 "
                       f"{lat['enqueue_to_outbox_ms']['p50']:.0f} ms p99 {lat['enqueue_to_outbox_ms']['p99']:.0f} ms "
                       f"@{lat['offered_rate_per_s']}/s"))
+    for name, r in results.items():
+        st = r["statements"]
+        table.append((f"pipeline statements/event {name}",
+                      f"{st['label']['processing_statements_per_event']:g} / {st['ofd']['processing_statements_per_event']:g}",
+                      f"process_event, label / out-for-delivery scan; + {st['ofd']['send_statements_per_notification']:g}"
+                      f" per email sent (outbox); all in: {st['label']['statements_per_event']:g} / "
+                      f"{st['ofd']['statements_per_event']:g}"))
+        if "e2e" in r:
+            e = r["e2e"]
+            table.append((f"pipeline e2e p99 {name}", f"{e['enqueue_to_outbox_ms']['p99']:.0f} ms",
+                          f"enqueue → outbox at {e['offered_rate_per_s']}/s for {p['e2e_seconds']} s, "
+                          f"{p['e2e_worker'].split(' ', 2)[2]}; p50 {e['enqueue_to_outbox_ms']['p50']:.0f} ms, "
+                          f"commit p99 {e['enqueue_to_commit_ms']['p99']:.0f} ms"))
     table.append(("pipeline floor (dramatiq no-op)", f"{floor['messages_per_second']:.0f} msg/s", "same broker, same flags"))
     for name, r in results.items():
         table.append((f"pipeline ratio {name}", f"{r['ratio']:.3f}", "parcelhook events/s / no-op messages/s"))

@@ -18,6 +18,7 @@ connection/lock/resource failures, the server's primary message (see :func:`scru
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -125,15 +126,65 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+class DialectStatement:
+    """A hot statement built once per dialect (SQLite / PostgreSQL ``INSERT … ON CONFLICT``),
+    executed with parameter dicts only, so SQLAlchemy's compiled cache is hit without rebuilding
+    the construct (its ``.values()``, coercions and cache key) for every call."""
+
+    def __init__(self, build: Any) -> None:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        self._by_dialect = {"sqlite": build(sqlite_insert), "postgresql": build(pg_insert)}
+
+    def __call__(self, db: Database) -> Any:
+        return self._by_dialect["sqlite" if db.is_sqlite else "postgresql"]
+
+
+class Lockable:
+    """A hot ``SELECT`` built once, in its plain and its ``FOR UPDATE`` form (the row lock is
+    taken on PostgreSQL only: SQLite's ``BEGIN IMMEDIATE`` already serializes writers)."""
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.plain = select
+        self.locking = select.with_for_update()
+
+    def __call__(self, lock: Database | None) -> sa.Select[Any]:
+        return self.plain if lock is None or lock.is_sqlite else self.locking
+
+
+#: One lock per SQLite file in this process (see :meth:`Database.write`).
+_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+def _writer_lock(url: str) -> threading.RLock:
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(url, threading.RLock())
+
+
 class Database:
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, serialize_writers: bool = True, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time. Threads of this process queue on a lock instead of
+        # inside SQLite's busy handler, which sleeps and polls (up to tens of ms per retry) while
+        # the file is free; other processes still meet the busy timeout.
+        self._writers = _writer_lock(str(self.engine.url)) if self.is_sqlite and serialize_writers else None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction; commit on success, rollback on error."""
+        if self._writers is None:
+            with self._write() as conn:
+                yield conn
+            return
+        with self._writers, self._write() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True})

@@ -8,8 +8,14 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from store.database import Database
+from store.database import Database, DialectStatement
 from store.schema import deliveries
+
+_INSERT = DialectStatement(
+    lambda insert: insert(deliveries)
+    .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
+    .returning(deliveries.c.id)
+)
 
 
 def record(
@@ -26,17 +32,8 @@ def record(
 ) -> bool:
     """Insert the delivery; ``False`` when this merchant's ``event_id`` is already stored (a repeat)."""
     inserted = conn.execute(
-        db.insert(deliveries)
-        .values(
-            merchant_id=merchant_id,
-            event_id=event_id,
-            event=event,
-            received_at=received_at,
-            processed_at=processed_at,
-            outcome=outcome,
-            body=body,
-        )
-        .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
-        .returning(deliveries.c.id)
+        _INSERT(db),
+        {"merchant_id": merchant_id, "event_id": event_id, "event": event, "received_at": received_at,
+         "processed_at": processed_at, "outcome": outcome, "body": body},
     ).first()
     return inserted is not None

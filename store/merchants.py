@@ -140,13 +140,17 @@ def _token_columns(token: str, vault: Vault) -> dict[str, str]:
     return {"webhook_token_digest": token_digest(token), "webhook_token_encrypted": vault.encrypt(token)}
 
 
+_BY_SLUG = sa.select(merchants).where(merchants.c.slug == sa.bindparam("slug"))
+_BY_ID = sa.select(merchants).where(merchants.c.id == sa.bindparam("merchant_id"))
+
+
 def get(conn: Connection, slug: str, vault: Vault | None = None) -> Merchant | None:
-    row = conn.execute(sa.select(merchants).where(merchants.c.slug == slug)).first()
+    row = conn.execute(_BY_SLUG, {"slug": slug}).first()
     return _row_to_merchant(row, vault) if row else None
 
 
 def get_by_id(conn: Connection, merchant_id: int, vault: Vault | None = None) -> Merchant:
-    row = conn.execute(sa.select(merchants).where(merchants.c.id == merchant_id)).first()
+    row = conn.execute(_BY_ID, {"merchant_id": merchant_id}).first()
     if row is None:
         raise NotFound(f"merchant id {merchant_id}")
     return _row_to_merchant(row, vault)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
-from store.database import Database, utcnow
+from store.database import Database, DialectStatement, Lockable, utcnow
 from store.schema import notifications, opt_outs, outbox_messages
 
 
@@ -63,6 +63,17 @@ def _row(r: Any) -> NotificationRow:
     )
 
 
+_INSERT = DialectStatement(
+    lambda insert: insert(notifications)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(notifications.c.id, notifications.c.idempotency_key)
+)
+
+
+_BY_ID = Lockable(sa.select(notifications).where(notifications.c.id == sa.bindparam("notification_id")))
+_UPDATE = notifications.update().where(notifications.c.id == sa.bindparam("notification_id"))
+
+
 def create(
     db: Database,
     conn: Connection,
@@ -80,41 +91,51 @@ def create(
     error: str | None = None,
 ) -> int | None:
     """Insert a new intent; returns its id, or None when the key already exists (a repeat)."""
-    now = utcnow()
-    result = conn.execute(
-        db.insert(notifications)
-        .values(
-            merchant_id=merchant_id,
-            order_id=order_id,
-            shipment_id=shipment_id,
-            kind=kind,
-            channel=channel,
-            audience=audience,
-            idempotency_key=key,
-            status=status,
-            to_address=to_address,
-            context=dict(context or {}),
-            error=error,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(notifications.c.id)
-    )
-    row = result.first()
-    return int(row.id) if row else None
+    return create_many(db, conn, [new_row(
+        merchant_id=merchant_id, order_id=order_id, shipment_id=shipment_id, kind=kind, channel=channel,
+        audience=audience, key=key, to_address=to_address, status=status, context=context, error=error,
+    )]).get(key)
+
+
+def new_row(
+    *,
+    merchant_id: int,
+    order_id: int | None,
+    shipment_id: int | None,
+    kind: str,
+    channel: str,
+    audience: str,
+    key: str,
+    to_address: str | None,
+    status: str,
+    context: Mapping[str, Any] | None,
+    error: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one notification row for :func:`create_many`."""
+    now = now or utcnow()
+    return {"merchant_id": merchant_id, "order_id": order_id, "shipment_id": shipment_id, "kind": kind,
+            "channel": channel, "audience": audience, "idempotency_key": key, "status": status,
+            "to_address": to_address, "context": dict(context or {}), "error": error,
+            "created_at": now, "updated_at": now}
+
+
+def create_many(db: Database, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Insert new intents (rows from :func:`new_row`) in one statement; returns ``{key: id}`` of
+    the rows written (a key that already exists, a repeat, is not in it)."""
+    if not rows:
+        return {}
+    result = conn.execute(_INSERT(db), list(rows) if len(rows) > 1 else rows[0])
+    return {r.idempotency_key: int(r.id) for r in result}
 
 
 def get(conn: Connection, notification_id: int, *, lock: Database | None = None) -> NotificationRow | None:
-    query = sa.select(notifications).where(notifications.c.id == notification_id)
-    if lock is not None:
-        query = lock.for_update(query)
-    row = conn.execute(query).first()
+    row = conn.execute(_BY_ID(lock), {"notification_id": notification_id}).first()
     return _row(row) if row else None
 
 
 def update(conn: Connection, notification_id: int, **values: Any) -> None:
-    conn.execute(notifications.update().where(notifications.c.id == notification_id).values(updated_at=utcnow(), **values))
+    conn.execute(_UPDATE, {"updated_at": utcnow(), **values, "notification_id": notification_id})
 
 
 def mark_suppressed(conn: Connection, notification_id: int, reason: str) -> None:
@@ -267,13 +288,15 @@ def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> No
 
 
 def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str) -> bool:
-    row = conn.execute(
-        sa.select(opt_outs.c.id).where(
-            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel,
-            opt_outs.c.address.in_(_opt_out_addresses(channel, address)),
-        )
-    ).first()
+    row = conn.execute(_OPTED_OUT, {"merchant_id": merchant_id, "channel": channel,
+                                    "addresses": _opt_out_addresses(channel, address)}).first()
     return row is not None
+
+
+_OPTED_OUT = sa.select(opt_outs.c.id).where(
+    opt_outs.c.merchant_id == sa.bindparam("merchant_id"), opt_outs.c.channel == sa.bindparam("channel"),
+    opt_outs.c.address.in_(sa.bindparam("addresses", expanding=True)),
+)
 
 
 # ---------------------------------------------------------------- outbox
@@ -295,6 +318,26 @@ def outbox_put(db: Database, conn: Connection, *, idempotency_key: str, **messag
         .on_conflict_do_nothing(index_elements=["notification_id"])
     )
     row = conn.execute(sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == owner.id)).one()
+    return int(row.id)
+
+
+_CAPTURE = DialectStatement(
+    lambda insert: insert(outbox_messages)
+    .on_conflict_do_nothing(index_elements=["notification_id"])
+    .returning(outbox_messages.c.id)
+)
+
+
+def outbox_capture(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
+    """Capture the message of notification ``notification_id`` (its row is known and locked by
+    the caller): one statement, or two when a capture already exists (its id is returned)."""
+    row = conn.execute(
+        _CAPTURE(db), {"notification_id": notification_id, "merchant_id": merchant_id, "created_at": utcnow(), **message}
+    ).first()
+    if row is None:
+        row = conn.execute(
+            sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == notification_id)
+        ).one()
     return int(row.id)
 
 

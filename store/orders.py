@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from domain.vocabulary import OrderStatus
-from store.database import Database, utcnow
+from store.database import Database, Lockable, utcnow
 from store.schema import orders
 
 
@@ -60,6 +60,11 @@ def _row(row: Any) -> Order:
     )
 
 
+_BY_ID = Lockable(sa.select(orders).where(orders.c.id == sa.bindparam("order_id")))
+_BY_REF = Lockable(sa.select(orders).where(orders.c.merchant_id == sa.bindparam("merchant_id"),
+                                           orders.c.ref == sa.bindparam("ref")))
+
+
 def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
     row = conn.execute(sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref)).first()
     return _row(row) if row else None
@@ -67,10 +72,7 @@ def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
 
 def get_by_id(conn: Connection, order_id: int, *, lock: Database | None = None) -> Order:
     """``lock``: take the row lock (PostgreSQL) so the caller plans with the committed contact."""
-    query = sa.select(orders).where(orders.c.id == order_id)
-    if lock is not None:
-        query = lock.for_update(query)
-    return _row(conn.execute(query).one())
+    return _row(conn.execute(_BY_ID(lock), {"order_id": order_id}).one())
 
 
 def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
@@ -95,6 +97,17 @@ def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
     if order is None:
         raise RuntimeError(f"order {ref!r} vanished inside its own transaction")
     return order
+
+
+def ensure_locked(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:
+    """:func:`ensure`, row-locked (PostgreSQL) for this transaction: one statement when the order
+    exists (the usual case: the platform registered it first), three when Shippo speaks first."""
+    params = {"merchant_id": merchant_id, "ref": ref}
+    row = conn.execute(_BY_REF(db), params).first()
+    if row is None:
+        ensure(db, conn, merchant_id, ref)
+        row = conn.execute(_BY_REF(db), params).one()
+    return _row(row)
 
 
 def register(
@@ -129,10 +142,11 @@ def register(
     return order, created
 
 
+_SET_STATUS = orders.update().where(orders.c.id == sa.bindparam("order_id"))
+
+
 def set_status(conn: Connection, order_id: int, status: str, exception: str | None) -> None:
-    conn.execute(
-        orders.update().where(orders.c.id == order_id).values(status=status, exception=exception, updated_at=utcnow())
-    )
+    conn.execute(_SET_STATUS, {"order_id": order_id, "status": status, "exception": exception, "updated_at": utcnow()})
 
 
 def encode_cursor(order_id: int) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from domain.payload import LabelUpdate, Scan, TrackUpdate
 from domain.shipment import Change, ShipmentState
-from store.database import Database, utcnow
+from store.database import Database, DialectStatement, Lockable, utcnow
 from store.schema import shipment_changes, shipment_scans, shipments
 
 
@@ -47,40 +47,77 @@ def _row(row: Any) -> ShipmentRow:
     )
 
 
-def _find(db: Database, conn: Connection, *conditions: Any) -> ShipmentRow | None:
-    row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
+_INSERT = DialectStatement(lambda insert: insert(shipments).on_conflict_do_nothing().returning(*shipments.c))
+_SAVE = shipments.update().where(shipments.c.id == sa.bindparam("shipment_id"),
+                                 shipments.c.version == sa.bindparam("old_version"))
+_INSERT_SCANS = DialectStatement(lambda insert: insert(shipment_scans).on_conflict_do_nothing())
+_INSERT_CHANGES = shipment_changes.insert()
+_BY_ID = Lockable(sa.select(shipments).where(shipments.c.id == sa.bindparam("shipment_id")))
+_FOR_ORDER = Lockable(sa.select(shipments).where(shipments.c.order_id == sa.bindparam("order_id"))
+                      .order_by(shipments.c.id))
+
+
+class _Join(Lockable):
+    def __init__(self, *columns: str, null: str | None = None) -> None:
+        self.null = null
+        conditions = [shipments.c.merchant_id == sa.bindparam("merchant_id")]
+        conditions += [shipments.c[c] == sa.bindparam(c) for c in columns]
+        if null is not None:
+            conditions.append(shipments.c[null].is_(None))
+        super().__init__(sa.select(shipments).where(*conditions))
+
+
+_by = _Join
+
+
+#: The ways an event joins its shipment, each a statement built once (see :func:`locate`).
+_BY_TRANSACTION = _by("transaction_id")
+_BY_CARRIER_NUMBER = _by("carrier", "tracking_number")
+_BY_NUMBER_NO_CARRIER = _by("tracking_number", null="carrier")
+_BY_NUMBER_NO_TRANSACTION = _by("tracking_number", null="transaction_id")
+
+
+def _find(db: Database, conn: Connection, query: _Join, params: dict[str, Any]) -> ShipmentRow | None:
+    if any(v is None for v in params.values()):  # `= NULL` matches nothing: spell it `IS NULL`
+        conditions = [shipments.c[k].is_(None) if v is None else shipments.c[k] == v for k, v in params.items()]
+        if query.null is not None:
+            conditions.append(shipments.c[query.null].is_(None))
+        row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
+    else:
+        row = conn.execute(query(db), params).first()
     return _row(row) if row else None
 
 
 def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate | LabelUpdate) -> ShipmentRow:
-    m = shipments.c.merchant_id == merchant_id
+    m = merchant_id
+    attempts: list[tuple[_Join, dict[str, Any]]] = []
     if isinstance(event, TrackUpdate):
-        attempts: list[tuple[sa.ColumnElement[bool], ...]] = []
         if event.transaction_id:
-            attempts.append((m, shipments.c.transaction_id == event.transaction_id))
-        attempts.append((m, shipments.c.carrier == event.carrier, shipments.c.tracking_number == event.tracking_number))
-        attempts.append((m, shipments.c.carrier.is_(None), shipments.c.tracking_number == event.tracking_number))
+            attempts.append((_BY_TRANSACTION, {"merchant_id": m, "transaction_id": event.transaction_id}))
+        attempts.append((_BY_CARRIER_NUMBER, {"merchant_id": m, "carrier": event.carrier,
+                                              "tracking_number": event.tracking_number}))
+        attempts.append((_BY_NUMBER_NO_CARRIER, {"merchant_id": m, "tracking_number": event.tracking_number}))
         new = {"transaction_id": event.transaction_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
     else:
-        attempts = [(m, shipments.c.transaction_id == event.object_id)]
+        attempts.append((_BY_TRANSACTION, {"merchant_id": m, "transaction_id": event.object_id}))
         if event.tracking_number:
             if event.carrier:
-                attempts.append(
-                    (m, shipments.c.carrier == event.carrier, shipments.c.tracking_number == event.tracking_number)
-                )
-            attempts.append((m, shipments.c.tracking_number == event.tracking_number, shipments.c.transaction_id.is_(None)))
+                attempts.append((_BY_CARRIER_NUMBER, {"merchant_id": m, "carrier": event.carrier,
+                                                      "tracking_number": event.tracking_number}))
+            attempts.append((_BY_NUMBER_NO_TRANSACTION, {"merchant_id": m, "tracking_number": event.tracking_number}))
         new = {"transaction_id": event.object_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
-    for conditions in attempts:
-        if (found := _find(db, conn, *conditions)) is not None:
+    for query, params in attempts:
+        if (found := _find(db, conn, query, params)) is not None:
             return found
     now = utcnow()
-    conn.execute(
-        db.insert(shipments)
-        .values(merchant_id=merchant_id, state=ShipmentState.empty().to_dict(), created_at=now, updated_at=now, **new)
-        .on_conflict_do_nothing()
-    )
-    for conditions in attempts:
-        if (found := _find(db, conn, *conditions)) is not None:
+    inserted = conn.execute(
+        _INSERT(db), {"merchant_id": merchant_id, "state": ShipmentState.empty().to_dict(), "created_at": now,
+                      "updated_at": now, **new},
+    ).first()
+    if inserted is not None:  # ours, created in this transaction: nobody else can hold it
+        return _row(inserted)
+    for query, params in attempts:
+        if (found := _find(db, conn, query, params)) is not None:
             return found
     raise RuntimeError("shipment vanished between insert and select")  # cannot happen inside one transaction
 
@@ -113,11 +150,7 @@ def save(
         values["order_id"] = order_id
     if order_ref is not None:
         values["order_ref"] = order_ref
-    result = conn.execute(
-        shipments.update()
-        .where(shipments.c.id == shipment.id, shipments.c.version == shipment.version)
-        .values(**values)
-    )
+    result = conn.execute(_SAVE, {**values, "shipment_id": shipment.id, "old_version": shipment.version})
     if result.rowcount != 1:
         raise RuntimeError(f"shipment {shipment.id} changed under us (version {shipment.version})")
     scans = [
@@ -133,19 +166,14 @@ def save(
         for scan in new_scans
     ]
     if scans:
-        conn.execute(db.insert(shipment_scans).on_conflict_do_nothing(), scans)
+        conn.execute(_INSERT_SCANS(db), scans if len(scans) > 1 else scans[0])
     if changes:
-        conn.execute(
-            shipment_changes.insert(),
-            [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes],
-        )
+        rows = [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes]
+        conn.execute(_INSERT_CHANGES, rows if len(rows) > 1 else rows[0])
 
 
 def for_order(conn: Connection, order_id: int, *, lock: Database | None = None) -> list[ShipmentRow]:
-    query = sa.select(shipments).where(shipments.c.order_id == order_id).order_by(shipments.c.id)
-    if lock is not None:
-        query = lock.for_update(query)
-    return [_row(r) for r in conn.execute(query)]
+    return [_row(r) for r in conn.execute(_FOR_ORDER(lock), {"order_id": order_id})]
 
 
 def pending_for_ref(db: Database, conn: Connection, merchant_id: int, ref: str) -> list[ShipmentRow]:
@@ -156,7 +184,7 @@ def pending_for_ref(db: Database, conn: Connection, merchant_id: int, ref: str) 
 
 
 def get_locked(db: Database, conn: Connection, shipment_id: int) -> ShipmentRow:
-    row = conn.execute(db.for_update(sa.select(shipments).where(shipments.c.id == shipment_id))).one()
+    row = conn.execute(_BY_ID(db), {"shipment_id": shipment_id}).one()
     return _row(row)
 
 

@@ -11,19 +11,20 @@ from sqlalchemy.engine import Connection
 from store.database import Database, utcnow
 from store.schema import templates
 
+_FIND = sa.select(templates).where(
+    templates.c.merchant_id == sa.bindparam("merchant_id"),
+    templates.c.kind == sa.bindparam("kind"),
+    templates.c.channel == sa.bindparam("channel"),
+    templates.c.locale.in_(sa.bindparam("locales", expanding=True)),
+)
+
 
 def find(conn: Connection, merchant_id: int, kind: str, channel: str, wanted: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     """The merchant's template for the first of ``wanted`` locales (customer → merchant default → en)."""
     rows = {
         r.locale: r
-        for r in conn.execute(
-            sa.select(templates).where(
-                templates.c.merchant_id == merchant_id,
-                templates.c.kind == kind,
-                templates.c.channel == channel,
-                templates.c.locale.in_(wanted),
-            )
-        )
+        for r in conn.execute(_FIND, {"merchant_id": merchant_id, "kind": kind, "channel": channel,
+                                      "locales": list(wanted)})
     }
     for locale in wanted:
         if locale in rows:

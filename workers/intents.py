@@ -54,7 +54,7 @@ def store_intents(
     context: Mapping[str, Any] | None = None,
 ) -> tuple[int, ...]:
     """One notification row per intent; returns the ids of new rows to send (``queued``)."""
-    ids: list[int] = []
+    rows: list[dict[str, Any]] = []
     for intent in intents:
         status, error = NotificationStatus.QUEUED.value, None
         if intent.audience == Audience.MERCHANT:
@@ -74,9 +74,7 @@ def store_intents(
         if intent.suppressed:
             status = NotificationStatus.SUPPRESSED.value
             error = SUPPRESSION_REASONS.get(intent.suppressed, intent.suppressed)
-        new_id = notification_store.create(
-            db,
-            conn,
+        rows.append(notification_store.new_row(
             merchant_id=merchant.id,
             order_id=order.id if order else None,
             shipment_id=shipment_id,
@@ -88,7 +86,13 @@ def store_intents(
             status=status,
             context={**({"occurrence": intent.occurrence} if intent.occurrence else {}), **(context or {})},
             error=error,
-        )
-        if new_id is not None and status == NotificationStatus.QUEUED.value:
-            ids.append(new_id)
-    return tuple(ids)
+        ))
+    # One statement for all of them. A key already stored (a repeat) writes nothing, and so does
+    # a key repeated within ``rows`` (the first row of a key is the one written).
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row["idempotency_key"], row)
+    unique = list(first.values())
+    written = notification_store.create_many(db, conn, unique)
+    return tuple(written[r["idempotency_key"]] for r in unique
+                 if r["status"] == NotificationStatus.QUEUED.value and r["idempotency_key"] in written)

@@ -25,10 +25,12 @@ from store.shipments import ShipmentRow
 from workers.intents import notify_settings, recipient_for, store_intents
 
 
-def refresh_order_status(db: Database, conn: Connection, order_id: int) -> tuple[str, str]:
+def refresh_order_status(db: Database, conn: Connection, order_id: int, *, locked: Order | None = None) -> tuple[str, str]:
     """Lock the order, then aggregate its shipments (shipment → order lock order everywhere).
-    Returns the order's ``(old, new)`` aggregate status."""
-    locked = order_store.get_by_id(conn, order_id, lock=db)
+    Returns the order's ``(old, new)`` aggregate status. ``locked``: the order as this
+    transaction already read it under its row lock (not read again)."""
+    if locked is None or locked.id != order_id:
+        locked = order_store.get_by_id(conn, order_id, lock=db)
     siblings = shipment_store.for_order(conn, order_id)
     status = aggregate_order_status(
         [(s.state.status, s.state.exception.cls if s.state.exception else None) for s in siblings]

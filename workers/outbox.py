@@ -9,34 +9,29 @@ It lives in ``workers/`` rather than ``notifiers/`` because it writes through ``
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
 from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult
 from store import notifications as notification_store
 from store.database import Database
 
 
 class OutboxChannel:
+    #: The message is written by the database the notification lives in, so a sender may write it
+    #: in the notification's own claim transaction (:meth:`capture`): claim, render, capture and
+    #: ``sent`` commit together, and there is no provider call to lose an answer in.
+    transactional = True
+
     def __init__(self, db: Database, name: str) -> None:
         self.db = db
         self.name = name
 
     def send(self, msg: OutgoingMessage) -> SendResult:
-        headers = {"X-Idempotency-Key": msg.idempotency_key}
-        if msg.list_unsubscribe:
-            headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
-        if msg.reply_to:
-            headers["Reply-To"] = msg.reply_to
         with self.db.write() as conn:
             outbox_id = notification_store.outbox_put(
-                self.db,
-                conn,
-                idempotency_key=msg.idempotency_key,
-                channel=msg.channel,
-                to_address=msg.to,
-                sender=msg.sender,
-                subject=msg.subject,
-                text=msg.text,
-                html=msg.html,
-                headers=headers,
+                self.db, conn, idempotency_key=msg.idempotency_key, **_columns(msg)
             )
         if outbox_id is None:
             # outbox rows are listed per notification and merchant; a message of no notification
@@ -45,3 +40,20 @@ class OutboxChannel:
                 f"the outbox captures notifications only; no notification has key {msg.idempotency_key!r}"
             )
         return SendResult(provider_id=f"outbox-{outbox_id}")
+
+    def capture(self, conn: Connection, msg: OutgoingMessage, *, notification_id: int, merchant_id: int) -> SendResult:
+        """:meth:`send` inside the caller's transaction, for the notification it holds locked."""
+        outbox_id = notification_store.outbox_capture(
+            self.db, conn, notification_id=notification_id, merchant_id=merchant_id, **_columns(msg)
+        )
+        return SendResult(provider_id=f"outbox-{outbox_id}")
+
+
+def _columns(msg: OutgoingMessage) -> dict[str, Any]:
+    headers = {"X-Idempotency-Key": msg.idempotency_key}
+    if msg.list_unsubscribe:
+        headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
+    if msg.reply_to:
+        headers["Reply-To"] = msg.reply_to
+    return {"channel": msg.channel, "to_address": msg.to, "sender": msg.sender, "subject": msg.subject,
+            "text": msg.text, "html": msg.html, "headers": headers}

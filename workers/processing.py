@@ -96,7 +96,7 @@ def _apply_event(
         order_id=order.id if order and shipment.order_id is None else None,
         order_ref=order_ref if shipment.order_ref is None else None,
     )
-    order_change = refresh_order_status(db, conn, order.id) if order is not None else None
+    order_change = refresh_order_status(db, conn, order.id, locked=order) if order is not None else None
     written = 0
     if platform_events:
         written = _record_platform_events(conn, merchant, order, order_change, shipment, state, changes, now)
@@ -125,8 +125,7 @@ def _order_for(
         ref = None
     if ref is None:
         return None, None
-    created = order_store.ensure(db, conn, merchant.id, ref)
-    return order_store.get_by_id(conn, created.id, lock=db), ref
+    return order_store.ensure_locked(db, conn, merchant.id, ref), ref
 
 
 def _record_platform_events(

@@ -57,6 +57,8 @@ from workers.redis_replies import text
 
 log = logging.getLogger("parcelhook.recovery")
 
+#: Longest pause between two polls of an empty ready queue (dramatiq's default: 1 s).
+IDLE_POLL_MAX_MS = 50
 #: A broker id that has not beaten for this long is a dead worker (dramatiq's default: 60 s).
 HEARTBEAT_TIMEOUT_MS = 20_000
 #: Each worker beats and runs maintenance this often.
@@ -146,6 +148,13 @@ class _RecoveringConsumer(_RedisConsumer):
     broker: RecoveringRedisBroker
 
     def __init__(self, broker: RecoveringRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        # An empty queue is polled with a backoff that grows to ``timeout`` (dramatiq's worker
+        # timeout, 1 s): a message arriving after a quiet moment waited up to a second before
+        # it was fetched, twice for a notification (its event, then its send). Ready queues are
+        # capped at IDLE_POLL_MAX_MS; delay queues keep the worker's timeout (their messages
+        # wait seconds anyway).
+        if not queue_name.endswith(".DQ"):
+            timeout = min(timeout, IDLE_POLL_MAX_MS)
         super().__init__(broker, queue_name, prefetch, timeout)
         self._recovered = False
 

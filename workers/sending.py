@@ -10,6 +10,10 @@ intent was planned. Sending is three steps:
 3. *record* (transaction): ``sent`` + provider id — or, on a definite provider refusal,
    ``queued`` again (transient, retried) or ``failed`` (permanent).
 
+The embedded outbox channel (workers/outbox.py) is no provider: its "send" is a row in the same
+database. For it the three steps are one transaction (claim → render → capture → ``sent``), so
+the outbox has no crash window at all; everything below is about real providers.
+
 A known outcome is kept until it is recorded. The provider's answer (its message id) is
 written to the state Redis (workers/receipts.py, keyed by the idempotency key) *before*
 step 3, and step 3 is retried in-process with a short backoff (``RECORD_BACKOFF_S``) before
@@ -113,6 +117,13 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Captured:
+    """Sent through a transactional channel (the outbox) inside the claim's own transaction."""
+
+    notification: NotificationRow
+
+
+@dataclass(frozen=True)
 class Recovered:
     """A row left ``sending`` whose provider answer was kept: recorded ``sent`` from the receipt."""
 
@@ -176,6 +187,9 @@ class Sender:
         """Returns how this attempt ended; raises TransientChannelError to retry.
         ``message_id``: the dramatiq message doing it (tells a twin from a redelivery)."""
         claim = self._claim(notification_id, on_deferred, message_id)
+        if isinstance(claim, Captured):
+            self._telemetry(claim.notification.channel, claim.notification.kind, S.SENT.value)
+            return SendOutcome.SENT
         if isinstance(claim, Recovered):
             self._telemetry(claim.notification.channel, claim.notification.kind, S.SENT.value)
             self._forget_receipt(claim.notification.key)
@@ -227,7 +241,7 @@ class Sender:
 
     def _claim(
         self, notification_id: int, on_deferred: Callable[[int, int], None], message_id: str | None = None
-    ) -> Claim | Recovered | SendOutcome:
+    ) -> Claim | Captured | Recovered | SendOutcome:
         now = self.clock()
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id, lock=self.db)
@@ -275,11 +289,18 @@ class Sender:
                 notification_store.update(conn, n.id, status=S.FAILED.value,
                                           error_code=SendOutcome.TEMPLATE_ERROR, error=str(exc))
                 return SendOutcome.TEMPLATE_ERROR
-            notification_store.update(
-                conn, n.id, status=S.QUEUED.value, sending_at=now, attempts=n.attempts + 1, locale=locale,
-                context={**n.context, "claimed_by": message_id},
-                subject=message.subject, body_text=message.text, body_html=message.html,
-            )
+            claimed = {"sending_at": now, "attempts": n.attempts + 1, "locale": locale,
+                       "context": {**n.context, "claimed_by": message_id},
+                       "subject": message.subject, "body_text": message.text, "body_html": message.html}
+            channel = self.channels[Channel(n.channel)]
+            if isinstance(channel, OutboxChannel):
+                # a local channel: the capture commits with the claim and its `sent`, so there is
+                # no provider call and no crash window (nothing can be half done)
+                result = channel.capture(conn, message, notification_id=n.id, merchant_id=n.merchant_id)
+                notification_store.update(conn, n.id, status=S.SENT.value, provider_id=result.provider_id,
+                                          sent_at=now, error=None, error_code=None, **claimed)
+                return Captured(n)
+            notification_store.update(conn, n.id, status=S.QUEUED.value, **claimed)
         return Claim(n, message)
 
     def _suppression(self, conn: Any, n: NotificationRow, merchant: Merchant, state: ShipmentState | None) -> str | None:

@@ -241,6 +241,7 @@ class Telemetry:
         self._suspended_until = 0.0
         self._last_error_log = 0.0
         self._lock = threading.Lock()
+        self._writing = False  # a thread is writing the pending observations (see _run)
         self._pending = _Pending()
 
     # -- keys ---------------------------------------------------------------
@@ -274,25 +275,39 @@ class Telemetry:
 
     def _run(self, fill) -> None:  # type: ignore[no-untyped-def]
         """Add ``fill(pending)``'s observations to this process's pending ones and write them all
-        in one pipeline; on failure keep them for the next write. Never raises."""
+        in one pipeline; on failure keep them for the next write. Never raises.
+
+        One writer at a time: while a thread is writing, others only add to the pending ones,
+        and the writer writes again until nothing is pending (so under load a round trip
+        carries many observations, and none waits for a later call)."""
         with self._lock:
             fill(self._pending)
-            if time.monotonic() < self._suspended_until or not self._pending:
+            if self._writing:
                 return
-            batch, self._pending = self._pending, _Pending()
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            batch.fill(pipe)
-            pipe.execute()
-        except Exception as exc:  # telemetry must never break the caller
-            now = time.monotonic()
+            self._writing = True
+        while True:
             with self._lock:
-                self._pending.merge(batch)
-                self._suspended_until = now + self.backoff_s
-                if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
-                    self._last_error_log = now
-                    log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
-                                self.backoff_s, exc)
+                if time.monotonic() < self._suspended_until or not self._pending:
+                    self._writing = False
+                    return
+                batch, self._pending = self._pending, _Pending()
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                batch.fill(pipe)
+                pipe.execute()
+            except BaseException as exc:  # telemetry must never break the caller
+                now = time.monotonic()
+                with self._lock:
+                    self._pending.merge(batch)
+                    self._suspended_until = now + self.backoff_s
+                    self._writing = False  # a failed write ends this round: kept for a later call
+                    if not isinstance(exc, Exception):
+                        raise
+                    if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
+                        self._last_error_log = now
+                        log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
+                                    self.backoff_s, exc)
+                return
 
     def _webhook_fill(self, *, merchant: str, event: str, outcome: str, status_code: int,
                       reason: str | None, latency_s: float, at: datetime) -> Callable[[Any], None] | None:
