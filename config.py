@@ -81,7 +81,9 @@ class Settings:
     # URLs may carry passwords: kept out of repr like every other secret
     database_url: str = field(default="sqlite:///var/parcelhook.db", repr=False)
     broker_url: str = field(default="redis://127.0.0.1:6390/0", repr=False)
-    redis_url: str | None = field(default=None, repr=False)  # state (dedupe, telemetry); default: the broker's
+    redis_url: str | None = field(
+        default=None, repr=False
+    )  # state (dedupe, telemetry); default: the broker's
     admin_token: str | None = field(default=None, repr=False)
     signing_key: str | None = field(default=None, repr=False)  # signs unsubscribe links
     public_url: str = "http://127.0.0.1:8000"
@@ -159,7 +161,9 @@ class Settings:
         if "encryption_keys" not in values:
             stored = _read_secret(var_dir, "encryption-key")
             if stored:
-                values["encryption_keys"] = _fernet_keys("var/encryption-key (PARCELHOOK_ENCRYPTION_KEYS)", stored)
+                values["encryption_keys"] = _fernet_keys(
+                    "var/encryption-key (PARCELHOOK_ENCRYPTION_KEYS)", stored
+                )
         settings = cls(**values)
         if require_admin_token and not settings.admin_token:
             raise SettingsError("PARCELHOOK_ADMIN_TOKEN is not set (and var/admin-token does not exist)")
@@ -170,7 +174,11 @@ class Settings:
         if settings.broker_url.startswith("amqp") and not settings.redis_url:
             raise SettingsError("PARCELHOOK_REDIS_URL is required when PARCELHOOK_BROKER_URL is amqp://")
         if bool(settings.twilio_account_sid) != bool(settings.twilio_auth_token):
-            missing = "PARCELHOOK_TWILIO_AUTH_TOKEN" if settings.twilio_account_sid else "PARCELHOOK_TWILIO_ACCOUNT_SID"
+            missing = (
+                "PARCELHOOK_TWILIO_AUTH_TOKEN"
+                if settings.twilio_account_sid
+                else "PARCELHOOK_TWILIO_ACCOUNT_SID"
+            )
             raise SettingsError(f"{missing} is not set (Twilio needs both the account SID and auth token)")
         return settings
 

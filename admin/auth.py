@@ -20,7 +20,9 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 def install(app: Flask, token: str) -> None:
     app.secret_key = hashlib.sha256(b"parcelhook-admin-session:" + token.encode()).digest()
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME="ph_admin")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME="ph_admin"
+    )
     expected = token.encode()
 
     @app.before_request

@@ -62,12 +62,21 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
     name = body.pop("name")
     try:
         with db.write() as conn:
-            merchant, _ = merchant_store.upsert(conn, args.slug, vault=settings.vault, name=name, profile=body,
-                                                hmac_secrets=secrets, create_only=not args.update)
+            merchant, _ = merchant_store.upsert(
+                conn,
+                args.slug,
+                vault=settings.vault,
+                name=name,
+                profile=body,
+                hmac_secrets=secrets,
+                create_only=not args.update,
+            )
     except Conflict as exc:
         print(f"parcelhook: {exc} (use --update to change it)", file=sys.stderr)
         return 1
-    print(f"merchant {merchant.slug} ready. Paste this webhook URL into Shippo (Settings → Webhooks):", file=out)
+    print(
+        f"merchant {merchant.slug} ready. Paste this webhook URL into Shippo (Settings → Webhooks):", file=out
+    )
     print(merchant.webhook_url(settings.public_url), file=out)
     if merchant.hmac_secret_count:
         print("HMAC signatures are required (Shippo-Auth-Signature).", file=out)
@@ -132,8 +141,11 @@ def cmd_secrets_reencrypt(args: argparse.Namespace, settings: Settings, out: Tex
     keys = len(settings.encryption_keys)
     print(f"re-encrypted the secrets of {count} merchant(s) with the newest key", file=out)
     if keys > 1:
-        print(f"the other {keys - 1} key(s) in PARCELHOOK_ENCRYPTION_KEYS can be dropped now "
-              "(restart every process after changing it)", file=out)
+        print(
+            f"the other {keys - 1} key(s) in PARCELHOOK_ENCRYPTION_KEYS can be dropped now "
+            "(restart every process after changing it)",
+            file=out,
+        )
     return 0
 
 
@@ -158,12 +170,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parcelhook", description="Shippo webhooks → order state → customer messages")
+    parser = argparse.ArgumentParser(
+        prog="parcelhook", description="Shippo webhooks → order state → customer messages"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
 
-    merchants = sub.add_parser("merchants", help="manage merchants").add_subparsers(dest="action", required=True)
+    merchants = sub.add_parser("merchants", help="manage merchants").add_subparsers(
+        dest="action", required=True
+    )
     create = merchants.add_parser("create", help="create a merchant and print its Shippo webhook URL")
     create.add_argument("slug")
     create.add_argument("--name", required=True)
@@ -202,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="post Shippo bodies (.json/.jsonl) to a running receiver")
     replay.add_argument("files", nargs="+")
-    replay.add_argument("--merchant", required=True, help="merchant slug (token and HMAC secret read from the DB)")
+    replay.add_argument(
+        "--merchant", required=True, help="merchant slug (token and HMAC secret read from the DB)"
+    )
     replay.add_argument("--url", help="receiver base URL (default PARCELHOOK_PUBLIC_URL)")
     replay.add_argument("--secret", help="HMAC secret to sign with (default: the merchant's first secret)")
     replay.add_argument("--shuffle", action="store_true")

@@ -89,8 +89,13 @@ def _exceptions(conn: Connection) -> list[dict[str, Any]]:
     for r in ops_store.open_exceptions(conn):
         entry = by_merchant.setdefault(r.merchant, {"merchant": r.merchant, "total": 0, "classes": []})
         entry["total"] += r.count
-        entry["classes"].append({"class": r.cls, "count": r.count,
-                                 "oldest_scan": r.oldest_scan.isoformat() if r.oldest_scan else None})
+        entry["classes"].append(
+            {
+                "class": r.cls,
+                "count": r.count,
+                "oldest_scan": r.oldest_scan.isoformat() if r.oldest_scan else None,
+            }
+        )
     return sorted(by_merchant.values(), key=lambda e: -e["total"])
 
 
@@ -130,11 +135,13 @@ def summary() -> Response:
         health_view = _health(s)
     except Exception as exc:  # the broker being down must not blank the whole page
         health_view = {"alerts": [], "last_check": None, "mail": [], "error": f"broker unavailable: {exc}"}
-    return jsonify({
-        "exceptions": exceptions,
-        "notifications_24h": outcomes,
-        "outbox": outbox,
-        "health": health_view,
-        "merchants": sorted(slugs.values()),
-        "generated_at": utcnow().isoformat(),
-    })
+    return jsonify(
+        {
+            "exceptions": exceptions,
+            "notifications_24h": outcomes,
+            "outbox": outbox,
+            "health": health_view,
+            "merchants": sorted(slugs.values()),
+            "generated_at": utcnow().isoformat(),
+        }
+    )

@@ -120,8 +120,13 @@ def _last_error(tb: object) -> str | None:
     return lines[-1].strip()[:500] if lines else None
 
 
-def _describe(queue: str, redis_id: str, score: float | None, message: dict[str, Any] | None,
-              detail: dict[str, Any] | None = None) -> DeadLetter:
+def _describe(
+    queue: str,
+    redis_id: str,
+    score: float | None,
+    message: dict[str, Any] | None,
+    detail: dict[str, Any] | None = None,
+) -> DeadLetter:
     """``detail`` is what DeadLetterRecorder wrote at the final failure. Without it
     (recorder not installed, or expired) the stored message only knows the
     attempts before the last one and the previous attempt's traceback."""
@@ -145,17 +150,26 @@ def _describe(queue: str, redis_id: str, score: float | None, message: dict[str,
         attempts = int(options.get("retries", 0) or 0) + 1
     last_error = detail.get("error") if detail.get("error") else _last_error(options.get("traceback"))
     return DeadLetter(
-        id=redis_id, queue=queue, actor=actor, merchant=merchant, event_id=event_id,
-        notification_id=notification_id, attempts=attempts,
-        last_error=last_error, dead_lettered_at=at,
+        id=redis_id,
+        queue=queue,
+        actor=actor,
+        merchant=merchant,
+        event_id=event_id,
+        notification_id=notification_id,
+        attempts=attempts,
+        last_error=last_error,
+        dead_lettered_at=at,
         message_id=message.get("message_id"),
     )
 
 
 def reset_for_requeue(message: dict[str, Any], queue: str, now_ms: int) -> dict[str, Any]:
     """The message as it goes back on ``queue``: same ids, fresh retry state."""
-    options = {k: v for k, v in (message.get("options") or {}).items()
-               if k not in ("traceback", "eta", "requeue_timestamp")}
+    options = {
+        k: v
+        for k, v in (message.get("options") or {}).items()
+        if k not in ("traceback", "eta", "requeue_timestamp")
+    }
     options["retries"] = 0
     options["dlq_requeues"] = int(options.get("dlq_requeues", 0) or 0) + 1
     return {**message, "queue_name": queue, "options": options, "message_timestamp": now_ms}
@@ -172,9 +186,14 @@ def _json(value: bytes | str | None) -> dict[str, Any] | None:
 
 
 class DeadLetters:
-    def __init__(self, client: redis.Redis, namespace: str = "parcelhook",
-                 queues: Iterable[str] = ("events", "notifications", "maintenance"), *,
-                 telemetry_prefix: str = "parcelhook:telemetry") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "parcelhook",
+        queues: Iterable[str] = ("events", "notifications", "maintenance"),
+        *,
+        telemetry_prefix: str = "parcelhook:telemetry",
+    ) -> None:
         self.client = client
         self.namespace = namespace
         self.queues = tuple(queues)
@@ -205,8 +224,10 @@ class DeadLetters:
         ids = [i for i, _ in rows]
         blobs = self.client.hmget(xmsgs, ids)
         details = self.client.mget([self._detail_prefix(queue) + i for i in ids])
-        return [_describe(queue, i, score, decode_message(raw(blob)), _json(detail))
-                for (i, score), blob, detail in zip(rows, blobs, details, strict=True)]
+        return [
+            _describe(queue, i, score, decode_message(raw(blob)), _json(detail))
+            for (i, score), blob, detail in zip(rows, blobs, details, strict=True)
+        ]
 
     def _snapshot_ids(self, xq: str) -> builtins.list[str]:  # `list` here is the method above
         return members(self.client.zrange(xq, 0, -1))
@@ -218,7 +239,7 @@ class DeadLetters:
         encoder = dramatiq.get_encoder()
         moved = 0
         for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start:start + BATCH]
+            chunk = wanted[start : start + BATCH]
             blobs = self.client.hmget(xmsgs, chunk)
             argv: list[bytes | str] = [self._detail_prefix(queue)]
             now_ms = int(time.time() * 1000)
@@ -239,7 +260,7 @@ class DeadLetters:
         wanted = list(dict.fromkeys(str(i) for i in ids))
         removed = 0
         for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start:start + BATCH]
+            chunk = wanted[start : start + BATCH]
             if chunk:
                 removed += int(self._purge(keys=[xq, xmsgs], args=[self._detail_prefix(queue), *chunk]))
         return removed

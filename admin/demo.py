@@ -23,29 +23,63 @@ from config import Settings
 HMAC_SECRET = "demo-northwind-hmac-secret-0001"
 
 MERCHANTS: dict[str, dict[str, Any]] = {
-    "northwind": {"name": "Northwind Goods", "email_from": "shipping@northwind.example", "sms_from": "+15005550006",
-                  "support_email": "help@northwind.example", "alert_email": "ops@northwind.example",
-                  "order_ref_pattern": r"#(\w+)", "sms_quiet_hours": "22:00-07:00", "timezone": "America/New_York",
-                  "hmac_secrets": [HMAC_SECRET]},
-    "tienda-sol": {"name": "Tienda Sol", "email_from": "envios@tiendasol.example", "sms_from": "+15005550007",
-                   "default_locale": "es", "timezone": "America/Mexico_City", "alert_email": "ops@tiendasol.example",
-                   "order_ref_pattern": r"#(\w+)",
-                   "tracking_url_template": "https://rastreo.tiendasol.example/{carrier}/{tracking_number}"},
-    "maple-goods": {"name": "Maple Goods", "email_from": "orders@maplegoods.example", "timezone": "America/Toronto",
-                    "alert_email": "ops@maplegoods.example", "order_ref_pattern": r"#(\w+)"},
+    "northwind": {
+        "name": "Northwind Goods",
+        "email_from": "shipping@northwind.example",
+        "sms_from": "+15005550006",
+        "support_email": "help@northwind.example",
+        "alert_email": "ops@northwind.example",
+        "order_ref_pattern": r"#(\w+)",
+        "sms_quiet_hours": "22:00-07:00",
+        "timezone": "America/New_York",
+        "hmac_secrets": [HMAC_SECRET],
+    },
+    "tienda-sol": {
+        "name": "Tienda Sol",
+        "email_from": "envios@tiendasol.example",
+        "sms_from": "+15005550007",
+        "default_locale": "es",
+        "timezone": "America/Mexico_City",
+        "alert_email": "ops@tiendasol.example",
+        "order_ref_pattern": r"#(\w+)",
+        "tracking_url_template": "https://rastreo.tiendasol.example/{carrier}/{tracking_number}",
+    },
+    "maple-goods": {
+        "name": "Maple Goods",
+        "email_from": "orders@maplegoods.example",
+        "timezone": "America/Toronto",
+        "alert_email": "ops@maplegoods.example",
+        "order_ref_pattern": r"#(\w+)",
+    },
 }
 
-CARRIERS = {"northwind": ["usps", "ups", "fedex"], "tienda-sol": ["fedex", "dhl_express"],
-            "maple-goods": ["canada_post", "ups", "purolator"]}
+CARRIERS = {
+    "northwind": ["usps", "ups", "fedex"],
+    "tienda-sol": ["fedex", "dhl_express"],
+    "maple-goods": ["canada_post", "ups", "purolator"],
+}
 
 # (Shippo status, substatus code) steps after the label; the last step is where the parcel is now.
 STORIES: dict[str, list[tuple[str, str]]] = {
-    "delivered": [("PRE_TRANSIT", "information_received"), ("TRANSIT", "package_accepted"),
-                  ("TRANSIT", "package_departed"), ("TRANSIT", "out_for_delivery"), ("DELIVERED", "delivered")],
-    "attempted": [("TRANSIT", "package_accepted"), ("TRANSIT", "out_for_delivery"), ("TRANSIT", "delivery_attempted")],
-    "attempt-then-delivered": [("TRANSIT", "package_accepted"), ("TRANSIT", "out_for_delivery"),
-                               ("TRANSIT", "delivery_attempted"), ("TRANSIT", "out_for_delivery"),
-                               ("DELIVERED", "delivered")],
+    "delivered": [
+        ("PRE_TRANSIT", "information_received"),
+        ("TRANSIT", "package_accepted"),
+        ("TRANSIT", "package_departed"),
+        ("TRANSIT", "out_for_delivery"),
+        ("DELIVERED", "delivered"),
+    ],
+    "attempted": [
+        ("TRANSIT", "package_accepted"),
+        ("TRANSIT", "out_for_delivery"),
+        ("TRANSIT", "delivery_attempted"),
+    ],
+    "attempt-then-delivered": [
+        ("TRANSIT", "package_accepted"),
+        ("TRANSIT", "out_for_delivery"),
+        ("TRANSIT", "delivery_attempted"),
+        ("TRANSIT", "out_for_delivery"),
+        ("DELIVERED", "delivered"),
+    ],
     "address": [("TRANSIT", "package_accepted"), ("TRANSIT", "address_issue")],
     "held": [("TRANSIT", "package_accepted"), ("TRANSIT", "package_held")],
     "delayed": [("TRANSIT", "package_accepted"), ("TRANSIT", "delayed")],
@@ -54,15 +88,25 @@ STORIES: dict[str, list[tuple[str, str]]] = {
     "undeliverable": [("TRANSIT", "package_accepted"), ("FAILURE", "package_undeliverable")],
     "disposed": [("TRANSIT", "package_accepted"), ("FAILURE", "package_disposed")],
     "contact": [("TRANSIT", "package_accepted"), ("TRANSIT", "contact_carrier")],
-    "returned": [("TRANSIT", "package_accepted"), ("TRANSIT", "address_issue"), ("RETURNED", "return_to_sender")],
+    "returned": [
+        ("TRANSIT", "package_accepted"),
+        ("TRANSIT", "address_issue"),
+        ("RETURNED", "return_to_sender"),
+    ],
     "pickup": [("TRANSIT", "package_accepted"), ("TRANSIT", "pickup_available")],
     "in-transit": [("PRE_TRANSIT", "information_received"), ("TRANSIT", "package_processed")],
     "stalled": [("TRANSIT", "package_accepted")],
     "label-error": [],
 }
 
-CUSTOMERS = [("Jane Doe", "en"), ("Ana García", "es"), ("Li Wei", "en"), ("Lucía Torres", "es"),
-             ("Sam O'Brien", "en"), ("Marie Tremblay", "en")]
+CUSTOMERS = [
+    ("Jane Doe", "en"),
+    ("Ana García", "es"),
+    ("Li Wei", "en"),
+    ("Lucía Torres", "es"),
+    ("Sam O'Brien", "en"),
+    ("Marie Tremblay", "en"),
+]
 
 
 def _id(*parts: object) -> str:
@@ -74,48 +118,110 @@ def _iso(moment: datetime) -> str:
 
 
 def _transaction(ref: str, carrier: str, tracking: str, at: datetime, error: bool) -> dict[str, Any]:
-    return {"event": "transaction_created", "test": False, "data": {
-        "object_id": _id("txn", tracking), "status": "ERROR" if error else "SUCCESS", "object_state": "VALID",
-        "object_created": _iso(at), "object_updated": _iso(at), "tracking_number": "" if error else tracking,
-        "tracking_status": "UNKNOWN", "eta": _iso(at + timedelta(days=4)),
-        "rate": {"object_id": _id("rate", tracking), "provider": carrier.upper(), "amount": "8.40"},
-        "tracking_url_provider": "", "label_url": "" if error else f"https://labels.example/{tracking}.pdf",
-        "messages": [{"source": carrier.upper(), "code": "invalid_address",
-                      "text": "Destination ZIP code does not match city"}] if error else [],
-        "metadata": f"Order #{ref}", "test": False}}
+    return {
+        "event": "transaction_created",
+        "test": False,
+        "data": {
+            "object_id": _id("txn", tracking),
+            "status": "ERROR" if error else "SUCCESS",
+            "object_state": "VALID",
+            "object_created": _iso(at),
+            "object_updated": _iso(at),
+            "tracking_number": "" if error else tracking,
+            "tracking_status": "UNKNOWN",
+            "eta": _iso(at + timedelta(days=4)),
+            "rate": {"object_id": _id("rate", tracking), "provider": carrier.upper(), "amount": "8.40"},
+            "tracking_url_provider": "",
+            "label_url": "" if error else f"https://labels.example/{tracking}.pdf",
+            "messages": [
+                {
+                    "source": carrier.upper(),
+                    "code": "invalid_address",
+                    "text": "Destination ZIP code does not match city",
+                }
+            ]
+            if error
+            else [],
+            "metadata": f"Order #{ref}",
+            "test": False,
+        },
+    }
 
 
-def _track(rng: random.Random, carrier: str, tracking: str, txn: str, steps: list[tuple[str, str]],
-           times: list[datetime]) -> dict[str, Any]:
+def _track(
+    rng: random.Random,
+    carrier: str,
+    tracking: str,
+    txn: str,
+    steps: list[tuple[str, str]],
+    times: list[datetime],
+) -> dict[str, Any]:
     history = []
     for (status, code), at in zip(steps, times, strict=True):
-        history.append({
-            "object_id": _id("scan", tracking, code, at), "object_created": _iso(at + timedelta(minutes=20)),
-            "object_updated": None, "status": status,
-            "substatus": {"code": code, "text": code.replace("_", " "), "action_required": code in {
-                "address_issue", "delivery_attempted", "package_held", "package_damaged", "package_lost",
-                "package_undeliverable", "contact_carrier", "pickup_available"}},
-            "status_details": code.replace("_", " ").capitalize(), "status_date": _iso(at),
-            "location": {"city": rng.choice(["Memphis", "Louisville", "Dallas", "Toronto", "Monterrey"]),
-                         "state": "", "zip": "", "country": "US"}})
-    return {"event": "track_updated", "test": False, "data": {
-        "carrier": carrier, "tracking_number": tracking, "transaction": txn, "metadata": None,
-        "eta": _iso(times[-1] + timedelta(days=2)), "tracking_status": history[-1], "tracking_history": history,
-        "messages": [], "test": False}}
+        history.append(
+            {
+                "object_id": _id("scan", tracking, code, at),
+                "object_created": _iso(at + timedelta(minutes=20)),
+                "object_updated": None,
+                "status": status,
+                "substatus": {
+                    "code": code,
+                    "text": code.replace("_", " "),
+                    "action_required": code
+                    in {
+                        "address_issue",
+                        "delivery_attempted",
+                        "package_held",
+                        "package_damaged",
+                        "package_lost",
+                        "package_undeliverable",
+                        "contact_carrier",
+                        "pickup_available",
+                    },
+                },
+                "status_details": code.replace("_", " ").capitalize(),
+                "status_date": _iso(at),
+                "location": {
+                    "city": rng.choice(["Memphis", "Louisville", "Dallas", "Toronto", "Monterrey"]),
+                    "state": "",
+                    "zip": "",
+                    "country": "US",
+                },
+            }
+        )
+    return {
+        "event": "track_updated",
+        "test": False,
+        "data": {
+            "carrier": carrier,
+            "tracking_number": tracking,
+            "transaction": txn,
+            "metadata": None,
+            "eta": _iso(times[-1] + timedelta(days=2)),
+            "tracking_status": history[-1],
+            "tracking_history": history,
+            "messages": [],
+            "test": False,
+        },
+    }
 
 
 def _admin(settings: Settings, method: str, path: str, body: dict[str, Any]) -> int:
-    request = urllib.request.Request(  # noqa: S310 - loopback admin URL
-        f"http://127.0.0.1:{settings.admin_port}{path}", data=json.dumps(body).encode(), method=method,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {settings.admin_token}"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{settings.admin_port}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {settings.admin_token}"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return int(response.status)
 
 
 def _merchant_token(settings: Settings, slug: str) -> str:
-    request = urllib.request.Request(  # noqa: S310
+    request = urllib.request.Request(
         f"http://127.0.0.1:{settings.admin_port}/api/merchants/{slug}",
-        headers={"Authorization": f"Bearer {settings.admin_token}"})
+        headers={"Authorization": f"Bearer {settings.admin_token}"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return str(json.loads(response.read())["webhook_token"])
 
@@ -152,7 +258,9 @@ def build_day(now: datetime, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
             times = _scan_times(rng, start, len(steps))
             txn = label["data"]["object_id"]
             for i in range(1, len(steps) + 1):
-                traffic.append((times[i - 1], slug, _track(rng, carrier, tracking, txn, steps[:i], times[:i])))
+                traffic.append(
+                    (times[i - 1], slug, _track(rng, carrier, tracking, txn, steps[:i], times[:i]))
+                )
     traffic.sort(key=lambda item: item[0])
     bodies = [(slug, body) for _, slug, body in traffic]
     # Shippo's realities: a few duplicates and out-of-order deliveries
@@ -168,17 +276,32 @@ def run_demo(settings: Settings, *, pace_s: float = 0.05) -> dict[str, int]:
         _admin(settings, "PUT", f"/api/merchants/{slug}", profile)
     now = datetime.now(UTC)
     day = build_day(now)
-    refs = sorted({(slug, body["data"]["metadata"].split("#")[1]) for slug, body in day
-                   if body["event"] == "transaction_created"})
+    refs = sorted(
+        {
+            (slug, body["data"]["metadata"].split("#")[1])
+            for slug, body in day
+            if body["event"] == "transaction_created"
+        }
+    )
     for i, (slug, ref) in enumerate(refs):
         name, locale = CUSTOMERS[i % len(CUSTOMERS)]
         if slug == "tienda-sol":
             locale = "es"
         user = name.split()[0].lower().replace("í", "i")
-        _admin(settings, "PUT", f"/api/merchants/{slug}/orders/{ref}", {
-            "customer": {"name": name, "email": f"{user}.{ref}@example.com", "phone": f"+1415555{int(ref) % 10000:04d}",
-                         "locale": locale},
-            "notify": {"email": True, "sms": slug != "maple-goods"}})
+        _admin(
+            settings,
+            "PUT",
+            f"/api/merchants/{slug}/orders/{ref}",
+            {
+                "customer": {
+                    "name": name,
+                    "email": f"{user}.{ref}@example.com",
+                    "phone": f"+1415555{int(ref) % 10000:04d}",
+                    "locale": locale,
+                },
+                "notify": {"email": True, "sms": slug != "maple-goods"},
+            },
+        )
     tokens = {slug: _merchant_token(settings, slug) for slug in MERCHANTS}
     outcomes: Counter[str] = Counter()
     base = settings.public_url.rstrip("/")
@@ -190,7 +313,10 @@ def run_demo(settings: Settings, *, pace_s: float = 0.05) -> dict[str, int]:
         time.sleep(pace_s)
     # a merchant whose secret was rotated on Shippo's side but not here: 401s the dashboard flags
     for body in [b for s, b in day if s == "northwind"][:3]:
-        status, answer = post(f"{base}/webhooks/shippo/northwind?token={tokens['northwind']}",
-                              json.dumps(body).encode(), "a-rotated-secret-we-do-not-know")
+        status, answer = post(
+            f"{base}/webhooks/shippo/northwind?token={tokens['northwind']}",
+            json.dumps(body).encode(),
+            "a-rotated-secret-we-do-not-know",
+        )
         outcomes[str(status)] += 1
     return dict(outcomes)

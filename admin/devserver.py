@@ -69,7 +69,9 @@ def private_redis_url(url: str | None, password: str) -> str:
     if not url:
         return f"redis://:{secret}@127.0.0.1:{REDIS_PORT}/0"
     parts = urlsplit(url)
-    ours = parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost") and parts.port == REDIS_PORT
+    ours = (
+        parts.scheme == "redis" and parts.hostname in ("127.0.0.1", "localhost") and parts.port == REDIS_PORT
+    )
     if not ours or parts.password:
         return url
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{secret}@{parts.hostname}:{parts.port}"))
@@ -79,12 +81,21 @@ def _redis_config(data: Path, password: str) -> str:
     def quoted(value: str) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
-    return "\n".join([
-        f"port {REDIS_PORT}", "bind 127.0.0.1", f"dir {quoted(str(data))}",
-        "appendonly yes", "appendfsync everysec", 'save ""',
-        f"logfile {quoted(str(data / 'redis.log'))}",
-        f"requirepass {quoted(password)}",  # in a 0600 file, never on the command line (ps shows that)
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"port {REDIS_PORT}",
+                "bind 127.0.0.1",
+                f"dir {quoted(str(data))}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                f"logfile {quoted(str(data / 'redis.log'))}",
+                f"requirepass {quoted(password)}",  # in a 0600 file, never on the command line (ps shows that)
+            ]
+        )
+        + "\n"
+    )
 
 
 def start_redis(password: str) -> subprocess.Popen[bytes]:
@@ -97,7 +108,9 @@ def start_redis(password: str) -> subprocess.Popen[bytes]:
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     binary = shutil.which("redis-server")
     if binary is None:
-        raise SystemExit("parcelhook: redis-server is not installed (make run installs it with apt-get as root)")
+        raise SystemExit(
+            "parcelhook: redis-server is not installed (make run installs it with apt-get as root)"
+        )
     config = data / "redis.conf"
     _private_file(config, _redis_config(data, password))
     process = subprocess.Popen(  # noqa: S603 - fixed argv
@@ -153,15 +166,33 @@ def prepare(env: dict[str, str]) -> tuple[Settings, str]:
         merchant = merchant_store.get(conn, DEMO_MERCHANT, settings.vault)
         if merchant is None:
             merchant, _ = merchant_store.upsert(
-                conn, DEMO_MERCHANT, vault=settings.vault, name="Demo Store",
-                profile={"email_from": "shipping@demo-store.example", "sms_from": "+15005550006",
-                         "support_email": "help@demo-store.example", "alert_email": "ops@demo-store.example",
-                         "order_ref_pattern": r"Order (\d+)"},
+                conn,
+                DEMO_MERCHANT,
+                vault=settings.vault,
+                name="Demo Store",
+                profile={
+                    "email_from": "shipping@demo-store.example",
+                    "sms_from": "+15005550006",
+                    "support_email": "help@demo-store.example",
+                    "alert_email": "ops@demo-store.example",
+                    "order_ref_pattern": r"Order (\d+)",
+                },
             )
-        order_store.register(db, conn, merchant.id, "1001",
-                             customer={"name": "Jane Doe", "email": "jane@example.com", "phone": "+14155550123",
-                                       "locale": "en", "timezone": "America/New_York"},
-                             notify_email=True, notify_sms=True)
+        order_store.register(
+            db,
+            conn,
+            merchant.id,
+            "1001",
+            customer={
+                "name": "Jane Doe",
+                "email": "jane@example.com",
+                "phone": "+14155550123",
+                "locale": "en",
+                "timezone": "America/New_York",
+            },
+            notify_email=True,
+            notify_sms=True,
+        )
     db.dispose()
     return settings, merchant.webhook_url(settings.public_url)
 
@@ -216,8 +247,9 @@ def main(mode: str) -> int:
         env["PARCELHOOK_REDIS_URL"] = private_redis_url(env["PARCELHOOK_REDIS_URL"], redis_password)
     env["PARCELHOOK_ADMIN_TOKEN"] = env.get("PARCELHOOK_ADMIN_TOKEN") or generated_secret("admin-token")
     env["PARCELHOOK_SIGNING_KEY"] = env.get("PARCELHOOK_SIGNING_KEY") or generated_secret("signing-key")
-    env["PARCELHOOK_ENCRYPTION_KEYS"] = (env.get("PARCELHOOK_ENCRYPTION_KEYS")
-                                         or generated_secret("encryption-key", generate_key))
+    env["PARCELHOOK_ENCRYPTION_KEYS"] = env.get("PARCELHOOK_ENCRYPTION_KEYS") or generated_secret(
+        "encryption-key", generate_key
+    )
     env.setdefault("PARCELHOOK_PUBLIC_URL", f"http://127.0.0.1:{env.get('PARCELHOOK_WEB_PORT') or 8000}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -228,7 +260,8 @@ def main(mode: str) -> int:
         print(banner(settings, webhook_url, env["PARCELHOOK_ADMIN_TOKEN"]), flush=True)
         honcho = subprocess.Popen(  # noqa: S603
             [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROJECT_ROOT / "Procfile")],
-            cwd=PROJECT_ROOT, env=env,
+            cwd=PROJECT_ROOT,
+            env=env,
         )
         if mode == "demo":
             threading.Thread(target=_demo, args=(settings,), daemon=True).start()

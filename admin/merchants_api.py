@@ -38,8 +38,9 @@ def put_merchant(slug: str) -> tuple[Response, int]:
     with s.database.write() as conn:
         if merchant_store.get(conn, slug) is None and not name:
             raise Invalid({"name": "is required to create a merchant"})
-        merchant, created = merchant_store.upsert(conn, slug, vault=s.settings.vault, name=name, profile=body,
-                                                    hmac_secrets=secrets)
+        merchant, created = merchant_store.upsert(
+            conn, slug, vault=s.settings.vault, name=name, profile=body, hmac_secrets=secrets
+        )
     return jsonify(merchant.to_public(s.settings.public_url)), 201 if created else 200
 
 

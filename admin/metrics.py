@@ -29,8 +29,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _histogram(name: str, doc: str, data: HistogramData | None, labels: dict[str, str] | None = None,
-               family: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    doc: str,
+    data: HistogramData | None,
+    labels: dict[str, str] | None = None,
+    family: HistogramMetricFamily | None = None,
+) -> HistogramMetricFamily:
     fam = family or HistogramMetricFamily(name, doc, labels=list(labels) if labels else None)
     if data is not None:
         fam.add_metric(list(labels.values()) if labels else [], data.cumulative(), sum_value=data.sum)
@@ -50,22 +55,38 @@ class OpsCollector(Collector):
         yield from self._telemetry()
 
     def _broker(self) -> Iterator[Metric]:
-        read = yield from _up("parcelhook_broker_up", "1 when the broker's Redis could be read", "the broker",
-                              lambda: (self.inspector.queues(), self.inspector.workers()))
+        read = yield from _up(
+            "parcelhook_broker_up",
+            "1 when the broker's Redis could be read",
+            "the broker",
+            lambda: (self.inspector.queues(), self.inspector.workers()),
+        )
         if read is None:
             return
         stats, workers = read
         fams = {
-            "ready": GaugeMetricFamily("parcelhook_queue_ready_messages", "Messages waiting to be fetched",
-                                       labels=["queue"]),
-            "delayed": GaugeMetricFamily("parcelhook_queue_delayed_messages",
-                                         "Messages scheduled for later (retry backoff, delays)", labels=["queue"]),
-            "dead": GaugeMetricFamily("parcelhook_queue_dead_messages", "Dead-lettered messages", labels=["queue"]),
-            "in_flight": GaugeMetricFamily("parcelhook_queue_in_flight_messages",
-                                           "Messages fetched by a worker and not acked yet", labels=["queue"]),
+            "ready": GaugeMetricFamily(
+                "parcelhook_queue_ready_messages", "Messages waiting to be fetched", labels=["queue"]
+            ),
+            "delayed": GaugeMetricFamily(
+                "parcelhook_queue_delayed_messages",
+                "Messages scheduled for later (retry backoff, delays)",
+                labels=["queue"],
+            ),
+            "dead": GaugeMetricFamily(
+                "parcelhook_queue_dead_messages", "Dead-lettered messages", labels=["queue"]
+            ),
+            "in_flight": GaugeMetricFamily(
+                "parcelhook_queue_in_flight_messages",
+                "Messages fetched by a worker and not acked yet",
+                labels=["queue"],
+            ),
         }
-        age = GaugeMetricFamily("parcelhook_queue_oldest_message_age_seconds",
-                                "Age of the oldest ready message (0 when the queue is empty)", labels=["queue"])
+        age = GaugeMetricFamily(
+            "parcelhook_queue_oldest_message_age_seconds",
+            "Age of the oldest ready message (0 when the queue is empty)",
+            labels=["queue"],
+        )
         for q in stats:
             for attr, fam in fams.items():
                 value = getattr(q, attr)
@@ -74,35 +95,59 @@ class OpsCollector(Collector):
             age.add_metric([q.name], q.oldest_age_s or 0.0)
         yield from fams.values()
         yield age
-        alive = GaugeMetricFamily("parcelhook_workers_alive",
-                                  "Broker processes with a heartbeat within the timeout")
+        alive = GaugeMetricFamily(
+            "parcelhook_workers_alive", "Broker processes with a heartbeat within the timeout"
+        )
         alive.add_metric([], len(workers))
         yield alive
 
     def _telemetry(self) -> Iterator[Metric]:
-        snap = yield from _up("parcelhook_telemetry_up", "1 when the shared telemetry could be read",
-                              "telemetry", self.telemetry.snapshot)
+        snap = yield from _up(
+            "parcelhook_telemetry_up",
+            "1 when the shared telemetry could be read",
+            "telemetry",
+            self.telemetry.snapshot,
+        )
         if snap is None:
             return
-        yield _counter("parcelhook_webhooks_received", "Webhook deliveries by outcome",
-                       ["merchant", "event", "outcome"], snap.webhooks_received.items())
+        yield _counter(
+            "parcelhook_webhooks_received",
+            "Webhook deliveries by outcome",
+            ["merchant", "event", "outcome"],
+            snap.webhooks_received.items(),
+        )
         # every reason, 0 included: rate() and alerts need the series
-        yield _counter("parcelhook_webhooks_unavailable",
-                       "Webhook deliveries answered 503, by the dependency that was unreachable", ["reason"],
-                       {(reason.value,): snap.webhooks_unavailable.get(reason.value, 0)
-                        for reason in UnavailableReason}.items())
+        yield _counter(
+            "parcelhook_webhooks_unavailable",
+            "Webhook deliveries answered 503, by the dependency that was unreachable",
+            ["reason"],
+            {
+                (reason.value,): snap.webhooks_unavailable.get(reason.value, 0)
+                for reason in UnavailableReason
+            }.items(),
+        )
         yield _histogram("parcelhook_webhook_latency_seconds", "Receiver response time", snap.webhook_latency)
-        yield _counter("parcelhook_events_processed", "Messages processed by actor and outcome",
-                       ["actor", "outcome"], snap.events_processed.items())
-        lat = HistogramMetricFamily("parcelhook_processing_latency_seconds",
-                                    "Webhook received to state committed", labels=["actor"])
+        yield _counter(
+            "parcelhook_events_processed",
+            "Messages processed by actor and outcome",
+            ["actor", "outcome"],
+            snap.events_processed.items(),
+        )
+        lat = HistogramMetricFamily(
+            "parcelhook_processing_latency_seconds", "Webhook received to state committed", labels=["actor"]
+        )
         for actor, data in sorted(snap.processing_latency.items()):
             _histogram("", "", data, {"actor": actor}, family=lat)
         yield lat
-        yield _histogram("parcelhook_carrier_lag_seconds", "Carrier scan time to webhook received",
-                         snap.carrier_lag)
-        yield _counter("parcelhook_notifications", "Customer notifications by channel, kind, status",
-                       ["channel", "kind", "status"], snap.notifications.items())
+        yield _histogram(
+            "parcelhook_carrier_lag_seconds", "Carrier scan time to webhook received", snap.carrier_lag
+        )
+        yield _counter(
+            "parcelhook_notifications",
+            "Customer notifications by channel, kind, status",
+            ["channel", "kind", "status"],
+            snap.notifications.items(),
+        )
 
 
 def _up(name: str, doc: str, source: str, read: Callable[[], T]) -> Generator[Metric, None, T | None]:
@@ -120,7 +165,9 @@ def _up(name: str, doc: str, source: str, read: Callable[[], T]) -> Generator[Me
     return value
 
 
-def _counter(name: str, doc: str, labels: list[str], series: Iterable[tuple[tuple[str, ...], int]]) -> CounterMetricFamily:
+def _counter(
+    name: str, doc: str, labels: list[str], series: Iterable[tuple[tuple[str, ...], int]]
+) -> CounterMetricFamily:
     fam = CounterMetricFamily(name, doc, labels=labels)
     for values, n in sorted(series):
         fam.add_metric(list(values), n)

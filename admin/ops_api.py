@@ -83,7 +83,7 @@ def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
         fields["ids"] = "give either ids or all, not both"
     elif not all_:
         if ids is None:
-            fields["ids"] = "required (or \"all\": true)"
+            fields["ids"] = 'required (or "all": true)'
         elif not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             fields["ids"] = "must be a non-empty list of dead-letter ids (strings)"
         elif len(ids) > 10000:
@@ -120,7 +120,9 @@ def webhooks() -> Response:
     limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
     merchant = request.args.get("merchant") or None
     outcome = request.args.get("outcome") or None
-    return jsonify({"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)})
+    return jsonify(
+        {"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)}
+    )
 
 
 @ops_api.get("/metrics")

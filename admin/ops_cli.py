@@ -44,8 +44,10 @@ def _fmt(value: int | None) -> str:
 
 def format_queues(stats: Sequence[QueueStats], workers_alive: int) -> str:
     header = ("QUEUE", "READY", "DELAYED", "DEAD", "IN_FLIGHT", "OLDEST")
-    rows = [header] + [(q.name, _fmt(q.ready), _fmt(q.delayed), _fmt(q.dead), _fmt(q.in_flight),
-                        _fmt_age(q.oldest_age_s)) for q in stats]
+    rows = [header] + [
+        (q.name, _fmt(q.ready), _fmt(q.delayed), _fmt(q.dead), _fmt(q.in_flight), _fmt_age(q.oldest_age_s))
+        for q in stats
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for r in rows:
@@ -59,8 +61,15 @@ def _inspector(services: Any) -> QueueInspector:
     return QueueInspector(services.redis, services.namespace, services.queues)
 
 
-def cmd_queues(services: Any, watch: bool, interval: float, out: TextIO, *,
-               iterations: int | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
+def cmd_queues(
+    services: Any,
+    watch: bool,
+    interval: float,
+    out: TextIO,
+    *,
+    iterations: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Print the queue table; with ``watch`` redraw every ``interval`` s until Ctrl-C
     (``iterations`` bounds the loop, for tests)."""
     inspector = _inspector(services)
@@ -151,7 +160,9 @@ def cmd_dlq_requeue(services: Any, queue: str | None, ids: Sequence[str], all: b
     queue = _required_queue(services, queue, out)
     if queue is None or not _bulk_args_ok(ids, all, out):
         return 2
-    n = DeadLetters(services.redis, services.namespace, services.queues).requeue(queue, None if all else list(ids))
+    n = DeadLetters(services.redis, services.namespace, services.queues).requeue(
+        queue, None if all else list(ids)
+    )
     out.write(f"requeued {n} message(s) on {queue}")
     if not all:
         out.write(f" ({len(set(ids)) - n} unknown id(s) ignored)")
@@ -159,8 +170,9 @@ def cmd_dlq_requeue(services: Any, queue: str | None, ids: Sequence[str], all: b
     return 0
 
 
-def cmd_dlq_purge(services: Any, queue: str | None, ids: Sequence[str], all: bool, yes: bool,
-                  out: TextIO) -> int:
+def cmd_dlq_purge(
+    services: Any, queue: str | None, ids: Sequence[str], all: bool, yes: bool, out: TextIO
+) -> int:
     queue = _required_queue(services, queue, out)
     if queue is None or not _bulk_args_ok(ids, all, out):
         return 2

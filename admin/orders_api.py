@@ -35,6 +35,7 @@ def _register_ref_converter(state: BlueprintSetupState) -> None:
     """Before the routes below are bound (a blueprint's deferred functions run in order)."""
     state.app.url_map.converters.setdefault("ref", RefConverter)
 
+
 MAX_REF = MAX_ORDER_REF
 
 
@@ -60,7 +61,13 @@ def put_order(slug: str, ref: str) -> tuple[Response, int]:
             # waiting for this order would deadlock with us on PostgreSQL.
             shipment_store.for_order(conn, existing.id, lock=s.database)
         order, created = order_store.register(
-            s.database, conn, merchant.id, ref, customer=customer, notify_email=notify["email"], notify_sms=notify["sms"]
+            s.database,
+            conn,
+            merchant.id,
+            ref,
+            customer=customer,
+            notify_email=notify["email"],
+            notify_sms=notify["sms"],
         )
         refresh_order_status(s.database, conn, order.id)
         to_send = catch_up(s.database, conn, merchant, order)
@@ -121,8 +128,10 @@ def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:
                 "carrier": st.carrier,
                 "tracking_number": st.tracking_number,
                 "tracking_url": tracking_url(
-                    st.carrier, st.tracking_number,
-                    merchant_template=merchant.tracking_url_template, provider_url=st.tracking_url_provider,
+                    st.carrier,
+                    st.tracking_number,
+                    merchant_template=merchant.tracking_url_template,
+                    provider_url=st.tracking_url_provider,
                 ),
                 "status": st.status.value if st.status else None,
                 "substatus": st.substatus,
@@ -138,5 +147,7 @@ def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:
     return {
         **order.to_public(),
         "shipments": shipments,
-        "notifications": [notification_store.to_public(n) for n in notification_store.for_order(conn, order.id)],
+        "notifications": [
+            notification_store.to_public(n) for n in notification_store.for_order(conn, order.id)
+        ],
     }

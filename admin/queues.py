@@ -83,9 +83,14 @@ def _now_ms() -> int:
 class QueueInspector:
     """Read-only view of the Redis broker's queues and workers."""
 
-    def __init__(self, client: redis.Redis, namespace: str = "parcelhook",
-                 queues: Iterable[str] = QUEUES, *,
-                 heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "parcelhook",
+        queues: Iterable[str] = QUEUES,
+        *,
+        heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    ) -> None:
         self.client = client
         self.namespace = namespace
         self.queue_names: tuple[str, ...] = tuple(queues)
@@ -98,8 +103,10 @@ class QueueInspector:
     def _in_flight(self) -> dict[str, int]:
         """SCARD summed per queue over every ``__acks__.<worker>.<queue>`` set (SCAN, not KEYS)."""
         prefix = self.key("__acks__.")
-        keys = [k.decode() if isinstance(k, bytes) else k
-                for k in self.client.scan_iter(match=glob_escape(prefix) + "*", count=1000)]
+        keys = [
+            k.decode() if isinstance(k, bytes) else k
+            for k in self.client.scan_iter(match=glob_escape(prefix) + "*", count=1000)
+        ]
         if not keys:
             return {}
         pipe = self.client.pipeline(transaction=False)
@@ -108,19 +115,27 @@ class QueueInspector:
         totals: dict[str, int] = {}
         for k, n in zip(keys, pipe.execute(), strict=True):
             # <worker id>.<queue>; worker ids are uuid4s (no dots), queue names may have dots.
-            _, sep, queue = k[len(prefix):].partition(".")
+            _, sep, queue = k[len(prefix) :].partition(".")
             if sep:
                 totals[queue] = totals.get(queue, 0) + int(n)
         return totals
 
-    def queue(self, name: str, *, now_ms: int | None = None, in_flight: dict[str, int] | None = None) -> QueueStats:
+    def queue(
+        self, name: str, *, now_ms: int | None = None, in_flight: dict[str, int] | None = None
+    ) -> QueueStats:
         now_ms = _now_ms() if now_ms is None else now_ms
         ready, delayed, dead, head = self._state(keys=queue_keys(self.namespace, name))
         age = head_age_s(head, now_ms)
         oldest = None if age is None else round(age, 3)
         flights = self._in_flight() if in_flight is None else in_flight
-        return QueueStats(name=name, ready=int(ready), delayed=int(delayed), dead=int(dead),
-                          in_flight=flights.get(name, 0), oldest_age_s=oldest)
+        return QueueStats(
+            name=name,
+            ready=int(ready),
+            delayed=int(delayed),
+            dead=int(dead),
+            in_flight=flights.get(name, 0),
+            oldest_age_s=oldest,
+        )
 
     def queues(self, now_ms: int | None = None) -> list[QueueStats]:
         now_ms = _now_ms() if now_ms is None else now_ms
@@ -132,9 +147,12 @@ class QueueInspector:
         now_ms = _now_ms() if now_ms is None else now_ms
         from workers.heartbeat import live_workers
 
-        return [WorkerInfo(id=worker_id, last_seen_s=age)
-                for worker_id, age in live_workers(self.client, self.namespace, now_ms=now_ms,
-                                                   within_ms=self.heartbeat_timeout_ms)]
+        return [
+            WorkerInfo(id=worker_id, last_seen_s=age)
+            for worker_id, age in live_workers(
+                self.client, self.namespace, now_ms=now_ms, within_ms=self.heartbeat_timeout_ms
+            )
+        ]
 
     def snapshot(self, now_ms: int | None = None) -> dict[str, Any]:
         """The contract's ``GET /api/ops/queues`` body."""

@@ -61,8 +61,9 @@ def _merchant_locale(conn: Any, slug: str) -> tuple[Merchant, str]:
     return merchant, _locale(merchant)
 
 
-def _described(k: NotificationKind, c: Channel, locale: str, source: str,
-               tset: TemplateSet | None = None) -> dict[str, Any]:
+def _described(
+    k: NotificationKind, c: Channel, locale: str, source: str, tset: TemplateSet | None = None
+) -> dict[str, Any]:
     """The JSON of one template: its address, where it comes from and (when given) its text."""
     body: dict[str, Any] = {"kind": k.value, "channel": c.value, "locale": locale, "source": source}
     if tset is not None:
@@ -89,7 +90,9 @@ def _template_set(body: Any, channel: Channel) -> TemplateSet:
 
 def _invalid_template(exc: TemplateValidationError) -> tuple[Response, int]:
     fields = {e["field"]: (f"line {e['line']}: " if e.get("line") else "") + e["message"] for e in exc.errors}
-    return jsonify({"error": "invalid_template", "message": str(exc), "fields": fields, "errors": exc.errors}), 422
+    return jsonify(
+        {"error": "invalid_template", "message": str(exc), "fields": fields, "errors": exc.errors}
+    ), 422
 
 
 @templates_api.put(BASE)
@@ -103,8 +106,9 @@ def put_template(slug: str, kind: str, channel: str) -> tuple[Response, int]:
         return _invalid_template(exc)
     with s.database.write() as conn:
         merchant, locale = _merchant_locale(conn, slug)
-        created = template_store.put(s.database, conn, merchant.id, k.value, c.value, locale,
-                                     tset.subject, tset.text, tset.html)
+        created = template_store.put(
+            s.database, conn, merchant.id, k.value, c.value, locale, tset.subject, tset.text, tset.html
+        )
     return jsonify(_described(k, c, locale, "merchant", tset)), 201 if created else 200
 
 
@@ -148,13 +152,20 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
         merchant, locale = _merchant_locale(conn, slug)
         stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
     context = sample_context(k, locale)
-    context["merchant"] = {**context["merchant"], "name": merchant.name,
-                           "support_email": merchant.support_email or context["merchant"]["support_email"],
-                           "support_url": merchant.support_url or context["merchant"]["support_url"]}
+    context["merchant"] = {
+        **context["merchant"],
+        "name": merchant.name,
+        "support_email": merchant.support_email or context["merchant"]["support_email"],
+        "support_url": merchant.support_url or context["merchant"]["support_url"],
+    }
     given = body.get("context")
     if isinstance(given, dict):
         for key, value in given.items():
-            context[key] = {**context[key], **value} if isinstance(context.get(key), dict) and isinstance(value, dict) else value
+            context[key] = (
+                {**context[key], **value}
+                if isinstance(context.get(key), dict) and isinstance(value, dict)
+                else value
+            )
     renderer = default_renderer()
     try:
         if body.get("text"):
@@ -169,8 +180,23 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     except TemplateValidationError as exc:
         return _invalid_template(exc)
     except RenderError as exc:
-        return jsonify({"error": "invalid_template", "message": str(exc), "errors": [exc.as_dict()],
-                        "fields": {exc.as_dict()["field"]: str(exc)}}), 422
-    return jsonify({"kind": k.value, "channel": c.value, "locale": rendered.locale, "subject": rendered.subject,
-                    "text": rendered.text, "html": rendered.html, "segments": rendered.segments,
-                    "encoding": rendered.encoding}), 200
+        return jsonify(
+            {
+                "error": "invalid_template",
+                "message": str(exc),
+                "errors": [exc.as_dict()],
+                "fields": {exc.as_dict()["field"]: str(exc)},
+            }
+        ), 422
+    return jsonify(
+        {
+            "kind": k.value,
+            "channel": c.value,
+            "locale": rendered.locale,
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "html": rendered.html,
+            "segments": rendered.segments,
+            "encoding": rendered.encoding,
+        }
+    ), 200

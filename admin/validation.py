@@ -50,7 +50,9 @@ def control_problem(v: Any) -> str | None:
     if isinstance(v, list):
         return next((p for item in v if (p := control_problem(item)) is not None), None)
     if isinstance(v, dict):
-        return next((p for pair in v.items() for item in pair if (p := control_problem(item)) is not None), None)
+        return next(
+            (p for pair in v.items() for item in pair if (p := control_problem(item)) is not None), None
+        )
     return None
 
 
@@ -283,6 +285,7 @@ def validate_merchant(payload: Any) -> dict[str, Any]:
     """A merchant PUT body (or the CLI's flags), checked and with its addresses normalized."""
     return validate(payload, MERCHANT_FIELDS, normalize=MERCHANT_NORMALIZE)
 
+
 NOTIFY_FIELDS: Mapping[str, Check] = {"email": boolean, "sms": boolean}
 
 
@@ -294,7 +297,9 @@ def validate_order(payload: Any) -> tuple[dict[str, Any], dict[str, bool]]:
     customer: dict[str, Any] = {}
     notify: dict[str, bool] = {"email": True, "sms": False}
     sections: tuple[tuple[str, Mapping[str, Check], Mapping[str, Normalize], dict[str, Any]], ...] = (
-        ("customer", CUSTOMER_FIELDS, CUSTOMER_NORMALIZE, customer), ("notify", NOTIFY_FIELDS, {}, notify))
+        ("customer", CUSTOMER_FIELDS, CUSTOMER_NORMALIZE, customer),
+        ("notify", NOTIFY_FIELDS, {}, notify),
+    )
     for name, schema, normalize, target in sections:
         value = payload.get(name, {})
         if not isinstance(value, dict):

@@ -16,9 +16,16 @@ BENCHMARKS = ("ingest", "pipeline", "scale")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], metavar="name",
-                        help=f"which benchmarks (default: all of {', '.join(BENCHMARKS)})")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (whole suite well under 2 minutes)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[*BENCHMARKS, []],
+        metavar="name",
+        help=f"which benchmarks (default: all of {', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (whole suite well under 2 minutes)"
+    )
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
     rows: list[tuple[str, str, str]] = []
@@ -30,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(f"bench.{name}")
             result: dict[str, Any] = module.run(quick=args.quick)
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+        except Exception as exc:
             traceback.print_exc()
             failed.append(name)
             rows.append((name, "FAILED", f"{type(exc).__name__}: {exc}"[:100]))

@@ -79,7 +79,12 @@ def spawn(argv: Sequence[str], *, env: dict[str, str], log: Path) -> subprocess.
     handle = log.open("ab")
     try:
         return subprocess.Popen(
-            list(argv), cwd=PROJECT_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         handle.close()
@@ -129,10 +134,28 @@ def redis_server(workdir: Path) -> Iterator[Redis]:
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "",
-         "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no",
-         "--logfile", str(data / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(data / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, process=process)
@@ -161,19 +184,29 @@ def postgres_server(workdir: Path) -> Iterator[str]:
     prefix = postgres_user_prefix(workdir, base, sock)
     port = free_port()
     quiet: dict[str, Any] = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **quiet)
-    opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=100 "
-            "-c synchronous_commit=off -c shared_buffers=128MB")
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **quiet
+    )
+    opts = (
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=100 "
+        "-c synchronous_commit=off -c shared_buffers=128MB"
+    )
     started = False
     try:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"],
-                       **quiet)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"], **quiet
+        )
         started = True
         yield f"postgresql+psycopg://parcelhook@127.0.0.1:{port}/postgres"
     finally:
         if started:
-            subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            subprocess.run(
+                [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+            )
 
 
 @contextmanager

@@ -61,8 +61,16 @@ def _wrk() -> str:
 
 def _gunicorn(app: str, port: int, env: dict[str, str], log: Path) -> Any:
     """The Procfile's web command (ingest/gunicorn_conf.py), for either app."""
-    argv = [str(common.VENV_BIN / "gunicorn"), "-c", "python:ingest.gunicorn_conf",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS), app]
+    argv = [
+        str(common.VENV_BIN / "gunicorn"),
+        "-c",
+        "python:ingest.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(WORKERS),
+        app,
+    ]
     return common.spawn(argv, env=env, log=log)
 
 
@@ -73,7 +81,7 @@ def _wait_ready(port: int, process: Any, log: Path, timeout: float = 60.0) -> No
         if process.poll() is not None:
             break
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:  # noqa: S310 - loopback
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -94,8 +102,20 @@ def write_requests(path: Path, secret: str, count: int, salt: str) -> None:
 
 
 def run_wrk(port: int, path: str, requests_file: Path, seconds: float) -> dict[str, Any]:
-    argv = [_wrk(), f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s",
-            "-s", str(LUA), f"http://127.0.0.1:{port}", "--", str(requests_file), path]
+    argv = [
+        _wrk(),
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}",
+        "--",
+        str(requests_file),
+        path,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"duration_us"')]
     if done.returncode != 0 or not lines:
@@ -105,8 +125,18 @@ def run_wrk(port: int, path: str, requests_file: Path, seconds: float) -> dict[s
     return out
 
 
-def _measure(name: str, app: str, env: dict[str, str], workdir: Path, *, path: str, secret: str,
-             queue_len: Any, p: dict[str, Any], salt: str) -> dict[str, Any]:
+def _measure(
+    name: str,
+    app: str,
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    path: str,
+    secret: str,
+    queue_len: Any,
+    p: dict[str, Any],
+    salt: str,
+) -> dict[str, Any]:
     port = common.free_port()
     log = workdir / f"{name}-{salt}.log"
     warm_file, timed_file = workdir / f"warm-{salt}.txt", workdir / f"timed-{salt}.txt"
@@ -138,16 +168,20 @@ def _measure(name: str, app: str, env: dict[str, str], workdir: Path, *, path: s
     problems = []
     for phase, run in (("warm-up", warm), ("timed", timed)):
         if run["bad"] or any(run["errors"].values()):
-            problems.append(f"{phase}: {run['bad']} answers were not '200 queued', wrk errors {run['errors']}"
-                            f" {run['stderr'][:200]}")
+            problems.append(
+                f"{phase}: {run['bad']} answers were not '200 queued', wrk errors {run['errors']}"
+                f" {run['stderr'][:200]}"
+            )
         if run["exhausted_threads"] and phase == "timed":
             problems.append("timed: wrk ran out of distinct bodies (raise BODIES_PER_SECOND)")
     if not warm["ok"] + timed["ok"] <= queued <= warm["sent"] + timed["sent"]:
         problems.append(f"queue holds {queued} messages, expected {figures['queue_length_expected']}")
     figures["correct"] = not problems
     figures["problems"] = problems
-    say(f"{name}: {figures['per_second']}/s, p50 {figures['latency_ms']['p50']} ms, "
-        f"p99 {figures['latency_ms']['p99']} ms, queue {queued}")
+    say(
+        f"{name}: {figures['per_second']}/s, p50 {figures['latency_ms']['p50']} ms, "
+        f"p99 {figures['latency_ms']['p99']} ms, queue {queued}"
+    )
     return figures
 
 
@@ -178,20 +212,32 @@ def setup(workdir: Path, redis: Any) -> tuple[dict[str, str], str, str]:
     db = Database(db_url)
     try:
         with db.write() as conn:
-            merchant, _ = merchant_store.upsert(conn, MERCHANT, vault=Vault([encryption_key]), name="Bench Co",
-                                                hmac_secrets=[secret], profile={"email_from": "ship@bench.example"})
+            merchant, _ = merchant_store.upsert(
+                conn,
+                MERCHANT,
+                vault=Vault([encryption_key]),
+                name="Bench Co",
+                hmac_secrets=[secret],
+                profile={"email_from": "ship@bench.example"},
+            )
     finally:
         db.dispose()
     env = common.child_env(
-        PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
-        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
-        PARCELHOOK_VAR_DIR=str(workdir / "var"), PARCELHOOK_ENCRYPTION_KEYS=encryption_key,
-        BENCH_FLOOR_REDIS_URL=redis.url, BENCH_FLOOR_KEY=FLOOR_KEY,
+        PARCELHOOK_DATABASE_URL=db_url,
+        PARCELHOOK_BROKER_URL=redis.url,
+        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
+        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
+        PARCELHOOK_VAR_DIR=str(workdir / "var"),
+        PARCELHOOK_ENCRYPTION_KEYS=encryption_key,
+        BENCH_FLOOR_REDIS_URL=redis.url,
+        BENCH_FLOOR_KEY=FLOOR_KEY,
     )
     return env, f"/webhooks/shippo/{merchant.slug}?token={merchant.webhook_token}", secret
 
 
-def run(quick: bool = False, *, contenders: dict[str, tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False, *, contenders: dict[str, tuple[str, dict[str, str]]] | None = None
+) -> dict[str, Any]:
     """``contenders``: name → (app, extra env), measured in turn after the floor in every pair
     (default: parcelhook's ``ingest.wsgi:app`` from this tree)."""
     p = params(quick)
@@ -202,12 +248,32 @@ def run(quick: bool = False, *, contenders: dict[str, tuple[str, dict[str, str]]
         env, path, secret = setup(workdir, redis)
         for pair in range(p["pairs"]):
             client.flushdb()
-            runs["floor"].append(_measure("floor", "bench.floor_app:app", env, workdir, path=path, secret=secret,
-                                          queue_len=lambda: client.llen(FLOOR_KEY), p=p, salt=f"f{pair}"))
+            runs["floor"].append(
+                _measure(
+                    "floor",
+                    "bench.floor_app:app",
+                    env,
+                    workdir,
+                    path=path,
+                    secret=secret,
+                    queue_len=lambda: client.llen(FLOOR_KEY),
+                    p=p,
+                    salt=f"f{pair}",
+                )
+            )
             for name, (app, extra) in contenders.items():
                 client.flushdb()
-                figures = _measure(name, app, {**env, **extra}, workdir, path=path, secret=secret,
-                                   queue_len=lambda: client.llen(common.EVENTS_KEY), p=p, salt=f"{name[0]}{pair}")
+                figures = _measure(
+                    name,
+                    app,
+                    {**env, **extra},
+                    workdir,
+                    path=path,
+                    secret=secret,
+                    queue_len=lambda: client.llen(common.EVENTS_KEY),
+                    p=p,
+                    salt=f"{name[0]}{pair}",
+                )
                 # one queued message, decoded: the worker would get exactly what was posted
                 sample = client.hget(f"{common.EVENTS_KEY}.msgs", client.lindex(common.EVENTS_KEY, 0) or b"")
                 if sample is None or json.loads(sample)["actor_name"] != "process_event":
@@ -216,30 +282,52 @@ def run(quick: bool = False, *, contenders: dict[str, tuple[str, dict[str, str]]
                 runs[name].append(figures)
         client.close()
     floor = _summary(runs["floor"])
-    result: dict[str, Any] = {"params": p, "unit": "accepted webhooks per second (wrk, all connections)",
-                              "load_average_at_end": os.getloadavg(), "floor": floor, "table": []}
+    result: dict[str, Any] = {
+        "params": p,
+        "unit": "accepted webhooks per second (wrk, all connections)",
+        "load_average_at_end": os.getloadavg(),
+        "floor": floor,
+        "table": [],
+    }
     for name in contenders:
         summary = _summary(runs[name])
         ratios = [r["per_second"] / f["per_second"] for r, f in zip(runs[name], runs["floor"], strict=True)]
-        p99_ratios = [r["latency_ms"]["p99"] / f["latency_ms"]["p99"]
-                      for r, f in zip(runs[name], runs["floor"], strict=True)]
+        p99_ratios = [
+            r["latency_ms"]["p99"] / f["latency_ms"]["p99"]
+            for r, f in zip(runs[name], runs["floor"], strict=True)
+        ]
         summary["ratio"] = round(statistics.median(ratios), 3)
         summary["ratio_per_pair"] = [round(x, 3) for x in ratios]
         summary["p99_ratio"] = round(statistics.median(p99_ratios), 2)
         summary["p99_ratio_per_pair"] = [round(x, 2) for x in p99_ratios]
         result["result" if name == "parcelhook" else name] = summary
         result["table"] += [
-            (f"ingest {name}", f"{summary['per_second']:.0f}/s",
-             f"p50 {summary['latency_ms']['p50']:.1f} ms  p99 {summary['latency_ms']['p99']:.1f} ms "
-             f"(median of {p['pairs']}; {summary['per_second_range'][0]:.0f}–{summary['per_second_range'][1]:.0f}/s)"),
-            (f"ingest {name} ratio", f"{summary['ratio']:.2f}",
-             f"throughput / floor, per pair {summary['ratio_per_pair']}; p99 / floor's {summary['p99_ratio']}"),
+            (
+                f"ingest {name}",
+                f"{summary['per_second']:.0f}/s",
+                f"p50 {summary['latency_ms']['p50']:.1f} ms  p99 {summary['latency_ms']['p99']:.1f} ms "
+                f"(median of {p['pairs']}; {summary['per_second_range'][0]:.0f}–{summary['per_second_range'][1]:.0f}/s)",
+            ),
+            (
+                f"ingest {name} ratio",
+                f"{summary['ratio']:.2f}",
+                f"throughput / floor, per pair {summary['ratio_per_pair']}; p99 / floor's {summary['p99_ratio']}",
+            ),
         ]
-    result["table"].insert(0, ("ingest floor (bare Flask+LPUSH)", f"{floor['per_second']:.0f}/s",
-                               f"p50 {floor['latency_ms']['p50']:.1f} ms  p99 {floor['latency_ms']['p99']:.1f} ms "
-                               f"({floor['per_second_range'][0]:.0f}–{floor['per_second_range'][1]:.0f}/s)"))
+    result["table"].insert(
+        0,
+        (
+            "ingest floor (bare Flask+LPUSH)",
+            f"{floor['per_second']:.0f}/s",
+            f"p50 {floor['latency_ms']['p50']:.1f} ms  p99 {floor['latency_ms']['p99']:.1f} ms "
+            f"({floor['per_second_range'][0]:.0f}–{floor['per_second_range'][1]:.0f}/s)",
+        ),
+    )
     result["ratio"] = result["result"]["ratio"] if "result" in result else None
-    result["ratio_means"] = "median over pairs of parcelhook throughput / floor throughput (same gunicorn, same load)"
-    result["correct"] = floor["correct"] and all(result.get("result" if n == "parcelhook" else n, {}).get("correct")
-                                                  for n in contenders)
+    result["ratio_means"] = (
+        "median over pairs of parcelhook throughput / floor throughput (same gunicorn, same load)"
+    )
+    result["correct"] = floor["correct"] and all(
+        result.get("result" if n == "parcelhook" else n, {}).get("correct") for n in contenders
+    )
     return result

@@ -57,7 +57,9 @@ def _bodies(job: ClientJob, start: int, count: int) -> list[tuple[bytes, dict[st
     return out
 
 
-def _post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+def _post(
+    conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, str]:
     try:
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
@@ -132,8 +134,16 @@ class LoadResult:
 
 
 def run_load(
-    *, port: int, path: str, secret: str | None, template: dict[str, Any], clients: int, warmup: int,
-    requests: int, max_seconds: float, salt: str,
+    *,
+    port: int,
+    path: str,
+    secret: str | None,
+    template: dict[str, Any],
+    clients: int,
+    warmup: int,
+    requests: int,
+    max_seconds: float,
+    salt: str,
 ) -> LoadResult:
     """``requests`` timed requests split over ``clients`` processes (plus ``warmup`` each, untimed)."""
     ctx = mp.get_context("spawn")
@@ -152,7 +162,7 @@ def run_load(
         while len(collected) < clients and time.monotonic() < deadline:
             try:
                 collected.append(results.get(timeout=1))
-            except Exception:  # noqa: BLE001, S112 - queue.Empty: keep waiting until the deadline
+            except Exception:
                 if all(not p.is_alive() for p in processes) and results.empty():
                     break
                 continue

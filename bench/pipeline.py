@@ -42,9 +42,14 @@ from bench.common import BenchError, say
 MERCHANT = "benchpipe"
 WORKER_FLAGS = ["--processes", "1", "--threads", "4"]
 PROCFILE_FLAGS = ["--processes", "2", "--threads", "4"]  # the Procfile's defaults (WORKER_PROCESSES/THREADS)
-PHASES = (("label", "transaction_created.json"), ("transit", "track_updated_transit.json"),
-          ("ofd", "track_updated_out_for_delivery.json"))
-NOTIFICATIONS_PER_ORDER = 2  # shipped (label) + out_for_delivery, email only; in_transit is not emailed by default
+PHASES = (
+    ("label", "transaction_created.json"),
+    ("transit", "track_updated_transit.json"),
+    ("ofd", "track_updated_out_for_delivery.json"),
+)
+NOTIFICATIONS_PER_ORDER = (
+    2  # shipped (label) + out_for_delivery, email only; in_transit is not emailed by default
+)
 
 
 def params(quick: bool) -> dict[str, Any]:
@@ -76,7 +81,9 @@ class Events:
 
     def body(self, phase: str, i: int) -> str:
         if phase == "label":
-            return common.dumps(common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}"))
+            return common.dumps(
+                common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}")
+            )
         return common.dumps(common.track_body(self.templates[phase], i, self.salt))
 
 
@@ -103,15 +110,31 @@ def _prepare(db_url: str, orders: list[str]) -> int:
     try:
         with db.write() as conn:
             merchant, _ = merchant_store.upsert(
-                conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Pipeline",
-                profile={"email_from": "shipping@bench.example", "support_email": "help@bench.example",
-                         "order_ref_pattern": r"Order (\S+)"},
+                conn,
+                MERCHANT,
+                vault=Vault([generate_key()]),
+                name="Bench Pipeline",
+                profile={
+                    "email_from": "shipping@bench.example",
+                    "support_email": "help@bench.example",
+                    "order_ref_pattern": r"Order (\S+)",
+                },
             )
             for ref in orders:
-                order_store.register(db, conn, merchant.id, ref,
-                                     customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example",
-                                               "locale": "en", "timezone": "America/New_York"},
-                                     notify_email=True, notify_sms=False)
+                order_store.register(
+                    db,
+                    conn,
+                    merchant.id,
+                    ref,
+                    customer={
+                        "name": f"Customer {ref}",
+                        "email": f"c{ref}@bench.example",
+                        "locale": "en",
+                        "timezone": "America/New_York",
+                    },
+                    notify_email=True,
+                    notify_sms=False,
+                )
         return merchant.id
     finally:
         db.dispose()
@@ -122,23 +145,37 @@ def _state(db: Any, merchant_id: int) -> dict[str, Any]:
 
     with db.read() as conn:
         delivered = conn.execute(
-            sa.select(deliveries.c.outcome, sa.func.count()).where(deliveries.c.merchant_id == merchant_id)
-            .group_by(deliveries.c.outcome)).all()
+            sa.select(deliveries.c.outcome, sa.func.count())
+            .where(deliveries.c.merchant_id == merchant_id)
+            .group_by(deliveries.c.outcome)
+        ).all()
         notes = conn.execute(
-            sa.select(notifications.c.status, sa.func.count()).where(notifications.c.merchant_id == merchant_id)
-            .group_by(notifications.c.status)).all()
-        outbox = conn.execute(sa.select(sa.func.count()).select_from(outbox_messages)
-                              .where(outbox_messages.c.merchant_id == merchant_id)).scalar_one()
-    return {"deliveries": {k: int(v) for k, v in delivered}, "notifications": {k: int(v) for k, v in notes},
-            "outbox": int(outbox)}
+            sa.select(notifications.c.status, sa.func.count())
+            .where(notifications.c.merchant_id == merchant_id)
+            .group_by(notifications.c.status)
+        ).all()
+        outbox = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(outbox_messages)
+            .where(outbox_messages.c.merchant_id == merchant_id)
+        ).scalar_one()
+    return {
+        "deliveries": {k: int(v) for k, v in delivered},
+        "notifications": {k: int(v) for k, v in notes},
+        "outbox": int(outbox),
+    }
 
 
 def _complete(state: dict[str, Any], events: int) -> bool:
     """Every delivery committed (its notification intents are written in the same transaction)
     and no intent still waiting for its send."""
     n = state["notifications"]
-    return bool(sum(state["deliveries"].values()) >= events
-                and n.get("queued", 0) == 0 and n.get("sending", 0) == 0 and state["outbox"] >= n.get("sent", 0))
+    return bool(
+        sum(state["deliveries"].values()) >= events
+        and n.get("queued", 0) == 0
+        and n.get("sending", 0) == 0
+        and state["outbox"] >= n.get("sent", 0)
+    )
 
 
 def _wait(db: Any, merchant_id: int, events: int, timeout: float, worker: Any, log: Path) -> dict[str, Any]:
@@ -158,11 +195,16 @@ def _timestamps(db: Any, merchant_id: int, refs: set[str] | None = None) -> tupl
     from store.schema import deliveries, notifications, orders
 
     with db.read() as conn:
-        d = conn.execute(sa.select(deliveries.c.event_id, deliveries.c.received_at, deliveries.c.processed_at)
-                         .where(deliveries.c.merchant_id == merchant_id)).all()
-        n = conn.execute(sa.select(orders.c.ref, notifications.c.kind, notifications.c.status, notifications.c.sent_at)
-                         .join(orders, orders.c.id == notifications.c.order_id)
-                         .where(notifications.c.merchant_id == merchant_id)).all()
+        d = conn.execute(
+            sa.select(deliveries.c.event_id, deliveries.c.received_at, deliveries.c.processed_at).where(
+                deliveries.c.merchant_id == merchant_id
+            )
+        ).all()
+        n = conn.execute(
+            sa.select(orders.c.ref, notifications.c.kind, notifications.c.status, notifications.c.sent_at)
+            .join(orders, orders.c.id == notifications.c.order_id)
+            .where(notifications.c.merchant_id == merchant_id)
+        ).all()
     if refs is not None:
         n = [r for r in n if r.ref in refs]
     return d, n
@@ -183,13 +225,26 @@ def verify_notifications(db: Any, merchant_id: int, refs: set[str]) -> tuple[dic
 
     with db.read() as conn:
         rows = conn.execute(
-            sa.select(orders.c.ref, notifications.c.kind, notifications.c.channel, notifications.c.status,
-                      notifications.c.error, sa.func.count(outbox_messages.c.id).label("outbox"))
+            sa.select(
+                orders.c.ref,
+                notifications.c.kind,
+                notifications.c.channel,
+                notifications.c.status,
+                notifications.c.error,
+                sa.func.count(outbox_messages.c.id).label("outbox"),
+            )
             .join(orders, orders.c.id == notifications.c.order_id)
             .outerjoin(outbox_messages, outbox_messages.c.notification_id == notifications.c.id)
             .where(notifications.c.merchant_id == merchant_id)
-            .group_by(notifications.c.id, orders.c.ref, notifications.c.kind, notifications.c.channel,
-                      notifications.c.status, notifications.c.error)).all()
+            .group_by(
+                notifications.c.id,
+                orders.c.ref,
+                notifications.c.kind,
+                notifications.c.channel,
+                notifications.c.status,
+                notifications.c.error,
+            )
+        ).all()
     rows = [r for r in rows if r.ref in refs]
     problems: list[str] = []
     counts = {"sent": 0, "shipped_sent": 0, "shipped_superseded": 0, "shipped_not_planned": 0, "ofd_sent": 0}
@@ -221,8 +276,9 @@ def verify_notifications(db: Any, merchant_id: int, refs: set[str]) -> tuple[dic
     return counts, problems[:10]
 
 
-def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any],
-           label: str) -> dict[str, Any]:
+def _drain(
+    process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any], label: str
+) -> dict[str, Any]:
     from store.database import Database
 
     events = Events(salt=f"d{secrets.token_hex(2)}")
@@ -246,11 +302,18 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
     if queued != total_events:
         raise BenchError(f"pre-filled {queued} messages, expected {total_events}")
     say(f"{label}: {total_events} events pre-filled in {fill_s:.1f} s; starting the worker")
-    env = common.child_env(PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
-                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16), PARCELHOOK_VAR_DIR=str(workdir / "var"))
+    env = common.child_env(
+        PARCELHOOK_DATABASE_URL=db_url,
+        PARCELHOOK_BROKER_URL=redis.url,
+        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
+        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
+        PARCELHOOK_VAR_DIR=str(workdir / "var"),
+    )
     log = workdir / f"worker-{label}.log"
     db = Database(db_url)
-    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "workers.main"], env=env, log=log)
+    worker = common.spawn(
+        [str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "workers.main"], env=env, log=log
+    )
     try:
         t_start = time.monotonic()
         state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
@@ -260,7 +323,9 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
         last = max([r.sent_at for r in note_rows if r.sent_at] + [r.processed_at for r in deliveries_rows])
         busy = (last - first).total_seconds()
         drain = {
-            "orders": p["orders"], "events": total_events, "notifications_planned": total_notes,
+            "orders": p["orders"],
+            "events": total_events,
+            "notifications_planned": total_notes,
             "state_after": state,
             "busy_seconds": round(busy, 3),
             "wall_seconds_incl_worker_boot": round(wall, 3),
@@ -272,22 +337,31 @@ def _drain(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, 
             problems.append(f"deliveries: {state['deliveries']} (expected {total_events} processed)")
         drain["notifications"], wrong = verify_notifications(db, merchant_id, set(refs))
         problems.extend(wrong)
-        say(f"{label}: drained {total_events} events + {total_notes} notifications in {busy:.1f} s "
-            f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)")
+        say(
+            f"{label}: drained {total_events} events + {total_notes} notifications in {busy:.1f} s "
+            f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)"
+        )
 
-        latency = _offered(process_event, db, merchant_id, latency_events, latency_orders, p, worker, log,
-                           base=state)
+        latency = _offered(
+            process_event, db, merchant_id, latency_events, latency_orders, p, worker, log, base=state
+        )
         problems.extend(latency.pop("problems"))
     finally:
         common.stop_process(worker, timeout=30)
         db.dispose()
         client.close()
-    return {"drain": drain, "latency": latency, "problems": problems, "correct": not problems,
-            "worker_log": str(log.name)}
+    return {
+        "drain": drain,
+        "latency": latency,
+        "problems": problems,
+        "correct": not problems,
+        "worker_log": str(log.name),
+    }
 
 
-def _e2e(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any],
-         label: str) -> dict[str, Any]:
+def _e2e(
+    process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any], label: str
+) -> dict[str, Any]:
     """End to end with the Procfile's worker (2 processes × 4 threads): POST-equivalent enqueue
     → message in the outbox, at ``e2e_rate_per_s`` for ``e2e_seconds``, after a warm-up."""
     from store.database import Database
@@ -297,12 +371,18 @@ def _e2e(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p:
     warm = Events(salt=f"w{secrets.token_hex(2)}")
     orders = rate * seconds // len(PHASES)
     merchant_id = _prepare(db_url, [events.ref(i) for i in range(orders)] + [warm.ref(i) for i in range(8)])
-    env = common.child_env(PARCELHOOK_DATABASE_URL=db_url, PARCELHOOK_BROKER_URL=redis.url,
-                           PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16), PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
-                           PARCELHOOK_VAR_DIR=str(workdir / "var"))
+    env = common.child_env(
+        PARCELHOOK_DATABASE_URL=db_url,
+        PARCELHOOK_BROKER_URL=redis.url,
+        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
+        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
+        PARCELHOOK_VAR_DIR=str(workdir / "var"),
+    )
     log = workdir / f"worker-e2e-{label}.log"
     db = Database(db_url)
-    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *PROCFILE_FLAGS, "workers.main"], env=env, log=log)
+    worker = common.spawn(
+        [str(common.VENV_BIN / "dramatiq"), *PROCFILE_FLAGS, "workers.main"], env=env, log=log
+    )
     try:
         before = sum(_state(db, merchant_id)["deliveries"].values())
         received_at = datetime.now(UTC).isoformat()
@@ -311,8 +391,17 @@ def _e2e(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p:
                 body = warm.body(phase, i)
                 process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
         base = _wait(db, merchant_id, before + 8 * len(PHASES), p["drain_timeout_s"], worker, log)
-        result = _offered(process_event, db, merchant_id, events, orders,
-                          {**p, "offered_rate_per_s": rate, "offered_seconds": seconds}, worker, log, base=base)
+        result = _offered(
+            process_event,
+            db,
+            merchant_id,
+            events,
+            orders,
+            {**p, "offered_rate_per_s": rate, "offered_seconds": seconds},
+            worker,
+            log,
+            base=base,
+        )
     finally:
         common.stop_process(worker, timeout=30)
         db.dispose()
@@ -320,13 +409,26 @@ def _e2e(process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p:
     return result
 
 
-def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orders: int, p: dict[str, Any],
-             worker: Any, log: Path, base: dict[str, Any]) -> dict[str, Any]:
+def _offered(
+    process_event: Any,
+    db: Any,
+    merchant_id: int,
+    events: Events,
+    orders: int,
+    p: dict[str, Any],
+    worker: Any,
+    log: Path,
+    base: dict[str, Any],
+) -> dict[str, Any]:
     """Paced sends: blocks of `rate/3` orders per second (labels, then transits, then OFDs)."""
     rate = p["offered_rate_per_s"]
     block = max(1, rate // len(PHASES))
-    schedule = [(phase, i) for start in range(0, orders, block)
-                for phase, _ in PHASES for i in range(start, min(start + block, orders))]
+    schedule = [
+        (phase, i)
+        for start in range(0, orders, block)
+        for phase, _ in PHASES
+        for i in range(start, min(start + block, orders))
+    ]
     sent_at: dict[str, datetime] = {}  # event id → enqueue time
     by_ref: dict[tuple[str, str], datetime] = {}  # (order ref, phase) → enqueue time
     t0 = time.monotonic()
@@ -344,11 +446,17 @@ def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orde
     total_events = sum(base["deliveries"].values()) + len(schedule)
     state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
     deliveries_rows, note_rows = _timestamps(db, merchant_id, {events.ref(i) for i in range(orders)})
-    commit_lat = [(r.processed_at - sent_at[r.event_id]).total_seconds()
-                  for r in deliveries_rows if r.event_id in sent_at]
+    commit_lat = [
+        (r.processed_at - sent_at[r.event_id]).total_seconds()
+        for r in deliveries_rows
+        if r.event_id in sent_at
+    ]
     phase_of = {"shipped": "label", "out_for_delivery": "ofd"}
-    outbox_lat = [(r.sent_at - by_ref[(r.ref, phase_of[r.kind])]).total_seconds()
-                  for r in note_rows if r.sent_at and r.kind in phase_of]
+    outbox_lat = [
+        (r.sent_at - by_ref[(r.ref, phase_of[r.kind])]).total_seconds()
+        for r in note_rows
+        if r.sent_at and r.kind in phase_of
+    ]
     problems = []
     if len(commit_lat) != len(schedule):
         problems.append(f"latency phase: {len(commit_lat)} of {len(schedule)} events committed")
@@ -369,15 +477,21 @@ def _offered(process_event: Any, db: Any, merchant_id: int, events: Events, orde
         "notifications": counts,
         "problems": problems,
     }
-    say(f"latency at {rate}/s: commit p50 {result['enqueue_to_commit_ms']['p50']} ms "
+    say(
+        f"latency at {rate}/s: commit p50 {result['enqueue_to_commit_ms']['p50']} ms "
         f"p99 {result['enqueue_to_commit_ms']['p99']} ms; outbox p50 {result['enqueue_to_outbox_ms']['p50']} ms "
-        f"p99 {result['enqueue_to_outbox_ms']['p99']} ms")
+        f"p99 {result['enqueue_to_outbox_ms']['p99']} ms"
+    )
     return result
 
 
 def _pcts(values: list[float]) -> dict[str, float]:
-    return {"p50": common.ms(common.percentile(values, 50)), "p99": common.ms(common.percentile(values, 99)),
-            "max": common.ms(max(values) if values else float("nan")), "n": len(values)}
+    return {
+        "p50": common.ms(common.percentile(values, 50)),
+        "p99": common.ms(common.percentile(values, 99)),
+        "max": common.ms(max(values) if values else float("nan")),
+        "n": len(values),
+    }
 
 
 def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[str, Any]:
@@ -392,12 +506,16 @@ def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[s
     msgs_key = f"{common.NAMESPACE}:{common.NOOP_QUEUE}.msgs"
     client.delete(f"{common.NAMESPACE}:{common.NOOP_QUEUE}", msgs_key)
     for _ in range(k):
-        broker.enqueue(Message(queue_name=common.NOOP_QUEUE, actor_name="noop", args=(), kwargs={}, options={}))
+        broker.enqueue(
+            Message(queue_name=common.NOOP_QUEUE, actor_name="noop", args=(), kwargs={}, options={})
+        )
     if client.hlen(msgs_key) != k:
         raise BenchError(f"noop pre-fill: {client.hlen(msgs_key)} of {k} messages")
     env = common.child_env(BENCH_NOOP_BROKER_URL=redis.url)
     log = workdir / "worker-noop.log"
-    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "bench.noop_worker"], env=env, log=log)
+    worker = common.spawn(
+        [str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "bench.noop_worker"], env=env, log=log
+    )
     try:
         deadline = time.monotonic() + p["drain_timeout_s"]
         first_t, first_left = None, k
@@ -419,8 +537,13 @@ def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[s
     busy = last_t - (first_t or last_t)
     rate = first_left / busy if busy > 0 else 0.0
     say(f"floor: dramatiq no-op actor drained {k} messages at {rate:.0f}/s")
-    return {"messages": k, "busy_seconds": round(busy, 3), "messages_per_second": round(rate, 1),
-            "correct": True, "problems": []}
+    return {
+        "messages": k,
+        "busy_seconds": round(busy, 3),
+        "messages_per_second": round(rate, 1),
+        "correct": True,
+        "problems": [],
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -438,8 +561,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                 results["postgres"]["statements"] = measure(pg_url)
                 results["postgres"]["e2e"] = _e2e(process_event, redis, pg_url, workdir, p, "postgres")
         else:
-            results["sqlite"]["e2e"] = _e2e(process_event, redis, common.sqlite_url(workdir), workdir, p,
-                                                  "sqlite")
+            results["sqlite"]["e2e"] = _e2e(
+                process_event, redis, common.sqlite_url(workdir), workdir, p, "sqlite"
+            )
         for r in results.values():
             r["problems"].extend(f"e2e: {w}" for w in (r.get("e2e") or {}).get("problems", ()))
             r["correct"] = not r["problems"]
@@ -447,29 +571,55 @@ def run(quick: bool = False) -> dict[str, Any]:
     table = []
     for name, r in results.items():
         d, lat = r["drain"], r["latency"]
-        ratio = d["events_per_second"] / floor["messages_per_second"] if floor["messages_per_second"] else float("nan")
+        ratio = (
+            d["events_per_second"] / floor["messages_per_second"]
+            if floor["messages_per_second"]
+            else float("nan")
+        )
         r["ratio"] = round(ratio, 4)
-        table.append((f"pipeline {name}", f"{d['events_per_second']:.1f} ev/s",
-                      f"1 worker proc; commit p50 {lat['enqueue_to_commit_ms']['p50']:.0f} ms "
-                      f"p99 {lat['enqueue_to_commit_ms']['p99']:.0f} ms; outbox p50 "
-                      f"{lat['enqueue_to_outbox_ms']['p50']:.0f} ms p99 {lat['enqueue_to_outbox_ms']['p99']:.0f} ms "
-                      f"@{lat['offered_rate_per_s']}/s"))
+        table.append(
+            (
+                f"pipeline {name}",
+                f"{d['events_per_second']:.1f} ev/s",
+                f"1 worker proc; commit p50 {lat['enqueue_to_commit_ms']['p50']:.0f} ms "
+                f"p99 {lat['enqueue_to_commit_ms']['p99']:.0f} ms; outbox p50 "
+                f"{lat['enqueue_to_outbox_ms']['p50']:.0f} ms p99 {lat['enqueue_to_outbox_ms']['p99']:.0f} ms "
+                f"@{lat['offered_rate_per_s']}/s",
+            )
+        )
     for name, r in results.items():
         st = r["statements"]
-        table.append((f"pipeline statements/event {name}",
-                      f"{st['label']['processing_statements_per_event']:g} / {st['ofd']['processing_statements_per_event']:g}",
-                      f"process_event, label / out-for-delivery scan; + {st['ofd']['send_statements_per_notification']:g}"
-                      f" per email sent (outbox); all in: {st['label']['statements_per_event']:g} / "
-                      f"{st['ofd']['statements_per_event']:g}"))
+        table.append(
+            (
+                f"pipeline statements/event {name}",
+                f"{st['label']['processing_statements_per_event']:g} / {st['ofd']['processing_statements_per_event']:g}",
+                f"process_event, label / out-for-delivery scan; + {st['ofd']['send_statements_per_notification']:g}"
+                f" per email sent (outbox); all in: {st['label']['statements_per_event']:g} / "
+                f"{st['ofd']['statements_per_event']:g}",
+            )
+        )
         if "e2e" in r:
             e = r["e2e"]
-            table.append((f"pipeline e2e p99 {name}", f"{e['enqueue_to_outbox_ms']['p99']:.0f} ms",
-                          f"enqueue → outbox at {e['offered_rate_per_s']}/s for {p['e2e_seconds']} s, "
-                          f"{p['e2e_worker'].split(' ', 2)[2]}; p50 {e['enqueue_to_outbox_ms']['p50']:.0f} ms, "
-                          f"commit p99 {e['enqueue_to_commit_ms']['p99']:.0f} ms"))
-    table.append(("pipeline floor (dramatiq no-op)", f"{floor['messages_per_second']:.0f} msg/s", "same broker, same flags"))
+            table.append(
+                (
+                    f"pipeline e2e p99 {name}",
+                    f"{e['enqueue_to_outbox_ms']['p99']:.0f} ms",
+                    f"enqueue → outbox at {e['offered_rate_per_s']}/s for {p['e2e_seconds']} s, "
+                    f"{p['e2e_worker'].split(' ', 2)[2]}; p50 {e['enqueue_to_outbox_ms']['p50']:.0f} ms, "
+                    f"commit p99 {e['enqueue_to_commit_ms']['p99']:.0f} ms",
+                )
+            )
+    table.append(
+        (
+            "pipeline floor (dramatiq no-op)",
+            f"{floor['messages_per_second']:.0f} msg/s",
+            "same broker, same flags",
+        )
+    )
     for name, r in results.items():
-        table.append((f"pipeline ratio {name}", f"{r['ratio']:.3f}", "parcelhook events/s / no-op messages/s"))
+        table.append(
+            (f"pipeline ratio {name}", f"{r['ratio']:.3f}", "parcelhook events/s / no-op messages/s")
+        )
     main = results["sqlite"]
     return {
         "params": p,
@@ -479,7 +629,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "ratio": main["ratio"],
         "ratios": {name: r["ratio"] for name, r in results.items()},
         "ratio_means": "parcelhook events/s / dramatiq no-op messages/s (each event also causes "
-                       f"{NOTIFICATIONS_PER_ORDER}/{len(PHASES)} send_notification messages)",
+        f"{NOTIFICATIONS_PER_ORDER}/{len(PHASES)} send_notification messages)",
         "correct": all(r["correct"] for r in results.values()),
         "table": table,
     }

@@ -35,7 +35,7 @@ def params(quick: bool) -> dict[str, Any]:
         "events": 400 if quick else 2000,
         "warmup_events": 100,
         "database": "SQLite file (WAL, synchronous=NORMAL) in a temp dir; PostgreSQL (a throwaway cluster, "
-                    "one database per size) when initdb exists",
+        "one database per size) when initdb exists",
         "postgres": common.postgres_available(),
         "rows_per_shipment": "1 shipment + 1 registered order (deliveries/scans/notifications tables start empty)",
     }
@@ -53,15 +53,20 @@ class Synthetic:
         self.ofd = common.fixture("track_updated_out_for_delivery.json")
         now = datetime.now(UTC)
         state = ShipmentState.empty()
-        for body in (common.label_body(self.label, 0, SALT, self.ref(0)), common.track_body(self.transit, 0, SALT)):
+        for body in (
+            common.label_body(self.label, 0, SALT, self.ref(0)),
+            common.track_body(self.transit, 0, SALT),
+        ):
             event = parse_event(parse_webhook(common.dumps(body).encode()))
             if event is None:
                 raise ValueError("a bench body that parcelhook does not act on")
             state, _, _ = apply(state, event, now)
         self.state = state
         self.template = state.to_dict()
-        originals = [self.transit["data"]["tracking_status"]["object_id"],
-                     *(s["object_id"] for s in self.transit["data"]["tracking_history"])]
+        originals = [
+            self.transit["data"]["tracking_status"]["object_id"],
+            *(s["object_id"] for s in self.transit["data"]["tracking_history"]),
+        ]
         self.scan_originals = {common.scan_id(o, 0, SALT): o for o in originals}
         self.txn0 = common.label_body(self.label, 0, SALT, None)["data"]["object_id"]
 
@@ -75,10 +80,14 @@ class Synthetic:
         number = common.tracking_number(i, SALT)
         d["tracking_number"] = number
         d["transaction_id"] = txn
-        d["tracking_url_provider"] = f"https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum={number}"
+        d["tracking_url_provider"] = (
+            f"https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum={number}"
+        )
         d["metadata"] = self.ref(i)
         d["applied"] = sorted(
-            common.scan_id(self.scan_originals[a], i, SALT) if a in self.scan_originals else a.replace(self.txn0, txn)
+            common.scan_id(self.scan_originals[a], i, SALT)
+            if a in self.scan_originals
+            else a.replace(self.txn0, txn)
             for a in self.template["applied"]
         )
         return d
@@ -95,37 +104,70 @@ def _fill(db_url: str, size: int, syn: Synthetic) -> tuple[int, float]:
     try:
         with db.write() as conn:
             merchant, _ = merchant_store.upsert(
-                conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Scale",
-                profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"})
+                conn,
+                MERCHANT,
+                vault=Vault([generate_key()]),
+                name="Bench Scale",
+                profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
+            )
         now = datetime.now(UTC)
         st = syn.state
         for start in range(0, size, BATCH):
             stop = min(size, start + BATCH)
-            order_rows = [{
-                "id": i + 1, "merchant_id": merchant.id, "ref": f"{SALT}{i}", "status": "shipped", "exception": None,
-                "customer": {"name": f"Customer {i}", "email": f"c{i}@bench.example", "locale": "en",
-                             "timezone": "America/New_York"},
-                "notify_email": True, "notify_sms": False, "registered": True, "created_at": now, "updated_at": now,
-            } for i in range(start, stop)]
+            order_rows = [
+                {
+                    "id": i + 1,
+                    "merchant_id": merchant.id,
+                    "ref": f"{SALT}{i}",
+                    "status": "shipped",
+                    "exception": None,
+                    "customer": {
+                        "name": f"Customer {i}",
+                        "email": f"c{i}@bench.example",
+                        "locale": "en",
+                        "timezone": "America/New_York",
+                    },
+                    "notify_email": True,
+                    "notify_sms": False,
+                    "registered": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start, stop)
+            ]
             shipment_rows = []
             for i in range(start, stop):
                 state = syn.state_json(i)
-                shipment_rows.append({
-                    "id": i + 1, "merchant_id": merchant.id, "order_id": i + 1, "order_ref": f"{SALT}{i}",
-                    "transaction_id": state["transaction_id"], "carrier": st.carrier,
-                    "tracking_number": state["tracking_number"], "status": st.status.value if st.status else None,
-                    "exception": None, "last_scan_at": st.last_scan_at, "state": state, "version": 2,
-                    "created_at": now, "updated_at": now,
-                })
+                shipment_rows.append(
+                    {
+                        "id": i + 1,
+                        "merchant_id": merchant.id,
+                        "order_id": i + 1,
+                        "order_ref": f"{SALT}{i}",
+                        "transaction_id": state["transaction_id"],
+                        "carrier": st.carrier,
+                        "tracking_number": state["tracking_number"],
+                        "status": st.status.value if st.status else None,
+                        "exception": None,
+                        "last_scan_at": st.last_scan_at,
+                        "state": state,
+                        "version": 2,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
             with db.write() as conn:
                 conn.execute(orders.insert(), order_rows)
                 conn.execute(shipments.insert(), shipment_rows)
         with db.write() as conn:
             count = conn.execute(sa.select(sa.func.count()).select_from(shipments)).scalar_one()
             if not db.is_sqlite:  # explicit ids: move the sequences past them
-                conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT max(id) FROM orders))")
                 conn.exec_driver_sql(
-                    "SELECT setval(pg_get_serial_sequence('shipments', 'id'), (SELECT max(id) FROM shipments))")
+                    "SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT max(id) FROM orders))"
+                )
+                conn.exec_driver_sql(
+                    "SELECT setval(pg_get_serial_sequence('shipments', 'id'), (SELECT max(id) FROM shipments))"
+                )
         with db.engine.connect() as conn:
             if db.is_sqlite:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -141,7 +183,10 @@ def _fill(db_url: str, size: int, syn: Synthetic) -> tuple[int, float]:
 def _events(syn: Synthetic, size: int, n: int, rng: random.Random) -> list[tuple[str, str]]:
     """n/2 labels for new shipments (index >= size) and n/2 OFD scans for distinct existing ones."""
     half = n // 2
-    fresh = [common.dumps(common.label_body(syn.label, size + k, SALT, f"Order new{size + k}")) for k in range(half)]
+    fresh = [
+        common.dumps(common.label_body(syn.label, size + k, SALT, f"Order new{size + k}"))
+        for k in range(half)
+    ]
     existing = [common.dumps(common.track_body(syn.ofd, i, SALT)) for i in rng.sample(range(size), n - half)]
     mixed = [b for pair in zip(fresh, existing, strict=True) for b in pair]
     return [(common.event_id_for(b), b) for b in mixed]
@@ -182,7 +227,9 @@ def _measure(size: int, p: dict[str, Any], syn: Synthetic, workdir: Path, url: s
     common.migrate(url)
     count, fill_s = _fill(url, size, syn)
     db_bytes = _bytes(url, workdir, size)
-    say(f"{size:,} shipments: filled {count:,} shipments + orders in {fill_s:.1f} s ({db_bytes / 1e6:.0f} MB)")
+    say(
+        f"{size:,} shipments: filled {count:,} shipments + orders in {fill_s:.1f} s ({db_bytes / 1e6:.0f} MB)"
+    )
     rng = random.Random(size)
     total = p["warmup_events"] + p["events"]
     events = _events(syn, size, total, rng)
@@ -200,12 +247,16 @@ def _measure(size: int, p: dict[str, Any], syn: Synthetic, workdir: Path, url: s
                 timings["new_shipment" if k % 2 == 0 else "update"].append(elapsed)
         with db.read() as conn:
             shipments_after = conn.execute(sa.select(sa.func.count()).select_from(shipments)).scalar_one()
-            processed = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
-                                     .where(deliveries.c.outcome == "processed")).scalar_one()
+            processed = conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.outcome == "processed")
+            ).scalar_one()
             # one OFD email per update; the SMS intent of a customer without a phone is recorded
             # too, as `suppressed` (no contact), and is not counted here
-            intents = conn.execute(sa.select(sa.func.count()).select_from(notifications)
-                                   .where(notifications.c.channel == "email")).scalar_one()
+            intents = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(notifications)
+                .where(notifications.c.channel == "email")
+            ).scalar_one()
     finally:
         db.dispose()
     every = timings["new_shipment"] + timings["update"]
@@ -215,24 +266,35 @@ def _measure(size: int, p: dict[str, Any], syn: Synthetic, workdir: Path, url: s
     if shipments_after != size + total // 2:
         problems.append(f"{shipments_after} shipments after, expected {size + total // 2}")
     if intents != total - total // 2:
-        problems.append(f"{intents} notification intents, expected {total - total // 2} (one OFD email per update)")
+        problems.append(
+            f"{intents} notification intents, expected {total - total // 2} (one OFD email per update)"
+        )
     result: dict[str, Any] = {
-        "shipments": count, "fill_seconds": round(fill_s, 1), "database_bytes": db_bytes,
+        "shipments": count,
+        "fill_seconds": round(fill_s, 1),
+        "database_bytes": db_bytes,
         "events_timed": len(every),
         "per_event_ms": _stats(every),
         "new_shipment_ms": _stats(timings["new_shipment"]),
         "update_ms": _stats(timings["update"]),
         "events_per_second_serial": round(len(every) / sum(every), 1) if every else 0.0,
-        "problems": problems, "correct": not problems,
+        "problems": problems,
+        "correct": not problems,
     }
-    say(f"{size:,} shipments: per event p50 {result['per_event_ms']['p50']} ms, p99 {result['per_event_ms']['p99']} ms "
-        f"(new {result['new_shipment_ms']['p50']} / update {result['update_ms']['p50']} ms p50)")
+    say(
+        f"{size:,} shipments: per event p50 {result['per_event_ms']['p50']} ms, p99 {result['per_event_ms']['p99']} ms "
+        f"(new {result['new_shipment_ms']['p50']} / update {result['update_ms']['p50']} ms p50)"
+    )
     return result
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    return {"p50": common.ms(common.percentile(values, 50)), "p99": common.ms(common.percentile(values, 99)),
-            "mean": common.ms(sum(values) / len(values)) if values else float("nan"), "n": len(values)}
+    return {
+        "p50": common.ms(common.percentile(values, 50)),
+        "p99": common.ms(common.percentile(values, 99)),
+        "mean": common.ms(sum(values) / len(values)) if values else float("nan"),
+        "n": len(values),
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -253,11 +315,21 @@ def run(quick: bool = False) -> dict[str, Any]:
     for name, h in halves.items():
         small, large = h["floor"], h["result"]
         table += [
-            (f"scale {name} {label_large} shipments", f"{large['per_event_ms']['p50']:.2f} ms",
-             f"p99 {large['per_event_ms']['p99']:.2f} ms per event (fill {large['fill_seconds']:.0f} s)"),
-            (f"scale {name} 10k shipments (floor)", f"{small['per_event_ms']['p50']:.2f} ms",
-             f"p99 {small['per_event_ms']['p99']:.2f} ms per event"),
-            (f"scale ratio {name} {label_large}/10k", f"{h['ratio']:.2f}", f"p50 ratio (p99 ratio {h['ratio_p99']:.2f})"),
+            (
+                f"scale {name} {label_large} shipments",
+                f"{large['per_event_ms']['p50']:.2f} ms",
+                f"p99 {large['per_event_ms']['p99']:.2f} ms per event (fill {large['fill_seconds']:.0f} s)",
+            ),
+            (
+                f"scale {name} 10k shipments (floor)",
+                f"{small['per_event_ms']['p50']:.2f} ms",
+                f"p99 {small['per_event_ms']['p99']:.2f} ms per event",
+            ),
+            (
+                f"scale ratio {name} {label_large}/10k",
+                f"{h['ratio']:.2f}",
+                f"p50 ratio (p99 ratio {h['ratio_p99']:.2f})",
+            ),
         ]
     main = halves["sqlite"]
     return {
@@ -278,9 +350,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def _half(p: dict[str, Any], syn: Synthetic, workdir: Path, pg_url: str | None) -> dict[str, Any]:
     small = _measure(p["small"], p, syn, workdir, _database(workdir, p["small"], pg_url))
     large = _measure(p["large"], p, syn, workdir, _database(workdir, p["large"], pg_url))
-    return {"floor": small, "result": large,
-            "ratio": round(large["per_event_ms"]["p50"] / small["per_event_ms"]["p50"], 3),
-            "ratio_p99": round(large["per_event_ms"]["p99"] / small["per_event_ms"]["p99"], 3)}
-
-
-
+    return {
+        "floor": small,
+        "result": large,
+        "ratio": round(large["per_event_ms"]["p50"] / small["per_event_ms"]["p50"], 3),
+        "ratio_p99": round(large["per_event_ms"]["p99"] / small["per_event_ms"]["p99"], 3),
+    }

@@ -21,8 +21,11 @@ from sqlalchemy import event
 from bench import common
 
 MERCHANT = "benchstmts"
-PHASES = (("label", "transaction_created.json"), ("transit", "track_updated_transit.json"),
-          ("ofd", "track_updated_out_for_delivery.json"))  # as bench/pipeline.py's
+PHASES = (
+    ("label", "transaction_created.json"),
+    ("transit", "track_updated_transit.json"),
+    ("ofd", "track_updated_out_for_delivery.json"),
+)  # as bench/pipeline.py's
 
 
 class Events:
@@ -37,7 +40,9 @@ class Events:
 
     def body(self, phase: str, i: int) -> str:
         if phase == "label":
-            return common.dumps(common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}"))
+            return common.dumps(
+                common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}")
+            )
         return common.dumps(common.track_body(self.templates[phase], i, self.salt))
 
 
@@ -66,15 +71,24 @@ def _setup(db_url: str, orders: list[str], **db_kwargs: Any) -> Any:
     db = Database(db_url, **db_kwargs)
     with db.write() as conn:
         merchant_store.upsert(
-            conn, MERCHANT, vault=Vault([generate_key()]), name="Bench Statements",
+            conn,
+            MERCHANT,
+            vault=Vault([generate_key()]),
+            name="Bench Statements",
             profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
         )
     with db.write() as conn:
         merchant = merchant_store.require(conn, MERCHANT)
         for ref in orders:
-            order_store.register(db, conn, merchant.id, ref,
-                                 customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example",
-                                           "locale": "en"}, notify_email=True, notify_sms=False)
+            order_store.register(
+                db,
+                conn,
+                merchant.id,
+                ref,
+                customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example", "locale": "en"},
+                notify_email=True,
+                notify_sms=False,
+            )
     settings = replace(Settings(), database_url=db_url, signing_key="bench-signing-key")
     return db, Sender(settings, db, email=None, sms=None)
 
@@ -107,10 +121,12 @@ def measure(db_url: str, orders: int = 20, show: bool = False) -> dict[str, Any]
             for i in range(orders):
                 counter.keep = show and i == orders - 1
                 sent += _one(db, sender, events.body(phase, i), datetime.now(UTC), counter)
-            out[phase] = {"statements_per_event": round(counter.n / orders, 2),
-                          "processing_statements_per_event": round((counter.n - counter.sending) / orders, 2),
-                          "send_statements_per_notification": round(counter.sending / sent, 2) if sent else None,
-                          "notifications_per_event": round(sent / orders, 2)}
+            out[phase] = {
+                "statements_per_event": round(counter.n / orders, 2),
+                "processing_statements_per_event": round((counter.n - counter.sending) / orders, 2),
+                "send_statements_per_notification": round(counter.sending / sent, 2) if sent else None,
+                "notifications_per_event": round(sent / orders, 2),
+            }
             if show:
                 print(f"-- {phase}: {counter.n / orders:.2f} statements/event", file=sys.stderr)
                 for text in counter.texts:

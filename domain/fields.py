@@ -228,7 +228,9 @@ def messages(raw: Any) -> tuple[str, ...]:
 
 def in_window(moment: datetime) -> datetime:
     if not EARLIEST <= moment < LATEST:
-        raise PayloadError(f"timestamp out of range (years {EARLIEST.year}–{LATEST.year - 1}): {moment.isoformat()}")
+        raise PayloadError(
+            f"timestamp out of range (years {EARLIEST.year}–{LATEST.year - 1}): {moment.isoformat()}"
+        )
     return moment
 
 

@@ -101,7 +101,10 @@ def parse_webhook(raw: bytes | str) -> Webhook:
     elif event in TRANSACTION_EVENTS:
         _check_transaction_shape(event, data)
     return Webhook(
-        event=event, test=flag(body.get("test")), data=data, metadata=free_text(body.get("metadata"), "metadata")
+        event=event,
+        test=flag(body.get("test")),
+        data=data,
+        metadata=free_text(body.get("metadata"), "metadata"),
     )
 
 
@@ -341,7 +344,9 @@ def _label(w: Webhook) -> LabelUpdate:
     return LabelUpdate(
         object_id=require_identifier(data, "object_id", "transaction"),
         status=require_identifier(data, "status", "status").upper(),
-        tracking_number=opt_identifier(data.get("tracking_number"), "data.tracking_number", "tracking_number"),
+        tracking_number=opt_identifier(
+            data.get("tracking_number"), "data.tracking_number", "tracking_number"
+        ),
         carrier=_rate_carrier(data.get("rate")) or carrier_from_url(url),
         tracking_url_provider=url,
         label_url=url_text(data.get("label_url")),

@@ -49,8 +49,11 @@ def create_app(
         database=db,
         merchants=MerchantCache(db, settings.vault),
         # one round trip per webhook when the broker is a RedisBroker on this Redis (ingest/queue.py)
-        queue=EventQueue(redis_client, send_event or process_event.send,
-                         atomic=None if send_event else AtomicSubmit(redis_client, process_event)),
+        queue=EventQueue(
+            redis_client,
+            send_event or process_event.send,
+            atomic=None if send_event else AtomicSubmit(redis_client, process_event),
+        ),
         redis=redis_client,
         telemetry=Telemetry(redis_client),
     )
@@ -79,8 +82,13 @@ def create_app(
     def _unexpected(exc: Exception) -> Response:
         # A bug, not an outage: 503 means only "a dependency is unreachable" (ingest/errors.py), so an
         # unforeseen exception is a plain JSON 500 — never a traceback, never a promise that a retry helps.
-        log.error("unexpected %s in receiver for %s %s", type(exc).__name__, request.method, request.path,
-                  exc_info=exc)
+        log.error(
+            "unexpected %s in receiver for %s %s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            exc_info=exc,
+        )
         return error_response(500, "internal_error", "unexpected error; it has been logged")
 
     return app

@@ -75,8 +75,14 @@ class Rejection(Exception):
 
 
 class UnknownMerchant(Rejection, status=404, outcome=DeliveryOutcome.UNKNOWN_MERCHANT): ...
+
+
 class BadPayload(Rejection, status=400, outcome=DeliveryOutcome.BAD_PAYLOAD): ...
+
+
 class UnsupportedMediaType(Rejection, status=415, outcome=DeliveryOutcome.UNSUPPORTED_MEDIA_TYPE): ...
+
+
 class TooLarge(Rejection, status=413, outcome=DeliveryOutcome.TOO_LARGE): ...
 
 
@@ -85,7 +91,11 @@ class Unauthorized(Rejection, status=401):
 
 
 class BadToken(Unauthorized, outcome=DeliveryOutcome.BAD_TOKEN): ...
+
+
 class BadSignature(Unauthorized, outcome=DeliveryOutcome.BAD_SIGNATURE): ...
+
+
 class StaleSignature(Unauthorized, outcome=DeliveryOutcome.STALE_SIGNATURE): ...
 
 

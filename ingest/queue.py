@@ -126,8 +126,14 @@ class AtomicSubmit:
         queue = f"{broker.namespace}:{message.queue_name}"
         new = self.script(
             keys=[key, f"{broker.namespace}:__heartbeats__", queue, f"{queue}.msgs"],
-            args=[SEEN_TTL_S, current_millis(), broker.broker_id, message.options["redis_message_id"],
-                  message.encode(), *extra],
+            args=[
+                SEEN_TTL_S,
+                current_millis(),
+                broker.broker_id,
+                message.options["redis_message_id"],
+                message.encode(),
+                *extra,
+            ],
         )
         if new:
             broker.emit_after("enqueue", message, None)
@@ -135,8 +141,13 @@ class AtomicSubmit:
 
 
 class EventQueue:
-    def __init__(self, client: redis.Redis, send: Callable[..., Any], prefix: str = "parcelhook:seen",
-                 atomic: AtomicSubmit | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        send: Callable[..., Any],
+        prefix: str = "parcelhook:seen",
+        atomic: AtomicSubmit | None = None,
+    ) -> None:
         self.client = client
         self.send = send
         self.prefix = prefix
@@ -151,8 +162,16 @@ class EventQueue:
         """Whether :meth:`submit` is one script run (and applies ``if_new`` writes)."""
         return self.atomic is not None and self.atomic.usable()
 
-    def submit(self, *, merchant_id: int, merchant_slug: str, event_id: str, received_at: str, body: str,
-               if_new: Writes | None = None) -> bool:
+    def submit(
+        self,
+        *,
+        merchant_id: int,
+        merchant_slug: str,
+        event_id: str,
+        received_at: str,
+        body: str,
+        if_new: Writes | None = None,
+    ) -> bool:
         """Returns True when newly queued, False for a duplicate. Raises Unavailable (by reason).
 
         ``if_new``: writes applied in the same step as the enqueue, and only then (one round trip
@@ -165,12 +184,15 @@ class EventQueue:
             except (redis.RedisError, OSError) as exc:
                 # the dedupe store and the broker are one Redis here: its reason is the first step's
                 raise StateRedisUnreachable(
-                    f"the dedupe store is unreachable ({type(exc).__name__}); retry later") from exc
+                    f"the dedupe store is unreachable ({type(exc).__name__}); retry later"
+                ) from exc
         try:
             if self.client.exists(key):
                 return False
         except (redis.RedisError, OSError) as exc:
-            raise StateRedisUnreachable(f"the dedupe store is unreachable ({type(exc).__name__}); retry later") from exc
+            raise StateRedisUnreachable(
+                f"the dedupe store is unreachable ({type(exc).__name__}); retry later"
+            ) from exc
         try:
             self.send(*args)
         except (redis.RedisError, OSError) as exc:
@@ -178,7 +200,9 @@ class EventQueue:
         try:
             self.client.set(key, "1", ex=SEEN_TTL_S)
         except (redis.RedisError, OSError) as exc:
-            raise StateRedisUnreachable(f"the dedupe store is unreachable ({type(exc).__name__}); retry later") from exc
+            raise StateRedisUnreachable(
+                f"the dedupe store is unreachable ({type(exc).__name__}); retry later"
+            ) from exc
         return True
 
 

@@ -51,7 +51,9 @@ def receive(slug: str) -> Response:
         try:
             webhook = parse_webhook(raw)
             if is_acted_on(webhook):
-                parse_event(webhook)  # field-level checks too (timestamps, scans): a 400 now, not a dead letter later
+                parse_event(
+                    webhook
+                )  # field-level checks too (timestamps, scans): a 400 now, not a dead letter later
         except PayloadError as exc:
             raise BadPayload(str(exc)) from None
         event_name = webhook.event
@@ -59,10 +61,19 @@ def receive(slug: str) -> Response:
         if_new = DeliveryOutcome.QUEUED if is_acted_on(webhook) else DeliveryOutcome.IGNORED
         # One round trip: this delivery's telemetry rides in the enqueue script, written only if
         # the event is new (ingest/queue.py); a duplicate, a 503 or a suspended telemetry records below.
-        batch = s.telemetry.take_webhook(
-            merchant=slug, event=event_name, outcome=str(if_new), status_code=200, reason=None,
-            latency_s=time.perf_counter() - g.started, at=g.received_at,
-        ) if s.queue.one_round_trip else None
+        batch = (
+            s.telemetry.take_webhook(
+                merchant=slug,
+                event=event_name,
+                outcome=str(if_new),
+                status_code=200,
+                reason=None,
+                latency_s=time.perf_counter() - g.started,
+                at=g.received_at,
+            )
+            if s.queue.one_round_trip
+            else None
+        )
         writes = None
         if batch is not None:
             writes = Writes()

@@ -47,7 +47,9 @@ def verify(header: str | None, body: bytes, secrets: Sequence[str], *, now: floa
         raise BadSignature(f"missing {HEADER} header (this merchant requires HMAC signatures)")
     timestamp, given = _parse(header)
     if abs(now - timestamp) > tolerance_s:
-        raise StaleSignature(f"{HEADER} timestamp is {int(now - timestamp)} s away from now (window {tolerance_s} s)")
+        raise StaleSignature(
+            f"{HEADER} timestamp is {int(now - timestamp)} s away from now (window {tolerance_s} s)"
+        )
     for secret in secrets:
         expected = sign(secret, body, timestamp).rpartition("v1=")[2]
         if any(hmac.compare_digest(expected, candidate) for candidate in given):

@@ -58,12 +58,48 @@ def object_fields(kind: NotificationKind | str) -> dict[str, frozenset[str]]:
 # date filter
 
 MONTHS: dict[str, tuple[str, ...]] = {
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"),
-    "es": ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
-           "octubre", "noviembre", "diciembre"),
-    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-           "octobre", "novembre", "décembre"),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "es": (
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ),
+    "fr": (
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ),
 }
 _PATTERNS = {"en": "{month} {day}, {year}", "es": "{day} de {month} de {year}", "fr": "{day} {month} {year}"}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -135,52 +171,83 @@ _KIND_STATE: dict[NotificationKind, tuple[str, str | None]] = {
 # end without a full stop, like the real ones (domain.normalization.CUSTOMER_ACTIONS): templates add it.
 _EXCEPTION_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "delivery_attempted": {
-        "en": ("Delivery attempted - no one available to sign.",
-               "Schedule a redelivery or pick the parcel up at your local post office"),
-        "es": ("Intento de entrega: no había nadie para firmar.",
-               "Programa una nueva entrega o recoge el paquete en tu oficina de correos"),
+        "en": (
+            "Delivery attempted - no one available to sign.",
+            "Schedule a redelivery or pick the parcel up at your local post office",
+        ),
+        "es": (
+            "Intento de entrega: no había nadie para firmar.",
+            "Programa una nueva entrega o recoge el paquete en tu oficina de correos",
+        ),
     },
     "address_issue": {
-        "en": ("The carrier could not find the delivery address.",
-               "Reply to this message with your full address, including apartment number"),
-        "es": ("El transportista no encontró la dirección de entrega.",
-               "Confirma tu domicilio completo respondiendo a este mensaje"),
+        "en": (
+            "The carrier could not find the delivery address.",
+            "Reply to this message with your full address, including apartment number",
+        ),
+        "es": (
+            "El transportista no encontró la dirección de entrega.",
+            "Confirma tu domicilio completo respondiendo a este mensaje",
+        ),
     },
     "delayed": {
         "en": ("Weather delay in the carrier network.", "No action needed - we will keep you posted"),
-        "es": ("Retraso por mal tiempo en la red del transportista.",
-               "No tienes que hacer nada: te mantendremos informado"),
+        "es": (
+            "Retraso por mal tiempo en la red del transportista.",
+            "No tienes que hacer nada: te mantendremos informado",
+        ),
     },
     "returned_to_sender": {
         "en": ("The parcel is on its way back to us.", "Contact us to arrange a new shipment or a refund"),
-        "es": ("El paquete está volviendo a nosotros.",
-               "Ponte en contacto con nosotros para reenviar el pedido o reembolsarlo"),
+        "es": (
+            "El paquete está volviendo a nosotros.",
+            "Ponte en contacto con nosotros para reenviar el pedido o reembolsarlo",
+        ),
     },
     "undeliverable": {
         "en": ("The carrier could not deliver the parcel.", "Contact us so we can sort it out"),
-        "es": ("El transportista no pudo entregar el paquete.", "Ponte en contacto con nosotros para solucionarlo"),
+        "es": (
+            "El transportista no pudo entregar el paquete.",
+            "Ponte en contacto con nosotros para solucionarlo",
+        ),
     },
     "label_failed": {
-        "en": ("Carrier rejected the label: invalid destination ZIP code.", "Fix the address and buy a new label"),
-        "es": ("El transportista rechazó la etiqueta: código postal no válido.",
-               "Corrige la dirección y compra una nueva etiqueta"),
+        "en": (
+            "Carrier rejected the label: invalid destination ZIP code.",
+            "Fix the address and buy a new label",
+        ),
+        "es": (
+            "El transportista rechazó la etiqueta: código postal no válido.",
+            "Corrige la dirección y compra una nueva etiqueta",
+        ),
     },
     "stalled": {
         "en": ("No carrier scan for 96 hours.", "Contact the carrier to open a trace"),
-        "es": ("Sin escaneos del transportista en 96 horas.", "Contacta al transportista para abrir un rastreo"),
+        "es": (
+            "Sin escaneos del transportista en 96 horas.",
+            "Contacta al transportista para abrir un rastreo",
+        ),
     },
 }
 
 _ALERT_TEXT: dict[NotificationKind, tuple[str, str | None, str | None]] = {
     # kind -> (detail, error, channel)
     NotificationKind.LABEL_FAILED: (
-        "Shippo could not buy the label for order 1042.", "USPS: Invalid destination ZIP code 9021", None),
+        "Shippo could not buy the label for order 1042.",
+        "USPS: Invalid destination ZIP code 9021",
+        None,
+    ),
     NotificationKind.EXCEPTION_ACTION_REQUIRED: (
-        "Order 1042 needs action: the carrier could not find the delivery address.", None, None),
+        "Order 1042 needs action: the carrier could not find the delivery address.",
+        None,
+        None,
+    ),
     NotificationKind.STALLED: ("Order 1042 has had no carrier scan for 96 hours.", None, None),
     NotificationKind.NOTIFICATION_FAILED: (
-        "The SMS about order 1042 could not be sent.", "Twilio 21211: The 'To' number is not a valid phone number.",
-        "sms"),
+        "The SMS about order 1042 could not be sent.",
+        "Twilio 21211: The 'To' number is not a valid phone number.",
+        "sms",
+    ),
 }
 
 
@@ -204,14 +271,18 @@ def sample_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
             "support_email": "help@northwind.example",
             "support_url": "https://northwind.example/help",
         },
-        "customer": {"name": "Ana García" if lang == "es" else "Jane Doe",
-                     "first_name": "Ana" if lang == "es" else "Jane"},
+        "customer": {
+            "name": "Ana García" if lang == "es" else "Jane Doe",
+            "first_name": "Ana" if lang == "es" else "Jane",
+        },
         "order": {"ref": "1042"},
         "shipment": {
             "carrier": _SAMPLE_CARRIER,
             "carrier_name": carrier_name(_SAMPLE_CARRIER),
             "tracking_number": _SAMPLE_TRACKING,
-            "tracking_url": tracking_url(_SAMPLE_CARRIER, _SAMPLE_TRACKING, merchant_template=None, provider_url=None),
+            "tracking_url": tracking_url(
+                _SAMPLE_CARRIER, _SAMPLE_TRACKING, merchant_template=None, provider_url=None
+            ),
             "status": status,
             "eta": None if kind is NotificationKind.DELIVERED else date(2026, 3, 6),
             "last_location": "Memphis, TN",
@@ -222,8 +293,13 @@ def sample_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
     }
     if kind in MERCHANT_ALERTS:
         detail, error, channel = _ALERT_TEXT[kind]
-        ctx["alert"] = {"kind": kind.value, "detail": detail, "order_ref": "1042", "error": error,
-                        "channel": channel}
+        ctx["alert"] = {
+            "kind": kind.value,
+            "detail": detail,
+            "order_ref": "1042",
+            "error": error,
+            "channel": channel,
+        }
         ctx["unsubscribe_url"] = None
     return ctx
 
@@ -238,8 +314,15 @@ def sparse_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
     ctx = sample_context(kind, locale)
     ctx["merchant"] = {**ctx["merchant"], "support_email": None, "support_url": None}
     ctx["customer"] = {"name": None, "first_name": None}
-    ctx["shipment"] = {**ctx["shipment"], "carrier": None, "carrier_name": None, "tracking_number": None,
-                       "tracking_url": None, "eta": None, "last_location": None}
+    ctx["shipment"] = {
+        **ctx["shipment"],
+        "carrier": None,
+        "carrier_name": None,
+        "tracking_number": None,
+        "tracking_url": None,
+        "eta": None,
+        "last_location": None,
+    }
     ctx["exception"] = {**ctx["exception"], "detail": None, "action": None}
     ctx["unsubscribe_url"] = None
     if "alert" in ctx:

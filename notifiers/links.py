@@ -156,7 +156,7 @@ def is_carrier_tracking_url(carrier: str | None, url: str | None) -> bool:
         parts = urlsplit(text)
     except ValueError:
         return False
-    if parts.scheme not in TRACKING_LINK_SCHEMES or not text[len(parts.scheme):].startswith("://"):
+    if parts.scheme not in TRACKING_LINK_SCHEMES or not text[len(parts.scheme) :].startswith("://"):
         return False
     host = parts.netloc.lower()
     return bool(_HOST.fullmatch(host)) and _host_in(host, domains)

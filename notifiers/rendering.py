@@ -53,9 +53,27 @@ _TEMPLATE_FILENAME = "<template>"
 # Attribute names refused statically (the sandbox refuses them at run time too, but only on the
 # branch actually rendered): anything private/dunder plus Python's introspection handles.
 _UNSAFE_ATTRS = frozenset(
-    {"mro", "func_globals", "func_code", "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame",
-     "ag_code", "f_globals", "f_locals", "f_builtins", "f_back", "tb_frame", "tb_next", "co_code",
-     "im_func", "im_self", "im_class"}
+    {
+        "mro",
+        "func_globals",
+        "func_code",
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_back",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "im_func",
+        "im_self",
+        "im_class",
+    }
 )
 
 
@@ -203,8 +221,11 @@ class Renderer:
         root = self.templates_dir / channel.value
         if not root.is_dir():
             return []
-        return sorted(p.name for p in root.iterdir()
-                      if p.is_dir() and self._default_or_none(kind.value, channel.value, p.name) is not None)
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and self._default_or_none(kind.value, channel.value, p.name) is not None
+        )
 
     # -- rendering -----------------------------------------------------------------------------
     def _compile(self, source: str, *, html: bool) -> Template:
@@ -240,12 +261,15 @@ class Renderer:
         except SecurityError as exc:
             raise RenderError(field, _template_line(exc.__traceback__), f"not allowed: {exc}") from exc
         except RenderTimeout as exc:
-            raise RenderError(field, _template_line(exc.__traceback__),
-                              f"took longer than {self.timeout_s:g} s to render") from exc
+            raise RenderError(
+                field, _template_line(exc.__traceback__), f"took longer than {self.timeout_s:g} s to render"
+            ) from exc
         except RecursionError as exc:
             raise RenderError(field, None, "too deeply nested (recursion)") from exc
         except Exception as exc:  # untrusted code: anything it raises is the template's error
-            raise RenderError(field, _template_line(exc.__traceback__), str(exc) or type(exc).__name__) from exc
+            raise RenderError(
+                field, _template_line(exc.__traceback__), str(exc) or type(exc).__name__
+            ) from exc
         return "".join(chunks)
 
     def render_set(
@@ -258,7 +282,9 @@ class Renderer:
         if channel is Channel.SMS:
             text = _clean_text(self._render_part("text", tset.text, ctx, html=False))
             segments, encoding = sms_segments(text)
-            return Rendered(subject=None, text=text, html=None, locale=locale, segments=segments, encoding=encoding)
+            return Rendered(
+                subject=None, text=text, html=None, locale=locale, segments=segments, encoding=encoding
+            )
         subject = _clean_subject(self._render_part("subject", tset.subject or "", ctx, html=False))
         text = _clean_text(self._render_part("text", tset.text, ctx, html=False))
         html = self._render_part("html", tset.html, ctx, html=True).strip() if tset.html else None
@@ -332,15 +358,22 @@ class Renderer:
 
         if not errors:
             checked = TemplateSet(subject=parts["subject"], text=parts["text"] or "", html=parts["html"])
-            for label, ctx in (("", sample_context(kind)), (" (with optional values missing)", sparse_context(kind))):
+            for label, ctx in (
+                ("", sample_context(kind)),
+                (" (with optional values missing)", sparse_context(kind)),
+            ):
                 try:
                     rendered = self.render_set(channel, checked, ctx, locale=FALLBACK_LOCALE)
                 except RenderError as exc:
                     err(exc.field, exc.line, exc.message + label)
                     continue
                 if channel is Channel.SMS and (rendered.segments or 0) > MAX_SMS_SEGMENTS:
-                    err("text", None, f"SMS renders to {rendered.segments} segments ({rendered.encoding}); "
-                                      f"the limit is {MAX_SMS_SEGMENTS}")
+                    err(
+                        "text",
+                        None,
+                        f"SMS renders to {rendered.segments} segments ({rendered.encoding}); "
+                        f"the limit is {MAX_SMS_SEGMENTS}",
+                    )
         if errors:
             order = {f: i for i, f in enumerate(_FIELDS_ORDER)}
             errors.sort(key=lambda e: (order.get(e["field"], 9), e["line"] or 0))
@@ -353,7 +386,11 @@ class Renderer:
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
             if isinstance(node, nodes.Getattr):
                 attr: str | None = node.attr
-            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+            ):
                 attr = node.arg.value
             else:
                 attr = None
@@ -366,14 +403,26 @@ class Renderer:
         for name_node in tree.find_all(nodes.Name):
             names_lines.setdefault(name_node.name, name_node.lineno)
         for name in sorted(meta.find_undeclared_variables(tree) - allowed):
-            problems.append((names_lines.get(name), f"unknown name {name!r}; allowed: "
-                                                    f"{', '.join(sorted(context_names(kind)))}"))
+            problems.append(
+                (
+                    names_lines.get(name),
+                    f"unknown name {name!r}; allowed: {', '.join(sorted(context_names(kind)))}",
+                )
+            )
         fields = object_fields(kind)
         for node in tree.find_all(nodes.Getattr):
-            if isinstance(node.node, nodes.Name) and node.node.name in fields and node.attr not in fields[node.node.name]:
+            if (
+                isinstance(node.node, nodes.Name)
+                and node.node.name in fields
+                and node.attr not in fields[node.node.name]
+            ):
                 obj = node.node.name
-                problems.append((node.lineno, f"unknown field '{obj}.{node.attr}'; {obj} has: "
-                                              f"{', '.join(sorted(fields[obj]))}"))
+                problems.append(
+                    (
+                        node.lineno,
+                        f"unknown field '{obj}.{node.attr}'; {obj} has: {', '.join(sorted(fields[obj]))}",
+                    )
+                )
         return problems
 
 

@@ -103,7 +103,9 @@ class _Budget:
     work_left: int
 
 
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("parcelhook_render_budget", default=None)
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "parcelhook_render_budget", default=None
+)
 
 
 def check_deadline() -> None:
@@ -112,7 +114,7 @@ def check_deadline() -> None:
         raise RenderTimeout("template took too long to render")
 
 
-class render_budget:  # noqa: N801 - used like a function: ``with render_budget(2.0):``
+class render_budget:
     """Context manager setting the render budget (deadline, text built) for the current context."""
 
     def __init__(self, seconds: float, *, work_chars: int = MAX_WORK_CHARS) -> None:
@@ -143,8 +145,9 @@ def _reserve(what: str, size: int, *, items: bool = False) -> None:
         raise _too_large(what)
     budget = _budget.get()
     if budget is not None and size > budget.work_left:
-        raise TemplateTooLarge(f"{what} would go over the {MAX_WORK_CHARS // 1024} KB of text "
-                               "a template may build in one render")
+        raise TemplateTooLarge(
+            f"{what} would go over the {MAX_WORK_CHARS // 1024} KB of text a template may build in one render"
+        )
 
 
 def _charge(size: int) -> None:
@@ -152,7 +155,9 @@ def _charge(size: int) -> None:
     if budget is not None:
         budget.work_left -= size
         if budget.work_left < 0:
-            raise TemplateTooLarge(f"the template builds more than {MAX_WORK_CHARS // 1024} KB of text in one render")
+            raise TemplateTooLarge(
+                f"the template builds more than {MAX_WORK_CHARS // 1024} KB of text in one render"
+            )
 
 
 def _produced(what: str, result: Any) -> Any:
@@ -190,7 +195,9 @@ def _check_ints(values: Iterable[Any]) -> None:
 
 # -- filters -------------------------------------------------------------------------------------------
 @pass_eval_context
-def _join(eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: str | int | None = None) -> str:
+def _join(
+    eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: str | int | None = None
+) -> str:
     items = _materialize("join", value)
     if attribute is not None:
         getter = make_attrgetter(eval_ctx.environment, attribute)
@@ -204,7 +211,9 @@ def _list(value: Iterable[Any]) -> list[Any]:
 
 
 @pass_environment
-def _sum(environment: Environment, iterable: Iterable[Any], attribute: str | int | None = None, start: Any = 0) -> Any:
+def _sum(
+    environment: Environment, iterable: Iterable[Any], attribute: str | int | None = None, start: Any = 0
+) -> Any:
     items = _materialize("sum", iterable)
     if attribute is not None:
         getter = make_attrgetter(environment, attribute)
@@ -213,8 +222,9 @@ def _sum(environment: Environment, iterable: Iterable[Any], attribute: str | int
         kind = list if isinstance(start, list) else tuple
         for item in items:
             if not isinstance(item, kind):
-                raise TypeError(f"can only concatenate {kind.__name__} (not {type(item).__name__!r}) "
-                                f"to {kind.__name__}")
+                raise TypeError(
+                    f"can only concatenate {kind.__name__} (not {type(item).__name__!r}) to {kind.__name__}"
+                )
         _reserve("sum", len(start) + sum(len(item) for item in items), items=True)
         return kind(chain(start, *items))
     if any(isinstance(item, list | tuple) for item in items):
@@ -340,15 +350,26 @@ class _Rewrite(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
-        node.iter = nodes.Call(nodes.EnvironmentAttribute("guard_iter", lineno=node.lineno), [node.iter], [], None,
-                               None, lineno=node.lineno)
+        node.iter = nodes.Call(
+            nodes.EnvironmentAttribute("guard_iter", lineno=node.lineno),
+            [node.iter],
+            [],
+            None,
+            None,
+            lineno=node.lineno,
+        )
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
-        return nodes.Call(nodes.EnvironmentAttribute("guard_concat", lineno=node.lineno),
-                          [nodes.ContextReference(lineno=node.lineno), *node.nodes], [], None, None,
-                          lineno=node.lineno)
+        return nodes.Call(
+            nodes.EnvironmentAttribute("guard_concat", lineno=node.lineno),
+            [nodes.ContextReference(lineno=node.lineno), *node.nodes],
+            [],
+            None,
+            None,
+            lineno=node.lineno,
+        )
 
 
 class _PartialsLoader(FileSystemLoader):
@@ -401,7 +422,7 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         result = super().getitem(obj, argument)
         return _produced("a slice", result) if isinstance(argument, slice) else result
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         check_deadline()
         if getattr(__obj, "__func__", None) in _INTERNAL:
             return super().call(__context, __obj, *args, **kwargs)
@@ -425,8 +446,12 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         if operator_ == "**":
             if isinstance(right, int | float) and abs(right) > 64:
                 raise SecurityError("exponent too large")
-            if isinstance(left, int) and isinstance(right, int) and right > 0 \
-                    and left.bit_length() * right > MAX_INT_BITS:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and right > 0
+                and left.bit_length() * right > MAX_INT_BITS
+            ):
                 raise SecurityError("number too large")  # (2**64)**64**… would build it in one step
             return operator.pow(left, right)
         if operator_ == "%":
@@ -437,23 +462,31 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
             for kind in (str, bytes, list, tuple):
                 if isinstance(left, kind) and isinstance(right, kind):
                     _reserve("+", len(left) + len(right), items=kind in (list, tuple))
-            if isinstance(left, int) and isinstance(right, int) \
-                    and max(left.bit_length(), right.bit_length()) >= MAX_INT_BITS:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and max(left.bit_length(), right.bit_length()) >= MAX_INT_BITS
+            ):
                 raise SecurityError("number too large")
             return _produced("+", operator.add(left, right))
         # operator_ == "*": repetition of a sequence must stay within the caps
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int):
                 _reserve("*", len(seq) * max(times, 0), items=isinstance(seq, list | tuple))
-        if isinstance(left, int) and isinstance(right, int) \
-                and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > MAX_INT_BITS
+        ):
             raise SecurityError("number too large")
         return _produced("*", operator.mul(left, right))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """Jinja's own ``str.format`` sandboxing, with formatters that estimate every field first."""
-        if not isinstance(value, types.MethodType | types.BuiltinMethodType) \
-                or value.__name__ not in ("format", "format_map"):
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
             return None
         f_self: Any = value.__self__
         if not isinstance(f_self, str):
@@ -461,8 +494,10 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         str_type: type[str] = type(f_self)
         is_format_map = value.__name__ == "format_map"
         formatter: SandboxedFormatter = (
-            _GuardedEscapeFormatter(self, escape=f_self.escape) if isinstance(f_self, Markup)
-            else _GuardedFormatter(self))
+            _GuardedEscapeFormatter(self, escape=f_self.escape)
+            if isinstance(f_self, Markup)
+            else _GuardedFormatter(self)
+        )
 
         def wrapper(*args: Any, **kwargs: Any) -> str:
             if is_format_map:

@@ -23,7 +23,15 @@ from jinja2.utils import Namespace
 
 #: Size charged for an object whose text is short and fixed (a function, an iterator, a range).
 _OPAQUE = 64
-_CONTAINERS: tuple[type, ...] = (list, tuple, Set, Mapping, type({}.keys()), type({}.values()), type({}.items()))
+_CONTAINERS: tuple[type, ...] = (
+    list,
+    tuple,
+    Set,
+    Mapping,
+    type({}.keys()),
+    type({}.values()),
+    type({}.items()),
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,10 @@ def _scalar_size(value: Any) -> int:
     if isinstance(value, date | time):
         return 32
     try:  # a short object of the context (a date, a LoopContext, a Macro, a generator ...)
-        return len(object.__repr__(value)) if callable(value) or hasattr(value, "__next__") else len(str(value))
-    except Exception:  # noqa: BLE001 - StrictUndefined and friends raise later, where they are used
+        return (
+            len(object.__repr__(value)) if callable(value) or hasattr(value, "__next__") else len(str(value))
+        )
+    except Exception:
         return 0
 
 
@@ -117,7 +127,8 @@ def _digits(text: str | None) -> int:
 
 # -- printf style: ``'%5s' % x``, ``|format`` ----------------------------------------------------
 _PRINTF = re.compile(
-    r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?[hlL]?(?P<conv>.?)", re.S)
+    r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?P<width>\*|\d+)?(?:\.(?P<precision>\*|\d*))?[hlL]?(?P<conv>.?)", re.S
+)
 
 
 def printf_size(template: str | bytes, values: Any, limit: int) -> int:
@@ -149,7 +160,9 @@ def printf_size(template: str | bytes, values: Any, limit: int) -> int:
 
 
 # -- str.format: ``'{0:>10}'.format(x)`` ---------------------------------------------------------
-_FORMAT_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d*))?[a-zA-Z%]?", re.S)
+_FORMAT_SPEC = re.compile(
+    r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d*))?[a-zA-Z%]?", re.S
+)
 
 
 def format_field_size(value: Any, spec: str, limit: int) -> int:
@@ -210,7 +223,11 @@ def _replace(a: Args, limit: int) -> int:
 
 def _format(a: Args, limit: int) -> int:
     values = a["kwargs"] or a["args"]
-    return printf_size(a["value"], values, limit) if isinstance(a["value"], str) else text_size(a["value"], limit)
+    return (
+        printf_size(a["value"], values, limit)
+        if isinstance(a["value"], str)
+        else text_size(a["value"], limit)
+    )
 
 
 def _string(a: Args, limit: int) -> int:
@@ -283,7 +300,9 @@ def _method_replace(s: str | bytes, args: tuple[Any, ...], kwargs: Mapping[str, 
 
 def _translate(s: str | bytes, args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int) -> int:
     table = args[0] if args else kwargs.get("table")
-    values: Iterable[Any] = table.values() if isinstance(table, Mapping) else table if isinstance(table, list | tuple) else ()
+    values: Iterable[Any] = (
+        table.values() if isinstance(table, Mapping) else table if isinstance(table, list | tuple) else ()
+    )
     longest = max((len(v) for v in islice(values, limit) if isinstance(v, str)), default=1)
     return len(s) * max(longest, 1)
 

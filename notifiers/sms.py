@@ -33,6 +33,7 @@ from .channel import (
 
 log = logging.getLogger(__name__)
 
+
 def is_messaging_service_sid(sender: str) -> bool:
     return sender.startswith("MG") and len(sender) == 34
 
@@ -59,11 +60,15 @@ class _RebasedHttpClient(TwilioHttpClient):
         allow_redirects: bool = False,
     ) -> Response:
         parts = urlsplit(uri)
-        rebased = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, parts.fragment))
+        rebased = urlunsplit(
+            (self._scheme, self._netloc, self._prefix + parts.path, parts.query, parts.fragment)
+        )
         return super().request(method, rebased, params, data, headers, auth, timeout, allow_redirects)
 
 
-def _classify(status: int | None, code: object, message: str) -> TransientChannelError | PermanentChannelError:
+def _classify(
+    status: int | None, code: object, message: str
+) -> TransientChannelError | PermanentChannelError:
     code_s = str(code) if code is not None else (str(status) if status else None)
     if status is not None and (status == 429 or status >= 500):
         return TransientChannelError(message, code=code_s)
@@ -88,23 +93,30 @@ def _request_may_have_arrived(exc: BaseException) -> bool:
         if isinstance(current, NewConnectionError):
             return False
         stack.extend(a for a in current.args if isinstance(a, BaseException))
-        stack.extend(e for e in (current.__cause__, current.__context__, getattr(current, "reason", None))
-                     if isinstance(e, BaseException))
+        stack.extend(
+            e
+            for e in (current.__cause__, current.__context__, getattr(current, "reason", None))
+            if isinstance(e, BaseException)
+        )
     return True
 
 
 class TwilioSmsChannel:
     name = "twilio"
 
-    def __init__(self, account_sid: str, auth_token: str, *, api_url: str | None = None,
-                 timeout_s: float = 15.0) -> None:
-        http_client = (_RebasedHttpClient(api_url, timeout=timeout_s) if api_url
-                       else TwilioHttpClient(timeout=timeout_s))
+    def __init__(
+        self, account_sid: str, auth_token: str, *, api_url: str | None = None, timeout_s: float = 15.0
+    ) -> None:
+        http_client = (
+            _RebasedHttpClient(api_url, timeout=timeout_s) if api_url else TwilioHttpClient(timeout=timeout_s)
+        )
         self.account_sid = account_sid
         self.api_url = api_url
         # A non-empty environment mapping (an empty one falls back to os.environ) so TWILIO_EDGE /
         # TWILIO_REGION in the process environment never redirect our traffic: config.py owns settings.
-        self._client = Client(account_sid, auth_token, http_client=http_client, environment={"PARCELHOOK": "1"})
+        self._client = Client(
+            account_sid, auth_token, http_client=http_client, environment={"PARCELHOOK": "1"}
+        )
 
     def __repr__(self) -> str:
         return f"TwilioSmsChannel(account_sid={self.account_sid!r}, api_url={self.api_url!r})"

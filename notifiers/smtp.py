@@ -47,8 +47,11 @@ def message_id_for(idempotency_key: str) -> str:
 #: The email library's own guard (Python ≥ 3.11.10/3.12.5) refuses to *write* a header that
 #: would break the header block; older versions only refuse line breaks inside a value, not a
 #: trailing one, hence also :func:`_header_safe`.
-_POLICY = email.policy.default.clone(verify_generated_headers=True) if hasattr(
-    email.policy.default, "verify_generated_headers") else email.policy.default
+_POLICY = (
+    email.policy.default.clone(verify_generated_headers=True)
+    if hasattr(email.policy.default, "verify_generated_headers")
+    else email.policy.default
+)
 
 
 def _header_safe(name: str, value: str) -> str:
@@ -57,8 +60,9 @@ def _header_safe(name: str, value: str) -> str:
     and let the rest of the message be read as more headers or as the body. Merchant and
     customer fields are validated on the way in; this is defence in depth for older rows."""
     if "".join(value.splitlines()) != value or "\x00" in value:
-        raise PermanentChannelError(f"the {name} header would contain a line break or NUL; not sent",
-                                    code="invalid_header")
+        raise PermanentChannelError(
+            f"the {name} header would contain a line break or NUL; not sent", code="invalid_header"
+        )
     return value
 
 
@@ -71,13 +75,17 @@ def build_email(msg: OutgoingMessage, *, default_sender: str | None = None) -> E
     if not sender:
         raise PermanentChannelError("no sender address configured for email", code=None)
     headers = [("From", sender), ("To", msg.to), ("Subject", msg.subject or "")]
-    headers += [("Date", formatdate(localtime=False, usegmt=True)),
-                ("Message-ID", message_id_for(msg.idempotency_key))]
+    headers += [
+        ("Date", formatdate(localtime=False, usegmt=True)),
+        ("Message-ID", message_id_for(msg.idempotency_key)),
+    ]
     if msg.reply_to:
         headers.append(("Reply-To", msg.reply_to))
     if msg.list_unsubscribe:
-        headers += [("List-Unsubscribe", f"<{msg.list_unsubscribe}>"),
-                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        headers += [
+            ("List-Unsubscribe", f"<{msg.list_unsubscribe}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
     headers.append(("Auto-Submitted", "auto-generated"))
     message = EmailMessage(policy=_POLICY)
     try:
@@ -88,7 +96,9 @@ def build_email(msg: OutgoingMessage, *, default_sender: str | None = None) -> E
             message.add_alternative(msg.html, subtype="html")
         message.as_bytes()  # the library's own checks on what would be written
     except (ValueError, email.errors.MessageError) as exc:
-        raise PermanentChannelError(f"the email library refused the message: {exc}", code="invalid_header") from None
+        raise PermanentChannelError(
+            f"the email library refused the message: {exc}", code="invalid_header"
+        ) from None
     return message
 
 
@@ -137,11 +147,14 @@ class SmtpChannel:
     def __repr__(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
         user = f"{self.username}:***@" if self.username else ""
-        return f"SmtpChannel({scheme}://{user}{self.host}:{self.port}{'?starttls=1' if self.starttls else ''})"
+        return (
+            f"SmtpChannel({scheme}://{user}{self.host}:{self.port}{'?starttls=1' if self.starttls else ''})"
+        )
 
     @classmethod
-    def from_url(cls, url: str, *, default_sender: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> SmtpChannel:
+    def from_url(
+        cls, url: str, *, default_sender: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> SmtpChannel:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("smtp", "smtps"):
@@ -166,10 +179,17 @@ class SmtpChannel:
         context = self.ssl_context or ssl.create_default_context()
         conn: smtplib.SMTP
         if self.implicit_tls:
-            conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context,
-                                    local_hostname=self.local_hostname)
+            conn = smtplib.SMTP_SSL(
+                self.host,
+                self.port,
+                timeout=self.timeout_s,
+                context=context,
+                local_hostname=self.local_hostname,
+            )
         else:
-            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s, local_hostname=self.local_hostname)
+            conn = smtplib.SMTP(
+                self.host, self.port, timeout=self.timeout_s, local_hostname=self.local_hostname
+            )
         try:
             conn.ehlo()
             if self.starttls:
@@ -211,7 +231,9 @@ class SmtpChannel:
         except smtplib.SMTPAuthenticationError as exc:
             raise _classify(exc.smtp_code, f"authentication failed: {exc.smtp_code}") from None
         except smtplib.SMTPSenderRefused as exc:
-            raise _classify(exc.smtp_code, f"sender refused: {exc.smtp_code} {_text(exc.smtp_error)}") from None
+            raise _classify(
+                exc.smtp_code, f"sender refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            ) from None
         except smtplib.SMTPResponseException as exc:  # SMTPDataError, HELO errors, etc.
             raise _classify(exc.smtp_code, f"SMTP error: {exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError as exc:

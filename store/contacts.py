@@ -40,7 +40,9 @@ EMAIL_DOMAIN = re.compile(r"[^\s\"(),:;<>@\[\\\]]+\.[^\s\"(),:;<>@\[\\\].]+")
 MAX_EMAIL = 320
 MAX_PHONE_INPUT = 32
 
-PHONE_RULE = "must be an E.164 phone number like +14155550123 (spaces, dashes, dots and parentheses are allowed)"
+PHONE_RULE = (
+    "must be an E.164 phone number like +14155550123 (spaces, dashes, dots and parentheses are allowed)"
+)
 EMAIL_RULE = "must be an email address like jane@example.com (no spaces or control characters)"
 
 
@@ -72,7 +74,13 @@ def normalize_email(raw: str) -> str:
     local, at, domain = raw.rpartition("@")
     if not at or not EMAIL_LOCAL.fullmatch(local) or not EMAIL_DOMAIN.fullmatch(domain):
         raise ValueError(EMAIL_RULE)
-    if local.startswith(".") or local.endswith(".") or ".." in local or domain.startswith(".") or ".." in domain:
+    if (
+        local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+        or domain.startswith(".")
+        or ".." in domain
+    ):
         raise ValueError(EMAIL_RULE)
     return f"{local}@{domain.lower()}"
 

@@ -68,11 +68,15 @@ def _clean_message(orig: BaseException | None) -> str:
     if sqlstate is None:  # sqlite3: messages name the constraint/table, never the row's values
         return str(orig)
     diag = getattr(orig, "diag", None)
-    names = [f"{what} {value}" for what, value in (
-        ("table", getattr(diag, "table_name", None)),
-        ("column", getattr(diag, "column_name", None)),
-        ("constraint", getattr(diag, "constraint_name", None)),
-    ) if value]
+    names = [
+        f"{what} {value}"
+        for what, value in (
+            ("table", getattr(diag, "table_name", None)),
+            ("column", getattr(diag, "column_name", None)),
+            ("constraint", getattr(diag, "constraint_name", None)),
+        )
+        if value
+    ]
     text = f"{type(orig).__name__} (SQLSTATE {sqlstate})"
     if names:
         text += " on " + ", ".join(names)
@@ -88,10 +92,16 @@ def scrubbed(exc: sa.exc.DBAPIError) -> sa.exc.DBAPIError:
     orig: BaseException
     try:
         orig = type(exc.orig)(message) if exc.orig is not None else RuntimeError(message)
-    except Exception:  # noqa: BLE001 - a driver class with an unusual constructor
+    except Exception:
         orig = RuntimeError(message)
-    clean = type(exc)(exc.statement, None, orig, hide_parameters=True,
-                      connection_invalidated=exc.connection_invalidated, code=exc.code)
+    clean = type(exc)(
+        exc.statement,
+        None,
+        orig,
+        hide_parameters=True,
+        connection_invalidated=exc.connection_invalidated,
+        code=exc.code,
+    )
     return clean.with_traceback(exc.__traceback__)
 
 

@@ -12,9 +12,11 @@ from store.database import Database, DialectStatement
 from store.schema import deliveries
 
 _INSERT = DialectStatement(
-    lambda insert: insert(deliveries)
-    .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
-    .returning(deliveries.c.id)
+    lambda insert: (
+        insert(deliveries)
+        .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
+        .returning(deliveries.c.id)
+    )
 )
 
 
@@ -33,7 +35,14 @@ def record(
     """Insert the delivery; ``False`` when this merchant's ``event_id`` is already stored (a repeat)."""
     inserted = conn.execute(
         _INSERT(db),
-        {"merchant_id": merchant_id, "event_id": event_id, "event": event, "received_at": received_at,
-         "processed_at": processed_at, "outcome": outcome, "body": body},
+        {
+            "merchant_id": merchant_id,
+            "event_id": event_id,
+            "event": event,
+            "received_at": received_at,
+            "processed_at": processed_at,
+            "outcome": outcome,
+            "body": body,
+        },
     ).first()
     return inserted is not None

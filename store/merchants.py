@@ -201,7 +201,10 @@ def upsert(
     if create_only:
         raise Conflict(f"merchant {slug!r} already exists")
     merged = {**existing.profile, **profile}
-    values: dict[str, Any] = {"profile": {k: v for k, v in merged.items() if v is not None}, "updated_at": now}
+    values: dict[str, Any] = {
+        "profile": {k: v for k, v in merged.items() if v is not None},
+        "updated_at": now,
+    }
     if name:
         values["name"] = name
     if hmac_secrets is not None:

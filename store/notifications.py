@@ -64,9 +64,11 @@ def _row(r: Any) -> NotificationRow:
 
 
 _INSERT = DialectStatement(
-    lambda insert: insert(notifications)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(notifications.c.id, notifications.c.idempotency_key)
+    lambda insert: (
+        insert(notifications)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(notifications.c.id, notifications.c.idempotency_key)
+    )
 )
 
 
@@ -91,10 +93,25 @@ def create(
     error: str | None = None,
 ) -> int | None:
     """Insert a new intent; returns its id, or None when the key already exists (a repeat)."""
-    return create_many(db, conn, [new_row(
-        merchant_id=merchant_id, order_id=order_id, shipment_id=shipment_id, kind=kind, channel=channel,
-        audience=audience, key=key, to_address=to_address, status=status, context=context, error=error,
-    )]).get(key)
+    return create_many(
+        db,
+        conn,
+        [
+            new_row(
+                merchant_id=merchant_id,
+                order_id=order_id,
+                shipment_id=shipment_id,
+                kind=kind,
+                channel=channel,
+                audience=audience,
+                key=key,
+                to_address=to_address,
+                status=status,
+                context=context,
+                error=error,
+            )
+        ],
+    ).get(key)
 
 
 def new_row(
@@ -114,10 +131,21 @@ def new_row(
 ) -> dict[str, Any]:
     """The values of one notification row for :func:`create_many`."""
     now = now or utcnow()
-    return {"merchant_id": merchant_id, "order_id": order_id, "shipment_id": shipment_id, "kind": kind,
-            "channel": channel, "audience": audience, "idempotency_key": key, "status": status,
-            "to_address": to_address, "context": dict(context or {}), "error": error,
-            "created_at": now, "updated_at": now}
+    return {
+        "merchant_id": merchant_id,
+        "order_id": order_id,
+        "shipment_id": shipment_id,
+        "kind": kind,
+        "channel": channel,
+        "audience": audience,
+        "idempotency_key": key,
+        "status": status,
+        "to_address": to_address,
+        "context": dict(context or {}),
+        "error": error,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def create_many(db: Database, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -141,14 +169,27 @@ def update(conn: Connection, notification_id: int, **values: Any) -> None:
 def mark_suppressed(conn: Connection, notification_id: int, reason: str) -> None:
     """Withheld at send time: the reason replaces whatever an earlier attempt left (a transient
     provider error and its code say nothing about a message that is not going to be sent)."""
-    update(conn, notification_id, status=NotificationStatus.SUPPRESSED.value, error=reason, error_code=None,
-           sending_at=None)
+    update(
+        conn,
+        notification_id,
+        status=NotificationStatus.SUPPRESSED.value,
+        error=reason,
+        error_code=None,
+        sending_at=None,
+    )
 
 
 def record_sent(conn: Connection, notification_id: int, *, provider_id: str, sent_at: datetime) -> None:
     """The provider accepted it: ``sent`` with its id; errors of earlier attempts no longer apply."""
-    update(conn, notification_id, status=NotificationStatus.SENT.value, provider_id=provider_id, sent_at=sent_at,
-           error=None, error_code=None)
+    update(
+        conn,
+        notification_id,
+        status=NotificationStatus.SENT.value,
+        provider_id=provider_id,
+        sent_at=sent_at,
+        error=None,
+        error_code=None,
+    )
 
 
 def by_provider_id(conn: Connection, provider_id: str) -> NotificationRow | None:
@@ -157,7 +198,9 @@ def by_provider_id(conn: Connection, provider_id: str) -> NotificationRow | None
 
 
 def for_order(conn: Connection, order_id: int) -> list[NotificationRow]:
-    rows = conn.execute(sa.select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.id))
+    rows = conn.execute(
+        sa.select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.id)
+    )
     return [_row(r) for r in rows]
 
 
@@ -214,8 +257,10 @@ def overdue_retries(conn: Connection, *, older_than: datetime, limit: int = 500)
             notifications.c.updated_at < older_than,
             sa.or_(
                 notifications.c.status == NotificationStatus.QUEUED.value,
-                sa.and_(notifications.c.status == NotificationStatus.DEFERRED.value,
-                        notifications.c.scheduled_for < older_than),
+                sa.and_(
+                    notifications.c.status == NotificationStatus.DEFERRED.value,
+                    notifications.c.scheduled_for < older_than,
+                ),
             ),
         )
         .order_by(notifications.c.id)
@@ -269,11 +314,18 @@ def _opt_out_addresses(channel: str, address: str) -> list[str]:
     return sorted({opt_out_key(channel, address), address.lower()})
 
 
-def opt_out(db: Database, conn: Connection, merchant_id: int, channel: str, address: str, source: str) -> None:
+def opt_out(
+    db: Database, conn: Connection, merchant_id: int, channel: str, address: str, source: str
+) -> None:
     conn.execute(
         db.insert(opt_outs)
-        .values(merchant_id=merchant_id, channel=channel, address=opt_out_key(channel, address), source=source,
-                created_at=utcnow())
+        .values(
+            merchant_id=merchant_id,
+            channel=channel,
+            address=opt_out_key(channel, address),
+            source=source,
+            created_at=utcnow(),
+        )
         .on_conflict_do_nothing()
     )
 
@@ -281,20 +333,24 @@ def opt_out(db: Database, conn: Connection, merchant_id: int, channel: str, addr
 def opt_in(conn: Connection, merchant_id: int, channel: str, address: str) -> None:
     conn.execute(
         opt_outs.delete().where(
-            opt_outs.c.merchant_id == merchant_id, opt_outs.c.channel == channel,
+            opt_outs.c.merchant_id == merchant_id,
+            opt_outs.c.channel == channel,
             opt_outs.c.address.in_(_opt_out_addresses(channel, address)),
         )
     )
 
 
 def is_opted_out(conn: Connection, merchant_id: int, channel: str, address: str) -> bool:
-    row = conn.execute(_OPTED_OUT, {"merchant_id": merchant_id, "channel": channel,
-                                    "addresses": _opt_out_addresses(channel, address)}).first()
+    row = conn.execute(
+        _OPTED_OUT,
+        {"merchant_id": merchant_id, "channel": channel, "addresses": _opt_out_addresses(channel, address)},
+    ).first()
     return row is not None
 
 
 _OPTED_OUT = sa.select(opt_outs.c.id).where(
-    opt_outs.c.merchant_id == sa.bindparam("merchant_id"), opt_outs.c.channel == sa.bindparam("channel"),
+    opt_outs.c.merchant_id == sa.bindparam("merchant_id"),
+    opt_outs.c.channel == sa.bindparam("channel"),
     opt_outs.c.address.in_(sa.bindparam("addresses", expanding=True)),
 )
 
@@ -317,22 +373,29 @@ def outbox_put(db: Database, conn: Connection, *, idempotency_key: str, **messag
         .values(notification_id=owner.id, merchant_id=owner.merchant_id, created_at=utcnow(), **message)
         .on_conflict_do_nothing(index_elements=["notification_id"])
     )
-    row = conn.execute(sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == owner.id)).one()
+    row = conn.execute(
+        sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == owner.id)
+    ).one()
     return int(row.id)
 
 
 _CAPTURE = DialectStatement(
-    lambda insert: insert(outbox_messages)
-    .on_conflict_do_nothing(index_elements=["notification_id"])
-    .returning(outbox_messages.c.id)
+    lambda insert: (
+        insert(outbox_messages)
+        .on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(outbox_messages.c.id)
+    )
 )
 
 
-def outbox_capture(db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any) -> int:
+def outbox_capture(
+    db: Database, conn: Connection, *, notification_id: int, merchant_id: int, **message: Any
+) -> int:
     """Capture the message of notification ``notification_id`` (its row is known and locked by
     the caller): one statement, or two when a capture already exists (its id is returned)."""
     row = conn.execute(
-        _CAPTURE(db), {"notification_id": notification_id, "merchant_id": merchant_id, "created_at": utcnow(), **message}
+        _CAPTURE(db),
+        {"notification_id": notification_id, "merchant_id": merchant_id, "created_at": utcnow(), **message},
     ).first()
     if row is None:
         row = conn.execute(

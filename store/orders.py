@@ -61,12 +61,17 @@ def _row(row: Any) -> Order:
 
 
 _BY_ID = Lockable(sa.select(orders).where(orders.c.id == sa.bindparam("order_id")))
-_BY_REF = Lockable(sa.select(orders).where(orders.c.merchant_id == sa.bindparam("merchant_id"),
-                                           orders.c.ref == sa.bindparam("ref")))
+_BY_REF = Lockable(
+    sa.select(orders).where(
+        orders.c.merchant_id == sa.bindparam("merchant_id"), orders.c.ref == sa.bindparam("ref")
+    )
+)
 
 
 def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
-    row = conn.execute(sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref)).first()
+    row = conn.execute(
+        sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref)
+    ).first()
     return _row(row) if row else None
 
 
@@ -135,7 +140,9 @@ def register(
         created = True
     else:
         created = not existing.registered
-    conn.execute(orders.update().where(orders.c.merchant_id == merchant_id, orders.c.ref == ref).values(**values))
+    conn.execute(
+        orders.update().where(orders.c.merchant_id == merchant_id, orders.c.ref == ref).values(**values)
+    )
     order = get(conn, merchant_id, ref)
     if order is None:
         raise RuntimeError(f"order {ref!r} vanished inside its own transaction")
@@ -146,7 +153,9 @@ _SET_STATUS = orders.update().where(orders.c.id == sa.bindparam("order_id"))
 
 
 def set_status(conn: Connection, order_id: int, status: str, exception: str | None) -> None:
-    conn.execute(_SET_STATUS, {"order_id": order_id, "status": status, "exception": exception, "updated_at": utcnow()})
+    conn.execute(
+        _SET_STATUS, {"order_id": order_id, "status": status, "exception": exception, "updated_at": utcnow()}
+    )
 
 
 def encode_cursor(order_id: int) -> str:

@@ -124,5 +124,9 @@ def lock_publisher(db: Database, conn: Connection) -> None:
 
 def for_merchant(conn: Connection, merchant_id: int) -> list[PlatformEvent]:
     """All events of one merchant, oldest first (inspection and tests)."""
-    query = sa.select(platform_events).where(platform_events.c.merchant_id == merchant_id).order_by(platform_events.c.id)
+    query = (
+        sa.select(platform_events)
+        .where(platform_events.c.merchant_id == merchant_id)
+        .order_by(platform_events.c.id)
+    )
     return [_row(r) for r in conn.execute(query)]

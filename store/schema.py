@@ -215,7 +215,9 @@ platform_events = sa.Table(
     sa.Column("merchant_id", sa.ForeignKey("merchants.id"), nullable=False),
     sa.Column("order_id", sa.ForeignKey("orders.id")),
     sa.Column("shipment_id", sa.ForeignKey("shipments.id")),
-    sa.Column("event_type", sa.String(64), nullable=False),  # order.status_changed, shipment.exception_opened …
+    sa.Column(
+        "event_type", sa.String(64), nullable=False
+    ),  # order.status_changed, shipment.exception_opened …
     sa.Column("payload", sa.JSON, nullable=False),  # the message body exactly as published
     sa.Column("created_at", TS, nullable=False),
     sa.Column("published_at", TS),  # null until the broker took it

@@ -48,13 +48,15 @@ def _row(row: Any) -> ShipmentRow:
 
 
 _INSERT = DialectStatement(lambda insert: insert(shipments).on_conflict_do_nothing().returning(*shipments.c))
-_SAVE = shipments.update().where(shipments.c.id == sa.bindparam("shipment_id"),
-                                 shipments.c.version == sa.bindparam("old_version"))
+_SAVE = shipments.update().where(
+    shipments.c.id == sa.bindparam("shipment_id"), shipments.c.version == sa.bindparam("old_version")
+)
 _INSERT_SCANS = DialectStatement(lambda insert: insert(shipment_scans).on_conflict_do_nothing())
 _INSERT_CHANGES = shipment_changes.insert()
 _BY_ID = Lockable(sa.select(shipments).where(shipments.c.id == sa.bindparam("shipment_id")))
-_FOR_ORDER = Lockable(sa.select(shipments).where(shipments.c.order_id == sa.bindparam("order_id"))
-                      .order_by(shipments.c.id))
+_FOR_ORDER = Lockable(
+    sa.select(shipments).where(shipments.c.order_id == sa.bindparam("order_id")).order_by(shipments.c.id)
+)
 
 
 class _Join(Lockable):
@@ -79,7 +81,9 @@ _BY_NUMBER_NO_TRANSACTION = _by("tracking_number", null="transaction_id")
 
 def _find(db: Database, conn: Connection, query: _Join, params: dict[str, Any]) -> ShipmentRow | None:
     if any(v is None for v in params.values()):  # `= NULL` matches nothing: spell it `IS NULL`
-        conditions = [shipments.c[k].is_(None) if v is None else shipments.c[k] == v for k, v in params.items()]
+        conditions = [
+            shipments.c[k].is_(None) if v is None else shipments.c[k] == v for k, v in params.items()
+        ]
         if query.null is not None:
             conditions.append(shipments.c[query.null].is_(None))
         row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
@@ -94,25 +98,53 @@ def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate 
     if isinstance(event, TrackUpdate):
         if event.transaction_id:
             attempts.append((_BY_TRANSACTION, {"merchant_id": m, "transaction_id": event.transaction_id}))
-        attempts.append((_BY_CARRIER_NUMBER, {"merchant_id": m, "carrier": event.carrier,
-                                              "tracking_number": event.tracking_number}))
+        attempts.append(
+            (
+                _BY_CARRIER_NUMBER,
+                {"merchant_id": m, "carrier": event.carrier, "tracking_number": event.tracking_number},
+            )
+        )
         attempts.append((_BY_NUMBER_NO_CARRIER, {"merchant_id": m, "tracking_number": event.tracking_number}))
-        new = {"transaction_id": event.transaction_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
+        new = {
+            "transaction_id": event.transaction_id,
+            "carrier": event.carrier,
+            "tracking_number": event.tracking_number,
+        }
     else:
         attempts.append((_BY_TRANSACTION, {"merchant_id": m, "transaction_id": event.object_id}))
         if event.tracking_number:
             if event.carrier:
-                attempts.append((_BY_CARRIER_NUMBER, {"merchant_id": m, "carrier": event.carrier,
-                                                      "tracking_number": event.tracking_number}))
-            attempts.append((_BY_NUMBER_NO_TRANSACTION, {"merchant_id": m, "tracking_number": event.tracking_number}))
-        new = {"transaction_id": event.object_id, "carrier": event.carrier, "tracking_number": event.tracking_number}
+                attempts.append(
+                    (
+                        _BY_CARRIER_NUMBER,
+                        {
+                            "merchant_id": m,
+                            "carrier": event.carrier,
+                            "tracking_number": event.tracking_number,
+                        },
+                    )
+                )
+            attempts.append(
+                (_BY_NUMBER_NO_TRANSACTION, {"merchant_id": m, "tracking_number": event.tracking_number})
+            )
+        new = {
+            "transaction_id": event.object_id,
+            "carrier": event.carrier,
+            "tracking_number": event.tracking_number,
+        }
     for query, params in attempts:
         if (found := _find(db, conn, query, params)) is not None:
             return found
     now = utcnow()
     inserted = conn.execute(
-        _INSERT(db), {"merchant_id": merchant_id, "state": ShipmentState.empty().to_dict(), "created_at": now,
-                      "updated_at": now, **new},
+        _INSERT(db),
+        {
+            "merchant_id": merchant_id,
+            "state": ShipmentState.empty().to_dict(),
+            "created_at": now,
+            "updated_at": now,
+            **new,
+        },
     ).first()
     if inserted is not None:  # ours, created in this transaction: nobody else can hold it
         return _row(inserted)
@@ -168,7 +200,10 @@ def save(
     if scans:
         conn.execute(_INSERT_SCANS(db), scans if len(scans) > 1 else scans[0])
     if changes:
-        rows = [{"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()} for c in changes]
+        rows = [
+            {"shipment_id": shipment.id, "at": c.at, "recorded_at": now, "change": c.to_dict()}
+            for c in changes
+        ]
         conn.execute(_INSERT_CHANGES, rows if len(rows) > 1 else rows[0])
 
 
@@ -188,7 +223,9 @@ def get_locked(db: Database, conn: Connection, shipment_id: int) -> ShipmentRow:
     return _row(row)
 
 
-def stall_candidates(conn: Connection, *, older_than: datetime, terminal: Sequence[str], limit: int) -> list[int]:
+def stall_candidates(
+    conn: Connection, *, older_than: datetime, terminal: Sequence[str], limit: int
+) -> list[int]:
     query = (
         sa.select(shipments.c.id)
         .where(
@@ -223,6 +260,8 @@ def history(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
 
 def timeline(conn: Connection, shipment_id: int) -> list[dict[str, Any]]:
     rows = conn.execute(
-        sa.select(shipment_changes).where(shipment_changes.c.shipment_id == shipment_id).order_by(shipment_changes.c.id)
+        sa.select(shipment_changes)
+        .where(shipment_changes.c.shipment_id == shipment_id)
+        .order_by(shipment_changes.c.id)
     )
     return [{**r.change, "recorded_at": r.recorded_at.isoformat()} for r in rows]

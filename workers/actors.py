@@ -42,8 +42,10 @@ class _Unbound(dramatiq.Broker):
         pass
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
-        raise NotBound(f"{message.actor_name}: no broker yet; build one and bind the actors to it "
-                       "(workers.broker.build_broker, workers.actors.bind)")
+        raise NotBound(
+            f"{message.actor_name}: no broker yet; build one and bind the actors to it "
+            "(workers.broker.build_broker, workers.actors.bind)"
+        )
 
 
 _DECLARED = _Unbound()
@@ -92,7 +94,12 @@ def process_event(merchant_slug: str, event_id: str, received_at: str, body: str
     platform_events = rt.settings.platform_events_url is not None
     try:
         outcome = process(
-            rt.database, merchant_slug, event_id, datetime.fromisoformat(received_at), body, now,
+            rt.database,
+            merchant_slug,
+            event_id,
+            datetime.fromisoformat(received_at),
+            body,
+            now,
             platform_events=platform_events,
         )
     except Exception:
@@ -123,8 +130,12 @@ def send_notification(notification_id: int) -> None:
     message = CurrentMessage.get_current_message()
     rt = runtime()
     try:
-        rt.sender.send(notification_id, on_deferred=_defer, on_alert=send_notification.send,
-                       message_id=message.message_id if message is not None else None)
+        rt.sender.send(
+            notification_id,
+            on_deferred=_defer,
+            on_alert=send_notification.send,
+            message_id=message.message_id if message is not None else None,
+        )
     except SendInProgress as exc:
         # a twin message (reconciliation, a redelivery) met a claim still in flight: look later
         raise dramatiq.Retry(str(exc), delay=int(IN_FLIGHT_GRACE.total_seconds() * 1000)) from exc
@@ -186,6 +197,7 @@ def publish_platform_events() -> None:
 
 
 # ---------------------------------------------------------------- callbacks from `web`
+
 
 @dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACKS.options())
 def record_sms_status(merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:

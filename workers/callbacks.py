@@ -30,6 +30,7 @@ TWILIO_STATUS = MappingProxyType(
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN = frozenset({"START", "YES", "UNSTOP", "OPTIN"})
 
+
 class UnknownMessage(LookupError):
     """A delivery receipt for a message whose provider id is not recorded (yet)."""
 
@@ -61,10 +62,16 @@ def _unknown_sid(message_sid: str) -> None:
 
 
 # A receipt never moves a notification backwards (e.g. a late "sent" after "delivered").
-_RANK = {NotificationStatus.SENT.value: 1, NotificationStatus.DELIVERED.value: 2, NotificationStatus.FAILED.value: 2}
+_RANK = {
+    NotificationStatus.SENT.value: 1,
+    NotificationStatus.DELIVERED.value: 2,
+    NotificationStatus.FAILED.value: 2,
+}
 
 
-def sms_status(db: Database, merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:
+def sms_status(
+    db: Database, merchant_slug: str, message_sid: str, status: str, error_code: str | None
+) -> None:
     ours = TWILIO_STATUS.get(status.lower())
     if ours is None or not message_sid:
         return

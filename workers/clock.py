@@ -68,7 +68,7 @@ def run_forever(settings: Settings, *, once: bool = False) -> None:
             sent = tick(client, time.time(), last, force=once)
             if sent:
                 log.info("enqueued %s", ", ".join(sent))
-        except Exception:  # noqa: BLE001 - a broker blip must not kill the scheduler
+        except Exception:
             log.exception("scheduler tick failed; retrying")
         if once:
             return

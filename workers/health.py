@@ -174,8 +174,14 @@ def _age(seconds: float) -> str:
 
 
 def _alert(kind: str, subject: str | None, severity: str, value: float, message: str) -> Alert:
-    return Alert(key=kind if subject is None else f"{kind}:{subject}", kind=kind, subject=subject,
-                 severity=severity, message=message, value=float(value))
+    return Alert(
+        key=kind if subject is None else f"{kind}:{subject}",
+        kind=kind,
+        subject=subject,
+        severity=severity,
+        message=message,
+        value=float(value),
+    )
 
 
 def _severity(value: float, threshold: float) -> str:
@@ -190,29 +196,37 @@ def evaluate(figures: Figures, thresholds: Thresholds, now: datetime) -> list[Al
     alerts: list[Alert] = []
     for q in figures.queues:
         if q.oldest_age_s is not None and q.oldest_age_s > thresholds.queue_age_s:
-            message = (f"Queue '{q.name}' is backing up: the oldest of {q.ready} ready messages has waited "
-                       f"{_age(q.oldest_age_s)} (threshold {_age(thresholds.queue_age_s)}).")
+            message = (
+                f"Queue '{q.name}' is backing up: the oldest of {q.ready} ready messages has waited "
+                f"{_age(q.oldest_age_s)} (threshold {_age(thresholds.queue_age_s)})."
+            )
             severity = _severity(q.oldest_age_s, thresholds.queue_age_s)
             alerts.append(_alert("queue_age", q.name, severity, q.oldest_age_s, message))
         baseline = figures.dead_baseline.get(q.name)
         if baseline is not None and q.dead > baseline:
             new = q.dead - baseline
-            message = (f"{new} new dead letter{'s' if new != 1 else ''} on queue '{q.name}' ({q.dead} in total): "
-                       "messages failed every retry. Inspect, then requeue or purge them.")
+            message = (
+                f"{new} new dead letter{'s' if new != 1 else ''} on queue '{q.name}' ({q.dead} in total): "
+                "messages failed every retry. Inspect, then requeue or purge them."
+            )
             alerts.append(_alert("dead_letters", q.name, "warning", new, message))
     live = [s for s in figures.worker_last_seen_s if s <= thresholds.worker_seen_s]
     starting = figures.checker_uptime_s is not None and figures.checker_uptime_s <= thresholds.startup_grace_s
     if live:
         alerts.extend(_stuck(figures, thresholds))
     elif not starting:
-        message = (f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
-                   "Nothing is being processed; start the `worker` process.")
+        message = (
+            f"No live worker: no broker heartbeat in the last {_age(thresholds.worker_seen_s)}. "
+            "Nothing is being processed; start the `worker` process."
+        )
         alerts.append(_alert("no_worker", None, "critical", 0.0, message))
     minutes = thresholds.rejection_window_s // 60
     for merchant, n in sorted(figures.unauthorized.items()):
         if n >= thresholds.rejections_401:
-            message = (f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
-                       "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of.")
+            message = (
+                f"{n} webhooks for merchant '{merchant}' were refused with 401 in the last {minutes} min: "
+                "probably a rotated webhook token or HMAC secret that Shippo still uses the old value of."
+            )
             alerts.append(_alert("webhook_401", merchant, "warning", n, message))
     return alerts
 
@@ -222,16 +236,20 @@ def _stuck(figures: Figures, thresholds: Thresholds) -> list[Alert]:
     alerts: list[Alert] = []
     for q in figures.queues:
         if q.overdue and q.most_overdue_s is not None:
-            message = (f"{q.overdue} of {q.delayed} delayed messages on queue '{q.name}' are past their "
-                       f"due time (the oldest by {_age(q.most_overdue_s)}, threshold {_age(thresholds.overdue_s)}) "
-                       "although workers are live: they are stranded. Restarting the workers releases them.")
+            message = (
+                f"{q.overdue} of {q.delayed} delayed messages on queue '{q.name}' are past their "
+                f"due time (the oldest by {_age(q.most_overdue_s)}, threshold {_age(thresholds.overdue_s)}) "
+                "although workers are live: they are stranded. Restarting the workers releases them."
+            )
             severity = _severity(q.most_overdue_s, thresholds.overdue_s)
             alerts.append(_alert("delayed_stuck", q.name, severity, q.most_overdue_s, message))
         if q.held_too_long and q.longest_held_s is not None:
-            message = (f"{q.held_too_long} of {q.in_flight} in-flight messages on queue '{q.name}' have been held "
-                       f"by workers for over {_age(thresholds.in_flight_s)} (the longest {_age(q.longest_held_s)}) "
-                       "without finishing although workers are live. Check the workers' logs; restarting them "
-                       "releases the messages.")
+            message = (
+                f"{q.held_too_long} of {q.in_flight} in-flight messages on queue '{q.name}' have been held "
+                f"by workers for over {_age(thresholds.in_flight_s)} (the longest {_age(q.longest_held_s)}) "
+                "without finishing although workers are live. Check the workers' logs; restarting them "
+                "releases the messages."
+            )
             severity = _severity(q.longest_held_s, thresholds.in_flight_s)
             alerts.append(_alert("in_flight_stuck", q.name, severity, q.longest_held_s, message))
     return alerts
@@ -243,6 +261,7 @@ def next_baseline(previous: int | None, current: int) -> int:
 
 
 # ---------------------------------------------------------------- reading (Redis, read-only)
+
 
 def _delayed(client: Any, key: str, now_ms: int, overdue_ms: float) -> tuple[int, int, float | None]:
     """(delayed messages, overdue ones, most overdue in s) from the etas in ``<q>.DQ.msgs``."""
@@ -257,7 +276,7 @@ def _delayed(client: Any, key: str, now_ms: int, overdue_ms: float) -> tuple[int
             break
         try:
             eta = encoder.decode(blob).get("options", {}).get("eta")
-        except Exception:  # noqa: BLE001, S112 - an undecodable message has no known eta
+        except Exception:  # noqa: S112 - an undecodable message has no known eta
             continue
         if isinstance(eta, int | float) and now_ms - eta > overdue_ms:
             overdue += 1
@@ -274,9 +293,11 @@ def in_flight_ids(client: Any, namespace: str, queues: Iterable[str]) -> dict[st
     out: dict[str, set[str]] = {name: set() for name in wanted}
     for raw in client.scan_iter(match=glob_escape(prefix) + "*", count=1000):
         key = raw.decode() if isinstance(raw, bytes) else raw
-        _, sep, queue = key[len(prefix):].partition(".")  # broker ids are uuid4s: no dots
+        _, sep, queue = key[len(prefix) :].partition(".")  # broker ids are uuid4s: no dots
         if sep and queue in wanted:
-            out[queue].update(m.decode() if isinstance(m, bytes) else m for m in client.sscan_iter(key, count=1000))
+            out[queue].update(
+                m.decode() if isinstance(m, bytes) else m for m in client.sscan_iter(key, count=1000)
+            )
     return out
 
 
@@ -284,12 +305,19 @@ def _seen_key(queue: str, message_id: str) -> str:
     return f"{queue}|{message_id}"
 
 
-def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetry: Any | None,
-                 thresholds: Thresholds, now: datetime,
-                 dead_baseline: Mapping[str, int] | None = None,
-                 in_flight: Mapping[str, set[str]] | None = None,
-                 in_flight_seen: Mapping[str, int] | None = None,
-                 checker_started_ms: int | None = None) -> Figures:
+def read_figures(
+    client: Any,
+    namespace: str,
+    queues: Iterable[str],
+    *,
+    telemetry: Any | None,
+    thresholds: Thresholds,
+    now: datetime,
+    dead_baseline: Mapping[str, int] | None = None,
+    in_flight: Mapping[str, set[str]] | None = None,
+    in_flight_seen: Mapping[str, int] | None = None,
+    checker_started_ms: int | None = None,
+) -> Figures:
     """``in_flight_seen``: when each in-flight message was first seen (ms; by ``check``);
     one not in it counts as seen now."""
     now_ms = int(now.timestamp() * 1000)
@@ -305,16 +333,27 @@ def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetr
         delayed, overdue, most_overdue = _delayed(client, keys[2], now_ms, thresholds.overdue_s * 1000)
         held = [(now_ms - seen.get(_seen_key(name, i), now_ms)) / 1000 for i in in_flight.get(name, ())]
         too_long = [h for h in held if h > thresholds.in_flight_s]
-        figures.append(QueueFigures(
-            name, int(ready), int(dead), head_age_s(head, now_ms),
-            delayed=delayed, overdue=overdue, most_overdue_s=most_overdue,
-            in_flight=len(held), held_too_long=len(too_long), longest_held_s=max(held) if held else None,
-        ))
+        figures.append(
+            QueueFigures(
+                name,
+                int(ready),
+                int(dead),
+                head_age_s(head, now_ms),
+                delayed=delayed,
+                overdue=overdue,
+                most_overdue_s=most_overdue,
+                in_flight=len(held),
+                held_too_long=len(too_long),
+                longest_held_s=max(held) if held else None,
+            )
+        )
     # 10x the threshold is plenty to tell "seen 20 s ago" from "seen just now".
     window_ms = int(max(thresholds.worker_seen_s * 10, 60) * 1000)
     from workers.heartbeat import live_workers
 
-    workers_seen = tuple(age for _, age in live_workers(client, namespace, now_ms=now_ms, within_ms=window_ms))
+    workers_seen = tuple(
+        age for _, age in live_workers(client, namespace, now_ms=now_ms, within_ms=window_ms)
+    )
     unauthorized: dict[str, int] = {}
     if telemetry is not None:
         since = now - timedelta(seconds=thresholds.rejection_window_s)
@@ -326,7 +365,9 @@ def read_figures(client: Any, namespace: str, queues: Iterable[str], *, telemetr
 
 
 def _load_baseline(client: Any) -> dict[str, int]:
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(BASELINE_KEY).items()}
+    return {
+        (k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(BASELINE_KEY).items()
+    }
 
 
 def stored_alerts(client: Any) -> dict[str, dict[str, Any]]:
@@ -355,8 +396,14 @@ def last_check(client: Any) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def live_alerts(client: Any, namespace: str, queues: Iterable[str], telemetry: Any | None = None,
-                thresholds: Thresholds | None = None, now: datetime | None = None) -> list[Alert]:
+def live_alerts(
+    client: Any,
+    namespace: str,
+    queues: Iterable[str],
+    telemetry: Any | None = None,
+    thresholds: Thresholds | None = None,
+    now: datetime | None = None,
+) -> list[Alert]:
     """The rules evaluated right now without touching any state (for the dashboard).
 
     Dead-letter growth is judged against the stored baseline without moving it; in-flight
@@ -365,14 +412,25 @@ def live_alerts(client: Any, namespace: str, queues: Iterable[str], telemetry: A
     thresholds = thresholds or Thresholds()
     now = now or datetime.now(UTC)
     started = client.get(CHECKER_STARTED_KEY)
-    figures = read_figures(client, namespace, queues, telemetry=telemetry, thresholds=thresholds, now=now,
-                           dead_baseline=_load_baseline(client), in_flight_seen=_load_seen(client),
-                           checker_started_ms=int(started) if started else None)
+    figures = read_figures(
+        client,
+        namespace,
+        queues,
+        telemetry=telemetry,
+        thresholds=thresholds,
+        now=now,
+        dead_baseline=_load_baseline(client),
+        in_flight_seen=_load_seen(client),
+        checker_started_ms=int(started) if started else None,
+    )
     return evaluate(figures, thresholds, now)
 
 
 def _load_seen(client: Any) -> dict[str, int]:
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(IN_FLIGHT_SEEN_KEY).items()}
+    return {
+        (k.decode() if isinstance(k, bytes) else k): int(v)
+        for k, v in client.hgetall(IN_FLIGHT_SEEN_KEY).items()
+    }
 
 
 # ---------------------------------------------------------------- the scheduled check
@@ -382,8 +440,14 @@ def _redis(rt: Any) -> Any:
     return rt.telemetry.client
 
 
-def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None = None,
-          queues: Iterable[str] = QUEUES, started_at: datetime | None = None) -> int:
+def check(
+    rt: Any,
+    *,
+    thresholds: Thresholds | None = None,
+    now: datetime | None = None,
+    queues: Iterable[str] = QUEUES,
+    started_at: datetime | None = None,
+) -> int:
     """One alert check: evaluate, store the active alerts, mail the newly opened ones.
 
     ``started_at``: when the checker (the scheduler process) started, for the start-up
@@ -403,11 +467,23 @@ def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None
         now_ms = int(now.timestamp() * 1000)
         in_flight = in_flight_ids(client, namespace, queues)
         previous_seen = _load_seen(client)
-        seen = {k: previous_seen.get(k, now_ms) for k in (_seen_key(q, i) for q, ids in in_flight.items() for i in ids)}
+        seen = {
+            k: previous_seen.get(k, now_ms)
+            for k in (_seen_key(q, i) for q, ids in in_flight.items() for i in ids)
+        }
         started_ms = None if started_at is None else int(started_at.timestamp() * 1000)
-        figures = read_figures(client, namespace, queues, telemetry=rt.telemetry, thresholds=thresholds,
-                               now=now, dead_baseline=previous_baseline, in_flight=in_flight, in_flight_seen=seen,
-                               checker_started_ms=started_ms)
+        figures = read_figures(
+            client,
+            namespace,
+            queues,
+            telemetry=rt.telemetry,
+            thresholds=thresholds,
+            now=now,
+            dead_baseline=previous_baseline,
+            in_flight=in_flight,
+            in_flight_seen=seen,
+            checker_started_ms=started_ms,
+        )
         # A queue seen for the first time gets its baseline now: pre-existing dead letters don't alert.
         baseline = {q.name: next_baseline(previous_baseline.get(q.name), q.dead) for q in figures.queues}
         alerts = evaluate(replace(figures, dead_baseline=baseline), thresholds, now)
@@ -445,10 +521,19 @@ def check(rt: Any, *, thresholds: Thresholds | None = None, now: datetime | None
 
 def _mail(rt: Any, client: Any, alert: Alert, to: str, stamp: str) -> None:
     subject = f"[parcelhook] {alert.severity.upper()}: {alert.message[:120]}"
-    text = (f"{alert.message}\n\nalert: {alert.key}\nseverity: {alert.severity}\nopened: {stamp}\n\n"
-            "See the ops dashboard (/ops on the admin app) for the live picture.\n")
-    record: dict[str, Any] = {"to": to, "subject": subject, "text": text, "alert": alert.key, "at": stamp,
-                              "via": "captured", "error": None}
+    text = (
+        f"{alert.message}\n\nalert: {alert.key}\nseverity: {alert.severity}\nopened: {stamp}\n\n"
+        "See the ops dashboard (/ops on the admin app) for the live picture.\n"
+    )
+    record: dict[str, Any] = {
+        "to": to,
+        "subject": subject,
+        "text": text,
+        "alert": alert.key,
+        "at": stamp,
+        "via": "captured",
+        "error": None,
+    }
     try:
         channel = rt.sender.channels["email"]
         from workers.outbox import OutboxChannel
@@ -457,10 +542,17 @@ def _mail(rt: Any, client: Any, alert: Alert, to: str, stamp: str) -> None:
             from domain.vocabulary import Channel
             from notifiers.channel import OutgoingMessage
 
-            result = channel.send(OutgoingMessage(
-                channel=Channel.EMAIL, to=to, sender=to, subject=subject, text=text, html=None,
-                idempotency_key=f"ops-alert:{alert.key}:{stamp}",
-            ))
+            result = channel.send(
+                OutgoingMessage(
+                    channel=Channel.EMAIL,
+                    to=to,
+                    sender=to,
+                    subject=subject,
+                    text=text,
+                    html=None,
+                    idempotency_key=f"ops-alert:{alert.key}:{stamp}",
+                )
+            )
             record.update(via=getattr(channel, "name", "email"), provider_id=result.provider_id)
     except Exception as exc:  # a mail failure never fails the check
         log.warning("ops alert mail for %s failed: %s", alert.key, exc)

@@ -75,8 +75,9 @@ class WorkerHeartbeat(dramatiq.Middleware):
             self._stop.wait(self.interval_s)
 
 
-def live_workers(client: redis.Redis, namespace: str, *, now_ms: int | None = None,
-                 within_ms: int = 15_000) -> list[tuple[str, float]]:
+def live_workers(
+    client: redis.Redis, namespace: str, *, now_ms: int | None = None, within_ms: int = 15_000
+) -> list[tuple[str, float]]:
     """``(worker id, seconds since its last beat)``, most recent first."""
     now_ms = _now_ms() if now_ms is None else now_ms
     rows = client.zrevrangebyscore(workers_key(namespace), "+inf", now_ms - within_ms, withscores=True)

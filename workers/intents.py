@@ -74,19 +74,24 @@ def store_intents(
         if intent.suppressed:
             status = NotificationStatus.SUPPRESSED.value
             error = SUPPRESSION_REASONS.get(intent.suppressed, intent.suppressed)
-        rows.append(notification_store.new_row(
-            merchant_id=merchant.id,
-            order_id=order.id if order else None,
-            shipment_id=shipment_id,
-            kind=intent.kind.value,
-            channel=intent.channel.value,
-            audience=intent.audience.value,
-            key=intent.key,
-            to_address=to,
-            status=status,
-            context={**({"occurrence": intent.occurrence} if intent.occurrence else {}), **(context or {})},
-            error=error,
-        ))
+        rows.append(
+            notification_store.new_row(
+                merchant_id=merchant.id,
+                order_id=order.id if order else None,
+                shipment_id=shipment_id,
+                kind=intent.kind.value,
+                channel=intent.channel.value,
+                audience=intent.audience.value,
+                key=intent.key,
+                to_address=to,
+                status=status,
+                context={
+                    **({"occurrence": intent.occurrence} if intent.occurrence else {}),
+                    **(context or {}),
+                },
+                error=error,
+            )
+        )
     # One statement for all of them. A key already stored (a repeat) writes nothing, and so does
     # a key repeated within ``rows`` (the first row of a key is the one written).
     first: dict[str, dict[str, Any]] = {}
@@ -94,5 +99,8 @@ def store_intents(
         first.setdefault(row["idempotency_key"], row)
     unique = list(first.values())
     written = notification_store.create_many(db, conn, unique)
-    return tuple(written[r["idempotency_key"]] for r in unique
-                 if r["status"] == NotificationStatus.QUEUED.value and r["idempotency_key"] in written)
+    return tuple(
+        written[r["idempotency_key"]]
+        for r in unique
+        if r["status"] == NotificationStatus.QUEUED.value and r["idempotency_key"] in written
+    )

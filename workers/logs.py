@@ -63,8 +63,11 @@ def _strings(message: Any) -> list[str]:
 
 
 #: ``repr(Message)`` (a dataclass repr, e.g. inside an exception's text): kept as ``actor[id]``
-_MESSAGE_REPR = re.compile(r"Message\(queue_name='[^']*', actor_name='([^']*)', .*?, message_id='([^']*)', "
-                           r"message_timestamp=\d+\)", re.DOTALL)
+_MESSAGE_REPR = re.compile(
+    r"Message\(queue_name='[^']*', actor_name='([^']*)', .*?, message_id='([^']*)', "
+    r"message_timestamp=\d+\)",
+    re.DOTALL,
+)
 
 
 class _InFlight:
@@ -137,7 +140,7 @@ class RedactMessages(logging.Filter):
             msg = _label(msg)
         try:
             text = str(msg) % args if args else str(msg)
-        except Exception:  # noqa: BLE001 - a malformed call must not print its arguments either
+        except Exception:
             text = f"{msg} [arguments withheld: they did not fit the format]"
         record.msg, record.args = scrub(text, secrets), None
         if record.exc_info and not record.exc_text:
@@ -199,8 +202,14 @@ class RetryLogging(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         install()  # the consumer threads' loggers exist now; so do handlers configured late
 
-    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
-                              exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         _watched.message_id = None
         if exception is None:
             return
@@ -213,8 +222,14 @@ class RetryLogging(dramatiq.Middleware):
         total = f"{int(max_retries) + 1}" if max_retries is not None else "?"
         reason = safe_reason(exception, message)
         if message.failed:
-            log.error("%s gave up after attempt %d/%s: %s", _label(message), attempts, total, reason,
-                      exc_info=(type(exception), exception, exception.__traceback__))
+            log.error(
+                "%s gave up after attempt %d/%s: %s",
+                _label(message),
+                attempts,
+                total,
+                reason,
+                exc_info=(type(exception), exception, exception.__traceback__),
+            )
         else:
             log.warning("%s attempt %d/%s failed, will retry: %s", _label(message), attempts, total, reason)
 
@@ -226,8 +241,11 @@ _quiet = QuietRetries()
 def install() -> None:
     """Redact on every root handler and every existing ``dramatiq.*`` logger (idempotent)."""
     loggers = [log, logging.getLogger("dramatiq"), logging.getLogger("dramatiq.worker.WorkerThread")]
-    loggers += [logger for name, logger in list(logging.root.manager.loggerDict.items())
-                if name.startswith("dramatiq.") and isinstance(logger, logging.Logger)]
+    loggers += [
+        logger
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if name.startswith("dramatiq.") and isinstance(logger, logging.Logger)
+    ]
     for filterer in [*loggers, *logging.getLogger().handlers]:
         if not any(isinstance(f, RedactMessages) for f in filterer.filters):
             filterer.addFilter(_redactor)

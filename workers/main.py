@@ -8,6 +8,8 @@ from workers.actors import bind
 from workers.broker import build_broker
 from workers.runtime import configure
 
-settings = load_or_exit(require_signing_key=True)  # workers sign unsubscribe links: refuse to start without the key
+settings = load_or_exit(
+    require_signing_key=True
+)  # workers sign unsubscribe links: refuse to start without the key
 configure(settings)
 broker = bind(build_broker(settings))

@@ -41,8 +41,9 @@ def _compile(pattern: str) -> tuple[RefMatcher | None, str | None]:
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-        return None, (f"cannot be run in linear time ({reason}); backreferences and lookarounds "
-                      "are not supported")
+        return None, (
+            f"cannot be run in linear time ({reason}); backreferences and lookarounds are not supported"
+        )
 
 
 def pattern_problem(pattern: str) -> str | None:
@@ -73,5 +74,8 @@ def matcher_for(pattern: str | None, merchant_slug: str = "") -> RefMatcher | No
 
 @lru_cache(maxsize=256)
 def _warn_once(pattern: str, merchant_slug: str) -> None:
-    log.warning("merchant %s has an order_ref_pattern RE2 cannot run (%s); its events get no order ref",
-                merchant_slug or "?", pattern_problem(pattern))
+    log.warning(
+        "merchant %s has an order_ref_pattern RE2 cannot run (%s); its events get no order ref",
+        merchant_slug or "?",
+        pattern_problem(pattern),
+    )

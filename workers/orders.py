@@ -25,7 +25,9 @@ from store.shipments import ShipmentRow
 from workers.intents import notify_settings, recipient_for, store_intents
 
 
-def refresh_order_status(db: Database, conn: Connection, order_id: int, *, locked: Order | None = None) -> tuple[str, str]:
+def refresh_order_status(
+    db: Database, conn: Connection, order_id: int, *, locked: Order | None = None
+) -> tuple[str, str]:
     """Lock the order, then aggregate its shipments (shipment → order lock order everywhere).
     Returns the order's ``(old, new)`` aggregate status. ``locked``: the order as this
     transaction already read it under its row lock (not read again)."""

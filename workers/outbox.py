@@ -41,7 +41,9 @@ class OutboxChannel:
             )
         return SendResult(provider_id=f"outbox-{outbox_id}")
 
-    def capture(self, conn: Connection, msg: OutgoingMessage, *, notification_id: int, merchant_id: int) -> SendResult:
+    def capture(
+        self, conn: Connection, msg: OutgoingMessage, *, notification_id: int, merchant_id: int
+    ) -> SendResult:
         """:meth:`send` inside the caller's transaction, for the notification it holds locked."""
         outbox_id = notification_store.outbox_capture(
             self.db, conn, notification_id=notification_id, merchant_id=merchant_id, **_columns(msg)
@@ -55,5 +57,12 @@ def _columns(msg: OutgoingMessage) -> dict[str, Any]:
         headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
     if msg.reply_to:
         headers["Reply-To"] = msg.reply_to
-    return {"channel": msg.channel, "to_address": msg.to, "sender": msg.sender, "subject": msg.subject,
-            "text": msg.text, "html": msg.html, "headers": headers}
+    return {
+        "channel": msg.channel,
+        "to_address": msg.to,
+        "sender": msg.sender,
+        "subject": msg.subject,
+        "text": msg.text,
+        "html": msg.html,
+        "headers": headers,
+    }

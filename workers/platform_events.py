@@ -43,7 +43,12 @@ SHIPMENT_EVENT_TYPES: Mapping[ChangeKind, str] = {
 #: rows published per transaction (the publisher lock is held for one chunk at a time)
 CHUNK = 100
 #: kombu's retry of one publish (bounded: the publisher holds its lock meanwhile)
-PUBLISH_RETRY_POLICY: Mapping[str, Any] = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+PUBLISH_RETRY_POLICY: Mapping[str, Any] = {
+    "max_retries": 2,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 CONNECT_RETRIES = 2
 CONNECT_TIMEOUT_S = 5
 
@@ -97,7 +102,16 @@ def shipment_events(
             continue  # history_added: a scan that moved nothing
         shipment = {**identity, "status": _value(change.to_status), "exception": exception}
         events.append(
-            _event(event_type, merchant_slug, change.at, order_id, order_block, shipment_id, shipment, change.to_dict())
+            _event(
+                event_type,
+                merchant_slug,
+                change.at,
+                order_id,
+                order_block,
+                shipment_id,
+                shipment,
+                change.to_dict(),
+            )
         )
     if order_change is not None and order_change[0] != order_change[1]:
         moved = [c.at for c in changes if c.kind in SHIPMENT_EVENT_TYPES]
@@ -109,7 +123,16 @@ def shipment_events(
         }
         change_block = {"from_status": order_change[0], "to_status": order_change[1]}
         events.append(
-            _event(ORDER_STATUS_CHANGED, merchant_slug, occurred, order_id, order_block, shipment_id, shipment, change_block)
+            _event(
+                ORDER_STATUS_CHANGED,
+                merchant_slug,
+                occurred,
+                order_id,
+                order_block,
+                shipment_id,
+                shipment,
+                change_block,
+            )
         )
     return events
 
@@ -178,9 +201,13 @@ def publish_pending(db: Database, url: str, *, limit: int = 500) -> int:
     published = 0
     with connection(url) as conn_:
         try:
-            conn_.ensure_connection(max_retries=CONNECT_RETRIES, interval_start=0.2, interval_step=0.5, interval_max=1)
-        except Exception as exc:  # noqa: BLE001 - kombu raises transport-specific errors
-            raise PlatformEventsUnavailable(f"platform events broker unreachable: {type(exc).__name__}") from exc
+            conn_.ensure_connection(
+                max_retries=CONNECT_RETRIES, interval_start=0.2, interval_step=0.5, interval_max=1
+            )
+        except Exception as exc:
+            raise PlatformEventsUnavailable(
+                f"platform events broker unreachable: {type(exc).__name__}"
+            ) from exc
         from kombu.messaging import Producer
 
         producer = Producer(conn_.default_channel)
@@ -190,7 +217,9 @@ def publish_pending(db: Database, url: str, *, limit: int = 500) -> int:
             done, error = _publish_chunk(db, producer, ex, size)
             published += done
             if error is not None:
-                raise PlatformEventsUnavailable(f"publishing failed: {type(error).__name__}: {error}") from error
+                raise PlatformEventsUnavailable(
+                    f"publishing failed: {type(error).__name__}: {error}"
+                ) from error
             if done < size:
                 break
     return published
@@ -239,7 +268,7 @@ def _publish_each(producer: Any, ex: Any, events: Any) -> tuple[int, Exception |
                 retry_policy=dict(PUBLISH_RETRY_POLICY),
                 declare=[ex],
             )
-        except Exception as exc:  # noqa: BLE001 - any transport error: keep the row pending
+        except Exception as exc:
             return done, exc
         done += 1
     return done, None
@@ -251,7 +280,7 @@ def _sqlite_publisher_lock(db: Database, timeout_s: float = 30.0) -> Iterator[No
     import time
 
     path = f"{db.engine.url.database}.publisher.lock"
-    with open(path, "a") as handle:  # noqa: PTH123 - a lock file, not data
+    with open(path, "a") as handle:
         deadline = time.monotonic() + timeout_s
         while True:
             try:

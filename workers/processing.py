@@ -92,7 +92,12 @@ def _apply_event(
     state, changes, new_scans = apply(shipment.state, event, now)
     order, order_ref = _order_for(db, conn, merchant, shipment, event)
     shipment_store.save(
-        db, conn, shipment, state, changes, new_scans,
+        db,
+        conn,
+        shipment,
+        state,
+        changes,
+        new_scans,
         order_id=order.id if order and shipment.order_id is None else None,
         order_ref=order_ref if shipment.order_ref is None else None,
     )
@@ -113,7 +118,11 @@ def _apply_event(
 
 
 def _order_for(
-    db: Database, conn: Connection, merchant: Merchant, shipment: ShipmentRow, event: TrackUpdate | LabelUpdate
+    db: Database,
+    conn: Connection,
+    merchant: Merchant,
+    shipment: ShipmentRow,
+    event: TrackUpdate | LabelUpdate,
 ) -> tuple[Order | None, str | None]:
     """The shipment's order, row-locked after the shipment (the lock order everywhere), so that
     a platform registering the order at this moment is either fully seen or fully waited for."""
@@ -142,7 +151,9 @@ def _record_platform_events(
     ``workers/platform_events.py``). ``shipment.state`` is the state before the update."""
     events = shipment_events(
         merchant_slug=merchant.slug,
-        order=(order.id, order.ref, order_change[1]) if order is not None and order_change is not None else None,
+        order=(order.id, order.ref, order_change[1])
+        if order is not None and order_change is not None
+        else None,
         order_change=order_change,
         shipment_id=shipment.id,
         state=state,

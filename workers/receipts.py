@@ -43,7 +43,9 @@ class Receipts:
         return f"{self.namespace}:receipt:{idempotency_key}"
 
     def keep(self, idempotency_key: str, receipt: Receipt) -> None:
-        value = json.dumps({"provider_id": receipt.provider_id, "accepted_at": receipt.accepted_at.isoformat()})
+        value = json.dumps(
+            {"provider_id": receipt.provider_id, "accepted_at": receipt.accepted_at.isoformat()}
+        )
         try:
             self.client.set(self.key(idempotency_key), value, ex=self.ttl)
         except redis.RedisError as exc:
@@ -57,7 +59,9 @@ class Receipts:
         if raw is None:
             return None
         data = json.loads(raw)
-        return Receipt(provider_id=str(data["provider_id"]), accepted_at=datetime.fromisoformat(data["accepted_at"]))
+        return Receipt(
+            provider_id=str(data["provider_id"]), accepted_at=datetime.fromisoformat(data["accepted_at"])
+        )
 
     def forget(self, idempotency_key: str) -> None:
         try:

@@ -113,10 +113,13 @@ class RecoveringRedisBroker(RedisBroker):
         held = self.held(queue_name)
         stranded = sorted(i for i in fetched if i not in held)
         for start in range(0, len(stranded), REQUEUE_CHUNK):
-            self.do_requeue(queue_name, *stranded[start:start + REQUEUE_CHUNK])
+            self.do_requeue(queue_name, *stranded[start : start + REQUEUE_CHUNK])
         if stranded:
-            log.warning("requeued %d message(s) of queue %r this worker had fetched before its consumer restarted",
-                        len(stranded), queue_name)
+            log.warning(
+                "requeued %d message(s) of queue %r this worker had fetched before its consumer restarted",
+                len(stranded),
+                queue_name,
+            )
         return len(stranded)
 
     # ------------------------------------------------------------------ maintenance
@@ -162,7 +165,10 @@ class _RecoveringConsumer(_RedisConsumer):
         if not self._recovered:
             try:
                 self.broker.requeue_stranded(self.queue_name)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:  # still down: the thread restarts this consumer
+            except (
+                redis.ConnectionError,
+                redis.TimeoutError,
+            ) as exc:  # still down: the thread restarts this consumer
                 raise ConnectionClosed(exc) from None
             self._recovered = True
         message = super().__next__()
@@ -211,7 +217,9 @@ class Recovery(dramatiq.Middleware):
         if not isinstance(broker, RecoveringRedisBroker):
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(broker,), name="parcelhook-recovery", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(broker,), name="parcelhook-recovery", daemon=True
+        )
         self._thread.start()
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:

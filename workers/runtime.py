@@ -51,7 +51,9 @@ _runtime: Runtime | None = None
 def runtime() -> Runtime:
     with _lock:
         if _runtime is None:
-            raise RuntimeError("no runtime: the process's entry point calls workers.runtime.configure(settings)")
+            raise RuntimeError(
+                "no runtime: the process's entry point calls workers.runtime.configure(settings)"
+            )
         return _runtime
 
 

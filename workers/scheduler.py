@@ -36,7 +36,10 @@ def detect_stalls(rt: Runtime) -> Followups:
 
     platform_events = rt.settings.platform_events_url is not None
     ids = detect(
-        rt.database, now=utcnow(), stall_after=timedelta(hours=rt.settings.stall_after_h), platform_events=platform_events
+        rt.database,
+        now=utcnow(),
+        stall_after=timedelta(hours=rt.settings.stall_after_h),
+        platform_events=platform_events,
     )
     return Followups(tuple(ids), platform_events_pending(rt))
 

@@ -106,7 +106,12 @@ class SendOutcome(StrEnum):
 #: The failures that alert the merchant once the claim step has recorded them.
 ALERTING = frozenset({SendOutcome.OUTCOME_UNKNOWN, SendOutcome.TEMPLATE_ERROR})
 
-FINAL = {NotificationStatus.SENT, NotificationStatus.DELIVERED, NotificationStatus.FAILED, NotificationStatus.SUPPRESSED}
+FINAL = {
+    NotificationStatus.SENT,
+    NotificationStatus.DELIVERED,
+    NotificationStatus.FAILED,
+    NotificationStatus.SUPPRESSED,
+}
 S = NotificationStatus
 
 
@@ -167,7 +172,9 @@ class Sender:
             from notifiers.sms import TwilioSmsChannel
 
             sms = TwilioSmsChannel(
-                settings.twilio_account_sid or "", settings.twilio_auth_token or "", api_url=settings.twilio_api_url
+                settings.twilio_account_sid or "",
+                settings.twilio_auth_token or "",
+                api_url=settings.twilio_api_url,
             )
         from workers.state import state_redis
 
@@ -211,8 +218,12 @@ class Sender:
             return SendOutcome.FAILED
         except UncertainDeliveryError as exc:
             # it may have been delivered: at most once, like a crash inside the provider call
-            self._finish(notification_id, S.FAILED, error=f"{exc}; not resent (at most once)",
-                         error_code=SendOutcome.OUTCOME_UNKNOWN)
+            self._finish(
+                notification_id,
+                S.FAILED,
+                error=f"{exc}; not resent (at most once)",
+                error_code=SendOutcome.OUTCOME_UNKNOWN,
+            )
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
             return SendOutcome.OUTCOME_UNKNOWN
@@ -254,18 +265,26 @@ class Sender:
                 # was kept (raises ReceiptsUnavailable → retried later, never guessed)
                 receipt = self.receipts.find(n.key)
                 if receipt is not None:
-                    notification_store.record_sent(conn, n.id, provider_id=receipt.provider_id,
-                                                   sent_at=receipt.accepted_at)
+                    notification_store.record_sent(
+                        conn, n.id, provider_id=receipt.provider_id, sent_at=receipt.accepted_at
+                    )
                     return Recovered(n)
             claimed_by = n.context.get("claimed_by")
-            if (n.sending_at is not None and message_id and claimed_by not in (None, message_id)
-                    and now - n.sending_at < IN_FLIGHT_GRACE):
+            if (
+                n.sending_at is not None
+                and message_id
+                and claimed_by not in (None, message_id)
+                and now - n.sending_at < IN_FLIGHT_GRACE
+            ):
                 # a *different* message (reconciliation's twin) while the claimer may still be in
                 # its provider call; the claimer's own redelivery falls through to outcome_unknown
                 raise SendInProgress(f"notification {n.id} was claimed at {n.sending_at.isoformat()}")
             if n.sending_at is not None:
                 notification_store.update(
-                    conn, n.id, status=S.FAILED.value, error_code=SendOutcome.OUTCOME_UNKNOWN,
+                    conn,
+                    n.id,
+                    status=S.FAILED.value,
+                    error_code=SendOutcome.OUTCOME_UNKNOWN,
                     error="a previous attempt stopped during the provider call; not resent (at most once)",
                 )
                 return SendOutcome.OUTCOME_UNKNOWN
@@ -286,24 +305,41 @@ class Sender:
             try:
                 message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
             except TemplateFailed as exc:
-                notification_store.update(conn, n.id, status=S.FAILED.value,
-                                          error_code=SendOutcome.TEMPLATE_ERROR, error=str(exc))
+                notification_store.update(
+                    conn, n.id, status=S.FAILED.value, error_code=SendOutcome.TEMPLATE_ERROR, error=str(exc)
+                )
                 return SendOutcome.TEMPLATE_ERROR
-            claimed = {"sending_at": now, "attempts": n.attempts + 1, "locale": locale,
-                       "context": {**n.context, "claimed_by": message_id},
-                       "subject": message.subject, "body_text": message.text, "body_html": message.html}
+            claimed = {
+                "sending_at": now,
+                "attempts": n.attempts + 1,
+                "locale": locale,
+                "context": {**n.context, "claimed_by": message_id},
+                "subject": message.subject,
+                "body_text": message.text,
+                "body_html": message.html,
+            }
             channel = self.channels[Channel(n.channel)]
             if isinstance(channel, OutboxChannel):
                 # a local channel: the capture commits with the claim and its `sent`, so there is
                 # no provider call and no crash window (nothing can be half done)
                 result = channel.capture(conn, message, notification_id=n.id, merchant_id=n.merchant_id)
-                notification_store.update(conn, n.id, status=S.SENT.value, provider_id=result.provider_id,
-                                          sent_at=now, error=None, error_code=None, **claimed)
+                notification_store.update(
+                    conn,
+                    n.id,
+                    status=S.SENT.value,
+                    provider_id=result.provider_id,
+                    sent_at=now,
+                    error=None,
+                    error_code=None,
+                    **claimed,
+                )
                 return Captured(n)
             notification_store.update(conn, n.id, status=S.QUEUED.value, **claimed)
         return Claim(n, message)
 
-    def _suppression(self, conn: Any, n: NotificationRow, merchant: Merchant, state: ShipmentState | None) -> str | None:
+    def _suppression(
+        self, conn: Any, n: NotificationRow, merchant: Merchant, state: ShipmentState | None
+    ) -> str | None:
         if not n.to_address:
             return "no contact address"
         if n.audience == Audience.MERCHANT:
@@ -314,9 +350,17 @@ class Sender:
             return f"superseded: shipment is now {state.status.value if state.status else 'unknown'}"
         return None
 
-    def _finish(self, notification_id: int, status: NotificationStatus, *, error: str | None = None,
-                error_code: str | None = None, provider_id: str | None = None, sent: bool = False,
-                clear_sending: bool = False) -> None:
+    def _finish(
+        self,
+        notification_id: int,
+        status: NotificationStatus,
+        *,
+        error: str | None = None,
+        error_code: str | None = None,
+        provider_id: str | None = None,
+        sent: bool = False,
+        clear_sending: bool = False,
+    ) -> None:
         values: dict[str, Any] = {"status": status.value, "error": error, "error_code": error_code}
         if provider_id:
             values["provider_id"] = provider_id
@@ -339,8 +383,12 @@ class Sender:
             except StorageUnavailable as exc:
                 if pause is None:
                     raise
-                log.warning("recording notification %s failed (%s); again in %.2f s",
-                            notification_id, type(exc).__name__, pause)
+                log.warning(
+                    "recording notification %s failed (%s); again in %.2f s",
+                    notification_id,
+                    type(exc).__name__,
+                    pause,
+                )
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
@@ -349,13 +397,19 @@ class Sender:
             return
         try:
             self.telemetry.notification(channel=channel, kind=kind, status=status)
-        except Exception:  # noqa: BLE001 - metrics never break a send
+        except Exception:
             log.debug("telemetry unavailable", exc_info=True)
 
     # ------------------------------------------------------------------ rendering
 
-    def _build(self, conn: Any, n: NotificationRow, merchant: Merchant, order: Order | None,
-               state: ShipmentState | None) -> tuple[OutgoingMessage, str]:
+    def _build(
+        self,
+        conn: Any,
+        n: NotificationRow,
+        merchant: Merchant,
+        order: Order | None,
+        state: ShipmentState | None,
+    ) -> tuple[OutgoingMessage, str]:
         customer = dict(order.customer) if order else {}
         locales = [customer.get("locale"), merchant.default_locale, "en"]
         if n.audience == Audience.MERCHANT:
@@ -394,23 +448,36 @@ class Sender:
         )
         return message, rendered.locale
 
-    def context(self, n: NotificationRow, merchant: Merchant, order: Order | None, state: ShipmentState | None,
-                locale: str) -> dict[str, Any]:
+    def context(
+        self,
+        n: NotificationRow,
+        merchant: Merchant,
+        order: Order | None,
+        state: ShipmentState | None,
+        locale: str,
+    ) -> dict[str, Any]:
         customer = dict(order.customer) if order else {}
         name = customer.get("name") or None
         exception = empty_exception()
         if state is not None and state.exception is not None:
             exc = state.exception
-            exception = {"class": exc.cls.value, "detail": exc.detail or None,
-                         "action": customer_action(exc.cls.value, locale)}
+            exception = {
+                "class": exc.cls.value,
+                "detail": exc.detail or None,
+                "action": customer_action(exc.cls.value, locale),
+            }
         shipment = {
             "carrier": state.carrier if state else None,
             "carrier_name": carrier_name(state.carrier) if state and state.carrier else None,
             "tracking_number": state.tracking_number if state else None,
             "tracking_url": tracking_url(
-                state.carrier, state.tracking_number, merchant_template=merchant.tracking_url_template,
+                state.carrier,
+                state.tracking_number,
+                merchant_template=merchant.tracking_url_template,
                 provider_url=state.tracking_url_provider,
-            ) if state else None,
+            )
+            if state
+            else None,
             "status": state.status.value if state and state.status else None,
             "eta": _as_date(state.eta) if state else None,
             "last_location": (state.last_location or None) if state else None,
@@ -420,8 +487,11 @@ class Sender:
             token = make_token(self.settings.unsubscribe_key, merchant.slug, n.to_address)
             unsubscribe = f"{self.settings.public_url.rstrip('/')}/unsubscribe/{merchant.slug}/{token}"
         context: dict[str, Any] = {
-            "merchant": {"name": merchant.name, "support_email": merchant.support_email,
-                         "support_url": merchant.support_url},
+            "merchant": {
+                "name": merchant.name,
+                "support_email": merchant.support_email,
+                "support_url": merchant.support_url,
+            },
             "customer": {"name": name, "first_name": name.split()[0] if name else None},
             "order": {"ref": order.ref if order else None},
             "shipment": shipment,
@@ -449,11 +519,15 @@ class Sender:
                 return ()
             receipt = self.receipts.find(n.key) if self.receipts is not None and n.sending_at else None
             if receipt is not None:
-                notification_store.record_sent(conn, n.id, provider_id=receipt.provider_id,
-                                               sent_at=receipt.accepted_at)
+                notification_store.record_sent(
+                    conn, n.id, provider_id=receipt.provider_id, sent_at=receipt.accepted_at
+                )
             else:
                 notification_store.update(
-                    conn, n.id, status=S.FAILED.value, sending_at=None,
+                    conn,
+                    n.id,
+                    status=S.FAILED.value,
+                    sending_at=None,
                     error=f"gave up after {retry_info.get('retries', '?')} retries: {n.error or 'transient errors'}",
                 )
         if receipt is not None:
@@ -476,12 +550,20 @@ class Sender:
             merchant = merchant_store.get_by_id(conn, n.merchant_id)
             order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
             intent = Intent(
-                kind=NotificationKind.NOTIFICATION_FAILED, audience=Audience.MERCHANT, channel=Channel.EMAIL,
-                key=f"{n.key}:failed", status_at=self.clock(), occurrence=None,
+                kind=NotificationKind.NOTIFICATION_FAILED,
+                audience=Audience.MERCHANT,
+                channel=Channel.EMAIL,
+                key=f"{n.key}:failed",
+                status_at=self.clock(),
+                occurrence=None,
             )
-            alert = {"kind": NotificationKind.NOTIFICATION_FAILED.value, "order_ref": order.ref if order else None,
-                     "detail": f"The {n.kind} {n.channel} to {notification_store.mask(n.to_address)} could not be sent.",
-                     "error": f"{n.error_code or ''} {n.error or ''}".strip() or None, "channel": n.channel}
+            alert = {
+                "kind": NotificationKind.NOTIFICATION_FAILED.value,
+                "order_ref": order.ref if order else None,
+                "detail": f"The {n.kind} {n.channel} to {notification_store.mask(n.to_address)} could not be sent.",
+                "error": f"{n.error_code or ''} {n.error or ''}".strip() or None,
+                "channel": n.channel,
+            }
             return store_intents(self.db, conn, merchant, order, n.shipment_id, [intent], {"alert": alert})
 
 

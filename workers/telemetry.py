@@ -57,7 +57,19 @@ import redis
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+WEBHOOK_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 PROCESSING_LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 CARRIER_LAG_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 
@@ -95,6 +107,8 @@ def unavailable_reason(message: str | None) -> UnavailableReason:
         return UnavailableReason(word)
     except ValueError:
         return UnavailableReason.UNKNOWN
+
+
 H_WEBHOOK_LATENCY = "webhook_latency"
 H_PROCESSING_LATENCY = "processing_latency"
 H_CARRIER_LAG = "carrier_lag"
@@ -123,7 +137,9 @@ class HistogramData:
 
 @dataclass(frozen=True)
 class TelemetrySnapshot:
-    webhooks_received: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (merchant, event, outcome)
+    webhooks_received: dict[tuple[str, str, str], int] = field(
+        default_factory=dict
+    )  # (merchant, event, outcome)
     events_processed: dict[tuple[str, str], int] = field(default_factory=dict)  # (actor, outcome)
     notifications: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (channel, kind, status)
     webhooks_unavailable: dict[str, int] = field(default_factory=dict)  # reason -> 503s
@@ -263,8 +279,9 @@ class Telemetry:
         return f"{self.prefix}:webhooks:minute:{minute}"
 
     # -- writing ------------------------------------------------------------
-    def _observe(self, pipe: _Pending, name: str, buckets: Sequence[float],
-                 value: float, labels: Iterable[object] = ()) -> None:
+    def _observe(
+        self, pipe: _Pending, name: str, buckets: Sequence[float], value: float, labels: Iterable[object] = ()
+    ) -> None:
         if value is None or not math.isfinite(value):
             return
         value = max(0.0, float(value))
@@ -305,22 +322,40 @@ class Telemetry:
                         raise
                     if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
                         self._last_error_log = now
-                        log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
-                                    self.backoff_s, exc)
+                        log.warning(
+                            "telemetry write failed (kept in this process, retried after %.1fs): %s",
+                            self.backoff_s,
+                            exc,
+                        )
                 return
 
-    def _webhook_fill(self, *, merchant: str, event: str, outcome: str, status_code: int,
-                      reason: str | None, latency_s: float, at: datetime) -> Callable[[Any], None] | None:
+    def _webhook_fill(
+        self,
+        *,
+        merchant: str,
+        event: str,
+        outcome: str,
+        status_code: int,
+        reason: str | None,
+        latency_s: float,
+        at: datetime,
+    ) -> Callable[[Any], None] | None:
         """The writes that record one webhook delivery, or None for an observation that cannot be
         recorded (logged)."""
         try:
             counter_merchant = "_unknown" if status_code == 404 else merchant
             counter_event = event if event in SHIPPO_EVENTS else "other"
-            entry = json.dumps({
-                "merchant": _label(merchant), "event": _label(event), "outcome": _label(outcome),
-                "status_code": int(status_code), "reason": None if reason is None else str(reason)[:500],
-                "received_at": _utc(at).isoformat(), "_w": time.time_ns(),
-            })
+            entry = json.dumps(
+                {
+                    "merchant": _label(merchant),
+                    "event": _label(event),
+                    "outcome": _label(outcome),
+                    "status_code": int(status_code),
+                    "reason": None if reason is None else str(reason)[:500],
+                    "received_at": _utc(at).isoformat(),
+                    "_w": time.time_ns(),
+                }
+            )
             minute_key = self._minute_key(_minute(at))
             recent_key = self._recent_key if int(status_code) < 400 else self._rejected_key
             cause = unavailable_reason(reason) if int(status_code) == 503 else None
@@ -339,22 +374,54 @@ class Telemetry:
 
         return fill
 
-    def webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
-                reason: str | None, latency_s: float, at: datetime) -> None:
+    def webhook(
+        self,
+        *,
+        merchant: str,
+        event: str,
+        outcome: str,
+        status_code: int,
+        reason: str | None,
+        latency_s: float,
+        at: datetime,
+    ) -> None:
         """Record one webhook delivery (accepted or rejected). One round trip; never raises."""
-        fill = self._webhook_fill(merchant=merchant, event=event, outcome=outcome, status_code=status_code,
-                                  reason=reason, latency_s=latency_s, at=at)
+        fill = self._webhook_fill(
+            merchant=merchant,
+            event=event,
+            outcome=outcome,
+            status_code=status_code,
+            reason=reason,
+            latency_s=latency_s,
+            at=at,
+        )
         if fill is not None:
             self._run(fill)
 
-    def take_webhook(self, *, merchant: str, event: str, outcome: str, status_code: int,
-                     reason: str | None, latency_s: float, at: datetime) -> WebhookBatch | None:
+    def take_webhook(
+        self,
+        *,
+        merchant: str,
+        event: str,
+        outcome: str,
+        status_code: int,
+        reason: str | None,
+        latency_s: float,
+        at: datetime,
+    ) -> WebhookBatch | None:
         """One delivery's writes plus everything pending, for the caller to send in a round trip
         of its own (the receiver's enqueue script: no round trip for telemetry). The caller then
         calls :meth:`settle`. None while writes are suspended after a failure, or for an
         observation that cannot be recorded: record with :meth:`webhook` then."""
-        fill = self._webhook_fill(merchant=merchant, event=event, outcome=outcome, status_code=status_code,
-                                  reason=reason, latency_s=latency_s, at=at)
+        fill = self._webhook_fill(
+            merchant=merchant,
+            event=event,
+            outcome=outcome,
+            status_code=status_code,
+            reason=reason,
+            latency_s=latency_s,
+            at=at,
+        )
         if fill is None:
             return None
         observation = _Pending()
@@ -378,11 +445,15 @@ class Telemetry:
                 self._suspended_until = now + self.backoff_s
                 if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
                     self._last_error_log = now
-                    log.warning("telemetry write failed (kept in this process, retried after %.1fs): %s",
-                                self.backoff_s, error)
+                    log.warning(
+                        "telemetry write failed (kept in this process, retried after %.1fs): %s",
+                        self.backoff_s,
+                        error,
+                    )
 
-    def processed(self, *, actor: str, outcome: str, latency_s: float | None = None,
-                  carrier_lag_s: float | None = None) -> None:
+    def processed(
+        self, *, actor: str, outcome: str, latency_s: float | None = None, carrier_lag_s: float | None = None
+    ) -> None:
         """Record one processed message: outcome ``ok`` | ``failed`` | ``duplicate``.
 
         ``latency_s``: received → committed; ``carrier_lag_s``: carrier scan time → received."""
@@ -400,8 +471,9 @@ class Telemetry:
         self._run(lambda pipe: pipe.hincrby(self._ckey(C_NOTIFICATIONS), _key((channel, kind, status)), 1))
 
     # -- reading (these may raise redis errors: callers report them) ---------
-    def recent_webhooks(self, *, merchant: str | None = None, outcome: str | None = None,
-                        limit: int = 100) -> list[dict[str, Any]]:
+    def recent_webhooks(
+        self, *, merchant: str | None = None, outcome: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         """Newest first, filtered; the accepted and the rejected lists (2000 entries each) merged."""
         out: list[dict[str, Any]] = []
         if limit <= 0:
@@ -431,7 +503,9 @@ class Telemetry:
                 break
         return out
 
-    def webhook_counts_since(self, since: datetime, now: datetime | None = None) -> dict[tuple[str, str], int]:
+    def webhook_counts_since(
+        self, since: datetime, now: datetime | None = None
+    ) -> dict[tuple[str, str], int]:
         """Deliveries per (merchant, outcome) in the whole minutes from ``since`` up to ``now``.
 
         Minute resolution; reaches back at most ``rate_retention_s``. Used by the
@@ -452,8 +526,9 @@ class Telemetry:
                 totals[key] = totals.get(key, 0) + int(v)
         return totals
 
-    def rejections_since(self, merchant: str, outcome: str, since: datetime,
-                         now: datetime | None = None) -> int:
+    def rejections_since(
+        self, merchant: str, outcome: str, since: datetime, now: datetime | None = None
+    ) -> int:
         """How many deliveries for ``merchant`` had ``outcome`` since ``since`` (minute resolution)."""
         return self.webhook_counts_since(since, now).get((_label(merchant), _label(outcome)), 0)
 
@@ -494,7 +569,9 @@ def _decode_counter(mapping: dict[bytes, bytes]) -> dict[tuple[str, ...], int]:
     return {_split_labels(k.decode()): int(v) for k, v in mapping.items()}
 
 
-def _decode_histograms(mapping: dict[bytes, bytes], buckets: tuple[float, ...]) -> dict[tuple[str, ...], HistogramData]:
+def _decode_histograms(
+    mapping: dict[bytes, bytes], buckets: tuple[float, ...]
+) -> dict[tuple[str, ...], HistogramData]:
     raw: dict[tuple[str, ...], dict[str, bytes]] = {}
     for k, v in mapping.items():
         lk, _, fld = k.decode().rpartition(_FSEP)

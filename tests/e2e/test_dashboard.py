@@ -33,8 +33,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -107,11 +112,13 @@ def running(make_system: Callable[..., System], sqlite_url: str) -> Iterator[dic
 def post_webhook(web_url: str, merchant: dict[str, Any], body: bytes) -> dict[str, Any]:
     import json
 
-    req = urllib.request.Request(  # noqa: S310 - a local test server
+    req = urllib.request.Request(
         f"{web_url}/webhooks/shippo/{merchant['slug']}?token={merchant['webhook_token']}",
-        data=body, headers={"Content-Type": "application/json"}, method="POST",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -132,7 +139,8 @@ def deliveries_for(system: System, slug: str) -> list[str]:
     with system.database.read() as conn:
         rows = conn.execute(
             sa.select(deliveries.c.event_id, deliveries.c.outcome)
-            .join(merchants, merchants.c.id == deliveries.c.merchant_id).where(merchants.c.slug == slug)
+            .join(merchants, merchants.c.id == deliveries.c.merchant_id)
+            .where(merchants.c.slug == slug)
         ).all()
     return [r.event_id for r in rows]
 
@@ -145,8 +153,11 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
     web_url: str = running["web"].url
     worker: Worker = running["worker"]
     acme = system.create_merchant("acme", order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com", "name": "Jane"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        json={"customer": {"email": "jane@example.com", "name": "Jane"}},
+        headers=system.auth(),
+    )
 
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
@@ -169,8 +180,9 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
     for body in bodies:
         assert post_webhook(web_url, acme, body)["status"] in ("queued", "duplicate")
     page.wait_for_function(
-        "Number(document.querySelector('tr[data-queue=\"events\"] td[data-field=\"ready\"]').textContent) > 0",
-        timeout=10_000)
+        'Number(document.querySelector(\'tr[data-queue="events"] td[data-field="ready"]\').textContent) > 0',
+        timeout=10_000,
+    )
     assert int(cell(page, "events", "ready")) > 0
     page.wait_for_selector("#wh-table tbody tr td:has-text('acme')", timeout=10_000)
     shot(page, "1-queued")
@@ -179,7 +191,8 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
     worker.start()
     page.wait_for_function(
         "document.querySelector('tr[data-queue=\"events\"] td[data-field=\"ready\"]').textContent === '0'",
-        timeout=30_000)
+        timeout=30_000,
+    )
     system.broker.join("events", timeout=30_000)
     assert page.locator('tr[data-queue="events"] svg polyline').count() == 1
     system.broker.join("notifications", timeout=30_000)
@@ -197,7 +210,8 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
 
     received = datetime.now(UTC).isoformat()
     process_event.send_with_options(
-        args=("ghost", "ev-ghost-1", received, raw("track_updated_transit.json").decode()), max_retries=0)
+        args=("ghost", "ev-ghost-1", received, raw("track_updated_transit.json").decode()), max_retries=0
+    )
     wait_until(lambda: system.broker.client.zcard("parcelhook:events.XQ") == 1, what="dead-lettered")
     row = page.locator('#dlq-table tbody tr:has-text("ev-ghost-1")')
     row.wait_for(timeout=15_000)
@@ -229,14 +243,17 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
     page.select_option("#tpl-kind", "shipped")
     with page.expect_response(lambda r: "/templates/delivered/email" in r.url and r.request.method == "GET"):
         page.select_option("#tpl-kind", "delivered")
-    page.wait_for_function("document.querySelector('#tpl-preview-state').textContent.startsWith('sample data')")
+    page.wait_for_function(
+        "document.querySelector('#tpl-preview-state').textContent.startsWith('sample data')"
+    )
     assert page.locator("#tpl-source").inner_text().startswith("built-in default")
     text = page.locator("#tpl-text")
     text.fill("Hi {{ customer.first_name }}, order {{ order.ref }} arrived.\n")
     text.press("End")
     text.type("Thanks from the e2e test!")
-    page.wait_for_function("document.querySelector('#pv-text').textContent.includes('Thanks from the e2e test!')",
-                           timeout=10_000)
+    page.wait_for_function(
+        "document.querySelector('#pv-text').textContent.includes('Thanks from the e2e test!')", timeout=10_000
+    )
     assert page.locator("#pv-text").inner_text().startswith("Hi Jane, order 1042 arrived.")
     assert page.locator("#pv-html").get_attribute("sandbox") == ""
     assert "Your order was delivered" in page.frame_locator("#pv-html").locator("body").inner_text()

@@ -59,8 +59,14 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     web, admin, redis_port = free_port(), free_port(), free_port()
     env = devserver_env(tmp_path, web=web, admin=admin, redis_port=redis_port)
     log = open(tmp_path / "run.log", "w+")  # read back after the process ends
-    process = subprocess.Popen([sys.executable, "-m", "admin.devserver", "run"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "admin.devserver", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         banner = ""
@@ -78,8 +84,9 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
         answer = None
         while time.monotonic() < deadline:
             try:
-                request = urllib.request.Request(webhook_url, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=5) as response:
                     answer = (response.status, json.loads(response.read()))
                 break
@@ -120,6 +127,8 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     assert _children_alive(children) == [], (tmp_path / "run.log").read_text()[-3000:]
     log_text = (tmp_path / "run.log").read_text()
     assert "parcelhook stopped" in log_text
-    web_lines = [line for line in log_text.splitlines() if line[9:].lstrip().startswith("web.1") and "POST" in line]
+    web_lines = [
+        line for line in log_text.splitlines() if line[9:].lstrip().startswith("web.1") and "POST" in line
+    ]
     assert web_lines, "the receiver's access log shows the webhook"
     assert not [line for line in web_lines if "token=" in line], "the webhook token never reaches a log"

@@ -51,9 +51,15 @@ def devserver(tmp_path: Path) -> Iterator[DevServer]:
     web, admin, redis_port = free_port(), free_port(), free_port()
     env = devserver_env(var, web=web, admin=admin, redis_port=redis_port)
     log_path = tmp_path / "run.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed once the process is gone
-    process = subprocess.Popen([sys.executable, "-m", "admin.devserver", "run"], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "admin.devserver", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield DevServer(var, web, admin, redis_port, log_path)
     finally:
@@ -80,7 +86,9 @@ def _until(what: str, check, timeout: float = 60.0):  # type: ignore[no-untyped-
 
 
 def _modes(var: Path) -> dict[str, str]:
-    return {str(p.relative_to(var.parent)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in (var, *var.rglob("*"))}
+    return {
+        str(p.relative_to(var.parent)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in (var, *var.rglob("*"))
+    }
 
 
 def test_make_run_keeps_var_private_and_its_redis_behind_a_password(devserver: DevServer) -> None:
@@ -90,18 +98,29 @@ def test_make_run_keeps_var_private_and_its_redis_behind_a_password(devserver: D
     token = webhook_url.split("token=")[1]
     admin_token = (var / "admin-token").read_text().strip()
     body = (ROOT / "examples/shippo/transaction_created.json").read_bytes()
-    request = urllib.request.Request(webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        webhook_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     _until("the receiver", lambda: urllib.request.urlopen(request, timeout=5).status == 200)
     order_url = f"http://127.0.0.1:{devserver.admin}/api/merchants/demo/orders/1001"
     _until("the worker", lambda: _get(order_url, admin_token).get("shipments"))
 
     db = var / "parcelhook.db"
-    for name in ("parcelhook.db-wal", "parcelhook.db-shm", "redis/redis.log", "redis-password", "encryption-key"):
+    for name in (
+        "parcelhook.db-wal",
+        "parcelhook.db-shm",
+        "redis/redis.log",
+        "redis-password",
+        "encryption-key",
+    ):
         assert (var / name).exists(), f"{name} exists while make run runs"
     assert list((var / "redis").rglob("*.aof")), "Redis keeps an append-only file"
     modes = _modes(var)
-    wrong = {path: mode for path, mode in modes.items()
-             if mode != ("0o700" if (var.parent / path).is_dir() else "0o600")}
+    wrong = {
+        path: mode
+        for path, mode in modes.items()
+        if mode != ("0o700" if (var.parent / path).is_dir() else "0o600")
+    }
     assert wrong == {}, modes
 
     password = (var / "redis-password").read_text().strip()
@@ -114,6 +133,8 @@ def test_make_run_keeps_var_private_and_its_redis_behind_a_password(devserver: D
 
     stored = b"".join(p.read_bytes() for p in var.glob("parcelhook.db*"))
     assert token.encode() not in stored and db.stat().st_size > 0
-    commands = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True, check=True).stdout
+    commands = subprocess.run(
+        ["ps", "-eww", "-o", "args="], capture_output=True, text=True, check=True
+    ).stdout
     assert password not in commands, "the password is never on a command line"
     assert password not in devserver.output() and password not in (var / "redis" / "redis.log").read_text()

@@ -75,12 +75,32 @@ def _ready(port: int) -> bool:
 
 def create_merchant(env: dict[str, str], slug: str, secret: str) -> str:
     """`parcelhook merchants create`, as an operator would; returns the webhook token it prints."""
-    created = subprocess.run([sys.executable, "-m", "admin.cli", "merchants", "create", slug, "--name", "Acme Inc",
-                              "--hmac-secret", secret],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "admin.cli",
+            "merchants",
+            "create",
+            slug,
+            "--name",
+            "Acme Inc",
+            "--hmac-secret",
+            secret,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert created.returncode == 0, created.stderr
-    urls = [m for line in created.stdout.splitlines()
-            if (m := re.fullmatch(r"http://\S+/webhooks/shippo/" + slug + r"\?token=([\w-]+)", line.strip()))]
+    urls = [
+        m
+        for line in created.stdout.splitlines()
+        if (m := re.fullmatch(r"http://\S+/webhooks/shippo/" + slug + r"\?token=([\w-]+)", line.strip()))
+    ]
     assert len(urls) == 1, created.stdout
     return urls[0].group(1)
 
@@ -106,8 +126,14 @@ def receiver(redis_url: str, sqlite_url: str, tmp_path: Path) -> Iterator[Receiv
     token = create_merchant(env, "acme", secret)
     log_path = tmp_path / "web.log"
     log = open(log_path, "w")  # closed in the finally, once the process is gone
-    process = subprocess.Popen(["/bin/sh", "-c", "exec " + procfile_command("web")], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", "exec " + procfile_command("web")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not _ready(port):
@@ -161,8 +187,11 @@ class StalledClients:
     def unfinished_body(self, path: str) -> None:
         """Headers complete, Content-Length 1000, then 15 bytes and nothing more."""
         sock = self._connect("unfinished")
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 1000\r\n\r\n".encode() + b'{"event": "trac')
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n".encode()
+            + b'{"event": "trac'
+        )
 
     def trickled_headers(self, path: str) -> None:
         """A request whose headers never end: one more byte every half second."""
@@ -205,8 +234,9 @@ def post_signed_webhook(receiver: Receiver) -> Answer:
     return _timed("POST", receiver.port, receiver.webhook_path(), body, headers)
 
 
-def _timed(method: str, port: int, path: str, body: bytes | None = None,
-           headers: dict[str, str] | None = None) -> Answer:
+def _timed(
+    method: str, port: int, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Answer:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
     started = time.monotonic()
     try:
@@ -269,19 +299,23 @@ def test_a_signed_webhook_is_answered_at_once_while_sixty_clients_stall(
 def post_webhook_in_pieces(receiver: Receiver, pieces: int, pause_s: float) -> bytes:
     """A signed webhook whose body arrives in ``pieces`` parts ``pause_s`` apart; the raw answer."""
     body = SAMPLE.read_bytes()
-    head = (f"POST {receiver.webhook_path()} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{HEADER}: {sign(receiver.secret, body, int(time.time()))}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST {receiver.webhook_path()} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"{HEADER}: {sign(receiver.secret, body, int(time.time()))}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     size = -(-len(body) // pieces)
     with socket.create_connection(("127.0.0.1", receiver.port), timeout=CLIENT_TIMEOUT_S) as sock:
         sock.sendall(head)
         for start in range(0, len(body), size):
             time.sleep(pause_s)
-            sock.sendall(body[start:start + size])
+            sock.sendall(body[start : start + size])
         return _read_until_closed({"answer": sock}, time.monotonic() + CLIENT_TIMEOUT_S)["answer"][1]
 
 
-def test_the_server_closes_every_kind_of_stalled_connection(receiver: Receiver, stalled: StalledClients) -> None:
+def test_the_server_closes_every_kind_of_stalled_connection(
+    receiver: Receiver, stalled: StalledClients
+) -> None:
     stalled.idle_keep_alive()
     stalled.unfinished_body(receiver.webhook_path())
     stalled.trickled_headers(receiver.webhook_path())

@@ -12,11 +12,15 @@ from tests.integration.conftest import System
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
-TEXTS = {"shipped": "SHIPPED-MARKER for order {{ order.ref }}", "delivered": "DELIVERED-MARKER for order {{ order.ref }}"}
+TEXTS = {
+    "shipped": "SHIPPED-MARKER for order {{ order.ref }}",
+    "delivered": "DELIVERED-MARKER for order {{ order.ref }}",
+}
 
 
 def test_a_late_template_response_never_overwrites_the_newer_selection(
-    running: dict[str, Any], browser: Any  # noqa: F811 - fixtures
+    running: dict[str, Any],  # noqa: F811 - fixtures
+    browser: Any,  # noqa: F811 - fixtures
 ) -> None:
     from playwright.sync_api import Error as PlaywrightError
 
@@ -24,8 +28,11 @@ def test_a_late_template_response_never_overwrites_the_newer_selection(
     admin_url: str = running["admin"].url
     system.create_merchant("acme")
     for kind, text in TEXTS.items():
-        r = system.admin.put(f"/api/merchants/acme/templates/{kind}/email?locale=en",
-                             json={"subject": kind.upper(), "text": text}, headers=system.auth())
+        r = system.admin.put(
+            f"/api/merchants/acme/templates/{kind}/email?locale=en",
+            json={"subject": kind.upper(), "text": text},
+            headers=system.auth(),
+        )
         assert r.status_code in (200, 201), r.get_json()
 
     page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
@@ -35,8 +42,9 @@ def test_a_late_template_response_never_overwrites_the_newer_selection(
     page.fill("#token", system.settings.admin_token or "")
     page.click("button[type=submit]")
     page.wait_for_url(f"{admin_url}/ops")
-    page.wait_for_function("document.querySelector('#pv-text').textContent.includes('DELIVERED-MARKER')",
-                           timeout=10_000)
+    page.wait_for_function(
+        "document.querySelector('#pv-text').textContent.includes('DELIVERED-MARKER')", timeout=10_000
+    )
 
     held: list[Any] = []
 
@@ -55,7 +63,8 @@ def test_a_late_template_response_never_overwrites_the_newer_selection(
         "document.querySelector('#tpl-text').value.startsWith('DELIVERED-MARKER')"
         " && document.querySelector('#tpl-preview-state').textContent.startsWith('sample data')"
         " && document.querySelector('#pv-text').textContent.startsWith('DELIVERED-MARKER')",
-        timeout=10_000)
+        timeout=10_000,
+    )
     assert len(held) == 1, "the shipped template's answer is still held"
 
     try:

@@ -49,23 +49,40 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
 def open_shop(rig: Rig, parcels: list[Parcel]) -> str:
     """The merchant and its registered orders; returns the webhook URL to paste into Shippo."""
-    merchant = rig.admin_call("PUT", f"/api/merchants/{MERCHANT}", {
-        "name": "Fault Goods", "email_from": "shipping@fault.example", "sms_from": "+14155550100",
-        "alert_email": "alerts@fault.example"})
+    merchant = rig.admin_call(
+        "PUT",
+        f"/api/merchants/{MERCHANT}",
+        {
+            "name": "Fault Goods",
+            "email_from": "shipping@fault.example",
+            "sms_from": "+14155550100",
+            "alert_email": "alerts@fault.example",
+        },
+    )
     for p in parcels:
         customer = {"name": f"Customer {p.ref}", "email": p.email, **({"phone": p.phone} if p.phone else {})}
-        rig.admin_call("PUT", f"/api/merchants/{MERCHANT}/orders/{p.ref}",
-                       {"customer": customer, "notify": {"email": True, "sms": p.phone is not None}})
+        rig.admin_call(
+            "PUT",
+            f"/api/merchants/{MERCHANT}/orders/{p.ref}",
+            {"customer": customer, "notify": {"email": True, "sms": p.phone is not None}},
+        )
     return str(merchant["webhook_url"])
 
 
-def stream(rig: Rig, parcels: list[Parcel], bodies: list[bytes], url: str, **kwargs: object) -> tuple[ShippoSender, threading.Thread]:
+def stream(
+    rig: Rig, parcels: list[Parcel], bodies: list[bytes], url: str, **kwargs: object
+) -> tuple[ShippoSender, threading.Thread]:
     sender = ShippoSender(url, rate_per_s=RATE)
     return sender, sender.start_background(bodies, **kwargs)
 
 
 def at_fraction(sender: ShippoSender, total: int, fraction: float, timeout: float = 120) -> None:
-    wait(lambda: sender.report.sent >= total * fraction, timeout, f"{fraction:.0%} of the stream sent", every=0.05)
+    wait(
+        lambda: sender.report.sent >= total * fraction,
+        timeout,
+        f"{fraction:.0%} of the stream sent",
+        every=0.05,
+    )
 
 
 def running(rig: Rig, seed: int = 1) -> tuple[list[Parcel], list[bytes], str]:
@@ -91,8 +108,11 @@ def test_a_worker_killed_three_times_mid_stream(make_rig: Callable[..., Rig], da
             rig.kill9(victim)
         else:  # one worker process (OOM killer); dramatiq's master then stops its siblings
             rig.kill9_child(victim)
-        wait(lambda gone=victim: gone.popen.poll() is not None and rig.live("worker"), 60,
-             "the dramatiq master to exit and the supervisor to start a new worker group")
+        wait(
+            lambda gone=victim: gone.popen.poll() is not None and rig.live("worker"),
+            60,
+            "the dramatiq master to exit and the supervisor to start a new worker group",
+        )
     fault_over = time.monotonic()
     thread.join(300)
     ledger = settle(rig, "worker process kill -9 ×3", parcels, sender.report, fault_over_at=fault_over)
@@ -117,8 +137,14 @@ def test_redis_killed_and_restarted_from_its_aof_under_live_workers(make_rig: Ca
     rig.restart_redis()
     fault_over = time.monotonic()
     thread.join(300)
-    ledger = settle(rig, "Redis kill -9, AOF restart, workers kept running", parcels, sender.report,
-                    fault_over_at=fault_over, timeout_s=240)
+    ledger = settle(
+        rig,
+        "Redis kill -9, AOF restart, workers kept running",
+        parcels,
+        sender.report,
+        fault_over_at=fault_over,
+        timeout_s=240,
+    )
     assert {p.popen.pid for p in rig.live("worker")} == workers_before, "recovered without restarting workers"
     assert_kept_its_word(ledger, rig, sender.report)
 
@@ -137,7 +163,9 @@ def test_postgresql_stopped_for_twenty_seconds(make_rig: Callable[..., Rig]) -> 
     rig.pg.start()
     fault_over = time.monotonic()
     thread.join(300)
-    ledger = settle(rig, "PostgreSQL stopped 20 s", parcels, sender.report, fault_over_at=fault_over, timeout_s=240)
+    ledger = settle(
+        rig, "PostgreSQL stopped 20 s", parcels, sender.report, fault_over_at=fault_over, timeout_s=240
+    )
     assert_kept_its_word(ledger, rig, sender.report)
     assert failure_alerts(rig) == [], "a message the provider took was reported to the merchant as failed"
 
@@ -161,9 +189,15 @@ def test_smtp_down_twilio_errors_an_invalid_and_a_hanging_number(make_rig: Calla
     time.sleep(5)
     rig.smtp.restart()
     fault_over = time.monotonic()
-    ledger = settle(rig, "SMTP down; Twilio 500, 429, one invalid and one hanging number", parcels, sender.report,
-                    fault_over_at=fault_over, timeout_s=300,
-                    unreachable=frozenset({(invalid.ref, "sms"), (hanging.ref, "sms")}))
+    ledger = settle(
+        rig,
+        "SMTP down; Twilio 500, 429, one invalid and one hanging number",
+        parcels,
+        sender.report,
+        fault_over_at=fault_over,
+        timeout_s=300,
+        unreachable=frozenset({(invalid.ref, "sms"), (hanging.ref, "sms")}),
+    )
     assert_kept_its_word(ledger, rig, sender.report)
     assert failure_alerts(rig), "the invalid number is reported to the merchant"
     hung = [m for m in rig.twilio.messages if m.get("to") == hanging.phone]
@@ -173,7 +207,9 @@ def test_smtp_down_twilio_errors_an_invalid_and_a_hanging_number(make_rig: Calla
 # --------------------------------------------------------------------------- 5. restarts while retries wait
 
 
-def test_delayed_retries_survive_a_scheduler_restart_and_a_graceful_worker_restart(make_rig: Callable[..., Rig]) -> None:
+def test_delayed_retries_survive_a_scheduler_restart_and_a_graceful_worker_restart(
+    make_rig: Callable[..., Rig],
+) -> None:
     rig = make_rig()
     parcels, bodies, url = running(rig)
     rig.twilio.fail_next(500, code=20500, times=20)
@@ -185,8 +221,14 @@ def test_delayed_retries_survive_a_scheduler_restart_and_a_graceful_worker_resta
     rig.start("worker")
     fault_over = time.monotonic()
     thread.join(300)
-    ledger = settle(rig, "scheduler restart + graceful worker restart with retries pending", parcels, sender.report,
-                    fault_over_at=fault_over, timeout_s=240)
+    ledger = settle(
+        rig,
+        "scheduler restart + graceful worker restart with retries pending",
+        parcels,
+        sender.report,
+        fault_over_at=fault_over,
+        timeout_s=240,
+    )
     assert_kept_its_word(ledger, rig, sender.report)
 
 
@@ -198,7 +240,9 @@ def test_a_duplicate_storm(make_rig: Callable[..., Rig]) -> None:
     parcels, bodies, url = running(rig)
     sender, thread = stream(rig, parcels, bodies, url, concurrent_copies=3)
     thread.join(300)
-    ledger = settle(rig, "duplicate storm (every webhook ×3, concurrently)", parcels, sender.report, fault_over_at=None)
+    ledger = settle(
+        rig, "duplicate storm (every webhook ×3, concurrently)", parcels, sender.report, fault_over_at=None
+    )
     assert sender.report.answers["duplicate"] >= 2 * len(set(bodies)) * 0.9
     assert_kept_its_word(ledger, rig, sender.report)
 
@@ -216,7 +260,10 @@ def test_a_second_scheduler_takes_over_when_the_active_one_is_killed(make_rig: C
     alerts_every = 30
 
     def claimed_slot() -> int:
-        return max((int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(b"parcelhook:scheduler:alerts:*")), default=-1)
+        return max(
+            (int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(b"parcelhook:scheduler:alerts:*")),
+            default=-1,
+        )
 
     wait(lambda: claimed_slot() >= 0, 45, "a scheduler claimed a tick")
     sender, thread = stream(rig, parcels, bodies, url)
@@ -225,10 +272,15 @@ def test_a_second_scheduler_takes_over_when_the_active_one_is_killed(make_rig: C
     rig.kill9(first)
     killed_at_slot = int(time.time() // alerts_every)
     fault_over = time.monotonic()
-    wait(lambda: claimed_slot() > killed_at_slot, alerts_every + 15, "the surviving scheduler claimed the next tick")
+    wait(
+        lambda: claimed_slot() > killed_at_slot,
+        alerts_every + 15,
+        "the surviving scheduler claimed the next tick",
+    )
     thread.join(300)
-    ledger = settle(rig, "active scheduler kill -9, a second takes over", parcels, sender.report,
-                    fault_over_at=fault_over)
+    ledger = settle(
+        rig, "active scheduler kill -9, a second takes over", parcels, sender.report, fault_over_at=fault_over
+    )
     client.close()
     assert second.popen.poll() is None
     assert_kept_its_word(ledger, rig, sender.report)

@@ -113,8 +113,9 @@ class System:
         self.database = self.runtime.database
         self.broker = broker
         self.web = create_ingest(settings, database=self.database, broker=broker).test_client()
-        self.admin_app = create_admin(settings, services=Services.from_settings(settings, self.database, broker.client),
-                                      broker=broker)
+        self.admin_app = create_admin(
+            settings, services=Services.from_settings(settings, self.database, broker.client), broker=broker
+        )
         self.admin = self.admin_app.test_client()
         self._worker: dramatiq.Worker | None = None
 
@@ -127,8 +128,15 @@ class System:
         assert response.status_code in (200, 201), response.get_json()
         return response.get_json()
 
-    def post(self, merchant: dict[str, Any], body: bytes | str, *, secret: str | None = None,
-             headers: dict[str, str] | None = None, token: str | None = None) -> Any:
+    def post(
+        self,
+        merchant: dict[str, Any],
+        body: bytes | str,
+        *,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Any:
         import time
 
         from ingest.signature import HEADER, sign
@@ -160,7 +168,9 @@ class System:
 
 
 @pytest.fixture()
-def make_system(make_settings: Callable[..., Settings], broker: dramatiq.Broker) -> Iterator[Callable[..., System]]:
+def make_system(
+    make_settings: Callable[..., Settings], broker: dramatiq.Broker
+) -> Iterator[Callable[..., System]]:
     created: list[System] = []
 
     def make(database_url: str, **overrides: Any) -> System:

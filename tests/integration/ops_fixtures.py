@@ -26,8 +26,14 @@ NAMESPACE = "parcelhook"
 
 def ops_services_for(client: redis.Redis) -> SimpleNamespace:
     """What admin's ops code reads from the app's services, on ``client``."""
-    return SimpleNamespace(settings=None, redis=client, namespace=NAMESPACE, queues=QUEUES,
-                           telemetry=Telemetry(client), engine=None)
+    return SimpleNamespace(
+        settings=None,
+        redis=client,
+        namespace=NAMESPACE,
+        queues=QUEUES,
+        telemetry=Telemetry(client),
+        engine=None,
+    )
 
 
 @pytest.fixture()
@@ -61,13 +67,21 @@ def raising(error: Exception) -> Callable[..., None]:
     return fail
 
 
-def dead_letter(broker: RedisBroker, fn: Callable[..., None], *, queue: str, actor_name: str,
-                calls: Sequence[tuple[Any, ...]]) -> list[dramatiq.Message[Any]]:
+def dead_letter(
+    broker: RedisBroker,
+    fn: Callable[..., None],
+    *,
+    queue: str,
+    actor_name: str,
+    calls: Sequence[tuple[Any, ...]],
+) -> list[dramatiq.Message[Any]]:
     """Send ``calls`` to an actor running ``fn`` without retries, and run a real worker until
     every one of them is dead-lettered. Returns the messages sent."""
     actor = dramatiq.actor(broker=broker, queue_name=queue, actor_name=actor_name, max_retries=0)(fn)
     sent = [actor.send(*args) for args in calls]
     with running_worker(broker):
-        wait_until(lambda: broker.client.zcard(f"{NAMESPACE}:{queue}.XQ") == len(sent),
-                   what=f"{len(sent)} dead letters on {queue}")
+        wait_until(
+            lambda: broker.client.zcard(f"{NAMESPACE}:{queue}.XQ") == len(sent),
+            what=f"{len(sent)} dead letters on {queue}",
+        )
     return sent

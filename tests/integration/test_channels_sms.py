@@ -67,8 +67,9 @@ def test_sms_sent_through_a_messaging_service(twilio: TwilioServer, channel: Twi
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_rate_limit_and_server_errors_are_transient(twilio: TwilioServer, channel: TwilioSmsChannel,
-                                                    status: int) -> None:
+def test_rate_limit_and_server_errors_are_transient(
+    twilio: TwilioServer, channel: TwilioSmsChannel, status: int
+) -> None:
     twilio.fail_next(status)
     with pytest.raises(TransientChannelError):
         channel.send(_sms())
@@ -140,8 +141,9 @@ def test_no_answer_after_the_request_was_sent_is_uncertain_not_transient() -> No
     thread = threading.Thread(target=swallow, daemon=True)
     thread.start()
     try:
-        channel = TwilioSmsChannel(ACCOUNT_SID, AUTH_TOKEN, api_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
-                                   timeout_s=1)
+        channel = TwilioSmsChannel(
+            ACCOUNT_SID, AUTH_TOKEN, api_url=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_s=1
+        )
         with pytest.raises(UncertainDeliveryError):
             channel.send(_sms())
     finally:

@@ -20,7 +20,7 @@ def _message(**overrides: object) -> OutgoingMessage:
         "sender": "Northwind Goods <orders@northwind.example>",
         "subject": "Your order 1042 has shipped",
         "text": "Hi Jane,\n\nTrack: https://tools.usps.com/go/TrackConfirmAction?tLabels=9400",
-        "html": "<p>Hi Jane,</p><p><a href=\"https://tools.usps.com/\">Track</a></p>",
+        "html": '<p>Hi Jane,</p><p><a href="https://tools.usps.com/">Track</a></p>',
         "idempotency_key": "northwind:1042:shp_1:shipped:email",
         "reply_to": "help@northwind.example",
         "list_unsubscribe": "https://notify.northwind.example/u/3f9a",

@@ -30,15 +30,26 @@ START = datetime(2026, 3, 3, 9, 0)
 SUBSTATUSES = ("package_accepted", "package_departed", "package_arrived", "package_processing")
 
 
-def track(tracking: str, transaction: str, scan_id: str, at: datetime, status: str = "TRANSIT",
-          substatus: str = "package_departed") -> str:
+def track(
+    tracking: str,
+    transaction: str,
+    scan_id: str,
+    at: datetime,
+    status: str = "TRANSIT",
+    substatus: str = "package_departed",
+) -> str:
     """One track_updated carrying one scan (its history holds only that scan: nothing to fill in)."""
     body = json.loads(scenario("delivered")[2])
     data = body["data"]
     data["tracking_number"], data["transaction"] = tracking, transaction
-    scan = {**data["tracking_status"], "object_id": scan_id, "status": status,
-            "substatus": {"code": substatus, "text": substatus.replace("_", " "), "action_required": False},
-            "status_date": at.isoformat() + "Z", "object_created": at.isoformat() + "Z"}
+    scan = {
+        **data["tracking_status"],
+        "object_id": scan_id,
+        "status": status,
+        "substatus": {"code": substatus, "text": substatus.replace("_", " "), "action_required": False},
+        "status_date": at.isoformat() + "Z",
+        "object_created": at.isoformat() + "Z",
+    }
     data["tracking_status"], data["tracking_history"] = scan, [scan]
     return json.dumps(body)
 
@@ -73,7 +84,7 @@ def run_threads(work: list[list[tuple[str, str]]], db: Database, slug: str = "ac
                 outcome = process_event(db, slug, event_id, now, body, now)
                 with lock:
                     outcomes.append(outcome)
-        except BaseException as exc:  # noqa: BLE001 - reported below, with the thread's traceback lost
+        except BaseException as exc:
             with lock:
                 errors.append(exc)
 
@@ -94,17 +105,27 @@ def comparable(state: ShipmentState) -> dict[str, Any]:
 @pytest.fixture()
 def acme(database: Database) -> merchant_store.Merchant:
     with database.write() as conn:
-        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme",
-                                            profile={"order_ref_pattern": r"Order (\d+)"})
+        merchant, _ = merchant_store.upsert(
+            conn, "acme", vault=VAULT, name="Acme", profile={"order_ref_pattern": r"Order (\d+)"}
+        )
     return merchant
 
 
-def _scans(tracking: str, transaction: str, thread: int, count: int, *, finish: str | None = None) -> list[str]:
+def _scans(
+    tracking: str, transaction: str, thread: int, count: int, *, finish: str | None = None
+) -> list[str]:
     bodies = []
     for i in range(count):
         at = START + timedelta(minutes=thread + THREADS * i)
-        bodies.append(track(tracking, transaction, f"{tracking}-{thread}-{i}", at,
-                            substatus=SUBSTATUSES[(thread + i) % len(SUBSTATUSES)]))
+        bodies.append(
+            track(
+                tracking,
+                transaction,
+                f"{tracking}-{thread}-{i}",
+                at,
+                substatus=SUBSTATUSES[(thread + i) % len(SUBSTATUSES)],
+            )
+        )
     if finish:
         at = START + timedelta(days=2)
         bodies.append(track(tracking, transaction, f"{tracking}-final", at, "DELIVERED", "delivered"))
@@ -115,11 +136,18 @@ def _scans(tracking: str, transaction: str, thread: int, count: int, *, finish: 
 def test_many_threads_on_one_shipment_lose_no_update(database: Database, acme: Any, seed: int) -> None:
     rng = random.Random(seed)
     tracking, txn = "9205590164917399990001", "c0ffee00000000000000000000000001"
-    per_thread = [_scans(tracking, txn, t, PER_THREAD, finish="delivered" if t == 3 else None)
-                  for t in range(THREADS)]
+    per_thread = [
+        _scans(tracking, txn, t, PER_THREAD, finish="delivered" if t == 3 else None) for t in range(THREADS)
+    ]
     # a delivery_attempted in the middle opens an exception that a later scan clears
-    attempt = track(tracking, txn, f"{tracking}-attempt", START + timedelta(hours=1, seconds=30), "TRANSIT",
-                    "delivery_attempted")
+    attempt = track(
+        tracking,
+        txn,
+        f"{tracking}-attempt",
+        START + timedelta(hours=1, seconds=30),
+        "TRANSIT",
+        "delivery_attempted",
+    )
     per_thread[5].append(attempt)
     everything = [b for bodies in per_thread for b in bodies]
     work = []
@@ -134,8 +162,12 @@ def test_many_threads_on_one_shipment_lose_no_update(database: Database, acme: A
     with database.read() as conn:
         [row] = conn.execute(shipments.select()).all()
         scan_ids = [r.scan_id for r in conn.execute(sa.select(shipment_scans.c.scan_id))]
-        assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == len(everything)
-    expected = in_order(sorted(everything, key=lambda b: json.loads(b)["data"]["tracking_status"]["status_date"]))
+        assert conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one() == len(
+            everything
+        )
+    expected = in_order(
+        sorted(everything, key=lambda b: json.loads(b)["data"]["tracking_status"]["status_date"])
+    )
     stored = shipment_store._row(row).state
     assert comparable(stored) == comparable(expected)
     assert stored.status is not None and stored.status.value == "delivered" and stored.exception is None
@@ -144,7 +176,9 @@ def test_many_threads_on_one_shipment_lose_no_update(database: Database, acme: A
     with database.read() as conn:
         changes = shipment_store.timeline(conn, row.id)
     opened = [c for c in changes if c["kind"] == "exception_opened"]
-    assert len(opened) <= 1, "the attempt opens its exception at most once (it may arrive stale: history only)"
+    assert len(opened) <= 1, (
+        "the attempt opens its exception at most once (it may arrive stale: history only)"
+    )
     assert sum(c["kind"] == "history_added" for c in changes) == len(everything)
 
 
@@ -152,8 +186,10 @@ def test_the_first_events_of_a_new_shipment_race_to_create_it(database: Database
     """Every thread's first event finds no shipment: exactly one row comes out, nothing fails."""
     for round_ in range(3):
         tracking, txn = f"92055901649173999900{round_:02d}", f"c0ffee000000000000000000000001{round_:02d}"
-        work = [[(f"r{round_}-t{t}", track(tracking, txn, f"{tracking}-{t}", START + timedelta(minutes=t)))]
-                for t in range(THREADS)]
+        work = [
+            [(f"r{round_}-t{t}", track(tracking, txn, f"{tracking}-{t}", START + timedelta(minutes=t)))]
+            for t in range(THREADS)
+        ]
         outcomes = run_threads(work, database)
         assert {o.status for o in outcomes} == {"processed"}
         with database.read() as conn:
@@ -161,7 +197,9 @@ def test_the_first_events_of_a_new_shipment_race_to_create_it(database: Database
         assert len(rows) == 1 and rows[0].version == THREADS
 
 
-def test_two_shipments_of_one_order_updated_at_once_aggregate_correctly(database: Database, acme: Any) -> None:
+def test_two_shipments_of_one_order_updated_at_once_aggregate_correctly(
+    database: Database, acme: Any
+) -> None:
     a = ("9205590164917388880001", "d00d0000000000000000000000000001")
     b = ("9205590164917388880002", "d00d0000000000000000000000000002")
     # labels race too: the order row is created by whichever commits first
@@ -170,8 +208,11 @@ def test_two_shipments_of_one_order_updated_at_once_aggregate_correctly(database
     for t in range(3):
         work_a[t] += _scans(a[0], a[1], t, 5, finish="delivered" if t == 0 else None)
         work_b[t] += _scans(b[0], b[1], t, 5)
-    work = [[(f"{name}-{t}-{i}", body) for i, body in enumerate(bodies)]
-            for name, lists in (("a", work_a), ("b", work_b)) for t, bodies in enumerate(lists)]
+    work = [
+        [(f"{name}-{t}-{i}", body) for i, body in enumerate(bodies)]
+        for name, lists in (("a", work_a), ("b", work_b))
+        for t, bodies in enumerate(lists)
+    ]
     run_threads(work, database)
 
     with database.read() as conn:
@@ -192,8 +233,9 @@ def test_an_order_put_while_its_shipments_are_processed_neither_deadlocks_nor_lo
     from admin.services import Services
 
     settings = make_settings(database.url)
-    client = create_app(settings, services=Services.from_settings(settings, database, broker.client),
-                        broker=broker).test_client()
+    client = create_app(
+        settings, services=Services.from_settings(settings, database, broker.client), broker=broker
+    ).test_client()
     a = ("9205590164917377770001", "e00e0000000000000000000000000001")
     now = utcnow()
     process_event(database, "acme", "label-a", now, label(a[1], a[0], "6001"), now)
@@ -202,9 +244,11 @@ def test_an_order_put_while_its_shipments_are_processed_neither_deadlocks_nor_lo
 
     def put_many() -> None:
         for n in range(6):
-            response = client.put("/api/merchants/acme/orders/6001",
-                                  json={"customer": {"email": f"jane{n}@example.com"}},
-                                  headers={"Authorization": f"Bearer {settings.admin_token}"})
+            response = client.put(
+                "/api/merchants/acme/orders/6001",
+                json={"customer": {"email": f"jane{n}@example.com"}},
+                headers={"Authorization": f"Bearer {settings.admin_token}"},
+            )
             statuses.append(response.status_code)
 
     putter = threading.Thread(target=put_many)

@@ -115,7 +115,9 @@ def _dead_letter_records(system: System) -> list[tuple[str, str]]:
         for redis_id, blob in client.hgetall(f"{ns}:{queue}.XQ.msgs").items():
             message: dict[str, Any] = json.loads(blob)
             if message["actor_name"] == "process_event":
-                message["args"] = message["args"][:3]  # merchant, event id, received at (the body is the data)
+                message["args"] = message["args"][
+                    :3
+                ]  # merchant, event id, received at (the body is the data)
             found.append((f"{queue} message {redis_id.decode()}", json.dumps(message)))
         listing = system.admin.get(f"/api/ops/dead-letters?queue={queue}", headers=system.auth())
         assert listing.status_code == 200
@@ -131,7 +133,10 @@ def _log_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 
 
 def test_database_errors_leave_no_customer_data_in_logs_or_dead_letters(
-    make_system: Callable[..., System], database_url: str, one_fast_retry: None, caplog: pytest.LogCaptureFixture
+    make_system: Callable[..., System],
+    database_url: str,
+    one_fast_retry: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("sqlalchemy", "dramatiq"):

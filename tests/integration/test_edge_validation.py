@@ -34,9 +34,11 @@ INBOUND = "/webhooks/twilio/acme/inbound"
 
 
 def _put_order(system: System, ref: str, customer: dict[str, Any], sms: bool = True) -> Any:
-    return system.admin.put(f"/api/merchants/acme/orders/{ref}",
-                            json={"customer": customer, "notify": {"email": True, "sms": sms}},
-                            headers=system.auth())
+    return system.admin.put(
+        f"/api/merchants/acme/orders/{ref}",
+        json={"customer": customer, "notify": {"email": True, "sms": sms}},
+        headers=system.auth(),
+    )
 
 
 def _put_merchant(system: System, slug: str, body: dict[str, Any]) -> Any:
@@ -44,8 +46,14 @@ def _put_merchant(system: System, slug: str, body: dict[str, Any]) -> Any:
 
 
 def _stop(system: System, sender: str = PHONE, word: str = "STOP") -> None:
-    form = {"MessageSid": "SM" + "7" * 32, "AccountSid": h.ACCOUNT_SID, "From": sender, "To": h.SMS_FROM,
-            "Body": word, "NumMedia": "0"}
+    form = {
+        "MessageSid": "SM" + "7" * 32,
+        "AccountSid": h.ACCOUNT_SID,
+        "From": sender,
+        "To": h.SMS_FROM,
+        "Body": word,
+        "NumMedia": "0",
+    }
     assert h.post_twilio(system, INBOUND, form).status_code == 200
     system.drain()
 
@@ -120,13 +128,16 @@ def test_a_phone_stored_with_a_newline_before_the_fix_still_meets_its_stop(
 # --------------------------------------------------------------------------- email headers
 
 
-@pytest.mark.parametrize(("where", "body", "field"), [
-    ("order", {"email": "jane@example.com\n"}, "customer.email"),
-    ("merchant", {"email_from": "ship@acme.example\n"}, "email_from"),
-    ("merchant", {"reply_to": "help@acme.example\n"}, "reply_to"),
-    ("merchant", {"reply_to": "help@acme.example\r\nBcc: all@victims.example"}, "reply_to"),
-    ("merchant", {"alert_email": "a,b@acme.example"}, "alert_email"),
-])
+@pytest.mark.parametrize(
+    ("where", "body", "field"),
+    [
+        ("order", {"email": "jane@example.com\n"}, "customer.email"),
+        ("merchant", {"email_from": "ship@acme.example\n"}, "email_from"),
+        ("merchant", {"reply_to": "help@acme.example\n"}, "reply_to"),
+        ("merchant", {"reply_to": "help@acme.example\r\nBcc: all@victims.example"}, "reply_to"),
+        ("merchant", {"alert_email": "a,b@acme.example"}, "alert_email"),
+    ],
+)
 def test_an_address_that_would_break_the_header_block_is_refused(
     make_system: Callable[..., System], sqlite_url: str, where: str, body: dict[str, Any], field: str
 ) -> None:
@@ -140,12 +151,14 @@ def test_an_address_that_would_break_the_header_block_is_refused(
     assert set(response.get_json()["fields"]) == {field}
 
 
-def test_mail_arrives_with_its_headers_in_the_header_block(make_system: Callable[..., System],
-                                                           database_url: str) -> None:
+def test_mail_arrives_with_its_headers_in_the_header_block(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system = make_system(database_url, **h.channel_overrides(smtp, twilio))
-        merchant = system.create_merchant("acme", **h.merchant_profile(email_from="Ship@ACME.Example",
-                                                                       reply_to="Help@Acme.EXAMPLE"))
+        merchant = system.create_merchant(
+            "acme", **h.merchant_profile(email_from="Ship@ACME.Example", reply_to="Help@Acme.EXAMPLE")
+        )
         assert (merchant["email_from"], merchant["reply_to"]) == ("Ship@acme.example", "Help@acme.example")
         h.register_order(system, "1001", email="Jane.Doe@Example.COM", sms=False)
         system.start_worker()
@@ -154,14 +167,19 @@ def test_mail_arrives_with_its_headers_in_the_header_block(make_system: Callable
         [received] = smtp.messages
         message = received.message
         assert (message["From"], message["To"], message["Reply-To"]) == (
-            "Ship@acme.example", "Jane.Doe@example.com", "Help@acme.example")
+            "Ship@acme.example",
+            "Jane.Doe@example.com",
+            "Help@acme.example",
+        )
         assert message["Subject"] and message["Message-ID"] and message["Auto-Submitted"] == "auto-generated"
         head, _, _body = received.raw.partition(b"\r\n\r\n")
         assert b"\r\nSubject: " in head and b"\r\nMIME-Version: 1.0" in head
         assert received.rcpt_tos == ["Jane.Doe@example.com"]
 
 
-@pytest.mark.parametrize("legacy", [{"email_from": "ship@acme.example\n"}, {"reply_to": "help@acme.example\n"}])
+@pytest.mark.parametrize(
+    "legacy", [{"email_from": "ship@acme.example\n"}, {"reply_to": "help@acme.example\n"}]
+)
 def test_a_stored_sender_with_a_newline_is_a_permanent_failure_and_nothing_is_mailed(
     make_system: Callable[..., System], database_url: str, legacy: dict[str, str]
 ) -> None:
@@ -189,8 +207,9 @@ def test_a_slug_with_a_control_character_is_refused(system: System, slug: str) -
     assert system.admin.get("/api/merchants", headers=system.auth()).get_json()["merchants"] == []
 
 
-def test_the_cli_refuses_a_slug_or_sender_with_a_newline(monkeypatch: pytest.MonkeyPatch, sqlite_url: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_a_slug_or_sender_with_a_newline(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from admin.cli import main
 
     monkeypatch.setenv("PARCELHOOK_DATABASE_URL", sqlite_url)
@@ -199,7 +218,10 @@ def test_the_cli_refuses_a_slug_or_sender_with_a_newline(monkeypatch: pytest.Mon
     out = io.StringIO()
     assert main(["merchants", "create", "evil\n", "--name", "Evil"], out=out) == 2
     assert "slug" in capsys.readouterr().err
-    assert main(["merchants", "create", "acme", "--name", "Acme", "--email-from", "s@acme.example\n"], out=out) == 2
+    assert (
+        main(["merchants", "create", "acme", "--name", "Acme", "--email-from", "s@acme.example\n"], out=out)
+        == 2
+    )
     assert "--email-from" in capsys.readouterr().err
     assert main(["merchants", "list", "--json"], out=out) == 0
     assert json.loads(out.getvalue()) == []
@@ -209,7 +231,9 @@ def test_the_cli_refuses_a_slug_or_sender_with_a_newline(monkeypatch: pytest.Mon
 def test_an_order_ref_with_a_control_character_or_too_long_is_refused(system: System, ref: str) -> None:
     system.create_merchant("acme")
     response = _put_order(system, ref, {"name": "Jane"})
-    assert response.status_code == 422 and set(response.get_json()["fields"]) == {"order_ref"}, response.get_json()
+    assert response.status_code == 422 and set(response.get_json()["fields"]) == {"order_ref"}, (
+        response.get_json()
+    )
 
 
 def test_an_extracted_ref_too_long_for_an_order_joins_no_order(system: System) -> None:
@@ -235,16 +259,19 @@ def test_an_extracted_ref_too_long_for_an_order_joins_no_order(system: System) -
 # --------------------------------------------------------------------------- order_ref_pattern (defect 7)
 
 
-@pytest.mark.parametrize("pattern", [
-    "(a+)+$",              # the reported ReDoS
-    "((?:[a-z]+-)*)x",     # the same shape, hidden in a non-capturing group
-    r"(\w+)\1",            # backreference: RE2 cannot run it
-    r"(?=Order)(\d+)",     # lookahead
-    r"(?<=#)(\d+)",        # lookbehind
-    r"Order \d+",          # no group
-    r"(Order) (\d+)",      # two groups
-    "Order (\\d+)\n",      # trailing newline
-])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(a+)+$",  # the reported ReDoS
+        "((?:[a-z]+-)*)x",  # the same shape, hidden in a non-capturing group
+        r"(\w+)\1",  # backreference: RE2 cannot run it
+        r"(?=Order)(\d+)",  # lookahead
+        r"(?<=#)(\d+)",  # lookbehind
+        r"Order \d+",  # no group
+        r"(Order) (\d+)",  # two groups
+        "Order (\\d+)\n",  # trailing newline
+    ],
+)
 def test_patterns_re2_cannot_run_or_that_backtrack_are_refused_at_save(system: System, pattern: str) -> None:
     response = _put_merchant(system, "acme", {"name": "Acme", "order_ref_pattern": pattern})
     assert response.status_code == 422, response.get_json()
@@ -254,21 +281,51 @@ def test_patterns_re2_cannot_run_or_that_backtrack_are_refused_at_save(system: S
 # --------------------------------------------------------------------------- the whole class, by property
 
 CONTROL = st.one_of(
-    st.sampled_from(["\n", "\r", "\r\n", "\x00", "\t", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\x9f",
-                     "\u2028", "\u2029", "\ud800", "\udfff"]),
+    st.sampled_from(
+        [
+            "\n",
+            "\r",
+            "\r\n",
+            "\x00",
+            "\t",
+            "\x0b",
+            "\x0c",
+            "\x1b",
+            "\x7f",
+            "\x85",
+            "\x9f",
+            "\u2028",
+            "\u2029",
+            "\ud800",
+            "\udfff",
+        ]
+    ),
     st.characters(min_codepoint=0, max_codepoint=0x1F),
 )
 
 VALID_MERCHANT: dict[str, Any] = {
-    "name": "Acme Inc", "email_from": "ship@acme.example", "reply_to": "help@acme.example",
-    "sms_from": "+14155550100", "support_email": "care@acme.example", "support_url": "https://acme.example/help",
-    "default_locale": "en", "timezone": "America/New_York", "sms_quiet_hours": "21:00-08:00",
+    "name": "Acme Inc",
+    "email_from": "ship@acme.example",
+    "reply_to": "help@acme.example",
+    "sms_from": "+14155550100",
+    "support_email": "care@acme.example",
+    "support_url": "https://acme.example/help",
+    "default_locale": "en",
+    "timezone": "America/New_York",
+    "sms_quiet_hours": "21:00-08:00",
     "tracking_url_template": "https://t.acme.example/{carrier}/{tracking_number}",
-    "order_ref_pattern": r"Order (\d+)", "notify": {"email": ["shipped"]}, "alert_email": "ops@acme.example",
+    "order_ref_pattern": r"Order (\d+)",
+    "notify": {"email": ["shipped"]},
+    "alert_email": "ops@acme.example",
     "hmac_secrets": ["s" * 32],
 }
-VALID_CUSTOMER: dict[str, Any] = {"name": "Jane Doe", "email": "jane@example.com", "phone": "+14155550123",
-                                  "locale": "es-MX", "timezone": "America/Mexico_City"}
+VALID_CUSTOMER: dict[str, Any] = {
+    "name": "Jane Doe",
+    "email": "jane@example.com",
+    "phone": "+14155550123",
+    "locale": "es-MX",
+    "timezone": "America/Mexico_City",
+}
 
 
 def test_every_validated_field_has_a_valid_example_here() -> None:
@@ -319,7 +376,9 @@ def test_any_control_character_in_any_customer_field_is_a_422_naming_it(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=CONTROL.filter(lambda c: not any("\ud800" <= ch <= "\udfff" for ch in c)), at=POSITION)
-def test_any_control_character_in_a_slug_is_a_422_naming_it(sqlite_system: System, bad: str, at: float) -> None:
+def test_any_control_character_in_a_slug_is_a_422_naming_it(
+    sqlite_system: System, bad: str, at: float
+) -> None:
     slug = quote(_inject("new-shop", bad, at), safe="")
     response = _put_merchant(sqlite_system, slug, {"name": "New Shop"})
     assert response.status_code == 422, (slug, response.get_json())

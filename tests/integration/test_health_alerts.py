@@ -32,11 +32,14 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c.close()
 
 
-def runtime(client: redis.Redis, *, ops_email: str | None = "oncall@example.com", email_channel: Any = None) -> Any:
+def runtime(
+    client: redis.Redis, *, ops_email: str | None = "oncall@example.com", email_channel: Any = None
+) -> Any:
     settings = replace(Settings(), broker_url="redis://unused", ops_alert_email=ops_email)
     channel = email_channel if email_channel is not None else OutboxChannel(None, "email")  # type: ignore[arg-type]
-    return SimpleNamespace(settings=settings, telemetry=Telemetry(client),
-                           sender=SimpleNamespace(channels={"email": channel}))
+    return SimpleNamespace(
+        settings=settings, telemetry=Telemetry(client), sender=SimpleNamespace(channels={"email": channel})
+    )
 
 
 def beat(client: redis.Redis, worker: str = "w1") -> None:
@@ -44,8 +47,15 @@ def beat(client: redis.Redis, worker: str = "w1") -> None:
 
 
 def enqueue_old(client: redis.Redis, queue: str, age_s: float) -> None:
-    message = {"queue_name": queue, "actor_name": "process_event", "args": [], "kwargs": {}, "options": {},
-               "message_id": "m-old", "message_timestamp": int((time.time() - age_s) * 1000)}
+    message = {
+        "queue_name": queue,
+        "actor_name": "process_event",
+        "args": [],
+        "kwargs": {},
+        "options": {},
+        "message_id": "m-old",
+        "message_timestamp": int((time.time() - age_s) * 1000),
+    }
     client.hset(f"{NS}:{queue}.msgs", "r-old", dramatiq.get_encoder().encode(message))
     client.rpush(f"{NS}:{queue}", "r-old")
 
@@ -118,11 +128,25 @@ def test_a_burst_of_401s_for_one_merchant_alerts(client: redis.Redis) -> None:
     t = Telemetry(client)
     now = datetime.now(UTC)
     for _ in range(20):
-        t.webhook(merchant="acme", event="track_updated", outcome="bad_signature", status_code=401,
-                  reason="signature mismatch", latency_s=0.001, at=now)
+        t.webhook(
+            merchant="acme",
+            event="track_updated",
+            outcome="bad_signature",
+            status_code=401,
+            reason="signature mismatch",
+            latency_s=0.001,
+            at=now,
+        )
     for _ in range(5):
-        t.webhook(merchant="globex", event="track_updated", outcome="bad_token", status_code=401,
-                  reason="wrong token", latency_s=0.001, at=now)
+        t.webhook(
+            merchant="globex",
+            event="track_updated",
+            outcome="bad_token",
+            status_code=401,
+            reason="wrong token",
+            latency_s=0.001,
+            at=now,
+        )
     health.check(runtime(client))
     assert set(active(client)) == {"webhook_401:acme"}
     assert active(client)["webhook_401:acme"]["value"] == 20
@@ -140,7 +164,9 @@ def smtp() -> Iterator[SmtpServer]:
         yield server
 
 
-def test_alert_mail_is_sent_through_the_smtp_channel_when_configured(client: redis.Redis, smtp: SmtpServer) -> None:
+def test_alert_mail_is_sent_through_the_smtp_channel_when_configured(
+    client: redis.Redis, smtp: SmtpServer
+) -> None:
     rt = runtime(client, email_channel=SmtpChannel.from_url(smtp.url))
     health.check(rt)
     health.check(rt)

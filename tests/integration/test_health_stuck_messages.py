@@ -35,8 +35,11 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 def runtime(client: redis.Redis) -> Any:
     settings = replace(Settings(), broker_url="redis://unused", ops_alert_email="oncall@example.com")
-    return SimpleNamespace(settings=settings, telemetry=Telemetry(client),
-                           sender=SimpleNamespace(channels={"email": OutboxChannel(None, "email")}))  # type: ignore[arg-type]
+    return SimpleNamespace(
+        settings=settings,
+        telemetry=Telemetry(client),
+        sender=SimpleNamespace(channels={"email": OutboxChannel(None, "email")}),
+    )  # type: ignore[arg-type]
 
 
 def ms(at: datetime) -> int:
@@ -49,16 +52,29 @@ def beat(client: redis.Redis, at: datetime) -> None:
 
 def fetched_delayed(client: redis.Redis, redis_id: str, eta: datetime) -> None:
     """A delayed send a worker fetched into its memory (``.DQ`` ack set), due at ``eta``."""
-    message = {"queue_name": "notifications.DQ", "actor_name": "send_notification", "args": [7], "kwargs": {},
-               "options": {"eta": ms(eta), "redis_message_id": redis_id, "retries": 1},
-               "message_id": redis_id, "message_timestamp": ms(eta) - 20_000}
+    message = {
+        "queue_name": "notifications.DQ",
+        "actor_name": "send_notification",
+        "args": [7],
+        "kwargs": {},
+        "options": {"eta": ms(eta), "redis_message_id": redis_id, "retries": 1},
+        "message_id": redis_id,
+        "message_timestamp": ms(eta) - 20_000,
+    }
     client.hset(f"{NS}:notifications.DQ.msgs", redis_id, dramatiq.get_encoder().encode(message))
     client.sadd(f"{NS}:__acks__.{WORKER}.notifications.DQ", redis_id)
 
 
 def fetched(client: redis.Redis, redis_id: str) -> None:
-    message = {"queue_name": "notifications", "actor_name": "send_notification", "args": [8], "kwargs": {},
-               "options": {"redis_message_id": redis_id}, "message_id": redis_id, "message_timestamp": 0}
+    message = {
+        "queue_name": "notifications",
+        "actor_name": "send_notification",
+        "args": [8],
+        "kwargs": {},
+        "options": {"redis_message_id": redis_id},
+        "message_id": redis_id,
+        "message_timestamp": 0,
+    }
     client.hset(f"{NS}:notifications.msgs", redis_id, json.dumps(message))
     client.sadd(f"{NS}:__acks__.{WORKER}.notifications", redis_id)
 
@@ -80,7 +96,9 @@ def test_retries_stranded_past_their_eta_beside_live_workers_alert(client: redis
     health.check(runtime(client), now=now)
     alert = active(client)["delayed_stuck:notifications"]
     assert alert["severity"] == "critical" and 569 <= alert["value"] <= 571
-    assert alert["message"].startswith("63 of 65 delayed messages on queue 'notifications' are past their due time")
+    assert alert["message"].startswith(
+        "63 of 65 delayed messages on queue 'notifications' are past their due time"
+    )
     [mail] = health.recent_mail(client)
     assert "stranded" in mail["text"]
 
@@ -111,8 +129,9 @@ def test_no_live_worker_opens_only_after_the_start_up_grace(client: redis.Redis)
     now = datetime.now(UTC)
     rt = runtime(client)
     assert health.check(rt, now=now, started_at=now - timedelta(seconds=2)) == 0
-    assert {a.key for a in health.live_alerts(client, NS, health.QUEUES, now=now)} == set(), \
+    assert {a.key for a in health.live_alerts(client, NS, health.QUEUES, now=now)} == set(), (
         "the dashboard applies the running checker's grace too"
+    )
     assert health.recent_mail(client) == []
     later = now + timedelta(seconds=31)
     assert health.check(rt, now=later, started_at=now - timedelta(seconds=2)) == 1

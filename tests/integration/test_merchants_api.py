@@ -18,24 +18,44 @@ def _put(system: System, slug: str, body: Any) -> Any:
 
 def test_put_creates_then_updates_and_get_never_shows_hmac_secrets(system: System) -> None:
     secret = hmac_secret()
-    created = _put(system, "acme", {"name": "Acme Inc", "email_from": "shop@acme.example",
-                                    "sms_from": "+14155550100", "timezone": "America/New_York",
-                                    "sms_quiet_hours": "21:00-08:00", "order_ref_pattern": r"Order (\d+)",
-                                    "notify": {"email": ["shipped", "delivered"], "sms": ["out_for_delivery"]},
-                                    "tracking_url_template": "https://track.acme.example/{carrier}/{tracking_number}",
-                                    "hmac_secrets": [secret]})
+    created = _put(
+        system,
+        "acme",
+        {
+            "name": "Acme Inc",
+            "email_from": "shop@acme.example",
+            "sms_from": "+14155550100",
+            "timezone": "America/New_York",
+            "sms_quiet_hours": "21:00-08:00",
+            "order_ref_pattern": r"Order (\d+)",
+            "notify": {"email": ["shipped", "delivered"], "sms": ["out_for_delivery"]},
+            "tracking_url_template": "https://track.acme.example/{carrier}/{tracking_number}",
+            "hmac_secrets": [secret],
+        },
+    )
     assert created.status_code == 201, created.get_json()
     body = created.get_json()
     assert (body["slug"], body["name"], body["timezone"], body["default_locale"]) == (
-        "acme", "Acme Inc", "America/New_York", "en")
-    assert body["webhook_url"] == f"{system.settings.public_url}/webhooks/shippo/acme?token={body['webhook_token']}"
+        "acme",
+        "Acme Inc",
+        "America/New_York",
+        "en",
+    )
+    assert (
+        body["webhook_url"]
+        == f"{system.settings.public_url}/webhooks/shippo/acme?token={body['webhook_token']}"
+    )
     assert body["hmac_secrets_configured"] == 1 and "hmac_secrets" not in body
     updated = _put(system, "acme", {"default_locale": "es", "sms_quiet_hours": None})
     assert updated.status_code == 200
     got = system.admin.get("/api/merchants/acme", headers=system.auth())
     assert got.status_code == 200
     merchant = got.get_json()
-    assert (merchant["name"], merchant["default_locale"], merchant["sms_quiet_hours"]) == ("Acme Inc", "es", None)
+    assert (merchant["name"], merchant["default_locale"], merchant["sms_quiet_hours"]) == (
+        "Acme Inc",
+        "es",
+        None,
+    )
     assert merchant["timezone"] == "America/New_York", "fields not given are kept"
     assert merchant["webhook_token"] == body["webhook_token"]
     listed = system.admin.get("/api/merchants", headers=system.auth()).get_json()["merchants"]
@@ -53,25 +73,32 @@ def test_listing_is_sorted_and_unknown_merchants_are_404(system: System) -> None
     assert system.admin.post("/api/merchants/ghost/rotate-token", headers=system.auth()).status_code == 404
 
 
-@pytest.mark.parametrize("slug, body, field", [
-    ("Bad_Slug", {"name": "x"}, "slug"),
-    ("-dash", {"name": "x"}, "slug"),
-    ("acme", {}, "name"),
-    ("acme", {"name": "x", "timezone": "Mars/Olympus"}, "timezone"),
-    ("acme", {"name": "x", "sms_quiet_hours": "9pm-8am"}, "sms_quiet_hours"),
-    ("acme", {"name": "x", "sms_quiet_hours": "25:00-08:00"}, "sms_quiet_hours"),
-    ("acme", {"name": "x", "order_ref_pattern": r"Order \d+"}, "order_ref_pattern"),
-    ("acme", {"name": "x", "order_ref_pattern": r"(Order) (\d+)"}, "order_ref_pattern"),
-    ("acme", {"name": "x", "order_ref_pattern": r"Order (\d+"}, "order_ref_pattern"),
-    ("acme", {"name": "x", "notify": {"email": ["shipped", "teleported"]}}, "notify"),
-    ("acme", {"name": "x", "notify": {"pigeon": ["shipped"]}}, "notify"),
-    ("acme", {"name": "x", "email_from": "nope"}, "email_from"),
-    ("acme", {"name": "x", "sms_from": "0415"}, "sms_from"),
-    ("acme", {"name": "x", "default_locale": "english"}, "default_locale"),
-    ("acme", {"name": "x", "hmac_secrets": ["short"]}, "hmac_secrets"),
-    ("acme", {"name": "x", "tracking_url_template": "https://t.example/{order}"}, "tracking_url_template"),
-    ("acme", {"name": "x", "color": "red"}, "color"),
-])
+@pytest.mark.parametrize(
+    "slug, body, field",
+    [
+        ("Bad_Slug", {"name": "x"}, "slug"),
+        ("-dash", {"name": "x"}, "slug"),
+        ("acme", {}, "name"),
+        ("acme", {"name": "x", "timezone": "Mars/Olympus"}, "timezone"),
+        ("acme", {"name": "x", "sms_quiet_hours": "9pm-8am"}, "sms_quiet_hours"),
+        ("acme", {"name": "x", "sms_quiet_hours": "25:00-08:00"}, "sms_quiet_hours"),
+        ("acme", {"name": "x", "order_ref_pattern": r"Order \d+"}, "order_ref_pattern"),
+        ("acme", {"name": "x", "order_ref_pattern": r"(Order) (\d+)"}, "order_ref_pattern"),
+        ("acme", {"name": "x", "order_ref_pattern": r"Order (\d+"}, "order_ref_pattern"),
+        ("acme", {"name": "x", "notify": {"email": ["shipped", "teleported"]}}, "notify"),
+        ("acme", {"name": "x", "notify": {"pigeon": ["shipped"]}}, "notify"),
+        ("acme", {"name": "x", "email_from": "nope"}, "email_from"),
+        ("acme", {"name": "x", "sms_from": "0415"}, "sms_from"),
+        ("acme", {"name": "x", "default_locale": "english"}, "default_locale"),
+        ("acme", {"name": "x", "hmac_secrets": ["short"]}, "hmac_secrets"),
+        (
+            "acme",
+            {"name": "x", "tracking_url_template": "https://t.example/{order}"},
+            "tracking_url_template",
+        ),
+        ("acme", {"name": "x", "color": "red"}, "color"),
+    ],
+)
 def test_invalid_merchant_fields_are_422_with_the_field_named(
     system: System, slug: str, body: dict[str, Any], field: str
 ) -> None:

@@ -29,15 +29,31 @@ def run(*argv: str) -> tuple[int, str]:
 
 
 def test_create_list_show_and_rotate(cli_env: Database, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run("merchants", "create", "acme", "--name", "Acme Inc", "--email-from", "shop@acme.example",
-                    "--sms-from", "+14155550100", "--hmac-secret", "s" * 32, "--timezone", "Europe/Paris")
+    code, out = run(
+        "merchants",
+        "create",
+        "acme",
+        "--name",
+        "Acme Inc",
+        "--email-from",
+        "shop@acme.example",
+        "--sms-from",
+        "+14155550100",
+        "--hmac-secret",
+        "s" * 32,
+        "--timezone",
+        "Europe/Paris",
+    )
     assert code == 0, capsys.readouterr().err
     with cli_env.read() as conn:
         merchant = merchant_store.require(conn, "acme", VAULT)
     assert f"https://hooks.example.com/webhooks/shippo/acme?token={merchant.webhook_token}" in out
     assert "HMAC" in out and "s" * 32 not in out
     assert (merchant.email_from, merchant.timezone, merchant.hmac_secrets) == (
-        "shop@acme.example", "Europe/Paris", ("s" * 32,))
+        "shop@acme.example",
+        "Europe/Paris",
+        ("s" * 32,),
+    )
 
     assert run("merchants", "create", "beta", "--name", "Beta")[0] == 0
     code, out = run("merchants", "list")

@@ -19,8 +19,13 @@ LABEL, _pre, _accepted, _departed, _arrived, OUT_FOR_DELIVERY, DELIVERED = scena
 TEMPLATE = "/api/merchants/acme/templates/shipped/email"
 
 
-def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer,
-            name: str = "Jane Doe") -> tuple[System, dict[str, Any]]:
+def _system(
+    make_system: Callable[..., System],
+    url: str,
+    smtp: h.SmtpServer,
+    twilio: h.TwilioServer,
+    name: str = "Jane Doe",
+) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     h.register_order(system, "1001", name=name, email="jane@example.com", phone="+15551230001")
@@ -41,43 +46,58 @@ SSTI = [
 
 
 @pytest.mark.parametrize("attack", SSTI)
-def test_a_merchant_template_with_an_ssti_attempt_is_rejected(make_system: Callable[..., System],
-                                                              sqlite_url: str, attack: str) -> None:
+def test_a_merchant_template_with_an_ssti_attempt_is_rejected(
+    make_system: Callable[..., System], sqlite_url: str, attack: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant("acme", **h.merchant_profile())
-    response = system.admin.put(TEMPLATE, json={"subject": "Shipped", "text": f"Hello\n{attack}\n"},
-                                headers=system.auth())
+    response = system.admin.put(
+        TEMPLATE, json={"subject": "Shipped", "text": f"Hello\n{attack}\n"}, headers=system.auth()
+    )
     assert response.status_code == 422, response.get_json()
     assert system.admin.get(TEMPLATE, headers=system.auth()).get_json()["source"] == "default"
 
 
-def test_template_syntax_errors_and_undefined_names_are_422_with_line_numbers(make_system: Callable[..., System],
-                                                                              sqlite_url: str) -> None:
+def test_template_syntax_errors_and_undefined_names_are_422_with_line_numbers(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant("acme", **h.merchant_profile())
-    response = system.admin.put(TEMPLATE, json={"subject": "Shipped", "text": "Hello\n\n{% if order.ref %}\nno end"},
-                                headers=system.auth())
+    response = system.admin.put(
+        TEMPLATE,
+        json={"subject": "Shipped", "text": "Hello\n\n{% if order.ref %}\nno end"},
+        headers=system.auth(),
+    )
     assert response.status_code == 422
     body = response.get_json()
     assert "line" in body["fields"]["text"], body
     assert any(e.get("line") for e in body["errors"])
 
-    response = system.admin.put(TEMPLATE, json={"subject": "Shipped", "text": "Hi\n{{ customer.nickname }}"},
-                                headers=system.auth())
+    response = system.admin.put(
+        TEMPLATE, json={"subject": "Shipped", "text": "Hi\n{{ customer.nickname }}"}, headers=system.auth()
+    )
     assert response.status_code == 422
     assert response.get_json()["fields"]["text"].startswith("line 2")
-    sms = system.admin.put("/api/merchants/acme/templates/delivered/sms", json={"text": "x" * 1700},
-                           headers=system.auth())
+    sms = system.admin.put(
+        "/api/merchants/acme/templates/delivered/sms", json={"text": "x" * 1700}, headers=system.auth()
+    )
     assert sms.status_code == 422, "over 10 SMS segments"
 
 
-def test_preview_renders_sample_data_without_saving(make_system: Callable[..., System], sqlite_url: str) -> None:
+def test_preview_renders_sample_data_without_saving(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant("acme", **h.merchant_profile())
-    response = system.admin.post(TEMPLATE + "/preview", json={
-        "subject": "{{ merchant.name }}: {{ order.ref }} shipped",
-        "text": "Hi {{ customer.first_name }}, track at {{ shipment.tracking_url }}",
-        "html": "<p>Hi {{ customer.first_name }}</p>"}, headers=system.auth())
+    response = system.admin.post(
+        TEMPLATE + "/preview",
+        json={
+            "subject": "{{ merchant.name }}: {{ order.ref }} shipped",
+            "text": "Hi {{ customer.first_name }}, track at {{ shipment.tracking_url }}",
+            "html": "<p>Hi {{ customer.first_name }}</p>",
+        },
+        headers=system.auth(),
+    )
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["subject"].startswith("Acme Inc: ")
@@ -85,25 +105,33 @@ def test_preview_renders_sample_data_without_saving(make_system: Callable[..., S
     assert body["html"].startswith("<p>Hi ")
     default = system.admin.post(TEMPLATE + "/preview", json={}, headers=system.auth()).get_json()
     assert "Acme Inc" in default["subject"]
-    sms = system.admin.post("/api/merchants/acme/templates/delivered/sms/preview", json={},
-                            headers=system.auth()).get_json()
+    sms = system.admin.post(
+        "/api/merchants/acme/templates/delivered/sms/preview", json={}, headers=system.auth()
+    ).get_json()
     assert sms["segments"] >= 1 and sms["encoding"] in ("GSM-7", "UCS-2", "gsm7", "ucs2")
     assert system.admin.get(TEMPLATE, headers=system.auth()).get_json()["source"] == "default"
 
 
-def test_a_saved_merchant_template_is_used_for_the_next_real_email(make_system: Callable[..., System],
-                                                                    database_url: str) -> None:
+def test_a_saved_merchant_template_is_used_for_the_next_real_email(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
-        response = system.admin.put(TEMPLATE, json={
-            "subject": "{{ merchant.name }} parcel {{ order.ref }} is on its way",
-            "text": "Hey {{ customer.first_name }}! Follow it: {{ shipment.tracking_url }}\n",
-            "html": "<h1>Hey {{ customer.first_name }}</h1><a href=\"{{ shipment.tracking_url }}\">follow</a>",
-        }, headers=system.auth())
+        response = system.admin.put(
+            TEMPLATE,
+            json={
+                "subject": "{{ merchant.name }} parcel {{ order.ref }} is on its way",
+                "text": "Hey {{ customer.first_name }}! Follow it: {{ shipment.tracking_url }}\n",
+                "html": '<h1>Hey {{ customer.first_name }}</h1><a href="{{ shipment.tracking_url }}">follow</a>',
+            },
+            headers=system.auth(),
+        )
         assert response.status_code == 201, response.get_json()
-        sms = system.admin.put("/api/merchants/acme/templates/delivered/sms",
-                               json={"text": "{{ order.ref }} is here, {{ customer.first_name }}!"},
-                               headers=system.auth())
+        sms = system.admin.put(
+            "/api/merchants/acme/templates/delivered/sms",
+            json={"text": "{{ order.ref }} is here, {{ customer.first_name }}!"},
+            headers=system.auth(),
+        )
         assert sms.status_code == 201, sms.get_json()
         system.post(merchant, LABEL)
         system.drain()
@@ -120,10 +148,13 @@ def test_a_saved_merchant_template_is_used_for_the_next_real_email(make_system: 
         assert len(delivered) == 1, "kinds without a merchant template keep the default"
 
 
-def test_a_customer_name_with_markup_is_escaped_in_the_real_html_email(make_system: Callable[..., System],
-                                                                        database_url: str) -> None:
+def test_a_customer_name_with_markup_is_escaped_in_the_real_html_email(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, database_url, smtp, twilio, name="<script>alert(1)</script> Doe")
+        system, merchant = _system(
+            make_system, database_url, smtp, twilio, name="<script>alert(1)</script> Doe"
+        )
         system.post(merchant, LABEL)
         system.drain()
         [mail] = smtp.messages
@@ -132,8 +163,9 @@ def test_a_customer_name_with_markup_is_escaped_in_the_real_html_email(make_syst
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_email_unsubscribe_link_confirms_then_records_the_opt_out(make_system: Callable[..., System],
-                                                                  database_url: str) -> None:
+def test_email_unsubscribe_link_confirms_then_records_the_opt_out(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
         system.post(merchant, LABEL)
@@ -149,11 +181,13 @@ def test_email_unsubscribe_link_confirms_then_records_the_opt_out(make_system: C
         page = system.web.get(path)
         assert page.status_code == 200
         assert "jane@example.com" in page.get_data(as_text=True)
-        assert "<form method=\"post\">" in page.get_data(as_text=True)
+        assert '<form method="post">' in page.get_data(as_text=True)
         system.drain()  # a GET (a mail scanner's prefetch) unsubscribes nobody
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        assert [r.status for r in h.rows(system) if r.channel == "email" and r.kind == "out_for_delivery"] == ["sent"]
+        assert [
+            r.status for r in h.rows(system) if r.channel == "email" and r.kind == "out_for_delivery"
+        ] == ["sent"]
 
         tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
         assert system.web.post(tampered).status_code in (400, 401, 403)
@@ -172,8 +206,9 @@ def test_email_unsubscribe_link_confirms_then_records_the_opt_out(make_system: C
         assert [r.status for r in h.rows(system) if r.channel == "sms" and r.kind == "delivered"] == ["sent"]
 
 
-def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(make_system: Callable[..., System],
-                                                                        database_url: str) -> None:
+def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     """`make run` defaults: no PARCELHOOK_SMTP_URL, no Twilio credentials."""
     system = make_system(database_url)
     merchant = system.create_merchant("acme", **h.merchant_profile())
@@ -186,8 +221,15 @@ def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(make_sys
     assert response.status_code == 200
     messages = response.get_json()["messages"]
     got = sorted((m["channel"], m["kind"]) for m in messages)
-    assert got == sorted([("email", "shipped"), ("email", "out_for_delivery"), ("email", "delivered"),
-                          ("sms", "out_for_delivery"), ("sms", "delivered")])
+    assert got == sorted(
+        [
+            ("email", "shipped"),
+            ("email", "out_for_delivery"),
+            ("email", "delivered"),
+            ("sms", "out_for_delivery"),
+            ("sms", "delivered"),
+        ]
+    )
     for m in messages:
         assert m["status"] == "sent"
         assert "9205590164917312751089" in m["text"]
@@ -205,7 +247,8 @@ def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(make_sys
 def test_a_preview_body_that_is_not_an_object_is_422(make_system, sqlite_url: str) -> None:
     system = make_system(sqlite_url)
     system.create_merchant()
-    response = system.admin.post("/api/merchants/acme/templates/shipped/email/preview", json=[1, 2],
-                                 headers=system.auth())
+    response = system.admin.post(
+        "/api/merchants/acme/templates/shipped/email/preview", json=[1, 2], headers=system.auth()
+    )
     assert response.status_code == 422
     assert "body" in response.get_json()["fields"]

@@ -20,8 +20,9 @@ LABEL, *TRACKS = scenario("delivered")
 DELIVERED = TRACKS[-1]  # carries the whole scan history: one burst → "delivered" (email + SMS)
 
 
-def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer,
-            **customer: Any) -> tuple[System, dict[str, Any]]:
+def _system(
+    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer, **customer: Any
+) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     h.register_order(system, "1001", email="jane@example.com", phone="+15551230001", **customer)
@@ -30,7 +31,9 @@ def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, tw
 
 
 def _row(system: System, channel: str, kind: str) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == channel and r.kind == kind and r.audience == "customer"]
+    [row] = [
+        r for r in h.rows(system) if r.channel == channel and r.kind == kind and r.audience == "customer"
+    ]
     return row
 
 
@@ -38,8 +41,9 @@ def _alerts(system: System) -> list[h.Row]:
     return [r for r in h.rows(system) if r.kind == "notification_failed"]
 
 
-def test_smtp_451_once_then_success_sends_one_email(make_system: Callable[..., System], database_url: str,
-                                                    fast_retries: Callable[..., None]) -> None:
+def test_smtp_451_once_then_success_sends_one_email(
+    make_system: Callable[..., System], database_url: str, fast_retries: Callable[..., None]
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
         smtp.reply_next("rcpt", "451 4.3.0 Try again later")
@@ -134,7 +138,9 @@ def test_retries_exhausted_fail_the_notification_and_alert_the_merchant(
 
 
 def test_a_crash_after_the_provider_accepted_never_sends_twice(
-    make_system: Callable[..., System], database_url: str, fast_retries: Callable[..., None],
+    make_system: Callable[..., System],
+    database_url: str,
+    fast_retries: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The worker dies between SMTP's 250 and recording ``sent``: the redelivered message finds the
@@ -165,7 +171,8 @@ def test_a_crash_after_the_provider_accepted_never_sends_twice(
 
 
 def test_a_redelivered_send_for_a_row_left_sending_does_not_send(
-    make_system: Callable[..., System], sqlite_url: str,
+    make_system: Callable[..., System],
+    sqlite_url: str,
 ) -> None:
     from store import notifications as notification_store
     from store.database import utcnow
@@ -178,8 +185,9 @@ def test_a_redelivered_send_for_a_row_left_sending_does_not_send(
         sent = _row(system, "email", "shipped")
         # a second row, as if a worker had claimed it and died inside the provider call
         with system.database.write() as conn:
-            new_id = rows.notification(system.database, conn, 1, order_id=1, shipment_id=1,
-                                       key="1001:crash:shipped:email")
+            new_id = rows.notification(
+                system.database, conn, 1, order_id=1, shipment_id=1, key="1001:crash:shipped:email"
+            )
             assert new_id is not None
             notification_store.update(conn, new_id, sending_at=utcnow(), attempts=1)
         before = len(smtp.messages)

@@ -28,10 +28,13 @@ ZONE = "America/New_York"  # the customer's; the merchant's is UTC, so the custo
 LEAD_S = 3.0
 
 
-def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
-            ) -> tuple[System, dict[str, Any], datetime]:
+def _system(
+    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+) -> tuple[System, dict[str, Any], datetime]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile(sms_quiet_hours="21:00-08:00", timezone="UTC"))
+    merchant = system.create_merchant(
+        "acme", **h.merchant_profile(sms_quiet_hours="21:00-08:00", timezone="UTC")
+    )
     h.register_order(system, "1001", email="jane@example.com", phone="+15551230001", timezone=ZONE)
     # 07:59:57 in New York on a March day; the window ends at 08:00 local
     base = datetime(2026, 3, 5, 8, 0, tzinfo=ZoneInfo(ZONE)).astimezone(UTC) - timedelta(seconds=LEAD_S)
@@ -46,25 +49,40 @@ def _sms(system: System, kind: str) -> h.Row:
     return row
 
 
-def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(make_system: Callable[..., System],
-                                                                      database_url: str) -> None:
+def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant, window_end = _system(make_system, database_url, smtp, twilio)
         system.post(merchant, LABEL)
         system.post(merchant, DELIVERED)
-        wait_until(lambda: _sms(system, "delivered").status == "deferred" if any(
-            r.channel == "sms" for r in h.rows(system)) else False, timeout=5, what="deferred SMS")
+        wait_until(
+            lambda: (
+                _sms(system, "delivered").status == "deferred"
+                if any(r.channel == "sms" for r in h.rows(system))
+                else False
+            ),
+            timeout=5,
+            what="deferred SMS",
+        )
 
         row = _sms(system, "delivered")
         with system.database.read() as conn:
-            scheduled = conn.execute(sa.select(notifications.c.scheduled_for)
-                                     .where(notifications.c.id == row.id)).scalar_one()
+            scheduled = conn.execute(
+                sa.select(notifications.c.scheduled_for).where(notifications.c.id == row.id)
+            ).scalar_one()
         assert scheduled.replace(tzinfo=UTC) == window_end
         [delayed] = [m for m in h.delayed_messages(system) if m["actor_name"] == "send_notification"]
         assert delayed["args"] == [row.id]
         assert twilio.messages == []
-        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "email" and r.kind == "delivered"]
-                     == ["sent"], timeout=5, what="the email (quiet hours are for SMS only)")
+        wait_until(
+            lambda: (
+                [r.status for r in h.rows(system) if r.channel == "email" and r.kind == "delivered"]
+                == ["sent"]
+            ),
+            timeout=5,
+            what="the email (quiet hours are for SMS only)",
+        )
         assert _sms(system, "delivered").status == "deferred"
 
         system.drain()  # waits for the delayed message: the window has ended by then
@@ -73,17 +91,24 @@ def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(make_syste
         assert sms["sid"] == _sms(system, "delivered").provider_id
 
 
-def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(make_system: Callable[..., System],
-                                                                      sqlite_url: str) -> None:
+def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant, _end = _system(make_system, sqlite_url, smtp, twilio)
         system.post(merchant, LABEL)
         system.post(merchant, OUT_FOR_DELIVERY)
-        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred"],
-                     timeout=5, what="deferred out_for_delivery SMS")
+        wait_until(
+            lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred"],
+            timeout=5,
+            what="deferred out_for_delivery SMS",
+        )
         system.post(merchant, DELIVERED)
-        wait_until(lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred", "deferred"],
-                     timeout=5, what="deferred delivered SMS")
+        wait_until(
+            lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred", "deferred"],
+            timeout=5,
+            what="deferred delivered SMS",
+        )
         system.drain()
         ofd = _sms(system, "out_for_delivery")
         assert ofd.status == "suppressed" and "superseded" in (ofd.error or "")
@@ -91,7 +116,9 @@ def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(make_syste
         assert [m["body"].split(":")[1].strip()[:14] for m in twilio.messages] == ["order 1001 was"]
 
 
-def test_outside_quiet_hours_an_sms_goes_out_at_once(make_system: Callable[..., System], sqlite_url: str) -> None:
+def test_outside_quiet_hours_an_sms_goes_out_at_once(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant, _end = _system(make_system, sqlite_url, smtp, twilio)
         system.runtime.sender.clock = lambda: datetime(2026, 3, 5, 17, 0, tzinfo=UTC)  # noon in New York

@@ -45,9 +45,15 @@ CUSTOMERS = {
 }
 ORDER_OF = {"delivered": "1001", "attempt-then-delivered": "1002", "returned": "1003"}
 TRACKING = {
-    "1001": ("9205590164917312751089", "https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum=9205590164917312751089"),
+    "1001": (
+        "9205590164917312751089",
+        "https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum=9205590164917312751089",
+    ),
     "1002": ("1Z999AA10123456784", "https://www.ups.com/track?tracknum=1Z999AA10123456784&loc=en_US"),
-    "1003": ("794644790138", "https://www.fedex.com/apps/fedextrack/?action=track&cntry_code=us&trackingnumber=794644790138"),
+    "1003": (
+        "794644790138",
+        "https://www.fedex.com/apps/fedextrack/?action=track&cntry_code=us&trackingnumber=794644790138",
+    ),
 }
 
 # (order, channel, kind) in the order they go out when the webhooks arrive in order.
@@ -70,18 +76,25 @@ EXPECTED_CUSTOMER = [
     ("1003", "email", "returned_to_sender"),
 ]
 EXPECTED_ALERTS = [("1002", "exception_action_required"), ("1003", "exception_action_required")]
-FINAL = {("1001", "email", "delivered"), ("1001", "sms", "delivered"), ("1002", "email", "delivered"),
-         ("1002", "sms", "delivered"), ("1003", "email", "returned_to_sender")}
+FINAL = {
+    ("1001", "email", "delivered"),
+    ("1001", "sms", "delivered"),
+    ("1002", "email", "delivered"),
+    ("1002", "sms", "delivered"),
+    ("1003", "email", "returned_to_sender"),
+}
 LOCALE = {"1001": "en", "1002": "es", "1003": "en"}
 
 
-def _setup(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
-           ) -> tuple[System, dict[str, object]]:
+def _setup(
+    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+) -> tuple[System, dict[str, object]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     for ref, c in CUSTOMERS.items():
-        h.register_order(system, ref, name=str(c["name"]), email=str(c["email"]), phone=str(c["phone"]),
-                         locale=c["locale"])  # type: ignore[arg-type]
+        h.register_order(
+            system, ref, name=str(c["name"]), email=str(c["email"]), phone=str(c["phone"]), locale=c["locale"]
+        )  # type: ignore[arg-type]
     system.start_worker()
     return system, merchant
 
@@ -154,7 +167,11 @@ def _check_content(system: System, smtp: h.SmtpServer, twilio: h.TwilioServer, *
 
 
 def _alerts(system: System) -> list[tuple[str, str]]:
-    return [(r.key.split(":")[0], r.kind) for r in h.rows(system) if r.audience == "merchant" and r.status == "sent"]
+    return [
+        (r.key.split(":")[0], r.kind)
+        for r in h.rows(system)
+        if r.audience == "merchant" and r.status == "sent"
+    ]
 
 
 @pytest.mark.parametrize("duplicated", [False, True], ids=["once", "duplicated"])
@@ -170,7 +187,9 @@ def test_scenarios_in_order_send_exactly_the_expected_messages(
 
         assert _wire(system, smtp, twilio) == EXPECTED_CUSTOMER
         assert _alerts(system) == EXPECTED_ALERTS
-        assert len(smtp.messages) == sum(1 for e in EXPECTED_CUSTOMER if e[1] == "email") + len(EXPECTED_ALERTS)
+        assert len(smtp.messages) == sum(1 for e in EXPECTED_CUSTOMER if e[1] == "email") + len(
+            EXPECTED_ALERTS
+        )
         assert len(twilio.messages) == sum(1 for e in EXPECTED_CUSTOMER if e[1] == "sms")
         assert {r.status for r in h.rows(system)} == {"sent"}, h.by_status(system)
         _check_content(system, smtp, twilio, exact_links=True)

@@ -20,14 +20,21 @@ INBOUND = "/webhooks/twilio/acme/inbound"
 STATUS = "/webhooks/twilio/acme/status"
 
 
-def _system(make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
-            ) -> tuple[System, dict[str, Any]]:
+def _system(
+    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+) -> tuple[System, dict[str, Any]]:
     return h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
 
 
 def _inbound(body: str, sender: str = PHONE) -> dict[str, str]:
-    return {"MessageSid": "SM" + "1" * 32, "AccountSid": h.ACCOUNT_SID, "From": sender, "To": h.SMS_FROM,
-            "Body": body, "NumMedia": "0"}
+    return {
+        "MessageSid": "SM" + "1" * 32,
+        "AccountSid": h.ACCOUNT_SID,
+        "From": sender,
+        "To": h.SMS_FROM,
+        "Body": body,
+        "NumMedia": "0",
+    }
 
 
 def _sms(system: System, kind: str) -> h.Row:
@@ -35,8 +42,9 @@ def _sms(system: System, kind: str) -> h.Row:
     return row
 
 
-def test_stop_suppresses_later_sms_and_start_re_enables_them(make_system: Callable[..., System],
-                                                              database_url: str) -> None:
+def test_stop_suppresses_later_sms_and_start_re_enables_them(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
         response = h.post_twilio(system, INBOUND, _inbound("Stop"))
@@ -60,8 +68,9 @@ def test_stop_suppresses_later_sms_and_start_re_enables_them(make_system: Callab
         assert [m["to"] for m in twilio.messages] == [PHONE]
 
 
-def test_stop_from_another_number_changes_nothing_for_this_customer(make_system: Callable[..., System],
-                                                                    sqlite_url: str) -> None:
+def test_stop_from_another_number_changes_nothing_for_this_customer(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, sqlite_url, smtp, twilio)
         assert h.post_twilio(system, INBOUND, _inbound("STOP", sender="+15559990000")).status_code == 200
@@ -82,8 +91,9 @@ def test_help_answers_with_twiml(make_system: Callable[..., System], sqlite_url:
         assert "Acme Inc" in text and "STOP" in text and "START" in text
 
 
-def test_status_callbacks_move_the_notification_to_delivered_or_failed(make_system: Callable[..., System],
-                                                                       database_url: str) -> None:
+def test_status_callbacks_move_the_notification_to_delivered_or_failed(
+    make_system: Callable[..., System], database_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
         system.post(merchant, OUT_FOR_DELIVERY)
@@ -94,8 +104,15 @@ def test_status_callbacks_move_the_notification_to_delivered_or_failed(make_syst
         assert [m["status_callback"] for m in twilio.messages] == ["http://127.0.0.1:8000" + STATUS] * 2
 
         def status(sid: str, word: str, code: str | None = None) -> None:
-            form = {"MessageSid": sid, "SmsSid": sid, "AccountSid": h.ACCOUNT_SID, "From": h.SMS_FROM,
-                    "To": PHONE, "MessageStatus": word, "SmsStatus": word}
+            form = {
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": h.ACCOUNT_SID,
+                "From": h.SMS_FROM,
+                "To": PHONE,
+                "MessageStatus": word,
+                "SmsStatus": word,
+            }
             if code:
                 form["ErrorCode"] = code
             assert h.post_twilio(system, STATUS, form).status_code == 204
@@ -121,7 +138,9 @@ def test_unverifiable_twilio_callbacks_get_403_and_change_nothing(
 ) -> None:
     system = make_system(sqlite_url, twilio_account_sid=h.ACCOUNT_SID, twilio_auth_token=h.AUTH_TOKEN)
     system.create_merchant("acme", **h.merchant_profile())
-    form = _inbound("STOP") if path == INBOUND else {"MessageSid": "SM" + "2" * 32, "MessageStatus": "delivered"}
+    form = (
+        _inbound("STOP") if path == INBOUND else {"MessageSid": "SM" + "2" * 32, "MessageStatus": "delivered"}
+    )
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if case == "garbage":
         headers["X-Twilio-Signature"] = "bm90IGEgc2lnbmF0dXJl"
@@ -132,7 +151,8 @@ def test_unverifiable_twilio_callbacks_get_403_and_change_nothing(
         form = {**form, "From" if path == INBOUND else "MessageStatus": "+15550000000"}
     elif case == "wrong_url":
         headers["X-Twilio-Signature"] = h.RequestValidator(h.AUTH_TOKEN).compute_signature(
-            "https://elsewhere.example" + path, form)
+            "https://elsewhere.example" + path, form
+        )
     from urllib.parse import urlencode
 
     response = system.web.post(path, data=urlencode(form), headers=headers)
@@ -141,16 +161,18 @@ def test_unverifiable_twilio_callbacks_get_403_and_change_nothing(
     assert system.broker.client.hlen(f"{system.broker.namespace}:events.msgs") == 0, "nothing queued"
 
 
-def test_twilio_callbacks_without_twilio_configured_are_refused(make_system: Callable[..., System],
-                                                                 sqlite_url: str) -> None:
+def test_twilio_callbacks_without_twilio_configured_are_refused(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant("acme", **h.merchant_profile())
     response = h.post_twilio(system, INBOUND, _inbound("STOP"))
     assert response.status_code == 403
 
 
-def test_twilio_callbacks_for_an_unknown_merchant_are_404(make_system: Callable[..., System],
-                                                         sqlite_url: str) -> None:
+def test_twilio_callbacks_for_an_unknown_merchant_are_404(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url, twilio_account_sid=h.ACCOUNT_SID, twilio_auth_token=h.AUTH_TOKEN)
     response = h.post_twilio(system, "/webhooks/twilio/nobody/inbound", _inbound("STOP"))
     assert response.status_code == 404

@@ -38,12 +38,19 @@ def http(redis_client: redis.Redis) -> FlaskClient:
 
 
 def dead_events(broker: RedisBroker, n: int) -> None:
-    dead_letter(broker, raising(RuntimeError("db down")), queue="events", actor_name="process_event",
-                calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)])
+    dead_letter(
+        broker,
+        raising(RuntimeError("db down")),
+        queue="events",
+        actor_name="process_event",
+        calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)],
+    )
 
 
 def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification")
+    actor = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification"
+    )
     actor.send(1)
     actor.send(2)
     r = http.get("/api/ops/queues")
@@ -52,12 +59,18 @@ def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: F
     assert [q["name"] for q in body["queues"]] == list(QUEUES)
     notifications = body["queues"][1]
     assert {k: notifications[k] for k in ("ready", "delayed", "dead", "in_flight")} == {
-        "ready": 2, "delayed": 0, "dead": 0, "in_flight": 0}
+        "ready": 2,
+        "delayed": 0,
+        "dead": 0,
+        "in_flight": 0,
+    }
     assert notifications["oldest_age_s"] >= 0
     assert body["workers"] == []  # the sender is not a worker (workers/heartbeat.py)
 
 
-def test_dead_letters_list_requeue_purge(ops_broker: RedisBroker, http: FlaskClient, redis_client: redis.Redis) -> None:
+def test_dead_letters_list_requeue_purge(
+    ops_broker: RedisBroker, http: FlaskClient, redis_client: redis.Redis
+) -> None:
     dead_events(ops_broker, 3)
     r = http.get("/api/ops/dead-letters?queue=events&limit=10")
     assert r.status_code == 200
@@ -72,7 +85,9 @@ def test_dead_letters_list_requeue_purge(ops_broker: RedisBroker, http: FlaskCli
     assert all_queues["counts"] == {"events": 3, "notifications": 0, "maintenance": 0}
     assert len(http.get("/api/ops/dead-letters?limit=2").get_json()["dead_letters"]) == 2
 
-    r = http.post("/api/ops/dead-letters/requeue", json={"queue": "events", "ids": [letters[0]["id"], "nope"]})
+    r = http.post(
+        "/api/ops/dead-letters/requeue", json={"queue": "events", "ids": [letters[0]["id"], "nope"]}
+    )
     assert r.status_code == 200
     assert r.get_json() == {"queue": "events", "requeued": 1, "ignored": 1}
     assert redis_client.llen("parcelhook:events") == 1
@@ -102,7 +117,9 @@ def test_dead_letters_list_requeue_purge(ops_broker: RedisBroker, http: FlaskCli
     ],
 )
 @pytest.mark.parametrize("action", ["requeue", "purge"])
-def test_bulk_actions_reject_bad_bodies_with_422(http: FlaskClient, body: object, field: str, action: str) -> None:
+def test_bulk_actions_reject_bad_bodies_with_422(
+    http: FlaskClient, body: object, field: str, action: str
+) -> None:
     r = http.post(f"/api/ops/dead-letters/{action}", json=body)
     assert r.status_code == 422
     assert r.get_json()["error"]
@@ -132,29 +149,64 @@ def test_dead_letters_of_an_unknown_queue_is_422(http: FlaskClient) -> None:
 def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) -> None:
     t = Telemetry(redis_client)
     at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-    t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
-              latency_s=0.01, at=at)
-    t.webhook(merchant="acme", event="track_updated", outcome="rejected", status_code=401,
-              reason="bad signature", latency_s=0.01, at=at)
-    t.webhook(merchant="bolt", event="track_updated", outcome="queued", status_code=200, reason=None,
-              latency_s=0.01, at=at)
+    t.webhook(
+        merchant="acme",
+        event="track_updated",
+        outcome="queued",
+        status_code=200,
+        reason=None,
+        latency_s=0.01,
+        at=at,
+    )
+    t.webhook(
+        merchant="acme",
+        event="track_updated",
+        outcome="rejected",
+        status_code=401,
+        reason="bad signature",
+        latency_s=0.01,
+        at=at,
+    )
+    t.webhook(
+        merchant="bolt",
+        event="track_updated",
+        outcome="queued",
+        status_code=200,
+        reason=None,
+        latency_s=0.01,
+        at=at,
+    )
     r = http.get("/api/ops/webhooks?merchant=acme&outcome=rejected")
     assert r.status_code == 200
-    assert r.get_json() == {"deliveries": [{
-        "merchant": "acme", "event": "track_updated", "outcome": "rejected", "status_code": 401,
-        "reason": "bad signature", "received_at": "2024-05-01T10:00:00+00:00"}]}
+    assert r.get_json() == {
+        "deliveries": [
+            {
+                "merchant": "acme",
+                "event": "track_updated",
+                "outcome": "rejected",
+                "status_code": 401,
+                "reason": "bad signature",
+                "received_at": "2024-05-01T10:00:00+00:00",
+            }
+        ]
+    }
     assert len(http.get("/api/ops/webhooks").get_json()["deliveries"]) == 3
     assert len(http.get("/api/ops/webhooks?limit=2").get_json()["deliveries"]) == 2
 
 
 def test_metrics_endpoint_serves_prometheus_text(ops_broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="maintenance", actor_name="stall_check")
+    actor = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="maintenance", actor_name="stall_check"
+    )
     actor.send()
     r = http.get("/metrics")
     assert r.status_code == 200
     assert r.content_type.startswith("text/plain")
-    values = {(s.name, tuple(s.labels.items())): s.value
-              for f in text_string_to_metric_families(r.get_data(as_text=True)) for s in f.samples}
+    values = {
+        (s.name, tuple(s.labels.items())): s.value
+        for f in text_string_to_metric_families(r.get_data(as_text=True))
+        for s in f.samples
+    }
     assert values[("parcelhook_queue_ready_messages", (("queue", "maintenance"),))] == 1
 
 

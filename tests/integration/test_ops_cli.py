@@ -26,14 +26,21 @@ def run(services: SimpleNamespace, *argv: str) -> tuple[int, str]:
 
 
 def dead_notifications(broker: RedisBroker, n: int) -> None:
-    dead_letter(broker, raising(RuntimeError("twilio 21211")), queue="notifications",
-                actor_name="send_notification", calls=[(100 + i,) for i in range(n)])
+    dead_letter(
+        broker,
+        raising(RuntimeError("twilio 21211")),
+        queue="notifications",
+        actor_name="send_notification",
+        calls=[(100 + i,) for i in range(n)],
+    )
 
 
 def test_queues_table_shows_the_numbers(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
     # declare every actor before a Worker starts: dramatiq's worker middleware would
     # start a consumer for a queue declared later, even after the worker stopped
-    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+    events = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
     dead_notifications(ops_broker, 2)
     for i in range(12):
         events.send("acme", f"ev-{i}", "x", "{}")

@@ -44,8 +44,11 @@ def test_cookie_sessions_need_the_csrf_header_to_change_anything(system: System)
 def test_the_summary_shows_exceptions_by_merchant_outcomes_outbox_and_alerts(system: System) -> None:
     merchant = system.create_merchant("acme", order_ref_pattern=r"Order (\d+)")
     # the order of the "attempt-then-delivered" scenario, so that its emails land in the outbox
-    system.admin.put("/api/merchants/acme/orders/1002", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1002",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     system.start_worker()
     for body in scenario("attempt-then-delivered")[:3] + scenario("returned"):
         system.post(merchant, body)

@@ -42,8 +42,13 @@ class Flaky:
 
 def dead_letter_events(broker: RedisBroker, n: int) -> tuple[Flaky, list[dramatiq.Message[Any]]]:
     flaky = Flaky()
-    sent = dead_letter(broker, flaky, queue="events", actor_name="process_event",
-                       calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)])
+    sent = dead_letter(
+        broker,
+        flaky,
+        queue="events",
+        actor_name="process_event",
+        calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)],
+    )
     return flaky, sent
 
 
@@ -62,16 +67,28 @@ def test_list_describes_each_dead_letter(ops_broker: RedisBroker, dlq: DeadLette
     assert dlq.list("notifications", limit=10) == []
 
 
-def test_notification_dead_letters_carry_the_notification_id(ops_broker: RedisBroker, dlq: DeadLetters) -> None:
-    dead_letter(ops_broker, raising(ValueError("template broken")), queue="notifications",
-                actor_name="send_notification", calls=[(42,)])
+def test_notification_dead_letters_carry_the_notification_id(
+    ops_broker: RedisBroker, dlq: DeadLetters
+) -> None:
+    dead_letter(
+        ops_broker,
+        raising(ValueError("template broken")),
+        queue="notifications",
+        actor_name="send_notification",
+        calls=[(42,)],
+    )
     [d] = dlq.list("notifications", 10)
     assert (d.actor, d.notification_id, d.merchant, d.last_error) == (
-        "send_notification", 42, None, "ValueError: template broken")
+        "send_notification",
+        42,
+        None,
+        "ValueError: template broken",
+    )
 
 
-def test_a_requeued_message_is_processed_exactly_once(ops_broker: RedisBroker, dlq: DeadLetters,
-                                                     redis_client: redis.Redis) -> None:
+def test_a_requeued_message_is_processed_exactly_once(
+    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
+) -> None:
     flaky, sent = dead_letter_events(ops_broker, 2)
     target = next(d for d in dlq.list("events", 10) if d.event_id == "ev-1")
 
@@ -100,7 +117,9 @@ def test_a_requeued_message_is_processed_exactly_once(ops_broker: RedisBroker, d
     assert redis_client.hlen("parcelhook:events.msgs") == 0
 
 
-def test_requeue_all_moves_every_dead_letter(ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis) -> None:
+def test_requeue_all_moves_every_dead_letter(
+    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
+) -> None:
     flaky, _ = dead_letter_events(ops_broker, 3)
     assert dlq.requeue("events", None) == 3
     assert dlq.count("events") == 0
@@ -111,8 +130,9 @@ def test_requeue_all_moves_every_dead_letter(ops_broker: RedisBroker, dlq: DeadL
     assert sorted(e for _, e in flaky.calls) == ["ev-0", "ev-1", "ev-2"]
 
 
-def test_concurrent_requeues_move_each_message_once(ops_broker: RedisBroker, dlq: DeadLetters,
-                                                    redis_client: redis.Redis) -> None:
+def test_concurrent_requeues_move_each_message_once(
+    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
+) -> None:
     dead_letter_events(ops_broker, 5)
     results: list[int] = []
     barrier = threading.Barrier(4)
@@ -146,15 +166,24 @@ def test_purge_by_ids_and_all(ops_broker: RedisBroker, dlq: DeadLetters, redis_c
     assert redis_client.llen("parcelhook:events") == 0
 
 
-def test_retried_messages_report_every_attempt_and_the_final_error(ops_broker: RedisBroker, dlq: DeadLetters) -> None:
+def test_retried_messages_report_every_attempt_and_the_final_error(
+    ops_broker: RedisBroker, dlq: DeadLetters
+) -> None:
     attempts: list[int] = []
 
     def boom(notification_id: int) -> None:
         attempts.append(notification_id)
         raise ConnectionError(f"attempt {len(attempts)}")
 
-    notes = dramatiq.actor(boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification",
-                           max_retries=2, min_backoff=10, max_backoff=50)
+    notes = dramatiq.actor(
+        boom,
+        broker=ops_broker,
+        queue_name="notifications",
+        actor_name="send_notification",
+        max_retries=2,
+        min_backoff=10,
+        max_backoff=50,
+    )
     notes.send(9)
     with running_worker(ops_broker):
         wait_until(lambda: dlq.count("notifications") == 1)
@@ -162,24 +191,34 @@ def test_retried_messages_report_every_attempt_and_the_final_error(ops_broker: R
     assert (d.attempts, d.last_error) == (3, "ConnectionError: attempt 3")
 
 
-def test_without_the_recorder_the_stored_message_still_gives_attempts(redis_url: str, dlq: DeadLetters) -> None:
+def test_without_the_recorder_the_stored_message_still_gives_attempts(
+    redis_url: str, dlq: DeadLetters
+) -> None:
     bare = RedisBroker(url=redis_url, namespace="parcelhook")
     try:
-        dead_letter(bare, raising(ValueError("nope")), queue="notifications", actor_name="send_notification",
-                    calls=[(1,)])
+        dead_letter(
+            bare,
+            raising(ValueError("nope")),
+            queue="notifications",
+            actor_name="send_notification",
+            calls=[(1,)],
+        )
     finally:
         bare.close()
     [d] = dlq.list("notifications", 10)
     assert (d.attempts, d.last_error, d.notification_id) == (1, None, 1)
 
 
-def test_requeue_and_purge_forget_the_failure_details(ops_broker: RedisBroker, dlq: DeadLetters,
-                                                      redis_client: redis.Redis) -> None:
+def test_requeue_and_purge_forget_the_failure_details(
+    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
+) -> None:
     dead_letter_events(ops_broker, 2)
     assert len(redis_client.keys("parcelhook:telemetry:dlq:*")) == 2
     first, second = (d.id for d in dlq.list("events", 10))
     dlq.requeue("events", [first])
-    assert redis_client.keys("parcelhook:telemetry:dlq:*") == [f"parcelhook:telemetry:dlq:events:{second}".encode()]
+    assert redis_client.keys("parcelhook:telemetry:dlq:*") == [
+        f"parcelhook:telemetry:dlq:events:{second}".encode()
+    ]
     dlq.purge("events", None)
     assert redis_client.keys("parcelhook:telemetry:dlq:*") == []
 

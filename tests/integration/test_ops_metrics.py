@@ -44,8 +44,9 @@ def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_servic
         raise RuntimeError("down")
 
     events = dramatiq.actor(slow, broker=ops_broker, queue_name="events", actor_name="process_event")
-    notes = dramatiq.actor(boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification",
-                           max_retries=0)
+    notes = dramatiq.actor(
+        boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification", max_retries=0
+    )
     notes.send(1)
     from workers.heartbeat import WorkerHeartbeat
 
@@ -72,10 +73,15 @@ def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_servic
             assert m[("parcelhook_queue_delayed_messages", label)] == q.delayed
             assert m[("parcelhook_queue_dead_messages", label)] == q.dead
             assert m[("parcelhook_queue_in_flight_messages", label)] == q.in_flight
-            assert m[("parcelhook_queue_oldest_message_age_seconds", label)] == pytest.approx(q.oldest_age_s or 0, abs=1)
+            assert m[("parcelhook_queue_oldest_message_age_seconds", label)] == pytest.approx(
+                q.oldest_age_s or 0, abs=1
+            )
         label = (("queue", "events"),)
-        assert (m[("parcelhook_queue_ready_messages", label)], m[("parcelhook_queue_in_flight_messages", label)],
-                m[("parcelhook_queue_delayed_messages", label)]) == (3, 1, 1)
+        assert (
+            m[("parcelhook_queue_ready_messages", label)],
+            m[("parcelhook_queue_in_flight_messages", label)],
+            m[("parcelhook_queue_delayed_messages", label)],
+        ) == (3, 1, 1)
         assert m[("parcelhook_queue_dead_messages", (("queue", "notifications"),))] == 1
         assert m[("parcelhook_workers_alive", ())] == 1
         assert m[("parcelhook_broker_up", ())] == 1
@@ -87,32 +93,71 @@ def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_servic
 def test_telemetry_series(ops_services: SimpleNamespace) -> None:
     t: Telemetry = ops_services.telemetry
     for latency in (0.002, 0.002, 0.2):
-        t.webhook(merchant="acme", event="track_updated", outcome="queued", status_code=200, reason=None,
-                  latency_s=latency, at=time_now())
-    t.webhook(merchant="acme", event="track_updated", outcome="rejected", status_code=401, reason="bad token",
-              latency_s=0.001, at=time_now())
+        t.webhook(
+            merchant="acme",
+            event="track_updated",
+            outcome="queued",
+            status_code=200,
+            reason=None,
+            latency_s=latency,
+            at=time_now(),
+        )
+    t.webhook(
+        merchant="acme",
+        event="track_updated",
+        outcome="rejected",
+        status_code=401,
+        reason="bad token",
+        latency_s=0.001,
+        at=time_now(),
+    )
     t.processed(actor="process_event", outcome="ok", latency_s=0.3, carrier_lag_s=1000)
     t.processed(actor="send_notification", outcome="failed", latency_s=2)
     t.notification(channel="sms", kind="out_for_delivery", status="sent")
 
     m = samples(ops_services)
-    assert m[("parcelhook_webhooks_received_total",
-              (("event", "track_updated"), ("merchant", "acme"), ("outcome", "queued")))] == 3
-    assert m[("parcelhook_webhooks_received_total",
-              (("event", "track_updated"), ("merchant", "acme"), ("outcome", "rejected")))] == 1
+    assert (
+        m[
+            (
+                "parcelhook_webhooks_received_total",
+                (("event", "track_updated"), ("merchant", "acme"), ("outcome", "queued")),
+            )
+        ]
+        == 3
+    )
+    assert (
+        m[
+            (
+                "parcelhook_webhooks_received_total",
+                (("event", "track_updated"), ("merchant", "acme"), ("outcome", "rejected")),
+            )
+        ]
+        == 1
+    )
     assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "0.001"),))] == 1
     assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "0.0025"),))] == 3
     assert m[("parcelhook_webhook_latency_seconds_bucket", (("le", "+Inf"),))] == 4
     assert m[("parcelhook_webhook_latency_seconds_count", ())] == 4
     assert m[("parcelhook_webhook_latency_seconds_sum", ())] == pytest.approx(0.205)
     assert m[("parcelhook_events_processed_total", (("actor", "process_event"), ("outcome", "ok")))] == 1
-    assert m[("parcelhook_events_processed_total", (("actor", "send_notification"), ("outcome", "failed")))] == 1
-    assert m[("parcelhook_processing_latency_seconds_bucket", (("actor", "process_event"), ("le", "0.5")))] == 1
+    assert (
+        m[("parcelhook_events_processed_total", (("actor", "send_notification"), ("outcome", "failed")))] == 1
+    )
+    assert (
+        m[("parcelhook_processing_latency_seconds_bucket", (("actor", "process_event"), ("le", "0.5")))] == 1
+    )
     assert m[("parcelhook_processing_latency_seconds_count", (("actor", "send_notification"),))] == 1
     assert m[("parcelhook_carrier_lag_seconds_bucket", (("le", "900.0"),))] == 0
     assert m[("parcelhook_carrier_lag_seconds_bucket", (("le", "1800.0"),))] == 1
-    assert m[("parcelhook_notifications_total",
-              (("channel", "sms"), ("kind", "out_for_delivery"), ("status", "sent")))] == 1
+    assert (
+        m[
+            (
+                "parcelhook_notifications_total",
+                (("channel", "sms"), ("kind", "out_for_delivery"), ("status", "sent")),
+            )
+        ]
+        == 1
+    )
     assert m[("parcelhook_telemetry_up", ())] == 1
 
 

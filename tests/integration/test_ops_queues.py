@@ -27,32 +27,48 @@ def by_name(inspector: QueueInspector) -> dict:
 
 
 def test_ready_counts_follow_sends(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
-    notes = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification")
+    events = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
+    notes = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification"
+    )
     for i in range(3):
         events.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
     notes.send(7)
 
     stats = by_name(inspector)
     assert [q.name for q in inspector.queues()] == list(QUEUES)
-    assert (stats["events"].ready, stats["events"].delayed, stats["events"].dead, stats["events"].in_flight) == (3, 0, 0, 0)
+    assert (
+        stats["events"].ready,
+        stats["events"].delayed,
+        stats["events"].dead,
+        stats["events"].in_flight,
+    ) == (3, 0, 0, 0)
     assert stats["notifications"].ready == 1
     assert stats["maintenance"].ready == 0
     assert stats["events"].oldest_age_s is not None and 0 <= stats["events"].oldest_age_s < 10
     assert stats["maintenance"].oldest_age_s is None
 
 
-def test_oldest_age_is_measured_from_the_head_message_timestamp(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+def test_oldest_age_is_measured_from_the_head_message_timestamp(
+    ops_broker: RedisBroker, inspector: QueueInspector
+) -> None:
+    events = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
     first = events.send("acme", "ev-1", "2024-05-01T10:00:00+00:00", "{}")
     events.send("acme", "ev-2", "2024-05-01T10:00:00+00:00", "{}")
     [stats] = [q for q in inspector.queues(now_ms=first.message_timestamp + 5000) if q.name == "events"]
     assert stats.oldest_age_s == 5.0
 
 
-def test_delayed_messages_count_even_while_a_worker_holds_them(ops_broker: RedisBroker, inspector: QueueInspector,
-                                                               redis_client: redis.Redis) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+def test_delayed_messages_count_even_while_a_worker_holds_them(
+    ops_broker: RedisBroker, inspector: QueueInspector, redis_client: redis.Redis
+) -> None:
+    events = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
     for i in range(2):
         events.send_with_options(args=("acme", f"ev-{i}", "x", "{}"), delay=60_000)
     stats = by_name(inspector)["events"]
@@ -65,7 +81,9 @@ def test_delayed_messages_count_even_while_a_worker_holds_them(ops_broker: Redis
         assert (stats.ready, stats.delayed, stats.in_flight) == (0, 2, 0)
 
 
-def test_in_flight_counts_messages_a_worker_is_running(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
+def test_in_flight_counts_messages_a_worker_is_running(
+    ops_broker: RedisBroker, inspector: QueueInspector
+) -> None:
     release, started = threading.Event(), threading.Event()
 
     def slow(*args: object) -> None:
@@ -89,8 +107,9 @@ def test_dead_counts_messages_of_a_failing_actor(ops_broker: RedisBroker, inspec
     def boom(notification_id: int) -> None:
         raise RuntimeError("smtp down")
 
-    notes = dramatiq.actor(boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification",
-                           max_retries=0)
+    notes = dramatiq.actor(
+        boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification", max_retries=0
+    )
     notes.send(1)
     notes.send(2)
     with running_worker(ops_broker):
@@ -106,7 +125,9 @@ def test_live_workers_come_from_worker_heartbeats_not_from_senders(
     import socket
 
     ops_broker.add_middleware(WorkerHeartbeat(redis_client, "parcelhook", interval_s=0.2))
-    actor = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+    actor = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
     actor.send("acme", "ev", "x", "{}")  # a process that only enqueues (like `web`) is not a worker
     assert inspector.workers() == []
     with running_worker(ops_broker):
@@ -120,9 +141,12 @@ def test_live_workers_come_from_worker_heartbeats_not_from_senders(
     assert inspector.workers() == [], "a worker that shuts down takes its heartbeat with it"
 
 
-def test_snapshot_has_the_contract_shape_and_changes_nothing(ops_broker: RedisBroker, inspector: QueueInspector,
-                                                             redis_client: redis.Redis) -> None:
-    events = dramatiq.actor(lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event")
+def test_snapshot_has_the_contract_shape_and_changes_nothing(
+    ops_broker: RedisBroker, inspector: QueueInspector, redis_client: redis.Redis
+) -> None:
+    events = dramatiq.actor(
+        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
+    )
     events.send("acme", "ev-1", "x", "{}")
     events.send_with_options(args=("acme", "ev-2", "x", "{}"), delay=60_000)
     beat = WorkerHeartbeat(redis_client, "parcelhook")

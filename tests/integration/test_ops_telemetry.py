@@ -19,10 +19,25 @@ pytestmark = pytest.mark.redis
 AT = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
 
 
-def deliver(t: Telemetry, merchant: str = "acme", outcome: str = "queued", status: int = 200,
-            event: str = "track_updated", latency: float = 0.004, at: datetime = AT, reason: str | None = None) -> None:
-    t.webhook(merchant=merchant, event=event, outcome=outcome, status_code=status, reason=reason,
-              latency_s=latency, at=at)
+def deliver(
+    t: Telemetry,
+    merchant: str = "acme",
+    outcome: str = "queued",
+    status: int = 200,
+    event: str = "track_updated",
+    latency: float = 0.004,
+    at: datetime = AT,
+    reason: str | None = None,
+) -> None:
+    t.webhook(
+        merchant=merchant,
+        event=event,
+        outcome=outcome,
+        status_code=status,
+        reason=reason,
+        latency_s=latency,
+        at=at,
+    )
 
 
 def test_counters_from_two_processes_add_up(redis_url: str) -> None:
@@ -38,8 +53,10 @@ def test_counters_from_two_processes_add_up(redis_url: str) -> None:
     b.notification(channel="email", kind="delivered", status="sent")
 
     for snap in (a.snapshot(), b.snapshot()):
-        assert snap.webhooks_received == {("acme", "track_updated", "queued"): 2,
-                                          ("acme", "track_updated", "rejected"): 1}
+        assert snap.webhooks_received == {
+            ("acme", "track_updated", "queued"): 2,
+            ("acme", "track_updated", "rejected"): 1,
+        }
         assert snap.events_processed == {("process_event", "ok"): 2, ("process_event", "duplicate"): 1}
         assert snap.notifications == {("email", "delivered", "sent"): 2}
         assert snap.webhook_latency is not None and snap.webhook_latency.count == 3
@@ -77,9 +94,19 @@ def test_recent_deliveries_newest_first_filtered_and_capped(redis_client: redis.
     deliver(t, merchant="bolt", outcome="queued", at=AT + timedelta(seconds=1))
 
     recent = t.recent_webhooks()
-    assert [(d["merchant"], d["outcome"]) for d in recent] == [("bolt", "queued"), ("acme", "rejected"), ("acme", "queued")]
-    assert recent[1] == {"merchant": "acme", "event": "track_updated", "outcome": "rejected", "status_code": 401,
-                         "reason": "bad signature", "received_at": "2024-05-01T10:00:30+00:00"}
+    assert [(d["merchant"], d["outcome"]) for d in recent] == [
+        ("bolt", "queued"),
+        ("acme", "rejected"),
+        ("acme", "queued"),
+    ]
+    assert recent[1] == {
+        "merchant": "acme",
+        "event": "track_updated",
+        "outcome": "rejected",
+        "status_code": 401,
+        "reason": "bad signature",
+        "received_at": "2024-05-01T10:00:30+00:00",
+    }
     assert [d["merchant"] for d in t.recent_webhooks(merchant="acme")] == ["acme", "acme"]
     assert [d["outcome"] for d in t.recent_webhooks(merchant="acme", outcome="rejected")] == ["rejected"]
     assert len(t.recent_webhooks(limit=1)) == 1
@@ -99,8 +126,10 @@ def test_untrusted_labels_are_folded_in_counters(redis_client: redis.Redis) -> N
     deliver(t, merchant="no-such-merchant-2", outcome="unknown_merchant", status=404)
     deliver(t, event="x" * 500, outcome="ignored")
     snap = t.snapshot()
-    assert snap.webhooks_received == {("_unknown", "track_updated", "unknown_merchant"): 2,
-                                      ("acme", "other", "ignored"): 1}
+    assert snap.webhooks_received == {
+        ("_unknown", "track_updated", "unknown_merchant"): 2,
+        ("acme", "other", "ignored"): 1,
+    }
     # the log keeps what was sent (truncated)
     assert t.recent_webhooks(limit=1)[0]["event"] == "x" * 64
 
@@ -117,15 +146,19 @@ def test_rejections_per_merchant_in_a_time_window(redis_client: redis.Redis) -> 
     assert t.rejections_since("acme", "rejected", now - timedelta(hours=1), now=now) == 4
     assert t.rejections_since("bolt", "rejected", now - timedelta(minutes=5), now=now) == 1
     assert t.webhook_counts_since(now - timedelta(minutes=5), now=now) == {
-        ("acme", "rejected"): 3, ("bolt", "rejected"): 1, ("acme", "queued"): 1}
+        ("acme", "rejected"): 3,
+        ("bolt", "rejected"): 1,
+        ("acme", "queued"): 1,
+    }
     ttl = redis_client.ttl(f"parcelhook:telemetry:webhooks:minute:{int(now.timestamp() // 60)}")
     assert 0 < ttl <= 3 * 3600
 
 
 def test_writes_never_raise_when_redis_is_down() -> None:
     # no client-side retries: redis-py's default retry policy alone takes ~3.5 s per failed call
-    down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
-                       retry=Retry(NoBackoff(), 0))
+    down = redis.Redis(
+        port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     t = Telemetry(down, backoff_s=30)
     deliver(t)
     started = time.monotonic()
@@ -139,13 +172,17 @@ def test_writes_never_raise_when_redis_is_down() -> None:
 
 
 def test_writes_resume_after_redis_comes_back(redis_service, redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    t = Telemetry(redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)),
-                  backoff_s=0.0)
+    t = Telemetry(
+        redis.Redis.from_url(redis_url, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)),
+        backoff_s=0.0,
+    )
     redis_service.stop()
     try:
         deliver(t)
     finally:
         redis_service.start()
     deliver(t, merchant="after")  # also writes what the outage kept in the process
-    assert t.snapshot().webhooks_received == {("acme", "track_updated", "queued"): 1,
-                                              ("after", "track_updated", "queued"): 1}
+    assert t.snapshot().webhooks_received == {
+        ("acme", "track_updated", "queued"): 1,
+        ("after", "track_updated", "queued"): 1,
+    }

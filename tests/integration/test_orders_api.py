@@ -28,16 +28,33 @@ def _put(system: System, ref: str, body: Any) -> Any:
 def test_an_order_put_validates_every_field_and_answers_422_with_field_errors(
     system: System, acme: dict[str, Any]
 ) -> None:
-    response = _put(system, "1001", {
-        "customer": {"email": "not-an-email", "phone": "415-555-0123", "locale": "english",
-                     "timezone": "Mars/Olympus", "age": 3},
-        "notify": {"email": "yes", "sms": 1},
-        "extra": True,
-    })
+    response = _put(
+        system,
+        "1001",
+        {
+            "customer": {
+                "email": "not-an-email",
+                "phone": "415-555-0123",
+                "locale": "english",
+                "timezone": "Mars/Olympus",
+                "age": 3,
+            },
+            "notify": {"email": "yes", "sms": 1},
+            "extra": True,
+        },
+    )
     assert response.status_code == 422
     fields = response.get_json()["fields"]
-    assert set(fields) == {"customer.email", "customer.phone", "customer.locale", "customer.timezone",
-                           "customer.age", "notify.email", "notify.sms", "extra"}, fields
+    assert set(fields) == {
+        "customer.email",
+        "customer.phone",
+        "customer.locale",
+        "customer.timezone",
+        "customer.age",
+        "notify.email",
+        "notify.sms",
+        "extra",
+    }, fields
     assert "E.164" in fields["customer.phone"]
     assert fields["customer.age"] == fields["extra"] == "unknown field"
     for bad in ([], "x", {"customer": "jane"}, {"notify": {"push": True}}):
@@ -50,9 +67,16 @@ def test_an_order_put_validates_every_field_and_answers_422_with_field_errors(
 
 
 def test_a_valid_order_is_created_then_updated(system: System, acme: dict[str, Any]) -> None:
-    body = {"customer": {"name": "Jane Doe", "email": "jane@example.com", "phone": "+14155550123",
-                         "locale": "es-MX", "timezone": "America/Mexico_City"},
-            "notify": {"email": True, "sms": True}}
+    body = {
+        "customer": {
+            "name": "Jane Doe",
+            "email": "jane@example.com",
+            "phone": "+14155550123",
+            "locale": "es-MX",
+            "timezone": "America/Mexico_City",
+        },
+        "notify": {"email": True, "sms": True},
+    }
     created = _put(system, "A/1001", body)  # refs may contain slashes
     assert created.status_code == 201, created.get_json()
     order = created.get_json()
@@ -92,10 +116,20 @@ def _seed(system: System, merchant_id: int, count: int) -> None:
     now = order_store.utcnow()
     for n in range(count):
         status = statuses[n % 3]
-        rows.append({"merchant_id": merchant_id, "ref": f"R{n:04d}", "status": status,
-                     "exception": "delayed" if status == "exception" else None, "customer": {},
-                     "notify_email": True, "notify_sms": False, "registered": True,
-                     "created_at": now, "updated_at": now})
+        rows.append(
+            {
+                "merchant_id": merchant_id,
+                "ref": f"R{n:04d}",
+                "status": status,
+                "exception": "delayed" if status == "exception" else None,
+                "customer": {},
+                "notify_email": True,
+                "notify_sms": False,
+                "registered": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     with system.database.write() as conn:
         conn.execute(orders.insert(), rows)
 
@@ -143,16 +177,19 @@ def test_listing_filters_and_paginates_with_a_cursor(system: System, acme: dict[
     assert set(default["orders"][0]) >= {"ref", "status", "exception", "registered", "customer", "notify"}
 
 
-@pytest.mark.parametrize("query, field", [
-    ("status=lost", "status"),
-    ("exception=shipped", "exception"),
-    ("limit=0", "limit"),
-    ("limit=501", "limit"),
-    ("limit=ten", "limit"),
-    ("cursor=not-a-cursor", "cursor"),
-    ("cursor=eyJpZCI6ICJ4In0", "cursor"),  # {"id": "x"}
-    ("cursor=W10", "cursor"),  # []
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("status=lost", "status"),
+        ("exception=shipped", "exception"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=eyJpZCI6ICJ4In0", "cursor"),  # {"id": "x"}
+        ("cursor=W10", "cursor"),  # []
+    ],
+)
 def test_bad_list_parameters_are_422(system: System, acme: dict[str, Any], query: str, field: str) -> None:
     response = system.admin.get(f"/api/merchants/acme/orders?{query}", headers=system.auth())
     assert response.status_code == 422, response.get_json()
@@ -172,30 +209,63 @@ def test_the_list_queries_are_served_by_the_merchant_indexes(system: System, acm
     tiny = _merchant_id(system, "tiny")
     with db.write() as conn:
         # a tiny merchant whose few orders are the oldest: a primary-key walk would read everything
-        conn.execute(orders.insert(), [
-            {"merchant_id": tiny, "ref": f"T{n}", "status": "shipped", "exception": None, "customer": {},
-             "notify_email": True, "notify_sms": False, "registered": True, "created_at": now, "updated_at": now}
-            for n in range(30)
-        ])
-        conn.execute(orders.insert(), [
-            # acme is a small merchant among big ones: 1 order in 50
-            {"merchant_id": ids[0] if n % 50 == 0 else ids[1 + n % 4], "ref": f"B{n}",
-             "status": statuses[(n // 50) % 6], "exception": None,
-             "customer": {}, "notify_email": True, "notify_sms": False, "registered": True,
-             "created_at": now, "updated_at": now}
-            for n in range(30_000)
-        ])
-    filtered = (sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.status == "delivered",
-                                        orders.c.id < 25_000)
-                .order_by(orders.c.id.desc()).limit(51))
-    unfiltered = (sa.select(orders).where(orders.c.merchant_id == tiny, orders.c.id < 25_000)
-                  .order_by(orders.c.id.desc()).limit(51))
+        conn.execute(
+            orders.insert(),
+            [
+                {
+                    "merchant_id": tiny,
+                    "ref": f"T{n}",
+                    "status": "shipped",
+                    "exception": None,
+                    "customer": {},
+                    "notify_email": True,
+                    "notify_sms": False,
+                    "registered": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(30)
+            ],
+        )
+        conn.execute(
+            orders.insert(),
+            [
+                # acme is a small merchant among big ones: 1 order in 50
+                {
+                    "merchant_id": ids[0] if n % 50 == 0 else ids[1 + n % 4],
+                    "ref": f"B{n}",
+                    "status": statuses[(n // 50) % 6],
+                    "exception": None,
+                    "customer": {},
+                    "notify_email": True,
+                    "notify_sms": False,
+                    "registered": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(30_000)
+            ],
+        )
+    filtered = (
+        sa.select(orders)
+        .where(orders.c.merchant_id == merchant_id, orders.c.status == "delivered", orders.c.id < 25_000)
+        .order_by(orders.c.id.desc())
+        .limit(51)
+    )
+    unfiltered = (
+        sa.select(orders)
+        .where(orders.c.merchant_id == tiny, orders.c.id < 25_000)
+        .order_by(orders.c.id.desc())
+        .limit(51)
+    )
     with db.write() as conn:
         conn.exec_driver_sql("ANALYZE" if db.is_sqlite else "ANALYZE orders")
     # the busy filter must come back in index order; the tiny merchant's few rows may be fetched
     # by a bitmap scan of the index and sorted (25 rows) — either way no sequential scan.
-    for query, index, ordered in ((filtered, "ix_orders_merchant_status", True),
-                                  (unfiltered, "ix_orders_merchant", False)):
+    for query, index, ordered in (
+        (filtered, "ix_orders_merchant_status", True),
+        (unfiltered, "ix_orders_merchant", False),
+    ):
         with db.read() as conn:
             compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             if db.is_sqlite:

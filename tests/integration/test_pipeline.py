@@ -14,8 +14,11 @@ def test_a_signed_sample_is_queued_and_processed_by_a_real_worker(system: System
     secret = hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
     system.start_worker()
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     for body in scenario("delivered"):
         assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
     system.drain()
@@ -48,8 +51,11 @@ def test_every_sample_is_processed_without_error(system: System) -> None:
 
 def test_what_the_customer_is_not_told_is_recorded_as_suppressed_with_the_reason(system: System) -> None:
     merchant = system.create_merchant(order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/1001", headers=system.auth(),
-                     json={"customer": {"email": "jane@example.com"}, "notify": {"email": True, "sms": False}})
+    system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        headers=system.auth(),
+        json={"customer": {"email": "jane@example.com"}, "notify": {"email": True, "sms": False}},
+    )
     system.start_worker()
     for body in scenario("delivered")[:6]:  # label … out for delivery
         system.post(merchant, body)
@@ -57,6 +63,11 @@ def test_what_the_customer_is_not_told_is_recorded_as_suppressed_with_the_reason
     order = system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
     seen = {(n["kind"], n["channel"], n["status"], n["error"]) for n in order["notifications"]}
     assert ("shipped", "email", "sent", None) in seen
-    assert ("in_transit", "email", "suppressed", "kind disabled for this channel (merchant notify settings)") in seen
+    assert (
+        "in_transit",
+        "email",
+        "suppressed",
+        "kind disabled for this channel (merchant notify settings)",
+    ) in seen
     assert ("out_for_delivery", "email", "sent", None) in seen
     assert ("out_for_delivery", "sms", "suppressed", "no contact address for this channel") in seen

@@ -28,22 +28,79 @@ ORDER_REF_PATTERN = r"Order (\d+)"
 #: the change, the change). The pre-transit scan moves nothing; the attempt is a sideways move to
 #: in_transit that opens the exception; the next out-for-delivery scan moves on and clears it.
 EXPECTED = [
-    ("acme.shipment.status_changed", "label_created", None, {"from_status": None, "to_status": "label_created"}),
-    ("acme.order.status_changed", "label_created", None, {"from_status": "awaiting_shipment", "to_status": "shipped"}),
-    ("acme.shipment.status_changed", "in_transit", None, {"from_status": "label_created", "to_status": "in_transit"}),
-    ("acme.shipment.status_changed", "out_for_delivery", None,
-     {"from_status": "in_transit", "to_status": "out_for_delivery"}),
-    ("acme.order.status_changed", "out_for_delivery", None, {"from_status": "shipped", "to_status": "out_for_delivery"}),
-    ("acme.shipment.status_changed", "in_transit", None, {"from_status": "out_for_delivery", "to_status": "in_transit"}),
-    ("acme.shipment.exception_opened", "in_transit", "delivery_attempted", {"exception": "delivery_attempted"}),
-    ("acme.order.status_changed", "in_transit", "delivery_attempted",
-     {"from_status": "out_for_delivery", "to_status": "exception"}),
-    ("acme.shipment.status_changed", "out_for_delivery", "delivery_attempted",
-     {"from_status": "in_transit", "to_status": "out_for_delivery"}),
+    (
+        "acme.shipment.status_changed",
+        "label_created",
+        None,
+        {"from_status": None, "to_status": "label_created"},
+    ),
+    (
+        "acme.order.status_changed",
+        "label_created",
+        None,
+        {"from_status": "awaiting_shipment", "to_status": "shipped"},
+    ),
+    (
+        "acme.shipment.status_changed",
+        "in_transit",
+        None,
+        {"from_status": "label_created", "to_status": "in_transit"},
+    ),
+    (
+        "acme.shipment.status_changed",
+        "out_for_delivery",
+        None,
+        {"from_status": "in_transit", "to_status": "out_for_delivery"},
+    ),
+    (
+        "acme.order.status_changed",
+        "out_for_delivery",
+        None,
+        {"from_status": "shipped", "to_status": "out_for_delivery"},
+    ),
+    (
+        "acme.shipment.status_changed",
+        "in_transit",
+        None,
+        {"from_status": "out_for_delivery", "to_status": "in_transit"},
+    ),
+    (
+        "acme.shipment.exception_opened",
+        "in_transit",
+        "delivery_attempted",
+        {"exception": "delivery_attempted"},
+    ),
+    (
+        "acme.order.status_changed",
+        "in_transit",
+        "delivery_attempted",
+        {"from_status": "out_for_delivery", "to_status": "exception"},
+    ),
+    (
+        "acme.shipment.status_changed",
+        "out_for_delivery",
+        "delivery_attempted",
+        {"from_status": "in_transit", "to_status": "out_for_delivery"},
+    ),
     ("acme.shipment.exception_cleared", "out_for_delivery", None, {"exception": "delivery_attempted"}),
-    ("acme.order.status_changed", "out_for_delivery", None, {"from_status": "exception", "to_status": "out_for_delivery"}),
-    ("acme.shipment.status_changed", "delivered", None, {"from_status": "out_for_delivery", "to_status": "delivered"}),
-    ("acme.order.status_changed", "delivered", None, {"from_status": "out_for_delivery", "to_status": "delivered"}),
+    (
+        "acme.order.status_changed",
+        "out_for_delivery",
+        None,
+        {"from_status": "exception", "to_status": "out_for_delivery"},
+    ),
+    (
+        "acme.shipment.status_changed",
+        "delivered",
+        None,
+        {"from_status": "out_for_delivery", "to_status": "delivered"},
+    ),
+    (
+        "acme.order.status_changed",
+        "delivered",
+        None,
+        {"from_status": "out_for_delivery", "to_status": "delivered"},
+    ),
 ]
 
 
@@ -100,7 +157,9 @@ def _post_one_by_one(system: System, merchant: dict[str, Any], bodies: list[byte
 def _summary(message: Any) -> tuple[str, str | None, str | None, dict[str, Any]]:
     payload = message.payload
     change = payload["change"]
-    keys = ("from_status", "to_status") if "status" in message.delivery_info["routing_key"] else ("exception",)
+    keys = (
+        ("from_status", "to_status") if "status" in message.delivery_info["routing_key"] else ("exception",)
+    )
     return (
         message.delivery_info["routing_key"],
         payload["shipment"]["status"],
@@ -129,7 +188,9 @@ def test_a_shipment_lifetime_reaches_the_platform_as_ordered_events_once_each(
     assert len({p["event_id"] for p in payloads}) == len(payloads)
     assert [m.properties["message_id"] for m in messages] == [p["event_id"] for p in payloads]
     assert all(m.properties["delivery_mode"] == 2 for m in messages)
-    assert [m.payload["type"] for m in messages] == [m.delivery_info["routing_key"][len("acme."):] for m in messages]
+    assert [m.payload["type"] for m in messages] == [
+        m.delivery_info["routing_key"][len("acme.") :] for m in messages
+    ]
     first = payloads[0]
     assert set(first) == {"event_id", "type", "occurred_at", "merchant", "order", "shipment", "change"}
     assert first["merchant"] == "acme"
@@ -167,7 +228,8 @@ def test_a_redelivered_worker_message_and_a_second_publisher_publish_nothing_twi
     system.drain()
     assert publish_pending(system.database, events_url) == 0
     assert [m.delivery_info["routing_key"] for m in platform()] == [
-        "acme.shipment.status_changed", "acme.order.status_changed"
+        "acme.shipment.status_changed",
+        "acme.order.status_changed",
     ]
 
 
@@ -183,7 +245,10 @@ def test_with_the_feature_off_no_event_is_written(system: System, platform: Call
 
 
 def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
-    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]],
+    make_system: Callable[..., System],
+    database_url: str,
+    events_url: str,
+    platform: Callable[[], list[Any]],
     broker_down: str,
 ) -> None:
     from workers.platform_events import PlatformEventsUnavailable, publish_pending
@@ -199,7 +264,9 @@ def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
     assert order["status"] == "shipped"
     rows = _rows(system)
     assert [r.event_type for r in rows] == [
-        "shipment.status_changed", "order.status_changed", "shipment.status_changed"
+        "shipment.status_changed",
+        "order.status_changed",
+        "shipment.status_changed",
     ]
     assert all(r.published_at is None for r in rows)
     # the publisher gave up without a dead letter: reconciliation is what catches up
@@ -217,7 +284,10 @@ def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
 
 
 def test_concurrent_publishers_publish_each_row_once_in_order(
-    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]],
+    make_system: Callable[..., System],
+    database_url: str,
+    events_url: str,
+    platform: Callable[[], list[Any]],
     broker_down: str,
 ) -> None:
     from workers.platform_events import publish_pending
@@ -235,7 +305,7 @@ def test_concurrent_publishers_publish_each_row_once_in_order(
         try:
             counts.append(publish_pending(system.database, events_url, limit=4))
             counts.append(publish_pending(system.database, events_url))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=publish) for _ in range(4)]
@@ -299,8 +369,9 @@ def test_a_rolled_back_change_writes_no_event(database_url: str, monkeypatch: py
     db = Database(database_url)
     try:
         with db.write() as conn:
-            merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme",
-                                  profile={"order_ref_pattern": ORDER_REF_PATTERN})
+            merchant_store.upsert(
+                conn, "acme", vault=VAULT, name="Acme", profile={"order_ref_pattern": ORDER_REF_PATTERN}
+            )
         label = scenario("attempt-then-delivered")[0].decode()
 
         class Boom(Exception):

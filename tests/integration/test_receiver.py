@@ -83,8 +83,13 @@ def test_a_signed_webhook_is_accepted_with_any_configured_secret(system: System)
     old, new = hmac_secret(), hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[old, new])
     assert "hmac_secrets" not in merchant  # write-only
-    assert system.post(merchant, raw("track_updated_transit.json"), secret=new).get_json()["status"] == "queued"
-    assert system.post(merchant, raw("track_updated_delivered.json"), secret=old).get_json()["status"] == "queued"
+    assert (
+        system.post(merchant, raw("track_updated_transit.json"), secret=new).get_json()["status"] == "queued"
+    )
+    assert (
+        system.post(merchant, raw("track_updated_delivered.json"), secret=old).get_json()["status"]
+        == "queued"
+    )
 
 
 @pytest.mark.parametrize(
@@ -129,8 +134,11 @@ def test_a_signature_over_another_body_is_401(system: System) -> None:
         (b'{"event": "track_updated", "data": "text"}', "data"),
         (b'{"event": "track_updated", "data": {"carrier": "usps"}}', "tracking"),
         (b"", "empty"),
-        (b'{"event": "track_updated", "data": {"carrier": "usps", "tracking_number": "1", "tracking_status":'
-         b' {"object_id": "x", "status": "TRANSIT", "status_date": "yesterday-ish"}}}', "status_date"),
+        (
+            b'{"event": "track_updated", "data": {"carrier": "usps", "tracking_number": "1", "tracking_status":'
+            b' {"object_id": "x", "status": "TRANSIT", "status_date": "yesterday-ish"}}}',
+            "status_date",
+        ),
         (b"\xff\xfe{}", "UTF-8"),
     ],
 )
@@ -144,7 +152,9 @@ def test_a_malformed_body_is_400_naming_the_problem(system: System, body: bytes,
 
 def test_a_non_json_content_type_is_415(system: System) -> None:
     merchant = system.create_merchant()
-    response = system.post(merchant, raw("track_updated_transit.json"), headers={"Content-Type": "text/plain"})
+    response = system.post(
+        merchant, raw("track_updated_transit.json"), headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 415
     assert "text/plain" in response.get_json()["message"]
 
@@ -158,9 +168,12 @@ def test_a_body_over_the_limit_is_413_without_reading_it(make_system, sqlite_url
     assert "2048" in response.get_json()["message"]
     # no Content-Length (chunked): read no further than limit + 1
     url = f"/webhooks/shippo/{merchant['slug']}?token={merchant['webhook_token']}"
-    response = system.web.post(url, input_stream=__import__("io").BytesIO(big),
-                               headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
-                               environ_overrides={"wsgi.input_terminated": True})
+    response = system.web.post(
+        url,
+        input_stream=__import__("io").BytesIO(big),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert response.status_code == 413
 
 
@@ -227,7 +240,9 @@ def test_readiness_fails_when_the_broker_is_down(make_system, sqlite_url: str, r
 
 def test_the_old_token_keeps_working_after_rotation(system: System) -> None:
     merchant = system.create_merchant()
-    rotated = system.admin.post(f"/api/merchants/{merchant['slug']}/rotate-token", headers=system.auth()).get_json()
+    rotated = system.admin.post(
+        f"/api/merchants/{merchant['slug']}/rotate-token", headers=system.auth()
+    ).get_json()
     assert rotated["webhook_token"] != merchant["webhook_token"]
     system.web.application.extensions["parcelhook"].merchants.ttl_s = 0
     old = system.post(merchant, raw("track_updated_transit.json"))

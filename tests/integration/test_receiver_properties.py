@@ -74,9 +74,16 @@ def hostile_system(make_system: Callable[..., System], database_url: str) -> Sys
     system.merchant = system.create_merchant("acme")  # type: ignore[attr-defined]
     registered = system.admin.put(
         f"/api/merchants/acme/orders/{ORDER_REF}",
-        json={"customer": {"name": "Ana Díaz", "email": "ana@example.com", "phone": "+14155550155",
-                           "locale": "es", "timezone": "UTC"},
-              "notify": {"email": True, "sms": True}},
+        json={
+            "customer": {
+                "name": "Ana Díaz",
+                "email": "ana@example.com",
+                "phone": "+14155550155",
+                "locale": "es",
+                "timezone": "UTC",
+            },
+            "notify": {"email": True, "sms": True},
+        },
         headers=system.auth(),
     )
     assert registered.status_code in (200, 201), registered.get_json()
@@ -101,7 +108,11 @@ def check_promise(system: System, raw: bytes) -> None:
 SHARED = settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.large_base_example,
+    ],
 )
 
 
@@ -139,7 +150,12 @@ def reported_examples() -> list[tuple[str, bytes, int]]:
     track("lone surrogate in status_details", 200, ((*ts, "status_details"), "Left at \ud800 door"))
     track("NUL in status_details", 200, ((*ts, "status_details"), "Left\x00at door"))
     track("NUL in the location", 200, ((*ts, "location", "city"), "Pho\x00enix"))
-    track("location over 200", 200, ((*ts, "location", "city"), "C" * 400), ((*ts, "location", "state"), "S" * 400))
+    track(
+        "location over 200",
+        200,
+        ((*ts, "location", "city"), "C" * 400),
+        ((*ts, "location", "state"), "S" * 400),
+    )
     track("substatus text over any column", 200, ((*ts, "substatus", "text"), "T" * 5000))
     track("order ref from metadata over 200", 200, (("data", "metadata"), "R" * 2000))
     track("tracking number over 128", 400, (("data", "tracking_number"), "9" * 129))
@@ -185,20 +201,30 @@ def test_the_reported_bodies_are_refused_or_processed_by_a_real_worker(hostile_s
     assert sent, "the registered customer was told"
 
 
-def test_a_non_ascii_signature_is_a_401_not_a_crash(make_system: Callable[..., System], sqlite_url: str) -> None:
+def test_a_non_ascii_signature_is_a_401_not_a_crash(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     merchant = system.create_merchant("acme", hmac_secrets=["s" * 32])
     now = int(time.time())
-    for header in (f"t={now},v1=ü" + "0" * 63, f"t={now},v1=" + "é" * 64, "t=١٧٠٠٠٠٠٠٠٠,v1=" + "0" * 64,
-                   "t=" + "9" * 5000 + ",v1=00"):
-        response = system.post(merchant, json.dumps(sample("track_updated_transit.json")),
-                               headers={"Shippo-Auth-Signature": header})
+    for header in (
+        f"t={now},v1=ü" + "0" * 63,
+        f"t={now},v1=" + "é" * 64,
+        "t=١٧٠٠٠٠٠٠٠٠,v1=" + "0" * 64,
+        "t=" + "9" * 5000 + ",v1=00",
+    ):
+        response = system.post(
+            merchant,
+            json.dumps(sample("track_updated_transit.json")),
+            headers={"Shippo-Auth-Signature": header},
+        )
         assert response.status_code == 401, (header[:30], response.get_json())
 
 
 def test_an_unstorable_slug_is_a_404_not_a_503(make_system: Callable[..., System], database_url: str) -> None:
     system = make_system(database_url)
     for slug in ("acme%00", "acme%0A", "%ED%A0%80", "a" * 300):
-        response = system.web.post(f"/webhooks/shippo/{slug}?token=x", data=b"{}",
-                                   headers={"Content-Type": "application/json"})
+        response = system.web.post(
+            f"/webhooks/shippo/{slug}?token=x", data=b"{}", headers={"Content-Type": "application/json"}
+        )
         assert response.status_code == 404, (slug, response.get_json())

@@ -77,8 +77,10 @@ def test_telemetry_counts_queued_and_duplicate_deliveries_apart(system: System) 
     for _ in range(3):
         system.post(merchant, raw("track_updated_transit.json"))
     snapshot = system.web.application.extensions["parcelhook"].telemetry.snapshot()
-    assert snapshot.webhooks_received == {("acme", "track_updated", "queued"): 1,
-                                          ("acme", "track_updated", "duplicate"): 2}
+    assert snapshot.webhooks_received == {
+        ("acme", "track_updated", "queued"): 1,
+        ("acme", "track_updated", "duplicate"): 2,
+    }
     assert snapshot.webhook_latency is not None and snapshot.webhook_latency.count == 3
     log = system.admin.get("/api/ops/webhooks?merchant=acme", headers=system.auth()).get_json()["deliveries"]
     assert [d["outcome"] for d in log] == ["duplicate", "duplicate", "queued"]

@@ -57,13 +57,24 @@ def in_flight(url: str, queue: str) -> int:
 
 
 def test_messages_a_killed_worker_held_run_again_within_a_minute(
-        make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str, broker_redis: RedisServer, twilio: ScriptedTwilio,
-        tmp_path: Path) -> None:
+    make_system: Callable[..., System],
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    broker_redis: RedisServer,
+    twilio: ScriptedTwilio,
+    tmp_path: Path,
+) -> None:
     system = system_for_workers(make_system, make_settings, sqlite_url)
     phones = {"1001": "+15005550101", "1002": "+15005550102"}
     sms_orders(system, phones)
-    env = worker_env(broker_url=broker_redis.url, database_url=sqlite_url, var_dir=tmp_path,
-                     signing_key=SIGNING_KEY, **twilio_settings(twilio), **settings_env(system.settings))
+    env = worker_env(
+        broker_url=broker_redis.url,
+        database_url=sqlite_url,
+        var_dir=tmp_path,
+        signing_key=SIGNING_KEY,
+        **twilio_settings(twilio),
+        **settings_env(system.settings),
+    )
     twilio.hang_next(1)  # the first SMS hangs inside its provider call
 
     with worker_process(env, tmp_path / "worker-a.log", threads=1) as doomed:
@@ -71,24 +82,32 @@ def test_messages_a_killed_worker_held_run_again_within_a_minute(
             enqueue_webhook(broker_redis.url, "acme", label_created(ref))
         # one send is inside its Twilio request, the other fetched and waiting behind it:
         # both sit in the doomed worker's ack set
-        wait_until(lambda: len(twilio.hung) == 1 and in_flight(broker_redis.url, "notifications") == 2,
-                   timeout=30, what="both sends held by the first worker")
+        wait_until(
+            lambda: len(twilio.hung) == 1 and in_flight(broker_redis.url, "notifications") == 2,
+            timeout=30,
+            what="both sends held by the first worker",
+        )
         doomed.kill9()
     killed_at = time.monotonic()
 
     with worker_process(env, tmp_path / "worker-b.log", threads=2):
+
         def finished() -> bool:
             sms = [r for r in rows(system) if r.channel == "sms"]
             return len(sms) == 2 and all(r.status in ("sent", "failed") for r in sms)
 
-        wait_until(finished, timeout=RECOVERY_BOUND_S, what=f"both sends finished within {RECOVERY_BOUND_S:.0f} s")
+        wait_until(
+            finished, timeout=RECOVERY_BOUND_S, what=f"both sends finished within {RECOVERY_BOUND_S:.0f} s"
+        )
         recovered_in = time.monotonic() - killed_at
     print(f"\nrecovered {recovered_in:.1f} s after the kill (bound {RECOVERY_BOUND_S:.0f} s)")
 
     sms = {r.to: r for r in rows(system) if r.channel == "sms"}
     hung_to = next(p for p in phones.values() if p.replace("+", "%2B") in twilio.hung[0])
     waiting_to = next(p for p in phones.values() if p != hung_to)
-    assert (sms[waiting_to].status, recipients(twilio)) == ("sent", [waiting_to]), "the waiting send ran, once"
+    assert (sms[waiting_to].status, recipients(twilio)) == ("sent", [waiting_to]), (
+        "the waiting send ran, once"
+    )
     # the one killed inside its provider call may have reached the customer: at most once
     assert (sms[hung_to].status, sms[hung_to].error_code) == ("failed", "outcome_unknown")
     assert in_flight(broker_redis.url, "notifications") == 0

@@ -63,40 +63,67 @@ def delayed(url: str) -> tuple[int, int]:
     """(delayed messages, of them still on the ``.DQ`` list rather than in a worker's memory)."""
     client = redis.Redis.from_url(url)
     try:
-        return int(client.hlen("parcelhook:notifications.DQ.msgs")), int(client.llen("parcelhook:notifications.DQ"))
+        return int(client.hlen("parcelhook:notifications.DQ.msgs")), int(
+            client.llen("parcelhook:notifications.DQ")
+        )
     finally:
         client.close()
 
 
 def test_delayed_retries_held_by_live_workers_run_after_redis_is_killed_and_restarted(
-        make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str,
-        broker_redis: RedisServer, twilio: ScriptedTwilio, tmp_path: Path) -> None:
+    make_system: Callable[..., System],
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    broker_redis: RedisServer,
+    twilio: ScriptedTwilio,
+    tmp_path: Path,
+) -> None:
     system = system_for_workers(make_system, make_settings, sqlite_url)
     sms_orders(system, ORDERS)
-    env = worker_env(broker_url=broker_redis.url, database_url=sqlite_url, var_dir=tmp_path,
-                     signing_key=SIGNING_KEY, **twilio_settings(twilio), **settings_env(system.settings))
+    env = worker_env(
+        broker_url=broker_redis.url,
+        database_url=sqlite_url,
+        var_dir=tmp_path,
+        signing_key=SIGNING_KEY,
+        **twilio_settings(twilio),
+        **settings_env(system.settings),
+    )
     twilio.fail_all()
 
-    with worker_process(env, tmp_path / "worker-a.log") as a, worker_process(env, tmp_path / "worker-b.log") as b:
+    with (
+        worker_process(env, tmp_path / "worker-a.log") as a,
+        worker_process(env, tmp_path / "worker-b.log") as b,
+    ):
         for ref in ORDERS:
             enqueue_webhook(broker_redis.url, "acme", label_created(ref))
 
         def retries_held_by_workers() -> bool:
             sms = [r for r in rows(system) if r.channel == "sms"]
-            failed_once = len(sms) == len(ORDERS) and all(r.status == "queued" and r.attempts == 1 for r in sms)
+            failed_once = len(sms) == len(ORDERS) and all(
+                r.status == "queued" and r.attempts == 1 for r in sms
+            )
             return failed_once and delayed(broker_redis.url) == (len(ORDERS), 0)
 
-        wait_until(retries_held_by_workers, timeout=30, what="every SMS failed once and its retry is in a worker")
+        wait_until(
+            retries_held_by_workers, timeout=30, what="every SMS failed once and its retry is in a worker"
+        )
 
         kill9_and_restart(broker_redis)
         assert delayed(broker_redis.url) == (len(ORDERS), 0), "the AOF kept the retries and the ack sets"
         twilio.heal()
         healed_at = time.monotonic()
 
-        wait_until(lambda: all(r.status == "sent" for r in rows(system) if r.channel == "sms"),
-                   timeout=BOUND_S, what=f"every SMS sent within {BOUND_S:.0f} s of the restart")
-        print(f"\nall {len(ORDERS)} retries sent {time.monotonic() - healed_at:.1f} s after the Redis restart")
-        assert a.process.poll() is None and b.process.poll() is None, "the same workers did it, never restarted"
+        wait_until(
+            lambda: all(r.status == "sent" for r in rows(system) if r.channel == "sms"),
+            timeout=BOUND_S,
+            what=f"every SMS sent within {BOUND_S:.0f} s of the restart",
+        )
+        print(
+            f"\nall {len(ORDERS)} retries sent {time.monotonic() - healed_at:.1f} s after the Redis restart"
+        )
+        assert a.process.poll() is None and b.process.poll() is None, (
+            "the same workers did it, never restarted"
+        )
 
     assert Counter(recipients(twilio)) == Counter(ORDERS.values()), "each customer got exactly one SMS"
     assert twilio.failed == len(ORDERS)

@@ -22,8 +22,15 @@ def client(request: pytest.FixtureRequest, redis_url: str) -> Iterator[redis.Red
 
 
 def test_scored_members_are_text_and_float_in_reply_order(client: redis.Redis) -> None:
-    assert scored_members(client.zrevrange("z", 0, -1, withscores=True)) == [("c", 3.0), ("b", 2.5), ("a", 1.0)]
-    assert scored_members(client.zrevrangebyscore("z", "+inf", 2, withscores=True)) == [("c", 3.0), ("b", 2.5)]
+    assert scored_members(client.zrevrange("z", 0, -1, withscores=True)) == [
+        ("c", 3.0),
+        ("b", 2.5),
+        ("a", 1.0),
+    ]
+    assert scored_members(client.zrevrangebyscore("z", "+inf", 2, withscores=True)) == [
+        ("c", 3.0),
+        ("b", 2.5),
+    ]
 
 
 def test_members_are_text_in_reply_order(client: redis.Redis) -> None:

@@ -27,7 +27,9 @@ def test_two_schedulers_enqueue_each_tick_once_and_run_the_health_check_themselv
     assert client.exists("parcelhook:health:alerts") or client.exists("parcelhook:health:last_check")
 
 
-def test_a_shipment_without_scans_for_the_stall_window_opens_stalled_and_alerts_the_merchant(system: System) -> None:
+def test_a_shipment_without_scans_for_the_stall_window_opens_stalled_and_alerts_the_merchant(
+    system: System,
+) -> None:
     from store.schema import notifications, shipments
     from workers.actors import enqueue_followups
     from workers.scheduler import detect_stalls
@@ -57,9 +59,17 @@ def test_reconciliation_re_enqueues_a_send_whose_message_was_lost(system: System
 
     label_shipped_to_jane(system)
     with system.database.write() as conn:  # as if the worker died between commit and enqueue
-        conn.execute(notifications.update().where(notifications.c.status == "sent").values(
-            status="queued", sending_at=None, sent_at=None, attempts=0,
-            updated_at=datetime.now(UTC) - timedelta(hours=1)))
+        conn.execute(
+            notifications.update()
+            .where(notifications.c.status == "sent")
+            .values(
+                status="queued",
+                sending_at=None,
+                sent_at=None,
+                attempts=0,
+                updated_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
         conn.exec_driver_sql("DELETE FROM outbox_messages")
     assert enqueue_followups(reconcile(system.runtime)) == 1
     system.drain()

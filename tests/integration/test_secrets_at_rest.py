@@ -57,8 +57,21 @@ def test_no_token_or_hmac_secret_is_stored_in_clear(system: System, monkeypatch:
     secrets_ = [hmac_secret(), hmac_secret(), hmac_secret()]
     acme = system.create_merchant("acme", hmac_secrets=secrets_[:2])
     rotated = system.admin.post("/api/merchants/acme/rotate-token", headers=system.auth()).get_json()
-    assert run_cli(monkeypatch, system.database, keys, "merchants", "create", "beta", "--name", "Beta",
-                   "--hmac-secret", secrets_[2])[0] == 0
+    assert (
+        run_cli(
+            monkeypatch,
+            system.database,
+            keys,
+            "merchants",
+            "create",
+            "beta",
+            "--name",
+            "Beta",
+            "--hmac-secret",
+            secrets_[2],
+        )[0]
+        == 0
+    )
     with system.database.read() as conn:
         beta_token = merchant_store.require(conn, "beta", system.settings.vault).webhook_token
     code, out = run_cli(monkeypatch, system.database, keys, "merchants", "rotate-token", "beta")
@@ -71,24 +84,31 @@ def test_no_token_or_hmac_secret_is_stored_in_clear(system: System, monkeypatch:
     assert b"beta" in dump and token_digest(beta_rotated).encode() in dump, "the dump holds the merchants"
     assert [s for s in clear if s.encode() in dump] == []
     # …and every one of them still works: both current tokens, the previous ones for 24 h
-    for merchant, token, secret in ((rotated, acme["webhook_token"], secrets_[1]),
-                                    (rotated, rotated["webhook_token"], secrets_[0]),
-                                    ({"slug": "beta"}, beta_token, secrets_[2]),
-                                    ({"slug": "beta"}, beta_rotated, secrets_[2])):
+    for merchant, token, secret in (
+        (rotated, acme["webhook_token"], secrets_[1]),
+        (rotated, rotated["webhook_token"], secrets_[0]),
+        ({"slug": "beta"}, beta_token, secrets_[2]),
+        ({"slug": "beta"}, beta_rotated, secrets_[2]),
+    ):
         assert system.post(merchant, BODY, token=token, secret=secret).status_code == 200
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(secret=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")),
-                    min_size=16, max_size=64))
-def test_any_hmac_secret_is_stored_encrypted_and_still_verifies(make_system: Callable[..., System],
-                                                               sqlite_url: str, secret: str) -> None:
+@given(
+    secret=st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")), min_size=16, max_size=64
+    )
+)
+def test_any_hmac_secret_is_stored_encrypted_and_still_verifies(
+    make_system: Callable[..., System], sqlite_url: str, secret: str
+) -> None:
     system, before = _shared(make_system, sqlite_url)
     slug = f"m{len(_SLUGS)}"  # a new merchant per example: the receiver's cache never holds an older one
     _SLUGS.append(slug)
     assume(secret.encode() not in before)  # e.g. an index name: in the file before any merchant was written
-    response = system.admin.put(f"/api/merchants/{slug}", json={"name": "Acme", "hmac_secrets": [secret]},
-                                headers=system.auth())
+    response = system.admin.put(
+        f"/api/merchants/{slug}", json={"name": "Acme", "hmac_secrets": [secret]}, headers=system.auth()
+    )
     assert response.status_code == 201, response.get_json()
     merchant = response.get_json()
     assert secret.encode() not in stored_bytes(system.database)
@@ -121,7 +141,10 @@ def test_the_receiver_accepts_the_right_token_and_secret_and_refuses_wrong_ones(
     one_off = token[:-1] + ("B" if token.endswith("A") else "A")
     wrong_token = system.post(merchant, BODY, secret=secret, token=one_off)
     assert (wrong_token.status_code, wrong_token.get_json()["error"]) == (401, "bad_token")
-    assert system.post(merchant, BODY, secret=secret, token=token_digest(merchant["webhook_token"])).status_code == 401
+    assert (
+        system.post(merchant, BODY, secret=secret, token=token_digest(merchant["webhook_token"])).status_code
+        == 401
+    )
     wrong_secret = system.post(merchant, BODY, secret=other)
     assert (wrong_secret.status_code, wrong_secret.get_json()["error"]) == (401, "bad_signature")
     assert system.post(merchant, BODY).status_code == 401  # no signature at all
@@ -130,8 +153,9 @@ def test_the_receiver_accepts_the_right_token_and_secret_and_refuses_wrong_ones(
 def test_tokens_are_checked_by_digest_without_any_key(database: Database) -> None:
     vault = Vault([generate_key()])
     with database.write() as conn:
-        created, _ = merchant_store.upsert(conn, "acme", vault=vault, name="Acme", profile={},
-                                           hmac_secrets=["h" * 24])
+        created, _ = merchant_store.upsert(
+            conn, "acme", vault=vault, name="Acme", profile={}, hmac_secrets=["h" * 24]
+        )
         now = utcnow()
         merchant_store.rotate_token(conn, "acme", vault=vault, now=now)
     with database.read() as conn:
@@ -176,17 +200,23 @@ def test_a_key_rotation_reencrypts_everything_under_the_new_key(
         _ = load(key_a).hmac_secrets
     receiver = make_system(database_url, encryption_keys=(key_b,))
     assert receiver.post(merchant, BODY, secret=secret).status_code == 200
-    assert receiver.admin.get("/api/merchants/acme", headers=receiver.auth()).get_json()["webhook_url"] \
+    assert (
+        receiver.admin.get("/api/merchants/acme", headers=receiver.auth()).get_json()["webhook_url"]
         == merchant["webhook_url"]
+    )
 
 
-def test_commands_that_touch_secrets_stop_without_a_key(database: Database, monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_that_touch_secrets_stop_without_a_key(
+    database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PARCELHOOK_DATABASE_URL", database.url)
     monkeypatch.setenv("PARCELHOOK_VAR_DIR", str(tmp_path))
     monkeypatch.delenv("PARCELHOOK_ENCRYPTION_KEYS", raising=False)
-    for argv in (["merchants", "create", "acme", "--name", "Acme"], ["merchants", "show", "acme"],
-                 ["secrets", "reencrypt"]):
+    for argv in (
+        ["merchants", "create", "acme", "--name", "Acme"],
+        ["merchants", "show", "acme"],
+        ["secrets", "reencrypt"],
+    ):
         with pytest.raises(SystemExit) as stopped:
             cli(argv, out=io.StringIO())
         assert stopped.value.code == 2
@@ -225,15 +255,26 @@ def _write_03_row(url: str) -> None:
     now = utcnow()
     with db.write() as conn:
         merchant_id = conn.execute(
-            sa.text("INSERT INTO merchants (slug, name, profile, webhook_token, previous_token, "
-                    "previous_token_expires_at, hmac_secrets, created_at, updated_at) VALUES ('acme', 'Acme', "
-                    "'{}', :token, :old, :until, :secrets, :now, :now) RETURNING id"),
-            {"token": PLAIN_TOKEN, "old": OLD_TOKEN, "until": now + timedelta(hours=12),
-             "secrets": f'["{PLAIN_SECRETS[0]}", "{PLAIN_SECRETS[1]}"]', "now": now},
+            sa.text(
+                "INSERT INTO merchants (slug, name, profile, webhook_token, previous_token, "
+                "previous_token_expires_at, hmac_secrets, created_at, updated_at) VALUES ('acme', 'Acme', "
+                "'{}', :token, :old, :until, :secrets, :now, :now) RETURNING id"
+            ),
+            {
+                "token": PLAIN_TOKEN,
+                "old": OLD_TOKEN,
+                "until": now + timedelta(hours=12),
+                "secrets": f'["{PLAIN_SECRETS[0]}", "{PLAIN_SECRETS[1]}"]',
+                "now": now,
+            },
         ).scalar_one()
-        conn.execute(sa.text("INSERT INTO deliveries (merchant_id, event_id, event, received_at, processed_at, "
-                             "outcome, body) VALUES (:m, 'e1', 'track_updated', :now, :now, 'processed', '{}')"),
-                     {"m": merchant_id, "now": now})
+        conn.execute(
+            sa.text(
+                "INSERT INTO deliveries (merchant_id, event_id, event, received_at, processed_at, "
+                "outcome, body) VALUES (:m, 'e1', 'track_updated', :now, :now, 'processed', '{}')"
+            ),
+            {"m": merchant_id, "now": now},
+        )
     db.dispose()
 
 

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.redis
 
 def _claimed_row(system: System, *, claimed_by: str, age: timedelta) -> int:
     label_shipped_to_jane(system, alert_email="ops@acme.example")
-    return claimed_notification(system, channel="email", key="1001:s1:shipped:email:claimed",
-                                to_address="jane@example.com", age=age, claimed_by=claimed_by)
+    return claimed_notification(
+        system,
+        channel="email",
+        key="1001:s1:shipped:email:claimed",
+        to_address="jane@example.com",
+        age=age,
+        claimed_by=claimed_by,
+    )
 
 
 def _status(system: System, notification_id: int) -> tuple[str, str | None]:
@@ -33,15 +39,18 @@ def test_a_twin_message_waits_while_another_attempt_is_in_its_provider_call(syst
 
     row = _claimed_row(system, claimed_by="message-A", age=timedelta(seconds=5))
     with pytest.raises(SendInProgress):
-        system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="message-B")
+        system.runtime.sender.send(
+            row, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="message-B"
+        )
     assert _status(system, row) == ("queued", None)
 
 
 def test_the_claimers_own_redelivery_gives_up_at_most_once(system: System) -> None:
     alerts: list[int] = []
     row = _claimed_row(system, claimed_by="message-A", age=timedelta(seconds=5))
-    outcome = system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append,
-                                         message_id="message-A")
+    outcome = system.runtime.sender.send(
+        row, on_deferred=lambda *_: None, on_alert=alerts.append, message_id="message-A"
+    )
     assert outcome == "outcome_unknown"
     assert _status(system, row) == ("failed", "outcome_unknown")
     assert len(alerts) == 1
@@ -49,8 +58,9 @@ def test_the_claimers_own_redelivery_gives_up_at_most_once(system: System) -> No
 
 def test_a_claim_older_than_any_provider_call_is_given_up_whoever_asks(system: System) -> None:
     row = _claimed_row(system, claimed_by="message-A", age=timedelta(minutes=10))
-    outcome = system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=lambda _: None,
-                                         message_id="message-B")
+    outcome = system.runtime.sender.send(
+        row, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="message-B"
+    )
     assert outcome == "outcome_unknown"
 
 
@@ -63,9 +73,16 @@ def test_reconciliation_leaves_rows_that_an_attempt_already_owns(system: System)
 
     row = _claimed_row(system, claimed_by="message-A", age=timedelta(minutes=10))
     with system.database.write() as conn:  # a transient failure: back to queued, dramatiq's retry owns it
-        conn.execute(notifications.update().where(notifications.c.id == row).values(
-            sending_at=None, error="451 try later", updated_at=datetime.now(UTC) - timedelta(minutes=5)))
-    assert enqueue_followups(reconcile(system.runtime)) == 0  # within the retry horizon (see test_reconcile_overdue_retries)
+        conn.execute(
+            notifications.update()
+            .where(notifications.c.id == row)
+            .values(
+                sending_at=None, error="451 try later", updated_at=datetime.now(UTC) - timedelta(minutes=5)
+            )
+        )
+    assert (
+        enqueue_followups(reconcile(system.runtime)) == 0
+    )  # within the retry horizon (see test_reconcile_overdue_retries)
 
 
 def test_a_delivery_receipt_that_beats_the_recorded_sid_is_applied_on_retry(system: System) -> None:
@@ -94,11 +111,23 @@ def test_an_uncertain_delivery_is_never_retried_and_the_merchant_is_told(system:
         from store import orders as order_store
 
         merchant = merchant_store.require(conn, "acme")
-        order, _ = order_store.register(system.database, conn, merchant.id, "1001",
-                                        customer={"email": "jane@example.com"}, notify_email=True, notify_sms=False)
-        row = rows.notification(system.database, conn, merchant.id, order_id=order.id, key="1001:x:shipped:email")
+        order, _ = order_store.register(
+            system.database,
+            conn,
+            merchant.id,
+            "1001",
+            customer={"email": "jane@example.com"},
+            notify_email=True,
+            notify_sms=False,
+        )
+        row = rows.notification(
+            system.database, conn, merchant.id, order_id=order.id, key="1001:x:shipped:email"
+        )
     assert row is not None
     alerts: list[int] = []
-    assert system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append) == "outcome_unknown"
+    assert (
+        system.runtime.sender.send(row, on_deferred=lambda *_: None, on_alert=alerts.append)
+        == "outcome_unknown"
+    )
     assert _status(system, row) == ("failed", "outcome_unknown")
     assert len(email.attempts) == 1 and len(alerts) == 1

@@ -77,8 +77,11 @@ def _fault(system: System, *, limit: int) -> None:
 def _hits(system: System) -> int:
     """How many writes of ``sent`` the SMS row has seen (refused or not)."""
     with system.database.engine.connect() as conn:
-        return int(conn.exec_driver_sql("SELECT last_value - CASE WHEN is_called THEN 0 ELSE 1 END"
-                                        " FROM fault_hits").scalar_one())
+        return int(
+            conn.exec_driver_sql(
+                "SELECT last_value - CASE WHEN is_called THEN 0 ELSE 1 END FROM fault_hits"
+            ).scalar_one()
+        )
 
 
 def _heal(system: System) -> None:
@@ -87,7 +90,9 @@ def _heal(system: System) -> None:
 
 
 def _sms_row(system: System) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == "delivered" and r.audience == "customer"]
+    [row] = [
+        r for r in h.rows(system) if r.channel == "sms" and r.kind == "delivered" and r.audience == "customer"
+    ]
     return row
 
 
@@ -100,8 +105,9 @@ def _alerts(system: System) -> list[h.Row]:
     return [r for r in h.rows(system) if r.kind == "notification_failed"]
 
 
-def _start(make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
-           ) -> tuple[System, dict[str, Any]]:
+def _start(
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
+) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
@@ -112,7 +118,9 @@ def _start(make_system: Callable[..., System], url: str, smtp: SmtpServer, twili
 
 
 def test_an_outage_longer_than_the_in_process_retries_still_records_the_sms_as_sent(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
+    make_system: Callable[..., System],
+    postgres_db: str,
+    slow_retries: Callable[..., None],
 ) -> None:
     """The record step fails on every in-process attempt; the actor's retry finds the row still
     ``sending`` and records the provider id kept before the write — no second SMS, no alert."""
@@ -122,8 +130,11 @@ def test_an_outage_longer_than_the_in_process_retries_still_records_the_sms_as_s
         _fault(system, limit=10_000)
         system.post(merchant, DELIVERED)
         # the first attempt has given up on recording (or, without the fix, the row is final)
-        wait_until(lambda: _hits(system) >= in_process_attempts or _sms_status(system) == "failed",
-                   timeout=60, what="the first attempt's record step to give up")
+        wait_until(
+            lambda: _hits(system) >= in_process_attempts or _sms_status(system) == "failed",
+            timeout=60,
+            what="the first attempt's record step to give up",
+        )
         _heal(system)
         system.drain()
         row = _sms_row(system)
@@ -136,7 +147,9 @@ def test_an_outage_longer_than_the_in_process_retries_still_records_the_sms_as_s
 
 
 def test_an_outage_longer_than_every_retry_still_ends_sent_not_failed(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
+    make_system: Callable[..., System],
+    postgres_db: str,
+    slow_retries: Callable[..., None],
 ) -> None:
     """Retries run out while the database still refuses: giving up consults the kept answer
     too, so the row ends ``sent`` and the merchant hears nothing."""
@@ -146,8 +159,11 @@ def test_an_outage_longer_than_every_retry_still_ends_sent_not_failed(
         _fault(system, limit=10_000)
         system.post(merchant, DELIVERED)
         # the first attempt's writes, then the one retry's: every retry has been used up
-        wait_until(lambda: _hits(system) >= _in_process_attempts() + 1 or _sms_status(system) == "failed",
-                   timeout=60, what="the retries to run out")
+        wait_until(
+            lambda: _hits(system) >= _in_process_attempts() + 1 or _sms_status(system) == "failed",
+            timeout=60,
+            what="the retries to run out",
+        )
         _heal(system)
         system.drain()
         row = _sms_row(system)
@@ -157,7 +173,9 @@ def test_an_outage_longer_than_every_retry_still_ends_sent_not_failed(
 
 
 def test_a_short_outage_is_outlasted_by_the_in_process_retry_of_the_record_step(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
+    make_system: Callable[..., System],
+    postgres_db: str,
+    slow_retries: Callable[..., None],
 ) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _start(make_system, postgres_db, smtp, twilio)
@@ -172,7 +190,9 @@ def test_a_short_outage_is_outlasted_by_the_in_process_retry_of_the_record_step(
 
 
 def test_without_a_kept_answer_the_outcome_is_still_unknown_and_never_resent(
-    make_system: Callable[..., System], postgres_db: str, slow_retries: Callable[..., None],
+    make_system: Callable[..., System],
+    postgres_db: str,
+    slow_retries: Callable[..., None],
 ) -> None:
     """The genuine uncertain case: the receipt is gone (the state Redis lost it) when the retry
     comes — at most once, ``outcome_unknown``, and the merchant is told."""
@@ -181,8 +201,11 @@ def test_without_a_kept_answer_the_outcome_is_still_unknown_and_never_resent(
         slow_retries(min_backoff=3_000, max_backoff=3_000)
         _fault(system, limit=10_000)
         system.post(merchant, DELIVERED)
-        wait_until(lambda: _hits(system) >= _in_process_attempts(), timeout=60,
-                   what="the first attempt's record step to give up")
+        wait_until(
+            lambda: _hits(system) >= _in_process_attempts(),
+            timeout=60,
+            what="the first attempt's record step to give up",
+        )
         state = system.runtime.sender.receipts.client  # the state Redis (here: the broker's)
         kept = state.keys("*:receipt:*")
         assert kept, "the provider's answer was kept before the record step"
@@ -197,7 +220,8 @@ def test_without_a_kept_answer_the_outcome_is_still_unknown_and_never_resent(
 
 
 def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
-    make_system: Callable[..., System], database_url: str,
+    make_system: Callable[..., System],
+    database_url: str,
 ) -> None:
     """Twilio answers 500 (code 20500) to the first attempt; the customer texts STOP before the
     retry. The retry suppresses the SMS: the row says why, and nothing about the 500."""
@@ -211,11 +235,24 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
         system.create_merchant("acme", **h.merchant_profile())
         with system.database.write() as conn:
             merchant = merchant_store.require(conn, "acme")
-            order, _ = order_store.register(system.database, conn, merchant.id, "1001",
-                                            customer={"phone": "+15551230001"}, notify_email=False,
-                                            notify_sms=True)
-            row_id = rows.notification(system.database, conn, merchant.id, order_id=order.id, channel="sms",
-                                       key="1001:x:shipped:sms", to_address="+15551230001")
+            order, _ = order_store.register(
+                system.database,
+                conn,
+                merchant.id,
+                "1001",
+                customer={"phone": "+15551230001"},
+                notify_email=False,
+                notify_sms=True,
+            )
+            row_id = rows.notification(
+                system.database,
+                conn,
+                merchant.id,
+                order_id=order.id,
+                channel="sms",
+                key="1001:x:shipped:sms",
+                to_address="+15551230001",
+            )
         assert row_id is not None
         sender = system.runtime.sender
         twilio.fail_next(500)
@@ -226,8 +263,10 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
         assert first is not None and (first.status, first.error_code) == ("queued", "20500")
         with system.database.write() as conn:
             notification_store.opt_out(system.database, conn, merchant.id, "sms", "+15551230001", "keyword")
-        assert sender.send(row_id, on_deferred=lambda *_: None, on_alert=lambda _: None,
-                           message_id="m-1") == "suppressed"
+        assert (
+            sender.send(row_id, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="m-1")
+            == "suppressed"
+        )
         with system.database.read() as conn:
             row = notification_store.get(conn, row_id)
         assert row is not None
@@ -240,7 +279,8 @@ def test_the_receipt_outlives_the_retry_horizon() -> None:
     from workers.receipts import RECEIPT_TTL
 
     options = send_notification.options
-    horizon_ms = sum(min(options["min_backoff"] * 2 ** n, options["max_backoff"])
-                     for n in range(options["max_retries"]))
+    horizon_ms = sum(
+        min(options["min_backoff"] * 2**n, options["max_backoff"]) for n in range(options["max_retries"])
+    )
     time_limits_ms = (options["max_retries"] + 1) * options["time_limit"]
     assert RECEIPT_TTL.total_seconds() * 1000 > 10 * (horizon_ms + time_limits_ms)

@@ -105,8 +105,15 @@ def test_the_same_delivery_twice_is_one_row_and_one_effect(database: Database) -
 
 def test_a_delivery_row_is_unique_per_merchant_and_event_id(database: Database) -> None:
     merchant = _merchant(database)
-    values = {"merchant_id": merchant.id, "event_id": "e", "event": "track_updated", "received_at": utcnow(),
-              "processed_at": utcnow(), "outcome": "processed", "body": "{}"}
+    values = {
+        "merchant_id": merchant.id,
+        "event_id": "e",
+        "event": "track_updated",
+        "received_at": utcnow(),
+        "processed_at": utcnow(),
+        "outcome": "processed",
+        "body": "{}",
+    }
     with database.write() as conn:
         conn.execute(deliveries.insert().values(**values))
     with pytest.raises(sa.exc.IntegrityError), database.write() as conn:
@@ -128,8 +135,10 @@ def test_the_same_scan_twice_is_one_history_row(database: Database) -> None:
     # and the constraint itself refuses a plain second insert
     with database.read() as conn:
         first = conn.execute(shipment_scans.select().limit(1)).one()
-    copy = {c: getattr(first, c) for c in ("shipment_id", "scan_id", "status", "substatus", "status_date",
-                                            "details", "location")}
+    copy = {
+        c: getattr(first, c)
+        for c in ("shipment_id", "scan_id", "status", "substatus", "status_date", "details", "location")
+    }
     with pytest.raises(sa.exc.IntegrityError), database.write() as conn:
         conn.execute(shipment_scans.insert().values(**copy))
 
@@ -170,12 +179,23 @@ def test_a_rotated_token_keeps_the_old_one_for_24_hours_and_not_after(database: 
 
 def test_merchant_profile_and_secrets_round_trip(database: Database) -> None:
     with database.write() as conn:
-        merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={"timezone": "Europe/Paris"},
-                              hmac_secrets=["s" * 20])
-        merchant, created = merchant_store.upsert(conn, "acme", vault=VAULT, name=None,
-                                                  profile={"default_locale": "fr"})
+        merchant_store.upsert(
+            conn,
+            "acme",
+            vault=VAULT,
+            name="Acme",
+            profile={"timezone": "Europe/Paris"},
+            hmac_secrets=["s" * 20],
+        )
+        merchant, created = merchant_store.upsert(
+            conn, "acme", vault=VAULT, name=None, profile={"default_locale": "fr"}
+        )
     assert not created
-    assert (merchant.timezone, merchant.default_locale, merchant.hmac_secrets) == ("Europe/Paris", "fr", ("s" * 20,))
+    assert (merchant.timezone, merchant.default_locale, merchant.hmac_secrets) == (
+        "Europe/Paris",
+        "fr",
+        ("s" * 20,),
+    )
     assert "s" * 20 not in json.dumps(merchant.to_public("http://x")) and "s" * 20 not in repr(merchant)
 
 
@@ -196,8 +216,9 @@ def test_orders_page_newest_first_with_a_keyset_cursor(database: Database) -> No
     pages = 0
     while True:
         with database.read() as conn:
-            found, cursor = order_store.page(conn, merchant.id, status=None, exception=None, limit=10,
-                                             before_id=cursor_id)
+            found, cursor = order_store.page(
+                conn, merchant.id, status=None, exception=None, limit=10, before_id=cursor_id
+            )
         pages += 1
         seen.extend(o.ref for o in found)
         if cursor is None:
@@ -206,8 +227,9 @@ def test_orders_page_newest_first_with_a_keyset_cursor(database: Database) -> No
     assert pages == 3
     assert seen == [f"A{n:03d}" for n in reversed(range(25))]
     with database.read() as conn:
-        delivered, cursor = order_store.page(conn, merchant.id, status="delivered", exception=None, limit=10,
-                                             before_id=None)
+        delivered, cursor = order_store.page(
+            conn, merchant.id, status="delivered", exception=None, limit=10, before_id=None
+        )
     assert [o.ref for o in delivered] == ["A020", "A015", "A010", "A005", "A000"] and cursor is None
 
 
@@ -217,7 +239,9 @@ def test_an_exact_page_has_no_next_cursor(database: Database) -> None:
         for n in range(10):
             order_store.ensure(database, conn, merchant.id, f"B{n}")
     with database.read() as conn:
-        found, cursor = order_store.page(conn, merchant.id, status=None, exception=None, limit=10, before_id=None)
+        found, cursor = order_store.page(
+            conn, merchant.id, status=None, exception=None, limit=10, before_id=None
+        )
     assert len(found) == 10 and cursor is None
 
 

@@ -83,8 +83,9 @@ def test_notification_outcomes_count_what_was_created_since_the_moment_by_channe
                 ("email", "sent", T0 - timedelta(seconds=1)),  # before the moment: not counted
             ]
         ):
-            new_id = rows.notification(database, conn, merchant_id, key=f"k-{i}", channel=channel, to_address="x",
-                                       status=status)
+            new_id = rows.notification(
+                database, conn, merchant_id, key=f"k-{i}", channel=channel, to_address="x", status=status
+            )
             conn.execute(
                 notifications.update().where(notifications.c.id == new_id).values(created_at=created)
             )
@@ -101,7 +102,9 @@ def test_outbox_messages_are_mapped_to_their_merchants_and_slugs_to_ids(database
     ids: dict[int, int] = {}
     with database.write() as conn:
         for merchant_id in (acme, zeta):
-            notification_id = rows.notification(database, conn, merchant_id, key=f"k-{merchant_id}", to_address="x")
+            notification_id = rows.notification(
+                database, conn, merchant_id, key=f"k-{merchant_id}", to_address="x"
+            )
             assert notification_id is not None
             ids[merchant_id] = _outbox_message(conn, notification_id, merchant_id)
     with database.read() as conn:

@@ -37,8 +37,9 @@ def _maxrss_mb() -> int:
 
 
 @pytest.mark.parametrize("bomb", API_BOMBS)
-def test_a_bomb_is_refused_by_put_and_preview_with_422(make_system: Callable[..., System], sqlite_url: str,
-                                                       bomb: str) -> None:
+def test_a_bomb_is_refused_by_put_and_preview_with_422(
+    make_system: Callable[..., System], sqlite_url: str, bomb: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant("acme", **h.merchant_profile())
     for part in ("text", "html"):
@@ -54,7 +55,8 @@ def test_a_bomb_is_refused_by_put_and_preview_with_422(make_system: Callable[...
 
 
 def test_a_stored_bomb_fails_its_send_fast_with_an_alert_and_the_worker_keeps_going(
-        make_system: Callable[..., System], database_url: str) -> None:
+    make_system: Callable[..., System], database_url: str
+) -> None:
     bomb = "Hi {{ customer.first_name }}\n{{ range(99999)|join('x' * 100000) }}"
     with h.channels() as (smtp, twilio):
         system = make_system(database_url, **h.channel_overrides(smtp, twilio))
@@ -62,8 +64,17 @@ def test_a_stored_bomb_fails_its_send_fast_with_an_alert_and_the_worker_keeps_go
         h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
         with system.database.write() as conn:  # behind the API's back: only the send-time guard stands
             merchant_id = merchant_store.require(conn, "acme").id
-            template_store.put(system.database, conn, merchant_id, "shipped", "email", "en",
-                               "Shipped {{ order.ref }}", bomb, None)
+            template_store.put(
+                system.database,
+                conn,
+                merchant_id,
+                "shipped",
+                "email",
+                "en",
+                "Shipped {{ order.ref }}",
+                bomb,
+                None,
+            )
         system.start_worker()
         before = _maxrss_mb()
         system.post(merchant, LABEL)
@@ -72,8 +83,9 @@ def test_a_stored_bomb_fails_its_send_fast_with_an_alert_and_the_worker_keeps_go
         [shipped] = [r for r in h.rows(system) if r.kind == "shipped" and r.channel == "email"]
         assert shipped.status == "failed"
         assert shipped.error_code == "template_error"
-        assert shipped.error == ("merchant template failed: text line 2: too large: "
-                                 "join would produce more than 100 KB of text")
+        assert shipped.error == (
+            "merchant template failed: text line 2: too large: join would produce more than 100 KB of text"
+        )
         [alert] = [r for r in h.rows(system) if r.kind == "notification_failed"]
         assert alert.status == "sent" and alert.to == h.ALERTS
         [alert_mail] = [m for m in smtp.messages if h.ALERTS in m.rcpt_tos]

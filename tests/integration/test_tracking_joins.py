@@ -57,8 +57,11 @@ def _shipment_count(system: System) -> int:
 def acme(system: System) -> tuple[dict[str, Any], str]:
     secret = hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     system.start_worker()
     return merchant, secret
 
@@ -101,7 +104,9 @@ def test_a_track_before_its_transaction_keeps_its_state_and_gains_url_and_order(
     assert (order["status"], shipment["status"]) == ("delivered", "delivered"), "a late label never regresses"
     assert shipment["tracking_url"] == USPS_PAGE
     assert shipment["label_url"].startswith("https://deliver.goshippo.com/")
-    assert not [c for c in shipment["timeline"] if (c["scan_id"] or "").startswith("label:")], "the label is stale"
+    assert not [c for c in shipment["timeline"] if (c["scan_id"] or "").startswith("label:")], (
+        "the label is stale"
+    )
     # the registered customer hears the current state once the shipment joins the order
     kinds = [n["kind"] for n in order["notifications"] if n["channel"] == "email"]
     assert kinds == ["delivered"], order["notifications"]

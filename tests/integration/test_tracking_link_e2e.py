@@ -32,8 +32,9 @@ def _label(*, provider_url: str, rate: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def _system(make_system: Callable[..., System], url: str, smtp: SmtpServer,
-            twilio: TwilioServer) -> tuple[System, dict[str, Any]]:
+def _system(
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
+) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
@@ -46,7 +47,8 @@ def _links(html: str) -> set[str]:
 
 
 def test_an_attacker_tracking_url_in_a_transaction_webhook_never_reaches_the_customer(
-        make_system: Callable[..., System], sqlite_url: str) -> None:
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, sqlite_url, smtp, twilio)
         rate = {"object_id": "5c5c337c59e100202c60783ee3f07f41", "provider": "USPS"}
@@ -71,11 +73,14 @@ def test_an_attacker_tracking_url_in_a_transaction_webhook_never_reaches_the_cus
 
 
 def test_an_unknown_carrier_reads_as_words_and_gets_no_borrowed_link(
-        make_system: Callable[..., System], sqlite_url: str) -> None:
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, sqlite_url, smtp, twilio)
         # the rate is only an id and the link names no known carrier: the carrier stays unknown
-        label = _label(provider_url="https://track.evil.example/p?n=" + NUMBER, rate="a9e85d0a0a4eeb62e925990c551d3389")
+        label = _label(
+            provider_url="https://track.evil.example/p?n=" + NUMBER, rate="a9e85d0a0a4eeb62e925990c551d3389"
+        )
         assert system.post(merchant, label).status_code == 200
         system.drain()
 
@@ -86,5 +91,11 @@ def test_an_unknown_carrier_reads_as_words_and_gets_no_borrowed_link(
         assert "evil.example" not in text and "evil.example" not in html
         assert "Track your parcel" not in text and "Track your parcel" not in html
         assert "Carrier:" not in text and f"Tracking number: {NUMBER}" in text
-        assert _links(html) and all(link.startswith(("http://127.0.0.1:8000/unsubscribe/", "mailto:", "https://"))
-                                    for link in _links(html)) and "" not in _links(html)
+        assert (
+            _links(html)
+            and all(
+                link.startswith(("http://127.0.0.1:8000/unsubscribe/", "mailto:", "https://"))
+                for link in _links(html)
+            )
+            and "" not in _links(html)
+        )

@@ -30,8 +30,11 @@ def _order(system: System, ref: str) -> dict[str, Any]:
 def test_two_labels_one_delivered_one_in_transit_make_the_order_partially_delivered(system: System) -> None:
     secret = hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/2001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/2001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     system.start_worker()
     bodies = scenario("delivered")
     first = [relabel(b, 1, "2001") for b in bodies]  # label → … → delivered
@@ -51,9 +54,12 @@ def test_two_labels_one_delivered_one_in_transit_make_the_order_partially_delive
     order = _order(system, "2001")
     assert (order["status"], order["exception"]) == ("partially_delivered", None)
     assert sorted((s["tracking_number"][-4:], s["status"]) for s in order["shipments"]) == [
-        ("0001", "delivered"), ("0002", "in_transit")]
-    listed = system.admin.get("/api/merchants/acme/orders?status=partially_delivered",
-                              headers=system.auth()).get_json()["orders"]
+        ("0001", "delivered"),
+        ("0002", "in_transit"),
+    ]
+    listed = system.admin.get(
+        "/api/merchants/acme/orders?status=partially_delivered", headers=system.auth()
+    ).get_json()["orders"]
     assert [o["ref"] for o in listed] == ["2001"]
 
     for body in [relabel(b, 2, "2001") for b in bodies[3:]]:  # the second one arrives too
@@ -76,10 +82,14 @@ def test_events_before_the_order_is_registered_are_kept_and_attached(system: Sys
     assert before["status"] == "partially_delivered" and len(before["shipments"]) == 2
     assert before["notifications"] == [], "no customer contact yet: nothing to send"
 
-    put = system.admin.put("/api/merchants/acme/orders/3001",
-                           json={"customer": {"name": "Jane Doe", "email": "jane@example.com"},
-                                 "notify": {"email": True, "sms": False}},
-                           headers=system.auth())
+    put = system.admin.put(
+        "/api/merchants/acme/orders/3001",
+        json={
+            "customer": {"name": "Jane Doe", "email": "jane@example.com"},
+            "notify": {"email": True, "sms": False},
+        },
+        headers=system.auth(),
+    )
     assert put.status_code == 201, "first registration by the platform"
     system.drain()
     order = put.get_json()
@@ -93,8 +103,11 @@ def test_events_before_the_order_is_registered_are_kept_and_attached(system: Sys
     assert "in_transit" not in kinds, "never the stale steps in between"
     assert all(n["to"] == "j***@example.com" for n in after["notifications"])
 
-    again = system.admin.put("/api/merchants/acme/orders/3001", json={"customer": {"email": "jane@example.com"}},
-                             headers=system.auth())
+    again = system.admin.put(
+        "/api/merchants/acme/orders/3001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     assert again.status_code == 200
     system.drain()
     assert len(_order(system, "3001")["notifications"]) == len(after["notifications"]), "nothing twice"

@@ -39,24 +39,35 @@ def _kinds(timeline: list[dict[str, Any]], kind: str, exception: str | None = No
 @pytest.mark.parametrize(
     "mode", ["in-order", "shuffled-1", "shuffled-7", "shuffled-2024", "duplicated-3", "duplicated-11"]
 )
-def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(system: System, mode: str) -> None:
+def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
+    system: System, mode: str
+) -> None:
     secret = hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
     # one order registered before Shippo speaks, one after, one never
-    put = system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                           headers=system.auth())
+    put = system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     assert put.status_code == 201
     system.start_worker()
 
     bodies = _bodies(mode)
     answers = Counter(system.post(merchant, body, secret=secret).get_json()["status"] for body in bodies)
     unique = len(set(bodies))
-    assert answers == ({"queued": unique, "duplicate": len(bodies) - unique} if len(bodies) > unique
-                       else {"queued": unique})
+    assert answers == (
+        {"queued": unique, "duplicate": len(bodies) - unique} if len(bodies) > unique else {"queued": unique}
+    )
     system.drain()
-    assert system.admin.put("/api/merchants/acme/orders/1002", json={"customer": {"phone": "+14155550123"},
-                                                                     "notify": {"sms": True}},
-                            headers=system.auth()).status_code == 201
+    assert (
+        system.admin.put(
+            "/api/merchants/acme/orders/1002",
+            json={"customer": {"phone": "+14155550123"}, "notify": {"sms": True}},
+            headers=system.auth(),
+        ).status_code
+        == 201
+    )
 
     delivered = _order(system, "1001")
     assert (delivered["status"], delivered["exception"], delivered["registered"]) == ("delivered", None, True)
@@ -80,7 +91,10 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(syst
 
     returned = _order(system, "1003")
     assert (returned["status"], returned["exception"], returned["registered"]) == (
-        "returned", "returned_to_sender", False)
+        "returned",
+        "returned_to_sender",
+        False,
+    )
     [shipment] = returned["shipments"]
     assert shipment["status"] == "returning", "return_to_sender: on its way back (domain/normalization.py)"
     assert shipment["exception"]["class"] == "returned_to_sender"
@@ -93,8 +107,9 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(syst
 
     listed = system.admin.get("/api/merchants/acme/orders?status=delivered", headers=system.auth()).get_json()
     assert sorted(o["ref"] for o in listed["orders"]) == ["1001", "1002"]
-    listed = system.admin.get("/api/merchants/acme/orders?exception=returned_to_sender",
-                              headers=system.auth()).get_json()
+    listed = system.admin.get(
+        "/api/merchants/acme/orders?exception=returned_to_sender", headers=system.auth()
+    ).get_json()
     assert [o["ref"] for o in listed["orders"]] == ["1003"]
     # nothing left behind on the queues, nothing dead-lettered
     assert system.broker.client.zcard("parcelhook:events.XQ") == 0
@@ -103,8 +118,11 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(syst
 def test_every_shipment_notification_goes_out_once_even_when_duplicated(system: System) -> None:
     secret = hmac_secret()
     merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"email": "jane@example.com"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1001",
+        json={"customer": {"email": "jane@example.com"}},
+        headers=system.auth(),
+    )
     system.start_worker()
     bodies = _bodies("duplicated-5")
     for body in bodies:

@@ -42,8 +42,15 @@ def _system(make_system: Callable[..., System], url: str) -> tuple[System, dict[
 
 
 def _receipt(system: System, sid: str = SID, word: str = "delivered") -> None:
-    form = {"MessageSid": sid, "SmsSid": sid, "AccountSid": h.ACCOUNT_SID, "From": h.SMS_FROM,
-            "To": "+15551230001", "MessageStatus": word, "SmsStatus": word}
+    form = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": h.ACCOUNT_SID,
+        "From": h.SMS_FROM,
+        "To": "+15551230001",
+        "MessageStatus": word,
+        "SmsStatus": word,
+    }
     assert h.post_twilio(system, STATUS, form).status_code == 204
 
 
@@ -52,8 +59,11 @@ def _dead_events(system: System) -> int:
 
 
 def test_a_receipt_for_an_unknown_sid_is_counted_and_dropped_not_dead_lettered(
-    make_system: Callable[..., System], sqlite_url: str, callback_retries: Callable[..., None],
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    make_system: Callable[..., System],
+    sqlite_url: str,
+    callback_retries: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from workers import callbacks
 
@@ -66,13 +76,28 @@ def test_a_receipt_for_an_unknown_sid_is_counted_and_dropped_not_dead_lettered(
 
     assert _dead_events(system) == 0
     assert h.delayed_messages(system, "events") == []
-    assert any(r.name == "parcelhook.callbacks" and r.levelno == logging.DEBUG and "unknown message" in r.getMessage()
-               and "dropped" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.name == "parcelhook.callbacks"
+        and r.levelno == logging.DEBUG
+        and "unknown message" in r.getMessage()
+        and "dropped" in r.getMessage()
+        for r in caplog.records
+    )
     metrics = system.admin.get("/metrics", headers=system.auth()).get_data(as_text=True)
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for f in text_string_to_metric_families(metrics) for s in f.samples}
-    assert values[("parcelhook_events_processed_total",
-                   (("actor", "record_sms_status"), ("outcome", "unknown_message")))] == 1
+    values = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+    }
+    assert (
+        values[
+            (
+                "parcelhook_events_processed_total",
+                (("actor", "record_sms_status"), ("outcome", "unknown_message")),
+            )
+        ]
+        == 1
+    )
 
 
 def test_a_receipt_that_beats_the_recorded_sid_is_applied_on_retry(
@@ -82,11 +107,14 @@ def test_a_receipt_that_beats_the_recorded_sid_is_applied_on_retry(
 
     callback_retries(max_retries=8, min_backoff=300, max_backoff=600)
     system, merchant = _system(make_system, sqlite_url)
-    system.admin.put("/api/merchants/acme/orders/1001", json={"customer": {"phone": "+15551230001"}},
-                     headers=system.auth())
+    system.admin.put(
+        "/api/merchants/acme/orders/1001", json={"customer": {"phone": "+15551230001"}}, headers=system.auth()
+    )
     system.post(merchant, scenario("delivered")[0])
     system.drain()
-    row = claimed_notification(system, channel="sms", key="1001:s1:shipped:sms:race", to_address="+15551230001")
+    row = claimed_notification(
+        system, channel="sms", key="1001:s1:shipped:sms:race", to_address="+15551230001"
+    )
 
     _receipt(system)  # Twilio is faster than our worker's "sent + SID" commit
     wait_until(lambda: h.delayed_messages(system, "events"), what="the receipt waiting for its retry")

@@ -23,11 +23,16 @@ pytestmark = pytest.mark.redis
 LABEL, *_TRACKS = scenario("delivered")
 
 
-def _samples(admin: FlaskClient, headers: dict[str, str]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(
+    admin: FlaskClient, headers: dict[str, str]
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = admin.get("/metrics", headers=headers)
     assert response.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(response.get_data(as_text=True)) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in f.samples
+    }
 
 
 def _unavailable(samples: dict[Any, float], reason: str) -> float:
@@ -65,8 +70,15 @@ def test_503s_while_redis_is_stopped_are_counted_once_it_is_back(
     assert _unavailable(samples, "state_redis_unreachable") == 3
     assert _unavailable(samples, "broker_unreachable") == 0
     assert _unavailable(samples, "database_unreachable") == 0
-    assert samples[("parcelhook_webhooks_received_total",
-                    (("event", "transaction_created"), ("merchant", "acme"), ("outcome", "unavailable")))] == 3
+    assert (
+        samples[
+            (
+                "parcelhook_webhooks_received_total",
+                (("event", "transaction_created"), ("merchant", "acme"), ("outcome", "unavailable")),
+            )
+        ]
+        == 3
+    )
     log = _log(system.admin, system.auth())
     assert [(d["merchant"], d["status_code"]) for d in log] == [("acme", 503)] * 3
     assert all(d["reason"].startswith("state_redis_unreachable: ") for d in log)
@@ -88,8 +100,11 @@ def test_503_when_only_the_broker_is_unreachable_says_broker(
     system = make_system(sqlite_url, redis_url=state_redis.url)
     merchant = system.create_merchant("acme")
     state = redis.Redis.from_url(state_redis.url)
-    admin = create_admin(system.settings, services=Services.from_settings(system.settings, system.database, state),
-                         broker=system.broker).test_client()
+    admin = create_admin(
+        system.settings,
+        services=Services.from_settings(system.settings, system.database, state),
+        broker=system.broker,
+    ).test_client()
     redis_service.stop()
     try:
         answer = system.post(merchant, LABEL)
@@ -115,8 +130,10 @@ def test_503_when_the_database_refuses_connections_says_database(
     admin_engine = sa.create_engine(pg_template, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as conn:
         conn.exec_driver_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                     {"name": name})
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+            {"name": name},
+        )
     try:
         answer = system.post(merchant, LABEL)
     finally:

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.redis
 LABEL, PRE_TRANSIT, *_ = scenario("delivered")
 
 
-def test_bad_token_flood_keeps_the_real_deliveries_in_the_log(make_system: Callable[..., System],
-                                                              sqlite_url: str) -> None:
+def test_bad_token_flood_keeps_the_real_deliveries_in_the_log(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     merchant = system.create_merchant("acme")
     assert system.post(merchant, LABEL).get_json()["status"] == "queued"

@@ -54,16 +54,24 @@ def _held(url: str, queue: str) -> int:
 
 
 def test_a_redis_outage_during_the_ack_logs_no_webhook_body(
-    make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str,
-    broker_redis: RedisServer, tmp_path: Path,
+    make_system: Callable[..., System],
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    broker_redis: RedisServer,
+    tmp_path: Path,
 ) -> None:
     system = system_for_workers(make_system, make_settings, sqlite_url)
     system.create_merchant(**merchant_profile())
     body = json.loads(label_created("1001"))
     body["data"]["metadata"] = f"Order 1001 for {PLANTED}"
     raw = json.dumps(body).encode()
-    env = worker_env(broker_url=broker_redis.url, database_url=sqlite_url, var_dir=tmp_path,
-                     signing_key=SIGNING_KEY, **settings_env(system.settings))
+    env = worker_env(
+        broker_url=broker_redis.url,
+        database_url=sqlite_url,
+        var_dir=tmp_path,
+        signing_key=SIGNING_KEY,
+        **settings_env(system.settings),
+    )
     log = tmp_path / "worker.log"
     database = sqlite_url.removeprefix("sqlite:///")
 
@@ -72,18 +80,27 @@ def test_a_redis_outage_during_the_ack_logs_no_webhook_body(
         lock.execute("BEGIN IMMEDIATE")  # the worker's write transaction waits behind this one
         try:
             enqueue_webhook(broker_redis.url, "acme", raw)
-            wait_until(lambda: _held(broker_redis.url, "events") == 1, timeout=30,
-                       what="the worker to hold the message")
+            wait_until(
+                lambda: _held(broker_redis.url, "events") == 1,
+                timeout=30,
+                what="the worker to hold the message",
+            )
             broker_redis.process.kill()  # Redis drops while the message is being processed
             broker_redis.process.wait(10)
         finally:
             lock.rollback()
             lock.close()
-        wait_until(lambda: "post_process_message" in worker.output(), timeout=60,
-                   what="the worker to fail acking the message")
+        wait_until(
+            lambda: "post_process_message" in worker.output(),
+            timeout=60,
+            what="the worker to fail acking the message",
+        )
         broker_redis.start()
-        wait_until(lambda: _held(broker_redis.url, "events") == 0, timeout=60,
-                   what="the ack to go through once Redis is back")
+        wait_until(
+            lambda: _held(broker_redis.url, "events") == 0,
+            timeout=60,
+            what="the ack to go through once Redis is back",
+        )
         worker.stop()
     output = worker.output()
     lines = output.splitlines()

@@ -23,8 +23,9 @@ PHONE = "+15551230001"
 UNSAFE_500 = f"Upstream carrier failure while delivering to {PHONE}"
 
 
-def _run(make_system: Callable[..., System], url: str, caplog: pytest.LogCaptureFixture, fails: int
-         ) -> tuple[System, list[logging.LogRecord]]:
+def _run(
+    make_system: Callable[..., System], url: str, caplog: pytest.LogCaptureFixture, fails: int
+) -> tuple[System, list[logging.LogRecord]]:
     with h.channels() as (smtp, twilio):
         system, merchant = h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
         twilio.fail_next(500, message=UNSAFE_500, times=fails)
@@ -36,7 +37,9 @@ def _run(make_system: Callable[..., System], url: str, caplog: pytest.LogCapture
 
 
 def _sms_send(system: System) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == "delivered" and r.audience == "customer"]
+    [row] = [
+        r for r in h.rows(system) if r.channel == "sms" and r.kind == "delivered" and r.audience == "customer"
+    ]
     return row
 
 
@@ -48,12 +51,16 @@ def _text(record: logging.LogRecord) -> str:
     return logging.Formatter().format(record)
 
 
-RETRY_LINE = re.compile(r"send_notification\[[0-9a-f-]{36}\] attempt (\d+)/(\d+) failed, will retry: "
-                        r"TransientChannelError \[20500\]: .*")
+RETRY_LINE = re.compile(
+    r"send_notification\[[0-9a-f-]{36}\] attempt (\d+)/(\d+) failed, will retry: "
+    r"TransientChannelError \[20500\]: .*"
+)
 
 
 def test_a_transient_twilio_500_is_one_warning_line_per_retry_without_a_traceback(
-    make_system: Callable[..., System], sqlite_url: str, fast_retries: Callable[[int], None],
+    make_system: Callable[..., System],
+    sqlite_url: str,
+    fast_retries: Callable[[int], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     system, records = _run(make_system, sqlite_url, caplog, fails=2)
@@ -66,7 +73,9 @@ def test_a_transient_twilio_500_is_one_warning_line_per_retry_without_a_tracebac
 
 
 def test_retries_running_out_log_one_error_with_the_traceback(
-    make_system: Callable[..., System], sqlite_url: str, fast_retries: Callable[[int], None],
+    make_system: Callable[..., System],
+    sqlite_url: str,
+    fast_retries: Callable[[int], None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fast_retries(2)
@@ -76,8 +85,10 @@ def test_retries_running_out_log_one_error_with_the_traceback(
     assert [RETRY_LINE.fullmatch(r.getMessage()).groups() for r in retries] == [("1", "3"), ("2", "3")]  # type: ignore[union-attr]
     [traced] = _with_traceback(records)
     assert traced.levelno == logging.ERROR
-    assert re.fullmatch(r"send_notification\[[0-9a-f-]{36}\] gave up after attempt 3/3: TransientChannelError \[20500\]: .*",
-                        traced.getMessage())
+    assert re.fullmatch(
+        r"send_notification\[[0-9a-f-]{36}\] gave up after attempt 3/3: TransientChannelError \[20500\]: .*",
+        traced.getMessage(),
+    )
     assert "Traceback (most recent call last)" in _text(traced)
     assert traced.exc_info and PHONE in str(traced.exc_info[1]), "the provider's text did quote the number"
     errors: list[Any] = [r for r in records if r.levelno >= logging.ERROR]

@@ -6,8 +6,13 @@ import os
 from pathlib import Path
 
 #: Set by a developer's shell or CI; `make run` must come up on its own defaults without them.
-UNSET = ("PARCELHOOK_ADMIN_TOKEN", "PARCELHOOK_DATABASE_URL", "PARCELHOOK_ENCRYPTION_KEYS",
-         "PARCELHOOK_REDIS_URL", "PARCELHOOK_SIGNING_KEY")
+UNSET = (
+    "PARCELHOOK_ADMIN_TOKEN",
+    "PARCELHOOK_DATABASE_URL",
+    "PARCELHOOK_ENCRYPTION_KEYS",
+    "PARCELHOOK_REDIS_URL",
+    "PARCELHOOK_SIGNING_KEY",
+)
 
 
 def devserver_env(var: Path, *, web: int, admin: int, redis_port: int) -> dict[str, str]:

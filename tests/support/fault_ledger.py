@@ -25,8 +25,11 @@ from store.schema import deliveries, notifications, orders
 from tests.support.fault_rig import Rig, wait
 from tests.support.shippo_traffic import Parcel, SendReport
 
-RESULTS = Path(os.environ.get("PARCELHOOK_FAULT_RESULTS", Path(__file__).resolve().parents[1] / "artifacts" /
-                              "fault-results.jsonl"))
+RESULTS = Path(
+    os.environ.get(
+        "PARCELHOOK_FAULT_RESULTS", Path(__file__).resolve().parents[1] / "artifacts" / "fault-results.jsonl"
+    )
+)
 UNRESOLVED = ("queued", "sending")
 
 
@@ -46,8 +49,10 @@ class Ledger:
 
     def row(self) -> str:
         recovery = "—" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
-        return (f"| {self.scenario} | {self.database} | {self.webhooks} | {self.accepted} | {self.processed} | "
-                f"{self.expected} / {self.sent} / {self.uncertain} / {self.duplicated} | {recovery} |")
+        return (
+            f"| {self.scenario} | {self.database} | {self.webhooks} | {self.accepted} | {self.processed} | "
+            f"{self.expected} / {self.sent} / {self.uncertain} / {self.duplicated} | {recovery} |"
+        )
 
 
 def _engine(rig: Rig) -> sa.Engine:
@@ -61,10 +66,18 @@ def _processed(engine: sa.Engine, event_ids: set[str]) -> int:
 
 
 def _rows(engine: sa.Engine) -> list[Any]:
-    query = (sa.select(notifications.c.id, notifications.c.kind, notifications.c.channel, notifications.c.audience,
-                       notifications.c.status, notifications.c.error_code, notifications.c.provider_id,
-                       notifications.c.to_address, notifications.c.idempotency_key, orders.c.ref)
-             .select_from(notifications.outerjoin(orders, orders.c.id == notifications.c.order_id)))
+    query = sa.select(
+        notifications.c.id,
+        notifications.c.kind,
+        notifications.c.channel,
+        notifications.c.audience,
+        notifications.c.status,
+        notifications.c.error_code,
+        notifications.c.provider_id,
+        notifications.c.to_address,
+        notifications.c.idempotency_key,
+        orders.c.ref,
+    ).select_from(notifications.outerjoin(orders, orders.c.id == notifications.c.order_id))
     with engine.connect() as conn:
         return list(conn.execute(query))
 
@@ -73,7 +86,10 @@ def _final_delivered(row: Any) -> bool:
     """The customer's ``delivered`` message has its final outcome: sent, or the honest uncertain case."""
     if row.audience != "customer" or row.kind != "delivered":
         return False
-    return bool(row.status in ("sent", "delivered") or (row.status == "failed" and row.error_code == "outcome_unknown"))
+    return bool(
+        row.status in ("sent", "delivered")
+        or (row.status == "failed" and row.error_code == "outcome_unknown")
+    )
 
 
 def _sent_but_not_at_provider(rig: Rig, rows: list[Any]) -> set[tuple[str, str]]:
@@ -82,9 +98,17 @@ def _sent_but_not_at_provider(rig: Rig, rows: list[Any]) -> set[tuple[str, str]]
 
     email_ids = {str(m.message["Message-ID"]) for m in rig.smtp.messages}
     sms_ids = {m.get("sid") for m in rig.twilio.messages}
-    return {(r.ref, r.channel) for r in rows if _final_delivered(r) and r.status != "failed"
-            and (message_id_for(r.idempotency_key) not in email_ids if r.channel == "email"
-                 else r.provider_id not in sms_ids)}
+    return {
+        (r.ref, r.channel)
+        for r in rows
+        if _final_delivered(r)
+        and r.status != "failed"
+        and (
+            message_id_for(r.idempotency_key) not in email_ids
+            if r.channel == "email"
+            else r.provider_id not in sms_ids
+        )
+    }
 
 
 def _queues_idle(rig: Rig) -> bool:
@@ -94,15 +118,27 @@ def _queues_idle(rig: Rig) -> bool:
 
 def duplicates_at_providers(rig: Rig) -> list[str]:
     """One line per extra copy a provider received: same Message-ID at SMTP, same (To, Body) at Twilio."""
-    ids = Counter((str(m.message["Message-ID"]), str(m.message["To"]), str(m.message["Subject"]))
-                  for m in rig.smtp.messages)
+    ids = Counter(
+        (str(m.message["Message-ID"]), str(m.message["To"]), str(m.message["Subject"]))
+        for m in rig.smtp.messages
+    )
     texts = Counter((m.get("to"), m.get("body")) for m in rig.twilio.messages)
-    return ([f"email {key} ×{n}" for key, n in ids.items() if n > 1]
-            + [f"sms {key} ×{n}" for key, n in texts.items() if n > 1])
+    return [f"email {key} ×{n}" for key, n in ids.items() if n > 1] + [
+        f"sms {key} ×{n}" for key, n in texts.items() if n > 1
+    ]
 
 
-def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *, fault_over_at: float | None,
-           timeout_s: float = 180, unreachable: frozenset[tuple[str, str]] = frozenset(), notes: str = "") -> Ledger:
+def settle(
+    rig: Rig,
+    scenario: str,
+    parcels: list[Parcel],
+    report: SendReport,
+    *,
+    fault_over_at: float | None,
+    timeout_s: float = 180,
+    unreachable: frozenset[tuple[str, str]] = frozenset(),
+    notes: str = "",
+) -> Ledger:
     """Wait (bounded) until everything accepted is processed and every expected message is out, then
     count. ``unreachable``: (order ref, channel) pairs the scenario made undeliverable on purpose."""
     timeout_s += 0.1 * report.sent  # a bigger stream (make proof) has a bigger backlog to catch up
@@ -111,7 +147,9 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
     expected_pairs -= unreachable
 
     def delivered_pairs(rows: list[Any] | None = None) -> set[tuple[str, str]]:
-        return {(r.ref, r.channel) for r in (rows if rows is not None else _rows(engine)) if _final_delivered(r)}
+        return {
+            (r.ref, r.channel) for r in (rows if rows is not None else _rows(engine)) if _final_delivered(r)
+        }
 
     def uncertain_pairs(rows: list[Any]) -> set[tuple[str, str]]:
         return {(r.ref, r.channel) for r in rows if _final_delivered(r) and r.status == "failed"}
@@ -126,10 +164,16 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
 
     try:
         try:
-            wait(done, timeout_s, f"{scenario}: everything accepted processed and every expected message out",
-                 every=0.5)
+            wait(
+                done,
+                timeout_s,
+                f"{scenario}: everything accepted processed and every expected message out",
+                every=0.5,
+            )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{_state(rig, engine, report, expected_pairs, delivered_pairs())}") from None
+            raise AssertionError(
+                f"{exc}\n{_state(rig, engine, report, expected_pairs, delivered_pairs())}"
+            ) from None
         recovered_at = time.monotonic()
     finally:
         duplicates = duplicates_at_providers(rig)
@@ -157,30 +201,41 @@ def settle(rig: Rig, scenario: str, parcels: list[Parcel], report: SendReport, *
     return ledger
 
 
-def _state(rig: Rig, engine: sa.Engine, report: SendReport, expected: set[tuple[str, str]],
-           delivered: set[tuple[str, str]]) -> str:
+def _state(
+    rig: Rig,
+    engine: sa.Engine,
+    report: SendReport,
+    expected: set[tuple[str, str]],
+    delivered: set[tuple[str, str]],
+) -> str:
     """What is still missing when a scenario does not settle: the first thing to read at 3 a.m."""
     rows = _rows(engine)
     try:
         queues = rig.admin_get("/api/ops/queues")
-    except Exception as exc:  # noqa: BLE001 - the admin may be what is broken
+    except Exception as exc:
         queues = {"error": repr(exc)}
-    return "\n".join([
-        f"unprocessed accepted events: {len(report.accepted) - _processed(engine, report.accepted)}",
-        f"notification rows by status: {dict(Counter((r.audience, r.kind, r.status) for r in rows))}",
-        f"unresolved rows: {[(r.id, r.ref, r.kind, r.channel, r.status, r.error_code) for r in rows if r.status in UNRESOLVED][:10]}",
-        f"expected but not sent: {sorted(expected - delivered)[:10]}",
-        f"queues: {queues}",
-        f"restarts: {rig.restarts}",
-    ])
+    return "\n".join(
+        [
+            f"unprocessed accepted events: {len(report.accepted) - _processed(engine, report.accepted)}",
+            f"notification rows by status: {dict(Counter((r.audience, r.kind, r.status) for r in rows))}",
+            f"unresolved rows: {[(r.id, r.ref, r.kind, r.channel, r.status, r.error_code) for r in rows if r.status in UNRESOLVED][:10]}",
+            f"expected but not sent: {sorted(expected - delivered)[:10]}",
+            f"queues: {queues}",
+            f"restarts: {rig.restarts}",
+        ]
+    )
 
 
 def assert_kept_its_word(ledger: Ledger, rig: Rig, report: SendReport, *, max_uncertain: int = 0) -> None:
     assert report.refused == [], f"the receiver refused realistic webhooks: {report.refused[:3]}"
     assert report.gave_up == 0, "the sender gave up on webhooks (the receiver stayed unavailable)"
     assert ledger.processed == ledger.accepted, "an accepted webhook was lost"
-    assert ledger.sent + ledger.uncertain == ledger.expected, "a customer missed the message their order's final state calls for"
-    assert ledger.uncertain <= max_uncertain, f"{ledger.uncertain} outcomes unknown: more than the faults can explain"
+    assert ledger.sent + ledger.uncertain == ledger.expected, (
+        "a customer missed the message their order's final state calls for"
+    )
+    assert ledger.uncertain <= max_uncertain, (
+        f"{ledger.uncertain} outcomes unknown: more than the faults can explain"
+    )
     assert ledger.duplicated == 0, f"a customer got the same message twice: {ledger.notes}"
 
 
@@ -194,9 +249,11 @@ def failure_alerts(rig: Rig) -> list[Any]:
 
 def table(path: Path = RESULTS) -> str:
     """The README's *What it survives* table from the last run's rows."""
-    header = ("| scenario | database | webhooks sent | accepted (distinct) | processed | "
-              "customer messages expected / sent / outcome unknown / duplicated | recovery after the fault |\n"
-              "|---|---|---|---|---|---|---|")
+    header = (
+        "| scenario | database | webhooks sent | accepted (distinct) | processed | "
+        "customer messages expected / sent / outcome unknown / duplicated | recovery after the fault |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     rows = [Ledger(**json.loads(line)).row() for line in path.read_text().splitlines() if line.strip()]
     return "\n".join([header, *rows])
 

@@ -67,10 +67,15 @@ class PgCluster:
         sock.mkdir()
         self.prefix = postgres_user_prefix(self.base, sock)
         self.port = free_port()
-        self.opts = (f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                     "-c max_connections=300")
-        subprocess.run([*self.prefix, initdb, "-D", str(self.data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.opts = (
+            f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+        )
+        subprocess.run(
+            [*self.prefix, initdb, "-D", str(self.data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.start()
 
     @property
@@ -78,13 +83,33 @@ class PgCluster:
         return f"postgresql+psycopg://parcelhook@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        subprocess.run([*self.prefix, self.pg_ctl, "-D", str(self.data), "-o", self.opts, "-l",
-                        str(self.base / "pg.log"), "-w", "-t", "60", "start"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                self.opts,
+                "-l",
+                str(self.base / "pg.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def stop(self) -> None:
-        subprocess.run([*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"],
-                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def destroy(self) -> None:
         import shutil
@@ -154,8 +179,9 @@ class Proc:
 class Rig:
     """web + admin + worker + scheduler from the Procfile, on services this rig owns."""
 
-    def __init__(self, workdir: Path, *, database: str = "postgres", worker_processes: int = 2,
-                 worker_threads: int = 4) -> None:
+    def __init__(
+        self, workdir: Path, *, database: str = "postgres", worker_processes: int = 2, worker_threads: int = 4
+    ) -> None:
         from cryptography.fernet import Fernet
 
         self.workdir = workdir
@@ -205,14 +231,27 @@ class Rig:
 
     # -- processes --------------------------------------------------------------------------------
     def _migrate(self) -> None:
-        subprocess.run(["parcelhook", "migrate"], cwd=ROOT, env=self.env, check=True, timeout=120,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            ["parcelhook", "migrate"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def start(self, name: str) -> Proc:
         index = len(self.procs.get(name, []))
         log = self.workdir / f"{name}-{index}.log"
-        popen = subprocess.Popen(["bash", "-c", "exec " + self.commands[name]], cwd=ROOT, env=self.env,
-                                 stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen(
+            ["bash", "-c", "exec " + self.commands[name]],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         proc = Proc(name, popen, log)
         self.procs.setdefault(name, []).append(proc)
         if name == "web":
@@ -240,7 +279,7 @@ class Rig:
                     self.restarts[name] = self.restarts.get(name, 0) + 1
                     try:
                         self.start(name)
-                    except Exception:  # noqa: BLE001 - the next round tries again
+                    except Exception:
                         handled.discard(pid)
 
         threading.Thread(target=loop, name=f"supervise-{name}", daemon=True).start()
@@ -323,8 +362,12 @@ class Rig:
 
     def admin_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method,
-                                         headers={**self._auth(), "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin_port}{path}",
+            data=data,
+            method=method,
+            headers={**self._auth(), "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())  # type: ignore[no-any-return]
 
@@ -349,7 +392,7 @@ def wait(check: Any, timeout: float, what: str, every: float = 0.25) -> Any:
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - a service coming back answers errors meanwhile
+        except Exception as exc:
             last_error = exc
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")

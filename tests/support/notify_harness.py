@@ -27,7 +27,7 @@ SMS_FROM = "+15005550006"
 ALERTS = "ops@acme.example"
 EMAIL_FROM = "ship@acme.example"
 SMTP_USER = "mailer"
-SMTP_PASSWORD = "s3cret"  # noqa: S105 - the test SMTP server's own password
+SMTP_PASSWORD = "s3cret"
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,24 @@ def rows(system: Any, *, policy_suppressed: bool = False) -> list[Row]:
 
     with system.database.read() as conn:
         result = conn.execute(notifications.select().order_by(notifications.c.id)).all()
-    return [Row(r.id, r.kind, r.channel, r.audience, r.status, r.to_address, r.locale, r.error, r.error_code,
-                r.provider_id, r.attempts, r.idempotency_key) for r in result
-            if policy_suppressed or not (r.status == "suppressed" and r.error in SUPPRESSION_REASONS.values())]
+    return [
+        Row(
+            r.id,
+            r.kind,
+            r.channel,
+            r.audience,
+            r.status,
+            r.to_address,
+            r.locale,
+            r.error,
+            r.error_code,
+            r.provider_id,
+            r.attempts,
+            r.idempotency_key,
+        )
+        for r in result
+        if policy_suppressed or not (r.status == "suppressed" and r.error in SUPPRESSION_REASONS.values())
+    ]
 
 
 def delayed_messages(system: Any, queue: str = "notifications") -> list[dict[str, Any]]:
@@ -70,26 +85,46 @@ def delayed_messages(system: Any, queue: str = "notifications") -> list[dict[str
 @contextmanager
 def channels() -> Iterator[tuple[SmtpServer, TwilioServer]]:
     """A real SMTP server (with AUTH) and a local Twilio-compatible server, both on 127.0.0.1."""
-    with SmtpServer(username=SMTP_USER, password=SMTP_PASSWORD) as smtp, \
-            TwilioServer(ACCOUNT_SID, AUTH_TOKEN) as twilio:
+    with (
+        SmtpServer(username=SMTP_USER, password=SMTP_PASSWORD) as smtp,
+        TwilioServer(ACCOUNT_SID, AUTH_TOKEN) as twilio,
+    ):
         yield smtp, twilio
 
 
 def channel_overrides(smtp: SmtpServer, twilio: TwilioServer) -> dict[str, Any]:
-    return {"smtp_url": smtp.url, "twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN,
-            "twilio_api_url": twilio.url}
+    return {
+        "smtp_url": smtp.url,
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_api_url": twilio.url,
+    }
 
 
 def merchant_profile(**overrides: Any) -> dict[str, Any]:
-    profile: dict[str, Any] = {"email_from": EMAIL_FROM, "sms_from": SMS_FROM, "alert_email": ALERTS,
-                               "order_ref_pattern": r"Order (\d+)"}
+    profile: dict[str, Any] = {
+        "email_from": EMAIL_FROM,
+        "sms_from": SMS_FROM,
+        "alert_email": ALERTS,
+        "order_ref_pattern": r"Order (\d+)",
+    }
     profile.update(overrides)
     return profile
 
 
-def register_order(system: Any, ref: str, *, name: str = "Jane Doe", email: str | None = None,
-                   phone: str | None = None, locale: str | None = None, timezone: str | None = None,
-                   sms: bool = True, email_on: bool = True, merchant: str = "acme") -> None:
+def register_order(
+    system: Any,
+    ref: str,
+    *,
+    name: str = "Jane Doe",
+    email: str | None = None,
+    phone: str | None = None,
+    locale: str | None = None,
+    timezone: str | None = None,
+    sms: bool = True,
+    email_on: bool = True,
+    merchant: str = "acme",
+) -> None:
     customer: dict[str, Any] = {"name": name}
     if email:
         customer["email"] = email
@@ -99,14 +134,17 @@ def register_order(system: Any, ref: str, *, name: str = "Jane Doe", email: str 
         customer["locale"] = locale
     if timezone:
         customer["timezone"] = timezone
-    response = system.admin.put(f"/api/merchants/{merchant}/orders/{ref}",
-                                json={"customer": customer, "notify": {"email": email_on, "sms": sms}},
-                                headers=system.auth())
+    response = system.admin.put(
+        f"/api/merchants/{merchant}/orders/{ref}",
+        json={"customer": customer, "notify": {"email": email_on, "sms": sms}},
+        headers=system.auth(),
+    )
     assert response.status_code in (200, 201), response.get_json()
 
 
-def labelled_for_jane(make_system: Any, url: str, smtp: SmtpServer, twilio: TwilioServer, *,
-                      phone: str) -> tuple[Any, dict[str, Any]]:
+def labelled_for_jane(
+    make_system: Any, url: str, smtp: SmtpServer, twilio: TwilioServer, *, phone: str
+) -> tuple[Any, dict[str, Any]]:
     """A system on both channels with merchant ``acme``, order 1001 for jane@example.com and
     ``phone``, and the label of the "delivered" scenario processed by a running worker (the
     ``shipped`` email and SMS are out). Returns the system and the merchant."""
@@ -126,13 +164,15 @@ def sign_twilio(system: Any, path: str, form: dict[str, str], *, token: str = AU
     return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, form)}
 
 
-def post_twilio(system: Any, path: str, form: dict[str, str], *, token: str = AUTH_TOKEN,
-                signature: str | None = None) -> Any:
+def post_twilio(
+    system: Any, path: str, form: dict[str, str], *, token: str = AUTH_TOKEN, signature: str | None = None
+) -> Any:
     headers = sign_twilio(system, path, form, token=token)
     if signature is not None:
         headers["X-Twilio-Signature"] = signature
-    return system.web.post(path, data=urlencode(form), headers={
-        **headers, "Content-Type": "application/x-www-form-urlencoded"})
+    return system.web.post(
+        path, data=urlencode(form), headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    )
 
 
 def text_part(msg: ReceivedMessage) -> str:

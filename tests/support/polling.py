@@ -32,6 +32,3 @@ def running_worker(broker: dramatiq.Broker, threads: int = 2) -> Iterator[dramat
         yield worker
     finally:
         worker.stop()
-
-
-

@@ -26,8 +26,17 @@ def notification(
 ) -> int | None:
     """A customer ``shipped`` notification (``notifications.create``: None when ``key`` exists)."""
     return notification_store.create(
-        database, conn, merchant_id=merchant_id, order_id=order_id, shipment_id=shipment_id, kind="shipped",
-        channel=channel, audience="customer", key=key, to_address=to_address, **fields,
+        database,
+        conn,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        shipment_id=shipment_id,
+        kind="shipped",
+        channel=channel,
+        audience="customer",
+        key=key,
+        to_address=to_address,
+        **fields,
     )
 
 

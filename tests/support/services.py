@@ -94,9 +94,22 @@ def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             shutil.which("redis-server") or "redis-server",
-            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-            "--protected-mode", "no", "--logfile", str(workdir / "redis.log"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(workdir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -155,12 +168,20 @@ def postgres_server() -> Iterator[str]:
     prefix = postgres_user_prefix(base, sock)
     port = free_port()
     run: dict[str, Any] = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **run)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "parcelhook", "--auth=trust", "-E", "UTF8"], **run
+    )
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"], **run)
+    subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(base / "pg.log"), "-w", "start"], **run
+    )
     try:
         yield f"postgresql+psycopg://parcelhook@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(base, ignore_errors=True)

@@ -42,39 +42,79 @@ def _iso(moment: datetime) -> str:
 
 
 def _label(p: Parcel, at: datetime) -> dict[str, Any]:
-    return {"event": "transaction_created", "test": False, "data": {
-        "object_state": "VALID", "status": "SUCCESS", "object_id": p.txn,
-        "object_created": _iso(at), "object_updated": _iso(at), "tracking_number": p.tracking,
-        "tracking_status": "UNKNOWN", "rate": {"provider": "USPS"},
-        "tracking_url_provider": f"https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum={p.tracking}",
-        "metadata": p.ref, "messages": []}}
+    return {
+        "event": "transaction_created",
+        "test": False,
+        "data": {
+            "object_state": "VALID",
+            "status": "SUCCESS",
+            "object_id": p.txn,
+            "object_created": _iso(at),
+            "object_updated": _iso(at),
+            "tracking_number": p.tracking,
+            "tracking_status": "UNKNOWN",
+            "rate": {"provider": "USPS"},
+            "tracking_url_provider": f"https://tools.usps.com/go/TrackConfirmAction_input?origTrackNum={p.tracking}",
+            "metadata": p.ref,
+            "messages": [],
+        },
+    }
 
 
 def _scan(p: Parcel, index: int, step: tuple[str, str, str], at: datetime) -> dict[str, Any]:
     status, code, text = step
-    return {"object_id": f"{p.txn[:20]}-scan-{index}", "object_created": _iso(at), "object_updated": _iso(at),
-            "status": status, "substatus": {"code": code, "text": text, "action_required": False},
-            "status_details": text, "status_date": _iso(at),
-            "location": {"city": "Phoenix", "state": "AZ", "zip": "85001", "country": "US"}}
+    return {
+        "object_id": f"{p.txn[:20]}-scan-{index}",
+        "object_created": _iso(at),
+        "object_updated": _iso(at),
+        "status": status,
+        "substatus": {"code": code, "text": text, "action_required": False},
+        "status_details": text,
+        "status_date": _iso(at),
+        "location": {"city": "Phoenix", "state": "AZ", "zip": "85001", "country": "US"},
+    }
 
 
 def _track(p: Parcel, scans: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"event": "track_updated", "test": False, "data": {
-        "carrier": "usps", "tracking_number": p.tracking, "transaction": p.txn, "metadata": None,
-        "eta": None, "messages": [], "test": False,
-        "tracking_status": scans[-1], "tracking_history": scans}}
+    return {
+        "event": "track_updated",
+        "test": False,
+        "data": {
+            "carrier": "usps",
+            "tracking_number": p.tracking,
+            "transaction": p.txn,
+            "metadata": None,
+            "eta": None,
+            "messages": [],
+            "test": False,
+            "tracking_status": scans[-1],
+            "tracking_history": scans,
+        },
+    }
 
 
-def traffic(orders: int, *, seed: int, sms_every: int = 2, duplicates: float = 0.2, disorder: float = 0.3,
-            prefix: str = "F") -> tuple[list[Parcel], list[bytes]]:
+def traffic(
+    orders: int,
+    *,
+    seed: int,
+    sms_every: int = 2,
+    duplicates: float = 0.2,
+    disorder: float = 0.3,
+    prefix: str = "F",
+) -> tuple[list[Parcel], list[bytes]]:
     """Parcels and the webhook bodies Shippo would send about them, interleaved across orders."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(days=2)
     parcels: list[Parcel] = []
     per_order: list[list[bytes]] = []
     for i in range(orders):
-        p = Parcel(ref=f"{prefix}{i:05d}", tracking=f"9205590{seed:04d}{i:08d}", txn=f"{seed:04x}{i:028x}",
-                   email=f"customer{i}@example.com", phone=f"+1415555{i % 10000:04d}" if i % sms_every == 0 else None)
+        p = Parcel(
+            ref=f"{prefix}{i:05d}",
+            tracking=f"9205590{seed:04d}{i:08d}",
+            txn=f"{seed:04x}{i:028x}",
+            email=f"customer{i}@example.com",
+            phone=f"+1415555{i % 10000:04d}" if i % sms_every == 0 else None,
+        )
         parcels.append(p)
         steps = [STEPS[0], STEPS[1], *[s for s in STEPS[2:4] if rng.random() < 0.6], STEPS[4]]
         at = start + timedelta(minutes=rng.randint(0, 600))
@@ -114,8 +154,9 @@ class SendReport:
 class ShippoSender:
     """POSTs bodies to the receiver from a few threads at a bounded rate; retries like Shippo."""
 
-    def __init__(self, webhook_url: str, *, threads: int = 4, rate_per_s: float = 60.0,
-                 horizon_s: float = 120.0) -> None:
+    def __init__(
+        self, webhook_url: str, *, threads: int = 4, rate_per_s: float = 60.0, horizon_s: float = 120.0
+    ) -> None:
         parts = urlsplit(webhook_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.path = f"{parts.path}?{parts.query}"

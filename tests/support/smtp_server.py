@@ -51,9 +51,27 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         raise RuntimeError("openssl CLI not found")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
@@ -68,8 +86,9 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         if self.server.username is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
         reply = self.server._take("mail")
@@ -79,15 +98,16 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.server._take("rcpt")
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.server.data_delay_s:  # the message is in, the 250 comes late (or after the client left)
             await asyncio.sleep(self.server.data_delay_s)
         reply = self.server._take("data")
@@ -99,13 +119,21 @@ class _Handler:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
-        self.server.messages.append(ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos), raw, msg, login))
+        self.server.messages.append(
+            ReceivedMessage(envelope.mail_from, list(envelope.rcpt_tos), raw, msg, login)
+        )
         return "250 2.0.0 Message accepted for delivery"
 
 
 class SmtpServer:
-    def __init__(self, *, username: str | None = None, password: str | None = None,
-                 tls: str | None = None, cert_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls: str | None = None,
+        cert_dir: Path | None = None,
+    ) -> None:
         if tls not in (None, "starttls", "implicit"):
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         self.username = username
@@ -134,7 +162,9 @@ class SmtpServer:
             queue = self._replies[stage]
             return queue.popleft() if queue else None
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
             and self.username is not None
@@ -149,7 +179,9 @@ class SmtpServer:
     @property
     def url(self) -> str:
         scheme = "smtps" if self.tls == "implicit" else "smtp"
-        creds = f"{quote(self.username, safe='')}:{quote(self.password or '', safe='')}@" if self.username else ""
+        creds = (
+            f"{quote(self.username, safe='')}:{quote(self.password or '', safe='')}@" if self.username else ""
+        )
         query = "?starttls=1" if self.tls == "starttls" else ""
         return f"{scheme}://{creds}127.0.0.1:{self.port}{query}"
 

@@ -70,8 +70,15 @@ class TwilioServer:
         self._thread: threading.Thread | None = None
 
     # -- scripting -------------------------------------------------------------------------------
-    def fail_next(self, status: int, *, code: int | None = None, message: str | None = None,
-                  times: int = 1, retry_after: str | None = None) -> None:
+    def fail_next(
+        self,
+        status: int,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        times: int = 1,
+        retry_after: str | None = None,
+    ) -> None:
         """The next ``times`` message requests answer ``status`` (with Twilio's error JSON)."""
         with self._lock:
             for _ in range(times):
@@ -90,19 +97,23 @@ class TwilioServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+            def do_POST(self) -> None:
                 server._handle(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server._handle(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="twilio-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="twilio-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -129,7 +140,9 @@ class TwilioServer:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        return secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(password, self.auth_token)
+        return secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(
+            password, self.auth_token
+        )
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
@@ -140,10 +153,20 @@ class TwilioServer:
         account = parts[2] if len(parts) >= 3 and parts[:2] == ["2010-04-01", "Accounts"] else None
         auth_ok = self._check_auth(h.headers.get("Authorization"))
         with self._lock:
-            self.requests.append(RecordedRequest(h.command, path, form, dict(h.headers.items()), account, auth_ok))
+            self.requests.append(
+                RecordedRequest(h.command, path, form, dict(h.headers.items()), account, auth_ok)
+            )
         if not (h.command == "POST" and len(parts) == 4 and account and parts[3] == "Messages.json"):
-            self._send(h, 404, {"code": 20404, "message": f"The requested resource {path} was not found",
-                                "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404})
+            self._send(
+                h,
+                404,
+                {
+                    "code": 20404,
+                    "message": f"The requested resource {path} was not found",
+                    "more_info": "https://www.twilio.com/docs/errors/20404",
+                    "status": 404,
+                },
+            )
             return
         if not auth_ok or account != self.account_sid:
             self._error(h, 401, 20003, None)
@@ -191,7 +214,9 @@ class TwilioServer:
             "price_unit": "USD",
             "sid": sid,
             "status": "accepted" if form.get("MessagingServiceSid") and not form.get("From") else "queued",
-            "subresource_uris": {"media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
+            "subresource_uris": {
+                "media": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}/Media.json"
+            },
             "to": form.get("To"),
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
@@ -199,17 +224,37 @@ class TwilioServer:
             self.messages.append({**resource, "status_callback": form.get("StatusCallback")})
         return resource
 
-    def _error(self, h: BaseHTTPRequestHandler, status: int, code: int | None, message: str | None,
-               to: str = "", headers: dict[str, str] | None = None) -> None:
-        code = code if code is not None else {429: 20429, 401: 20003}.get(status, 20500 if status >= 500 else None)
+    def _error(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        code: int | None,
+        message: str | None,
+        to: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        code = (
+            code
+            if code is not None
+            else {429: 20429, 401: 20003}.get(status, 20500 if status >= 500 else None)
+        )
         text = message or _MESSAGES.get(code or 0, "Error").format(to=to)
-        self._send(h, status, {"code": code, "message": text,
-                               "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
-                   headers)
+        self._send(
+            h,
+            status,
+            {
+                "code": code,
+                "message": text,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+            headers,
+        )
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any],
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")

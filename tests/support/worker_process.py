@@ -56,25 +56,31 @@ class WorkerProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def worker_env(*, broker_url: str, database_url: str, var_dir: Path, signing_key: str,
-               **settings: str) -> dict[str, str]:
+def worker_env(
+    *, broker_url: str, database_url: str, var_dir: Path, signing_key: str, **settings: str
+) -> dict[str, str]:
     """The environment of a worker process: only PARCELHOOK_* variables we set (plus PATH)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARCELHOOK_")}
-    env.update({
-        "PARCELHOOK_BROKER_URL": broker_url,
-        "PARCELHOOK_DATABASE_URL": database_url,
-        "PARCELHOOK_VAR_DIR": str(var_dir),
-        "PARCELHOOK_SIGNING_KEY": signing_key,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PARCELHOOK_BROKER_URL": broker_url,
+            "PARCELHOOK_DATABASE_URL": database_url,
+            "PARCELHOOK_VAR_DIR": str(var_dir),
+            "PARCELHOOK_SIGNING_KEY": signing_key,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update({f"PARCELHOOK_{k.upper()}": v for k, v in settings.items()})
     return env
 
 
 def twilio_settings(twilio: TwilioServer) -> dict[str, str]:
     """The ``worker_env`` settings of a worker that texts through ``twilio``."""
-    return {"twilio_account_sid": twilio.account_sid, "twilio_auth_token": twilio.auth_token,
-            "twilio_api_url": twilio.url}
+    return {
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "twilio_api_url": twilio.url,
+    }
 
 
 def sms_orders(system: Any, phones: Mapping[str, str]) -> None:
@@ -90,7 +96,9 @@ def live_worker_ids(url: str, namespace: str = "parcelhook", within_ms: int = 5_
     client = redis.Redis.from_url(url)
     try:
         now_ms = int(time.time() * 1000)
-        return [m.decode() for m in client.zrangebyscore(f"{namespace}:__workers__", now_ms - within_ms, "+inf")]
+        return [
+            m.decode() for m in client.zrangebyscore(f"{namespace}:__workers__", now_ms - within_ms, "+inf")
+        ]
     except redis.RedisError:
         return []
     finally:
@@ -98,14 +106,19 @@ def live_worker_ids(url: str, namespace: str = "parcelhook", within_ms: int = 5_
 
 
 @contextmanager
-def worker_process(env: Mapping[str, str], log: Path, *, threads: int = 2, ready_timeout: float = 60.0
-                   ) -> Iterator[WorkerProcess]:
+def worker_process(
+    env: Mapping[str, str], log: Path, *, threads: int = 2, ready_timeout: float = 60.0
+) -> Iterator[WorkerProcess]:
     """`dramatiq workers.main` with one process; returns once it beats in ``__workers__``."""
     before = set(live_worker_ids(env["PARCELHOOK_BROKER_URL"]))
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [DRAMATIQ, "workers.main", "--processes", "1", "--threads", str(threads)],
-            cwd=PROJECT_ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     worker = WorkerProcess(process, log)
     try:
@@ -191,8 +204,11 @@ def label_created(ref: str) -> bytes:
 
     data = body("transaction_created.json")
     digits = "".join(c for c in ref if c.isdigit()).rjust(6, "0")
-    data["data"].update(object_id=f"obj{digits}".ljust(32, "0"), metadata=f"Order {ref}",
-                        tracking_number=f"92055901649173127{digits}")
+    data["data"].update(
+        object_id=f"obj{digits}".ljust(32, "0"),
+        metadata=f"Order {ref}",
+        tracking_number=f"92055901649173127{digits}",
+    )
     return json.dumps(data).encode()
 
 
@@ -208,8 +224,14 @@ def enqueue_webhook(url: str, merchant_slug: str, raw: bytes, namespace: str = "
 
     broker = RedisBroker(url=url, namespace=namespace)
     try:
-        broker.enqueue(process_event.message(merchant_slug, webhook_identity(parse_webhook(raw)),
-                                             datetime.now(UTC).isoformat(), raw.decode()))
+        broker.enqueue(
+            process_event.message(
+                merchant_slug,
+                webhook_identity(parse_webhook(raw)),
+                datetime.now(UTC).isoformat(),
+                raw.decode(),
+            )
+        )
     finally:
         broker.client.close()
 
@@ -221,8 +243,9 @@ def system_for_workers(make_system: Any, make_settings: Any, database_url: str) 
     from config import Settings
 
     extra: dict[str, Any] = {}
-    if "encryption_keys" in getattr(Settings, "__dataclass_fields__", {}) and \
-            not getattr(make_settings(database_url), "encryption_keys", ()):
+    if "encryption_keys" in getattr(Settings, "__dataclass_fields__", {}) and not getattr(
+        make_settings(database_url), "encryption_keys", ()
+    ):
         from cryptography.fernet import Fernet
 
         extra["encryption_keys"] = (Fernet.generate_key().decode(),)

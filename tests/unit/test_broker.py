@@ -32,8 +32,14 @@ class Processed(dramatiq.Middleware):
     def __init__(self) -> None:
         self.runs: list[tuple[str, BaseException | None]] = []
 
-    def after_process_message(self, broker: dramatiq.Broker, message: Any, *, result: Any = None,
-                              exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         self.runs.append((message.actor_name, exception))
 
 
@@ -68,9 +74,20 @@ def test_importing_every_module_that_sends_builds_no_broker_and_reads_no_setting
         except NotBound as exc:
             print("refused:", exc)
     """)
-    env = {"PATH": "/usr/bin:/bin", "PARCELHOOK_BROKER_URL": "kafka://nowhere", "PARCELHOOK_VAR_DIR": "/nonexistent"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PARCELHOOK_BROKER_URL": "kafka://nowhere",
+        "PARCELHOOK_VAR_DIR": "/nonexistent",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused: send_notification: no broker yet"), done.stdout
 
@@ -81,8 +98,12 @@ def test_redis_urls_select_the_redis_broker_with_our_namespace() -> None:
     assert broker.namespace == "parcelhook"
 
 
-def test_amqp_urls_select_rabbitmq_and_the_actors_bind_to_it_without_connecting(stub_broker: StubBroker) -> None:
-    settings = replace(Settings(), broker_url="amqp://guest:guest@127.0.0.1:1/", redis_url="redis://127.0.0.1:1/0")
+def test_amqp_urls_select_rabbitmq_and_the_actors_bind_to_it_without_connecting(
+    stub_broker: StubBroker,
+) -> None:
+    settings = replace(
+        Settings(), broker_url="amqp://guest:guest@127.0.0.1:1/", redis_url="redis://127.0.0.1:1/0"
+    )
     broker = build_broker(settings)
     assert isinstance(broker, RabbitmqBroker)
     bind(broker)
@@ -115,14 +136,22 @@ def test_every_actor_declares_its_retry_policy_instead_of_dramatiqs_defaults(stu
     """The list comes from the broker: a new actor left on dramatiq's defaults (20 retries over
     about a week, a 10 min time limit) fails here without anyone adding it."""
     actors = list(stub_broker.actors.values())
-    assert {"process_event", "send_notification", "notification_exhausted", "run_maintenance",
-            "publish_platform_events", "record_sms_status"} <= {a.actor_name for a in actors}
+    assert {
+        "process_event",
+        "send_notification",
+        "notification_exhausted",
+        "run_maintenance",
+        "publish_platform_events",
+        "record_sms_status",
+    } <= {a.actor_name for a in actors}
     for actor in actors:
         assert actor.queue_name in QUEUES, actor.actor_name
         assert "max_retries" in actor.options and actor.options["max_retries"] <= 8, actor.actor_name
         assert "min_backoff" in actor.options, actor.actor_name
         assert "time_limit" in actor.options, actor.actor_name
-    assert stub_broker.get_actor("send_notification").options["on_retry_exhausted"] == "notification_exhausted"
+    assert (
+        stub_broker.get_actor("send_notification").options["on_retry_exhausted"] == "notification_exhausted"
+    )
 
 
 def _queued(broker: StubBroker, queue: str) -> list[dramatiq.Message[Any]]:

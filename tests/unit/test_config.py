@@ -53,17 +53,30 @@ def test_a_missing_admin_token_is_an_error_where_it_is_required(tmp_path: Path) 
 
 
 def test_secrets_are_not_in_the_repr() -> None:
-    s = Settings.from_env({"PARCELHOOK_VAR_DIR": "/x", "PARCELHOOK_ADMIN_TOKEN": "sekrit-admin",
-                           "PARCELHOOK_SMTP_URL": "smtp://u:sekrit-mail@h:25",
-                           "PARCELHOOK_TWILIO_ACCOUNT_SID": "AC1", "PARCELHOOK_TWILIO_AUTH_TOKEN": "sekrit-twilio"})
+    s = Settings.from_env(
+        {
+            "PARCELHOOK_VAR_DIR": "/x",
+            "PARCELHOOK_ADMIN_TOKEN": "sekrit-admin",
+            "PARCELHOOK_SMTP_URL": "smtp://u:sekrit-mail@h:25",
+            "PARCELHOOK_TWILIO_ACCOUNT_SID": "AC1",
+            "PARCELHOOK_TWILIO_AUTH_TOKEN": "sekrit-twilio",
+        }
+    )
     assert "sekrit" not in repr(s)
 
 
 def test_a_process_stops_at_start_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import config; config.load_or_exit()"],
-        env={"PARCELHOOK_SIGNATURE_TOLERANCE_S": "soon", "PARCELHOOK_VAR_DIR": str(tmp_path), "PATH": "/usr/bin"},
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=False,
+        env={
+            "PARCELHOOK_SIGNATURE_TOLERANCE_S": "soon",
+            "PARCELHOOK_VAR_DIR": str(tmp_path),
+            "PATH": "/usr/bin",
+        },
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -73,8 +86,9 @@ def test_a_process_stops_at_start_with_one_line_naming_the_variable(tmp_path: Pa
 
 def test_web_and_workers_need_their_own_signing_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="PARCELHOOK_SIGNING_KEY"):
-        Settings.from_env({"PARCELHOOK_VAR_DIR": str(tmp_path), "PARCELHOOK_ADMIN_TOKEN": "admin"},
-                          require_signing_key=True)
+        Settings.from_env(
+            {"PARCELHOOK_VAR_DIR": str(tmp_path), "PARCELHOOK_ADMIN_TOKEN": "admin"}, require_signing_key=True
+        )
     (tmp_path / "signing-key").write_text("from-file\n")
     settings = Settings.from_env({"PARCELHOOK_VAR_DIR": str(tmp_path)}, require_signing_key=True)
     assert settings.signing_key == "from-file"
@@ -84,15 +98,26 @@ def test_web_and_workers_need_their_own_signing_key(tmp_path: Path) -> None:
 
 def test_rabbitmq_needs_a_redis_for_state_and_redis_brokers_double_as_it() -> None:
     with pytest.raises(SettingsError, match="PARCELHOOK_REDIS_URL"):
-        Settings.from_env({"PARCELHOOK_VAR_DIR": "/x", "PARCELHOOK_BROKER_URL": "amqp://guest:guest@mq:5672/"})
-    amqp = Settings.from_env({"PARCELHOOK_VAR_DIR": "/x", "PARCELHOOK_BROKER_URL": "amqp://mq/",
-                              "PARCELHOOK_REDIS_URL": "redis://state:6379/2"})
+        Settings.from_env(
+            {"PARCELHOOK_VAR_DIR": "/x", "PARCELHOOK_BROKER_URL": "amqp://guest:guest@mq:5672/"}
+        )
+    amqp = Settings.from_env(
+        {
+            "PARCELHOOK_VAR_DIR": "/x",
+            "PARCELHOOK_BROKER_URL": "amqp://mq/",
+            "PARCELHOOK_REDIS_URL": "redis://state:6379/2",
+        }
+    )
     assert amqp.state_redis_url == "redis://state:6379/2"
     assert Settings.from_env({"PARCELHOOK_VAR_DIR": "/x"}).state_redis_url == "redis://127.0.0.1:6390/0"
 
 
 def test_urls_with_passwords_stay_out_of_the_repr() -> None:
-    s = Settings.from_env({"PARCELHOOK_VAR_DIR": "/x",
-                           "PARCELHOOK_DATABASE_URL": "postgresql+psycopg://app:db-sekrit@db/parcelhook",
-                           "PARCELHOOK_BROKER_URL": "redis://:redis-sekrit@cache:6379/0"})
+    s = Settings.from_env(
+        {
+            "PARCELHOOK_VAR_DIR": "/x",
+            "PARCELHOOK_DATABASE_URL": "postgresql+psycopg://app:db-sekrit@db/parcelhook",
+            "PARCELHOOK_BROKER_URL": "redis://:redis-sekrit@cache:6379/0",
+        }
+    )
     assert "sekrit" not in repr(s)

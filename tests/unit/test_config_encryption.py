@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_keys_come_newest_first_from_the_variable_or_from_var(tmp_path: Path) -> None:
     a, b = generate_key(), generate_key()
-    settings = Settings.from_env({"PARCELHOOK_VAR_DIR": str(tmp_path), "PARCELHOOK_ENCRYPTION_KEYS": f"{b}, {a}"})
+    settings = Settings.from_env(
+        {"PARCELHOOK_VAR_DIR": str(tmp_path), "PARCELHOOK_ENCRYPTION_KEYS": f"{b}, {a}"}
+    )
     assert settings.encryption_keys == (b, a)
     (tmp_path / "encryption-key").write_text(a + "\n")
     assert Settings.from_env({"PARCELHOOK_VAR_DIR": str(tmp_path)}).encryption_keys == (a,)
@@ -40,9 +42,17 @@ def test_the_processes_that_handle_merchant_secrets_need_a_key(tmp_path: Path) -
 def test_web_and_admin_stop_at_start_with_one_line_naming_it(tmp_path: Path, entry_point: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", f"import {entry_point}"],
-        env={"PARCELHOOK_VAR_DIR": str(tmp_path), "PARCELHOOK_ADMIN_TOKEN": "a" * 24,
-             "PARCELHOOK_SIGNING_KEY": "s" * 24, "PATH": "/usr/bin"},
-        capture_output=True, text=True, cwd=ROOT, check=False, timeout=60,
+        env={
+            "PARCELHOOK_VAR_DIR": str(tmp_path),
+            "PARCELHOOK_ADMIN_TOKEN": "a" * 24,
+            "PARCELHOOK_SIGNING_KEY": "s" * 24,
+            "PATH": "/usr/bin",
+        },
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

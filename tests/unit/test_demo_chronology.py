@@ -28,10 +28,13 @@ def test_every_shipments_scans_follow_its_status_progression(seed: int) -> None:
             if data["tracking_number"]:
                 labels[data["tracking_number"]] = _at(data["object_created"])
             continue
-        history = [(_at(s["status_date"]), s["status"], s["substatus"]["code"]) for s in data["tracking_history"]]
+        history = [
+            (_at(s["status_date"]), s["status"], s["substatus"]["code"]) for s in data["tracking_history"]
+        ]
         dates = [at for at, _, _ in history]
-        assert all(a < b for a, b in zip(dates, dates[1:], strict=False)), \
+        assert all(a < b for a, b in zip(dates, dates[1:], strict=False)), (
             f"seed {seed}: {data['tracking_number']} history out of order: {history}"
+        )
         assert _at(data["tracking_status"]["status_date"]) == dates[-1], "the current scan is the latest one"
         assert labels[data["tracking_number"]] < dates[0], "scans come after the label"
         assert dates[-1] <= NOW, "no scan from the future"

@@ -26,7 +26,9 @@ def test_the_demo_day_has_duplicates_and_out_of_order_deliveries() -> None:
     day = build_day(NOW)
     identities = Counter(webhook_identity(parse_webhook(json.dumps(body))) for _, body in day)
     assert sum(n - 1 for n in identities.values()) >= 5
-    scan_times = [body["data"]["tracking_status"]["status_date"] for _, body in day if body["event"] == "track_updated"]
+    scan_times = [
+        body["data"]["tracking_status"]["status_date"] for _, body in day if body["event"] == "track_updated"
+    ]
     assert scan_times != sorted(scan_times)
 
 
@@ -36,7 +38,11 @@ def test_the_demo_day_opens_every_exception_class_a_carrier_can_cause() -> None:
     for _, body in build_day(NOW):
         event = parse_event(parse_webhook(json.dumps(body)))
         assert event is not None
-        key = event.tracking_number if isinstance(event, TrackUpdate) else (event.tracking_number or event.object_id)
+        key = (
+            event.tracking_number
+            if isinstance(event, TrackUpdate)
+            else (event.tracking_number or event.object_id)
+        )
         state, changes, _ = apply(states.get(key, ShipmentState.empty()), event, NOW)
         states[key] = state
         seen |= {c.exception for c in changes if c.exception is not None}

@@ -219,6 +219,7 @@ def test_a_missing_scan_status_reads_as_unknown() -> None:
 
 # --------------------------------------------------------------------------- transactions
 
+
 @pytest.mark.parametrize("status", TRANSACTION_STATUSES)
 def test_every_transaction_status_parses(status: str) -> None:
     body = load_body("transaction_created.json")

@@ -10,9 +10,15 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T = Thresholds()
 
 
-def figures(*queues: QueueFigures, workers: tuple[float, ...] = (0.5,), baseline: dict[str, int] | None = None,
-            unauthorized: dict[str, int] | None = None) -> Figures:
-    return Figures(queues or (QueueFigures("events", 0, 0, None),), workers, baseline or {}, unauthorized or {})
+def figures(
+    *queues: QueueFigures,
+    workers: tuple[float, ...] = (0.5,),
+    baseline: dict[str, int] | None = None,
+    unauthorized: dict[str, int] | None = None,
+) -> Figures:
+    return Figures(
+        queues or (QueueFigures("events", 0, 0, None),), workers, baseline or {}, unauthorized or {}
+    )
 
 
 def keys(f: Figures, t: Thresholds = T) -> list[str]:
@@ -42,7 +48,9 @@ def test_an_empty_queue_has_no_age() -> None:
 
 
 def test_dead_letters_above_the_baseline_alert_with_the_number_of_new_ones() -> None:
-    [alert] = evaluate(figures(QueueFigures("notifications", 0, 5, None), baseline={"notifications": 3}), T, NOW)
+    [alert] = evaluate(
+        figures(QueueFigures("notifications", 0, 5, None), baseline={"notifications": 3}), T, NOW
+    )
     assert alert.key == "dead_letters:notifications"
     assert alert.value == 2
     assert alert.message.startswith("2 new dead letters on queue 'notifications' (5 in total)")
@@ -78,5 +86,11 @@ def test_thresholds_are_configurable() -> None:
 
 def test_alerts_serialize_for_the_dashboard() -> None:
     [alert] = evaluate(figures(workers=()), T, NOW)
-    assert alert.as_json() == {"key": "no_worker", "kind": "no_worker", "subject": None, "severity": "critical",
-                               "message": alert.message, "value": 0.0}
+    assert alert.as_json() == {
+        "key": "no_worker",
+        "kind": "no_worker",
+        "subject": None,
+        "severity": "critical",
+        "message": alert.message,
+        "value": 0.0,
+    }

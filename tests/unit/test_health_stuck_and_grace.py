@@ -25,7 +25,9 @@ def test_delayed_messages_long_past_their_eta_beside_a_live_worker_are_stranded(
     [alert] = evaluate(Figures((queue(delayed=63, overdue=63, most_overdue_s=570.0),), (0.4, 1.2)), T, NOW)
     assert alert.key == "delayed_stuck:notifications" and alert.kind == "delayed_stuck"
     assert alert.severity == "critical", "over four times the threshold"
-    assert alert.message.startswith("63 of 63 delayed messages on queue 'notifications' are past their due time")
+    assert alert.message.startswith(
+        "63 of 63 delayed messages on queue 'notifications' are past their due time"
+    )
     assert "9 min" in alert.message and alert.value == 570.0
 
 
@@ -52,13 +54,24 @@ def test_no_live_worker_waits_out_the_start_up_grace_then_alerts() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(overdue_s=st.floats(0, 10_000), held_s=st.floats(0, 10_000), live=st.booleans(),
-       uptime=st.one_of(st.none(), st.floats(0, 100)))
+@given(
+    overdue_s=st.floats(0, 10_000),
+    held_s=st.floats(0, 10_000),
+    live=st.booleans(),
+    uptime=st.one_of(st.none(), st.floats(0, 100)),
+)
 def test_stuck_alerts_open_exactly_past_their_thresholds_while_a_worker_lives(
-        overdue_s: float, held_s: float, live: bool, uptime: float | None) -> None:
+    overdue_s: float, held_s: float, live: bool, uptime: float | None
+) -> None:
     # figures as read_figures makes them: counted only when past the threshold
-    q = queue(delayed=1, overdue=int(overdue_s > T.overdue_s), most_overdue_s=overdue_s if overdue_s > T.overdue_s else None,
-              in_flight=1, held_too_long=int(held_s > T.in_flight_s), longest_held_s=held_s)
+    q = queue(
+        delayed=1,
+        overdue=int(overdue_s > T.overdue_s),
+        most_overdue_s=overdue_s if overdue_s > T.overdue_s else None,
+        in_flight=1,
+        held_too_long=int(held_s > T.in_flight_s),
+        longest_held_s=held_s,
+    )
     got = set(keys(q, workers=(0.5,) if live else (), uptime=uptime))
     expected = set()
     if live and overdue_s > T.overdue_s:

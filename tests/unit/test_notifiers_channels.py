@@ -12,16 +12,28 @@ from notifiers.testing import RecordingChannel
 
 
 def _msg(**overrides: object) -> OutgoingMessage:
-    fields: dict[str, object] = {"channel": ChannelKind.EMAIL, "to": "a@example.com", "sender": "s@example.com",
-                                 "subject": "Hi", "text": "body", "html": None, "idempotency_key": "k1"}
+    fields: dict[str, object] = {
+        "channel": ChannelKind.EMAIL,
+        "to": "a@example.com",
+        "sender": "s@example.com",
+        "subject": "Hi",
+        "text": "body",
+        "html": None,
+        "idempotency_key": "k1",
+    }
     fields.update(overrides)
     return OutgoingMessage(**fields)  # type: ignore[arg-type]
 
 
 def test_smtp_url_parsing() -> None:
     plain = SmtpChannel.from_url("smtp://user%40x:p%3Ass@mail.example:2525")
-    assert (plain.host, plain.port, plain.username, plain.implicit_tls, plain.starttls) == \
-        ("mail.example", 2525, "user@x", False, False)
+    assert (plain.host, plain.port, plain.username, plain.implicit_tls, plain.starttls) == (
+        "mail.example",
+        2525,
+        "user@x",
+        False,
+        False,
+    )
     assert "p:ss" not in repr(plain) and "p%3Ass" not in repr(plain)
     assert SmtpChannel.from_url("smtp://mail.example?starttls=1").port == 587
     assert SmtpChannel.from_url("smtp://mail.example?starttls=1").starttls
@@ -52,13 +64,18 @@ def test_messaging_service_sid_detection() -> None:
 def test_channels_satisfy_the_protocol() -> None:
     assert isinstance(RecordingChannel(), ChannelAdapter)
     assert isinstance(SmtpChannel("localhost"), ChannelAdapter)
-    assert isinstance(TwilioSmsChannel("AC" + "0" * 32, "token", api_url="http://127.0.0.1:9"), ChannelAdapter)
+    assert isinstance(
+        TwilioSmsChannel("AC" + "0" * 32, "token", api_url="http://127.0.0.1:9"), ChannelAdapter
+    )
 
 
 def test_recording_channel_records_and_follows_its_script() -> None:
     ch = RecordingChannel("sms")
-    ch.fail_next(TransientChannelError("rate limited", code="429"), None,
-                 PermanentChannelError("opted out", code="21610"))
+    ch.fail_next(
+        TransientChannelError("rate limited", code="429"),
+        None,
+        PermanentChannelError("opted out", code="21610"),
+    )
     with pytest.raises(TransientChannelError):
         ch.send(_msg())
     assert ch.send(_msg(idempotency_key="k2")).provider_id == "sms-1"

@@ -6,22 +6,36 @@ from notifiers.links import CARRIER_NAMES, CARRIER_TRACKING_PAGES, carrier_name,
 
 
 def test_merchant_template_wins_and_is_url_quoted() -> None:
-    url = tracking_url("usps", "94 00/11", merchant_template="https://track.example.com/{carrier}/{tracking_number}",
-                       provider_url="https://tools.usps.com/x")
+    url = tracking_url(
+        "usps",
+        "94 00/11",
+        merchant_template="https://track.example.com/{carrier}/{tracking_number}",
+        provider_url="https://tools.usps.com/x",
+    )
     assert url == "https://track.example.com/usps/94%2000%2F11"
 
 
 def test_provider_url_when_no_merchant_template() -> None:
-    assert tracking_url("ups", "1Z999", merchant_template=None,
-                        provider_url="https://www.ups.com/track?tracknum=1Z999&x=1") == \
-        "https://www.ups.com/track?tracknum=1Z999&x=1"
+    assert (
+        tracking_url(
+            "ups",
+            "1Z999",
+            merchant_template=None,
+            provider_url="https://www.ups.com/track?tracknum=1Z999&x=1",
+        )
+        == "https://www.ups.com/track?tracknum=1Z999&x=1"
+    )
 
 
 def test_carrier_table_fallback() -> None:
-    assert tracking_url("FedEx", "7712", merchant_template="", provider_url=None) == \
-        "https://www.fedex.com/fedextrack/?trknbr=7712"
-    assert tracking_url("dhl_express", "12 34", merchant_template=None, provider_url="") == \
-        "https://www.dhl.com/global-en/home/tracking.html?tracking-id=12%2034"
+    assert (
+        tracking_url("FedEx", "7712", merchant_template="", provider_url=None)
+        == "https://www.fedex.com/fedextrack/?trknbr=7712"
+    )
+    assert (
+        tracking_url("dhl_express", "12 34", merchant_template=None, provider_url="")
+        == "https://www.dhl.com/global-en/home/tracking.html?tracking-id=12%2034"
+    )
 
 
 def test_none_when_nothing_known() -> None:
@@ -30,8 +44,10 @@ def test_none_when_nothing_known() -> None:
 
 
 def test_non_http_provider_url_is_ignored() -> None:
-    assert tracking_url("usps", "9400", merchant_template=None, provider_url="javascript:alert(1)") == \
-        "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400"
+    assert (
+        tracking_url("usps", "9400", merchant_template=None, provider_url="javascript:alert(1)")
+        == "https://tools.usps.com/go/TrackConfirmAction?tLabels=9400"
+    )
 
 
 @pytest.mark.parametrize("carrier", sorted(CARRIER_TRACKING_PAGES))

@@ -35,8 +35,9 @@ def _errors(renderer: Renderer, kind: str, channel: str, tset: TemplateSet) -> l
 # -- every default ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", CUSTOMER_KINDS)
-def test_customer_email_default_renders_with_link_and_unsubscribe(renderer: Renderer, kind: NotificationKind,
-                                                                  locale: str) -> None:
+def test_customer_email_default_renders_with_link_and_unsubscribe(
+    renderer: Renderer, kind: NotificationKind, locale: str
+) -> None:
     ctx = sample_context(kind, locale)
     out = renderer.render(kind, Channel.EMAIL, ctx, locales=[locale])
     url = ctx["shipment"]["tracking_url"]
@@ -52,8 +53,9 @@ def test_customer_email_default_renders_with_link_and_unsubscribe(renderer: Rend
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", CUSTOMER_KINDS)
-def test_customer_sms_default_is_short_and_has_the_link(renderer: Renderer, kind: NotificationKind,
-                                                        locale: str) -> None:
+def test_customer_sms_default_is_short_and_has_the_link(
+    renderer: Renderer, kind: NotificationKind, locale: str
+) -> None:
     ctx = sample_context(kind, locale)
     out = renderer.render(kind, Channel.SMS, ctx, locales=[locale])
     assert ctx["shipment"]["tracking_url"] in out.text
@@ -65,8 +67,9 @@ def test_customer_sms_default_is_short_and_has_the_link(renderer: Renderer, kind
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.SMS])
 @pytest.mark.parametrize("kind", CUSTOMER_KINDS)
-def test_defaults_cope_without_tracking_link_or_names(renderer: Renderer, kind: NotificationKind,
-                                                      channel: Channel, locale: str) -> None:
+def test_defaults_cope_without_tracking_link_or_names(
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str
+) -> None:
     out = renderer.render(kind, channel, sparse_context(kind, locale), locales=[locale])
     assert "None" not in out.text
     assert "https://tools.usps.com" not in out.text
@@ -100,14 +103,24 @@ def test_customer_name_is_escaped_in_html_but_literal_in_text_and_sms(renderer: 
     assert "<script>" not in (email.html or "")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (email.html or "")
     assert "<script>alert(1)</script>" in email.text
-    sms = renderer.render("shipped", "sms", ctx, locales=["en"],
-                          override=TemplateSet(subject=None, text="Hi {{ customer.name }}", html=None))
+    sms = renderer.render(
+        "shipped",
+        "sms",
+        ctx,
+        locales=["en"],
+        override=TemplateSet(subject=None, text="Hi {{ customer.name }}", html=None),
+    )
     assert sms.text == "Hi <script>alert(1)</script>"
 
 
 def test_subject_is_one_line(renderer: Renderer) -> None:
-    out = renderer.render("shipped", "email", sample_context("shipped"), locales=["en"],
-                          override=TemplateSet(subject="Order\n{{ order.ref }}\r\nBcc: x@evil", text="t", html=None))
+    out = renderer.render(
+        "shipped",
+        "email",
+        sample_context("shipped"),
+        locales=["en"],
+        override=TemplateSet(subject="Order\n{{ order.ref }}\r\nBcc: x@evil", text="t", html=None),
+    )
     assert out.subject == "Order 1042 Bcc: x@evil"
 
 
@@ -138,26 +151,41 @@ def test_date_filter() -> None:
 
 
 def test_date_filter_uses_render_locale_by_default(renderer: Renderer) -> None:
-    tset = TemplateSet(subject=None, text="{{ shipment.eta|date }} / {{ shipment.eta|date('en') }}", html=None)
+    tset = TemplateSet(
+        subject=None, text="{{ shipment.eta|date }} / {{ shipment.eta|date('en') }}", html=None
+    )
     out = renderer.render("shipped", "sms", sample_context("shipped"), locales=["es"], override=tset)
     assert out.text == "6 de marzo de 2026 / March 6, 2026"
 
 
 # -- validation ------------------------------------------------------------------------------------
 def test_syntax_error_reports_line(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "email",
-                     TemplateSet(subject="Hi", text="line one\nline two\n{% if order.ref %}\nno end", html=None))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "email",
+        TemplateSet(subject="Hi", text="line one\nline two\n{% if order.ref %}\nno end", html=None),
+    )
     assert errors[0]["field"] == "text"
     assert errors[0]["line"] == 4
     assert "syntax" in str(errors[0]["message"])
-    errors = _errors(renderer, "shipped", "email", TemplateSet(subject="Hi", text="a\n{{ order.ref + }}", html=None))
+    errors = _errors(
+        renderer, "shipped", "email", TemplateSet(subject="Hi", text="a\n{{ order.ref + }}", html=None)
+    )
     assert (errors[0]["field"], errors[0]["line"]) == ("text", 2)
 
 
 def test_unknown_name_and_unknown_field_are_errors(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "email",
-                     TemplateSet(subject="Order {{ order.ref }}", text="Hi\n{{ custmer.name }}",
-                                 html="<p>{{ shipment.trackng_url }}</p>"))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "email",
+        TemplateSet(
+            subject="Order {{ order.ref }}",
+            text="Hi\n{{ custmer.name }}",
+            html="<p>{{ shipment.trackng_url }}</p>",
+        ),
+    )
     fields = {(e["field"], e["line"]) for e in errors}
     assert ("text", 2) in fields and ("html", 1) in fields
     assert any("custmer" in str(e["message"]) for e in errors)
@@ -165,32 +193,46 @@ def test_unknown_name_and_unknown_field_are_errors(renderer: Renderer) -> None:
 
 
 def test_undefined_in_untaken_branch_is_still_caught(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "sms",
-                     TemplateSet(subject=None, text="{% if exception.class %}{{ exception.clas }}{% endif %}ok",
-                                 html=None))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "sms",
+        TemplateSet(
+            subject=None, text="{% if exception.class %}{{ exception.clas }}{% endif %}ok", html=None
+        ),
+    )
     assert "exception.clas" in str(errors[0]["message"])
 
 
 def test_alert_name_only_for_merchant_alerts(renderer: Renderer) -> None:
     renderer.validate("stalled", "email", TemplateSet(subject="{{ alert.detail }}", text="x", html=None))
-    errors = _errors(renderer, "shipped", "email", TemplateSet(subject="{{ alert.detail }}", text="x", html=None))
+    errors = _errors(
+        renderer, "shipped", "email", TemplateSet(subject="{{ alert.detail }}", text="x", html=None)
+    )
     assert "alert" in str(errors[0]["message"])
 
 
 def test_template_that_breaks_without_optional_values_is_rejected(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "sms",
-                     TemplateSet(subject=None, text="{{ shipment.tracking_url|length }}", html=None))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "sms",
+        TemplateSet(subject=None, text="{{ shipment.tracking_url|length }}", html=None),
+    )
     assert "optional values missing" in str(errors[0]["message"])
 
 
-@pytest.mark.parametrize("source", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ cycler.__init__.__globals__ }}",
-    "{{ self._TemplateReference__context }}",
-    "{{ order['__class__'] }}",
-    "{{ ''.__class__.mro() }}",
-    "{% if false %}{{ namespace.__init__.__globals__.os }}{% endif %}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ self._TemplateReference__context }}",
+        "{{ order['__class__'] }}",
+        "{{ ''.__class__.mro() }}",
+        "{% if false %}{{ namespace.__init__.__globals__.os }}{% endif %}",
+    ],
+)
 def test_sandbox_escapes_are_rejected(renderer: Renderer, source: str) -> None:
     errors = _errors(renderer, "shipped", "sms", TemplateSet(subject=None, text=source, html=None))
     assert any("not allowed" in str(e["message"]) for e in errors)
@@ -198,19 +240,27 @@ def test_sandbox_escapes_are_rejected(renderer: Renderer, source: str) -> None:
 
 def test_sandbox_escape_fails_at_render_too(renderer: Renderer) -> None:
     with pytest.raises(RenderError) as info:
-        renderer.render("shipped", "sms", sample_context("shipped"), locales=["en"],
-                        override=TemplateSet(subject=None, text="{{ cycler.__init__.__globals__ }}", html=None))
+        renderer.render(
+            "shipped",
+            "sms",
+            sample_context("shipped"),
+            locales=["en"],
+            override=TemplateSet(subject=None, text="{{ cycler.__init__.__globals__ }}", html=None),
+        )
     assert "not allowed" in info.value.message
 
 
-@pytest.mark.parametrize("source", [
-    "{{ 'x' * 10**9 }}",
-    "{{ 'x'.ljust(10**9) }}",
-    "{{ 'x'|center(10**9) }}",
-    "{{ range(10**9)|list }}",
-    "{{ (((2**64)**64)**64)**64 }}",
-    "{{ (2**60)**60 * (2**60)**60 }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10**9 }}",
+        "{{ 'x'.ljust(10**9) }}",
+        "{{ 'x'|center(10**9) }}",
+        "{{ range(10**9)|list }}",
+        "{{ (((2**64)**64)**64)**64 }}",
+        "{{ (2**60)**60 * (2**60)**60 }}",
+    ],
+)
 def test_resource_bombs_are_rejected(renderer: Renderer, source: str) -> None:
     _errors(renderer, "shipped", "email", TemplateSet(subject="s", text=source, html=None))
 
@@ -218,20 +268,36 @@ def test_resource_bombs_are_rejected(renderer: Renderer, source: str) -> None:
 def test_render_timeout() -> None:
     quick = Renderer(timeout_s=0.2)
     with pytest.raises(RenderError) as info:
-        quick.render("shipped", "sms", sample_context("shipped"), locales=["en"], override=TemplateSet(
-            subject=None, text="{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
-            html=None))
+        quick.render(
+            "shipped",
+            "sms",
+            sample_context("shipped"),
+            locales=["en"],
+            override=TemplateSet(
+                subject=None,
+                text="{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+                html=None,
+            ),
+        )
     assert "longer than" in info.value.message
 
 
 def test_output_over_100_kb_is_an_error(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "email", TemplateSet(
-        subject="s", text="{% for i in range(3000) %}{{ shipment.tracking_url }}{% endfor %}", html=None))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "email",
+        TemplateSet(
+            subject="s", text="{% for i in range(3000) %}{{ shipment.tracking_url }}{% endfor %}", html=None
+        ),
+    )
     assert "100 KB" in str(errors[0]["message"])
 
 
 def test_source_over_20_kb_is_rejected(renderer: Renderer) -> None:
-    errors = _errors(renderer, "shipped", "email", TemplateSet(subject="s", text="x" * (20 * 1024 + 1), html=None))
+    errors = _errors(
+        renderer, "shipped", "email", TemplateSet(subject="s", text="x" * (20 * 1024 + 1), html=None)
+    )
     assert "20 KB" in str(errors[0]["message"])
 
 
@@ -252,13 +318,19 @@ def test_sms_template_has_only_text(renderer: Renderer) -> None:
 
 
 def test_merchant_template_may_extend_the_default_layout_but_not_read_other_files(renderer: Renderer) -> None:
-    html = '{% extends "email/en/_layout.html" %}{% block content %}<p>Custom {{ order.ref }}</p>{% endblock %}'
+    html = (
+        '{% extends "email/en/_layout.html" %}{% block content %}<p>Custom {{ order.ref }}</p>{% endblock %}'
+    )
     tset = TemplateSet(subject="s", text="t", html=html)
     renderer.validate("shipped", "email", tset)
     out = renderer.render("shipped", "email", sample_context("shipped"), locales=["en"], override=tset)
     assert "Custom 1042" in (out.html or "") and "<!DOCTYPE html>" in (out.html or "")
-    errors = _errors(renderer, "shipped", "email",
-                     TemplateSet(subject="s", text='{% include "email/en/shipped.text.txt" %}', html=None))
+    errors = _errors(
+        renderer,
+        "shipped",
+        "email",
+        TemplateSet(subject="s", text='{% include "email/en/shipped.text.txt" %}', html=None),
+    )
     assert errors[0]["field"] == "text"
 
 

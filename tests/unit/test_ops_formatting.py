@@ -32,8 +32,9 @@ def test_labels_are_truncated_and_separator_free() -> None:
 
 
 def test_queue_table_is_aligned_and_shows_unknowns() -> None:
-    text = format_queues([QueueStats("events", 12, 1, 0, 3, 4.25),
-                          QueueStats("notifications", 0, 0, 1234, None, 7300.0)], 2)
+    text = format_queues(
+        [QueueStats("events", 12, 1, 0, 3, 4.25), QueueStats("notifications", 0, 0, 1234, None, 7300.0)], 2
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["QUEUE", "READY", "DELAYED", "DEAD", "IN_FLIGHT", "OLDEST"]
     assert lines[1].split() == ["events", "12", "1", "0", "3", "4.2s"]
@@ -44,10 +45,20 @@ def test_queue_table_is_aligned_and_shows_unknowns() -> None:
 
 def test_requeue_resets_retry_state_but_keeps_identity() -> None:
     message = {
-        "queue_name": "events.DQ", "actor_name": "process_event", "args": ["acme", "ev-1", "t", "{}"],
-        "kwargs": {}, "message_id": "m-1", "message_timestamp": 1,
-        "options": {"redis_message_id": "r-1", "retries": 5, "traceback": "Traceback...", "eta": 9,
-                    "requeue_timestamp": 3, "max_retries": 5},
+        "queue_name": "events.DQ",
+        "actor_name": "process_event",
+        "args": ["acme", "ev-1", "t", "{}"],
+        "kwargs": {},
+        "message_id": "m-1",
+        "message_timestamp": 1,
+        "options": {
+            "redis_message_id": "r-1",
+            "retries": 5,
+            "traceback": "Traceback...",
+            "eta": 9,
+            "requeue_timestamp": 3,
+            "max_retries": 5,
+        },
     }
     out = reset_for_requeue(message, "events", now_ms=1000)
     assert out["message_id"] == "m-1"
@@ -59,8 +70,12 @@ def test_requeue_resets_retry_state_but_keeps_identity() -> None:
 
 
 def test_dead_letter_description_without_recorded_details() -> None:
-    message = {"actor_name": "process_event", "args": ["acme", "ev-9", "t", "{}"], "message_id": "m",
-               "options": {"retries": 2, "traceback": "Traceback (most recent call last):\n  ...\nKeyError: 'x'\n"}}
+    message = {
+        "actor_name": "process_event",
+        "args": ["acme", "ev-9", "t", "{}"],
+        "message_id": "m",
+        "options": {"retries": 2, "traceback": "Traceback (most recent call last):\n  ...\nKeyError: 'x'\n"},
+    }
     d = _describe("events", "r", 1714557600000, message)
     assert (d.merchant, d.event_id, d.notification_id) == ("acme", "ev-9", None)
     assert d.attempts == 3

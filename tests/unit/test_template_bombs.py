@@ -25,14 +25,20 @@ BOMBS: list[tuple[str, str]] = [
     ("replace doubling", "{% set x = 'x' * 100000 %}{{ x|replace('x', x) }}"),
     ("replace with a count", "{{ 'abc'|replace('', 'x' * 100000, 99999) }}"),
     ("str.replace", "{{ ('x' * 100000).replace('x', 'yy') }}"),
-    ("replace doubling in a loop",
-     "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
-     "{% set ns.s = ns.s|replace('a', 'aa')|replace('b', 'bb') %}{% endfor %}{{ ns.s|length }}"),
-    ("~ chains of set variables",
-     "{% set x = 'a' * 1000 %}{% set y = x~x~x~x~x~x~x~x~x~x %}{% set z = y~y~y~y~y~y~y~y~y~y~y %}{{ z|length }}"),
-    ("~ doubling in a loop",
-     "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
-     "{{ ns.s|length }}"),
+    (
+        "replace doubling in a loop",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+        "{% set ns.s = ns.s|replace('a', 'aa')|replace('b', 'bb') %}{% endfor %}{{ ns.s|length }}",
+    ),
+    (
+        "~ chains of set variables",
+        "{% set x = 'a' * 1000 %}{% set y = x~x~x~x~x~x~x~x~x~x %}{% set z = y~y~y~y~y~y~y~y~y~y~y %}{{ z|length }}",
+    ),
+    (
+        "~ doubling in a loop",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+        "{{ ns.s|length }}",
+    ),
     ("+ of two big strings", "{{ ('x' * 60000) + ('y' * 60000) }}"),
     ("% with a huge width", "{{ '%99999999d' % 1 }}"),
     ("% with a * width", "{{ '%*d' % (100000, 1) ~ '%*d' % (100000, 1) }}"),
@@ -59,21 +65,32 @@ BOMBS: list[tuple[str, str]] = [
     ("|list of a big list repeated", "{{ (range(100000)|list) * 100000 }}"),
     ("|sum of lists", "{{ ([[1] * 1000] * 1000)|sum(start=[]) }}"),
     ("list * printed", "{{ ['x' * 100000] * 100000 }}"),
-    ("nested loops", "{% for i in range(1000) %}{% for j in range(1000) %}{{ i }}{{ j }}{% endfor %}{% endfor %}"),
-    ("nested loops in a set block",
-     "{% set s %}{% for i in range(1000) %}{% for j in range(1000) %}xxxxxxxxxx{% endfor %}{% endfor %}{% endset %}"
-     "{{ s|length }}"),
+    (
+        "nested loops",
+        "{% for i in range(1000) %}{% for j in range(1000) %}{{ i }}{{ j }}{% endfor %}{% endfor %}",
+    ),
+    (
+        "nested loops in a set block",
+        "{% set s %}{% for i in range(1000) %}{% for j in range(1000) %}xxxxxxxxxx{% endfor %}{% endfor %}{% endset %}"
+        "{{ s|length }}",
+    ),
     ("filter block", "{% filter upper %}{% for i in range(100000) %}abcdefghij{% endfor %}{% endfilter %}"),
-    ("doubling macro",
-     "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% else %}xxxxxxxxxxxxxxxx{% endif %}{% endmacro %}"
-     "{{ m(30)|length }}"),
+    (
+        "doubling macro",
+        "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% else %}xxxxxxxxxxxxxxxx{% endif %}{% endmacro %}"
+        "{{ m(30)|length }}",
+    ),
     ("recursive macro", "{% macro m(n) %}{{ m(n + 1) }}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}"),
     ("recursive loop", "{% for x in [1] recursive %}{{ loop(range(100000)) }}{% endfor %}"),
-    ("work budget: a big string per iteration",
-     "{% for i in range(100000) %}{% set _ = 'x' * 100000 %}{% endfor %}"),
-    ("work budget: a list of big strings",
-     "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + ['x' * 100000] %}{% endfor %}"
-     "{{ ns.l|length }}"),
+    (
+        "work budget: a big string per iteration",
+        "{% for i in range(100000) %}{% set _ = 'x' * 100000 %}{% endfor %}",
+    ),
+    (
+        "work budget: a list of big strings",
+        "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + ['x' * 100000] %}{% endfor %}"
+        "{{ ns.l|length }}",
+    ),
     ("dict.fromkeys printed", "{{ dict.fromkeys(range(100000), 'x' * 100000) }}"),
     ("slices", "{{ ('x' * 100000)[::-1] ~ ('x' * 100000)[::-1] }}"),
     ("bytes", "{{ ('x' * 100000).encode('utf-8').hex() }}"),
@@ -96,30 +113,44 @@ def _maxrss_mb() -> int:
 
 @pytest.mark.parametrize("part", ["text", "html"])
 @pytest.mark.parametrize(("name", "source"), BOMBS, ids=[b[0] for b in BOMBS])
-def test_a_bomb_is_refused_at_save_without_building_it(renderer: Renderer, name: str, source: str,
-                                                        part: str) -> None:
+def test_a_bomb_is_refused_at_save_without_building_it(
+    renderer: Renderer, name: str, source: str, part: str
+) -> None:
     before = _maxrss_mb()
-    tset = TemplateSet(subject="s", text=source if part == "text" else "t", html=source if part == "html" else None)
+    tset = TemplateSet(
+        subject="s", text=source if part == "text" else "t", html=source if part == "html" else None
+    )
     with pytest.raises(TemplateValidationError) as info:
         renderer.validate("shipped", "email", tset)
     assert info.value.errors
     for error in info.value.errors:  # one per sample context
         assert error["field"] == part
-        assert error["message"].startswith(REFUSAL) or error["message"].startswith(STREAMED.get(name, "?")), error
+        assert error["message"].startswith(REFUSAL) or error["message"].startswith(STREAMED.get(name, "?")), (
+            error
+        )
     assert _maxrss_mb() - before < 64, "a coarse bound: nothing near the bomb's size was allocated"
 
 
 @pytest.mark.parametrize(("name", "source"), BOMBS[:12], ids=[b[0] for b in BOMBS[:12]])
 def test_a_bomb_fails_at_render_with_a_clear_message(renderer: Renderer, name: str, source: str) -> None:
     with pytest.raises(RenderError) as info:
-        renderer.render("shipped", "sms", sample_context("shipped"), locales=["en"],
-                        override=TemplateSet(subject=None, text=source, html=None))
+        renderer.render(
+            "shipped",
+            "sms",
+            sample_context("shipped"),
+            locales=["en"],
+            override=TemplateSet(subject=None, text=source, html=None),
+        )
     assert info.value.message.startswith(("too large: ", "not allowed: ")), info.value.message
     assert isinstance(info.value.__cause__, SecurityError)
 
 
-def test_a_conditional_bomb_passes_validation_but_fails_fast_when_the_branch_is_taken(renderer: Renderer) -> None:
-    source = "{% if order.ref == '7777' %}{{ range(99999)|join('x' * 100000) }}{% endif %}Order {{ order.ref }}"
+def test_a_conditional_bomb_passes_validation_but_fails_fast_when_the_branch_is_taken(
+    renderer: Renderer,
+) -> None:
+    source = (
+        "{% if order.ref == '7777' %}{{ range(99999)|join('x' * 100000) }}{% endif %}Order {{ order.ref }}"
+    )
     tset = TemplateSet(subject=None, text=source, html=None)
     renderer.validate("shipped", "sms", tset)  # the sample order is not 7777
     context = sample_context("shipped")
@@ -130,34 +161,51 @@ def test_a_conditional_bomb_passes_validation_but_fails_fast_when_the_branch_is_
     assert info.value.line == 1
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("{{ ['a', 'b', 'c']|join(', ') }}", "a, b, c"),
-    ("{{ range(3)|map('string')|join('-') }}", "0-1-2"),
-    ("{{ ', '.join(['x', 'y']) }}", "x, y"),
-    ("{{ 'ab'|replace('b', 'cc') }} {{ 'aaa'|replace('a', 'b', 2) }}", "acc bba"),
-    ("|{{ 'x'|center(5) }}|", "|  x  |"),
-    ("|{{ 'a\nb'|indent(2, first=true) }}", "|  a\n  b"),
-    ("{{ 'aaa bbb'|wordwrap(3) }}", "aaa\nbbb"),
-    ("{{ 'hello world'|truncate(5, true, '..', 0) }}", "hel.."),
-    ("{{ ('x' * 100000)|truncate(100000, end='y' * 100000)|length }}", "100000"),  # never longer than its input
-    ("{{ '%05.1f|%-4s|%(x)s'|format(x=1) if false else '%05.1f|%-4s|' % (2.5, 'ab') }}", "002.5|ab  |"),
-    ("|{{ '{0:>6}|{1:.2f}|{2:,}'.format('ab', 3.14159, 12345) }}", "|    ab|3.14|12,345"),
-    ("{{ order.ref ~ '/' ~ 42 ~ '/' ~ 150000 }}", "1042/42/150000"),
-    ("{{ [1, 2] + [3] }} {{ 'a' + 'b' }} {{ 2 + 3 }} {{ 7 % 3 }} {{ 'ab' * 2 }}", "[1, 2, 3] ab 5 1 abab"),
-    ("{{ [[1], [2, 3]]|sum(start=[]) }} {{ [1, 2, 3]|sum }}", "[1, 2, 3] 6"),
-    ("{{ 'abc'|list }} {{ range(3)|list }}", "['a', 'b', 'c'] [0, 1, 2]"),
-    ("{{ {'a': 1}|tojson }}", '{"a": 1}'),
-    ("{{ 'a b'|urlencode }}", "a%20b"),
-    ("{% set s %}{% for i in range(3) %}{{ i }}{% endfor %}{% endset %}{{ s }}", "012"),
-    ("{% macro m(n) %}{% if n %}{{ n }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(3) }}", "321"),
-    ("{% for x in [[1, [2]], 3] recursive %}{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}"
-     "{% endfor %}", "123"),
-    ("{{ ('x' * 50000)|length }} {{ 'x' * 100000 == 'x' * 100000 }}", "50000 True"),
-    ("{{ 'a\tb'.expandtabs(4) }}|{{ '7'.zfill(3) }}|{{ 'ab'.ljust(3) }}|", "a   b|007|ab |"),
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ ['a', 'b', 'c']|join(', ') }}", "a, b, c"),
+        ("{{ range(3)|map('string')|join('-') }}", "0-1-2"),
+        ("{{ ', '.join(['x', 'y']) }}", "x, y"),
+        ("{{ 'ab'|replace('b', 'cc') }} {{ 'aaa'|replace('a', 'b', 2) }}", "acc bba"),
+        ("|{{ 'x'|center(5) }}|", "|  x  |"),
+        ("|{{ 'a\nb'|indent(2, first=true) }}", "|  a\n  b"),
+        ("{{ 'aaa bbb'|wordwrap(3) }}", "aaa\nbbb"),
+        ("{{ 'hello world'|truncate(5, true, '..', 0) }}", "hel.."),
+        (
+            "{{ ('x' * 100000)|truncate(100000, end='y' * 100000)|length }}",
+            "100000",
+        ),  # never longer than its input
+        ("{{ '%05.1f|%-4s|%(x)s'|format(x=1) if false else '%05.1f|%-4s|' % (2.5, 'ab') }}", "002.5|ab  |"),
+        ("|{{ '{0:>6}|{1:.2f}|{2:,}'.format('ab', 3.14159, 12345) }}", "|    ab|3.14|12,345"),
+        ("{{ order.ref ~ '/' ~ 42 ~ '/' ~ 150000 }}", "1042/42/150000"),
+        (
+            "{{ [1, 2] + [3] }} {{ 'a' + 'b' }} {{ 2 + 3 }} {{ 7 % 3 }} {{ 'ab' * 2 }}",
+            "[1, 2, 3] ab 5 1 abab",
+        ),
+        ("{{ [[1], [2, 3]]|sum(start=[]) }} {{ [1, 2, 3]|sum }}", "[1, 2, 3] 6"),
+        ("{{ 'abc'|list }} {{ range(3)|list }}", "['a', 'b', 'c'] [0, 1, 2]"),
+        ("{{ {'a': 1}|tojson }}", '{"a": 1}'),
+        ("{{ 'a b'|urlencode }}", "a%20b"),
+        ("{% set s %}{% for i in range(3) %}{{ i }}{% endfor %}{% endset %}{{ s }}", "012"),
+        ("{% macro m(n) %}{% if n %}{{ n }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(3) }}", "321"),
+        (
+            "{% for x in [[1, [2]], 3] recursive %}{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}"
+            "{% endfor %}",
+            "123",
+        ),
+        ("{{ ('x' * 50000)|length }} {{ 'x' * 100000 == 'x' * 100000 }}", "50000 True"),
+        ("{{ 'a\tb'.expandtabs(4) }}|{{ '7'.zfill(3) }}|{{ 'ab'.ljust(3) }}|", "a   b|007|ab |"),
+    ],
+)
 def test_ordinary_templates_still_render(renderer: Renderer, source: str, expected: str) -> None:
-    out = renderer.render("shipped", "email", sample_context("shipped"), locales=["en"],
-                          override=TemplateSet(subject="s", text=source, html=None))
+    out = renderer.render(
+        "shipped",
+        "email",
+        sample_context("shipped"),
+        locales=["en"],
+        override=TemplateSet(subject="s", text=source, html=None),
+    )
     assert out.text == expected
 
 
@@ -165,14 +213,20 @@ def test_html_concatenation_and_join_still_escape(renderer: Renderer) -> None:
     context = sample_context("shipped")
     context["customer"] = {"name": "<b>", "first_name": "<i>"}
     html = "{{ customer.name ~ '&' }}|{{ [customer.name, '<']|join(customer.first_name) }}|{{ '<%s>' % customer.name }}"
-    out = renderer.render("shipped", "email", context, locales=["en"],
-                          override=TemplateSet(subject="s", text="t", html=html))
+    out = renderer.render(
+        "shipped", "email", context, locales=["en"], override=TemplateSet(subject="s", text="t", html=html)
+    )
     assert out.html == "&lt;b&gt;&amp;|&lt;b&gt;&lt;i&gt;&lt;|&lt;&lt;b&gt;&gt;"
 
 
 def test_output_of_exactly_the_limit_is_allowed(renderer: Renderer) -> None:
-    out = renderer.render("shipped", "email", sample_context("shipped"), locales=["en"],
-                          override=TemplateSet(subject="s", text=f"{{{{ 'x' * {MAX_OUTPUT_CHARS} }}}}", html=None))
+    out = renderer.render(
+        "shipped",
+        "email",
+        sample_context("shipped"),
+        locales=["en"],
+        override=TemplateSet(subject="s", text=f"{{{{ 'x' * {MAX_OUTPUT_CHARS} }}}}", html=None),
+    )
     assert len(out.text) == MAX_OUTPUT_CHARS
 
 
@@ -197,10 +251,14 @@ def _expressions() -> st.SearchStrategy[str]:
             st.tuples(inner, _SIZES).map(lambda p: f"({p[0]}|string * {p[1]})"),
             st.tuples(inner, _SIZES).map(lambda p: f"([{p[0]}] * {p[1]})"),
             pair.map(lambda p: f"({p[0]}|string|replace('a', {p[1]}|string))"),
-            st.tuples(inner, inner, _SIZES).map(lambda p: f"({p[0]}|string|replace(' ', {p[1]}|string, {p[2]}))"),
+            st.tuples(inner, inner, _SIZES).map(
+                lambda p: f"({p[0]}|string|replace(' ', {p[1]}|string, {p[2]}))"
+            ),
             st.tuples(inner, _WIDTHS).map(lambda p: f"({p[0]}|string|center({p[1]}))"),
             st.tuples(inner, _WIDTHS).map(lambda p: f"({p[0]}|string|indent({p[1]}, true, true))"),
-            st.tuples(inner, _WIDTHS, inner).map(lambda p: f"({p[0]}|string|wordwrap({p[1]}, wrapstring={p[2]}|string))"),
+            st.tuples(inner, _WIDTHS, inner).map(
+                lambda p: f"({p[0]}|string|wordwrap({p[1]}, wrapstring={p[2]}|string))"
+            ),
             st.tuples(inner, inner).map(lambda p: f"({p[0]}|string|truncate(10**5, end={p[1]}|string))"),
             pair.map(lambda p: f"({p[0]}|join({p[1]}|string))"),
             pair.map(lambda p: f"(({p[0]}|string).join({p[1]}|map('string')))"),
@@ -222,12 +280,21 @@ def _expressions() -> st.SearchStrategy[str]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(expression=_expressions(), wrap=st.sampled_from(["{{ § }}", "{% set v = § %}{{ v|length }}",
-                                                         "{% for i in range(3) %}{{ § }}{% endfor %}",
-                                                         "{% macro m() %}{{ § }}{% endmacro %}{{ m() ~ m() }}"]),
-       html=st.booleans())
+@given(
+    expression=_expressions(),
+    wrap=st.sampled_from(
+        [
+            "{{ § }}",
+            "{% set v = § %}{{ v|length }}",
+            "{% for i in range(3) %}{{ § }}{% endfor %}",
+            "{% macro m() %}{{ § }}{% endmacro %}{{ m() ~ m() }}",
+        ]
+    ),
+    html=st.booleans(),
+)
 def test_any_composition_renders_within_the_limit_or_fails_with_the_template_error(
-        renderer: Renderer, expression: str, wrap: str, html: bool) -> None:
+    renderer: Renderer, expression: str, wrap: str, html: bool
+) -> None:
     source = wrap.replace("§", expression)
     tset = TemplateSet(subject="s", text="t" if html else source, html=source if html else None)
     before = _maxrss_mb()

@@ -23,17 +23,30 @@ Field = tuple[str | None, str]  # (object, field); object None = a top-level nam
 #: What the sender may leave unknown (None) for any notification. Written out here rather than
 #: taken from notifiers.context so that a field forgotten there is still exercised here.
 OPTIONAL: tuple[Field, ...] = (
-    ("merchant", "support_email"), ("merchant", "support_url"),
-    ("customer", "name"), ("customer", "first_name"),
-    ("shipment", "carrier"), ("shipment", "carrier_name"), ("shipment", "tracking_number"),
-    ("shipment", "tracking_url"), ("shipment", "eta"), ("shipment", "last_location"), ("shipment", "status"),
-    ("exception", "class"), ("exception", "detail"), ("exception", "action"),
+    ("merchant", "support_email"),
+    ("merchant", "support_url"),
+    ("customer", "name"),
+    ("customer", "first_name"),
+    ("shipment", "carrier"),
+    ("shipment", "carrier_name"),
+    ("shipment", "tracking_number"),
+    ("shipment", "tracking_url"),
+    ("shipment", "eta"),
+    ("shipment", "last_location"),
+    ("shipment", "status"),
+    ("exception", "class"),
+    ("exception", "detail"),
+    ("exception", "action"),
     (None, "unsubscribe_url"),
 )
 #: Merchant alerts may also come without an order (a label for an unregistered order) and with
 #: any alert detail missing. Customer notifications always have an order: the customer is its.
 ALERT_OPTIONAL: tuple[Field, ...] = OPTIONAL + (
-    ("order", "ref"), ("alert", "detail"), ("alert", "error"), ("alert", "channel"), ("alert", "order_ref"),
+    ("order", "ref"),
+    ("alert", "detail"),
+    ("alert", "error"),
+    ("alert", "channel"),
+    ("alert", "order_ref"),
 )
 
 
@@ -75,8 +88,10 @@ _WORDS = re.compile(r"\b(None|null|undefined|nan|NaN)\b")
 _ARTEFACTS = re.compile(r" [.,;:!?)]|\( |\(\)|\.\.|,\.|:\.|:,|,,|  |\[\]|\bwith\.|\bby\.|\bcon\.|\bde\.")
 _GREETING = re.compile(r"Hola(?: [^:\n]+)?:")  # Spanish letters open with "Hola Ana:" / "Hola:"
 _EMPTY_LINK = re.compile(r"""href=(["'])\s*(?:mailto:|https?://)?\s*\1""")
-_EMPTY_ELEMENT = re.compile(r"<(p|a|strong|li|span|h\d)\b[^>]*>\s*</\1>"
-                            r"|<td\b[^>]*>[^<]*\S[^<]*</td>\s*<td\b[^>]*>\s*</td>")  # a label cell, no value
+_EMPTY_ELEMENT = re.compile(
+    r"<(p|a|strong|li|span|h\d)\b[^>]*>\s*</\1>"
+    r"|<td\b[^>]*>[^<]*\S[^<]*</td>\s*<td\b[^>]*>\s*</td>"
+)  # a label cell, no value
 
 
 class _Visible(HTMLParser):
@@ -95,8 +110,12 @@ def _visible_text(html: str) -> str:
 
 
 def _line_problems(where: str, text: str) -> list[str]:
-    problems = [f"{where}: {m.group(0)!r} in {line!r}" for line in text.splitlines()
-                for m in [_WORDS.search(line) or _ARTEFACTS.search(line)] if m]
+    problems = [
+        f"{where}: {m.group(0)!r} in {line!r}"
+        for line in text.splitlines()
+        for m in [_WORDS.search(line) or _ARTEFACTS.search(line)]
+        if m
+    ]
     for line in text.splitlines():
         if line.rstrip().endswith(":") and not _GREETING.fullmatch(line.strip()):
             problems.append(f"{where}: a label with nothing after it: {line!r}")
@@ -128,12 +147,14 @@ def renderer() -> Renderer:
     return _RENDERER
 
 
-def _render(renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str,
-            missing: dict[Field, Any]) -> Rendered:
+def _render(
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str, missing: dict[Field, Any]
+) -> Rendered:
     return renderer.render(kind, channel, _context(kind, locale, missing), locales=[locale])
 
 
 # ------------------------------------------------------------------------------------ tests
+
 
 def test_the_defaults_cover_every_kind_channel_and_locale() -> None:
     customer = [k for k in NotificationKind if k not in MERCHANT_ALERTS]
@@ -143,24 +164,30 @@ def test_the_defaults_cover_every_kind_channel_and_locale() -> None:
 
 
 @pytest.mark.parametrize(("kind", "channel", "locale"), TEMPLATES, ids=IDS)
-def test_with_every_value_known_the_template_reads_right(renderer: Renderer, kind: NotificationKind,
-                                                         channel: Channel, locale: str) -> None:
+def test_with_every_value_known_the_template_reads_right(
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str
+) -> None:
     assert problems(_render(renderer, kind, channel, locale, {})) == []
 
 
 @pytest.mark.parametrize("empty", [None, ""], ids=["none", "empty-string"])
 @pytest.mark.parametrize(("kind", "channel", "locale"), TEMPLATES, ids=IDS)
 def test_with_every_optional_value_missing_the_template_reads_right(
-        renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str, empty: str | None) -> None:
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str, empty: str | None
+) -> None:
     out = _render(renderer, kind, channel, locale, dict.fromkeys(_optional(kind), empty))
     assert problems(out) == []
 
 
 @pytest.mark.parametrize(("kind", "channel", "locale"), TEMPLATES, ids=IDS)
 def test_with_each_optional_value_missing_alone_the_template_reads_right(
-        renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str) -> None:
-    failures = {f"{obj}.{field}": found for obj, field in _optional(kind)
-                if (found := problems(_render(renderer, kind, channel, locale, {(obj, field): None})))}
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str
+) -> None:
+    failures = {
+        f"{obj}.{field}": found
+        for obj, field in _optional(kind)
+        if (found := problems(_render(renderer, kind, channel, locale, {(obj, field): None})))
+    }
     assert failures == {}
 
 
@@ -174,16 +201,17 @@ def cases(draw: st.DrawFn) -> tuple[NotificationKind, Channel, str, dict[Field, 
 @settings(max_examples=200, deadline=None)
 @given(cases())
 def test_with_any_subset_of_values_missing_the_template_reads_right(
-        case: tuple[NotificationKind, Channel, str, dict[Field, Any]]) -> None:
+    case: tuple[NotificationKind, Channel, str, dict[Field, Any]],
+) -> None:
     kind, channel, locale, missing = case
     out = _render(_RENDERER, kind, channel, locale, missing)
     assert problems(out) == []
 
 
-
 @pytest.mark.parametrize(("locale", "fallback"), [("en", "the carrier"), ("es", "el transportista")])
-def test_an_unknown_carrier_is_named_in_the_customers_language(renderer: Renderer, locale: str,
-                                                               fallback: str) -> None:
+def test_an_unknown_carrier_is_named_in_the_customers_language(
+    renderer: Renderer, locale: str, fallback: str
+) -> None:
     missing: dict[Field, Any] = {("shipment", "carrier"): None, ("shipment", "carrier_name"): None}
     out = _render(renderer, NotificationKind.DELIVERY_ATTEMPTED, Channel.EMAIL, locale, missing)
     assert fallback.capitalize() in out.text and fallback.capitalize() in (out.html or "")
@@ -193,10 +221,12 @@ def test_an_unknown_carrier_is_named_in_the_customers_language(renderer: Rendere
     assert "USPS" not in shipped.text and not problems(shipped)
 
 
-@pytest.mark.parametrize(("kind", "channel", "locale"),
-                         [t for t in TEMPLATES if t[0] not in MERCHANT_ALERTS], ids=lambda v: str(v))
-def test_a_known_tracking_link_is_still_shown(renderer: Renderer, kind: NotificationKind, channel: Channel,
-                                              locale: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "channel", "locale"), [t for t in TEMPLATES if t[0] not in MERCHANT_ALERTS], ids=lambda v: str(v)
+)
+def test_a_known_tracking_link_is_still_shown(
+    renderer: Renderer, kind: NotificationKind, channel: Channel, locale: str
+) -> None:
     out = _render(renderer, kind, channel, locale, {})
     link = sample_context(kind, locale)["shipment"]["tracking_url"]
     assert link in out.text

@@ -26,8 +26,10 @@ from workers.order_refs import compile_order_ref_pattern, matcher_for
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = sorted(["US", "CA", "MX", "GB", "FR", "DE", "ES", "BR", "IN", "JP", "AU", "NG", "SG", "ZA"])
 LINE_BREAKS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
-CONTROLS = st.one_of(st.sampled_from([*LINE_BREAKS, "\x00", "\t", "\x7f", "\x9f", "\ud800"]),
-                     st.characters(min_codepoint=0, max_codepoint=0x1F))
+CONTROLS = st.one_of(
+    st.sampled_from([*LINE_BREAKS, "\x00", "\t", "\x7f", "\x9f", "\ud800"]),
+    st.characters(min_codepoint=0, max_codepoint=0x1F),
+)
 
 
 # --------------------------------------------------------------------------- phones
@@ -36,8 +38,9 @@ CONTROLS = st.one_of(st.sampled_from([*LINE_BREAKS, "\x00", "\t", "\x7f", "\x9f"
 @st.composite
 def formatted_numbers(draw: st.DrawFn) -> tuple[str, str]:
     """(E.164, the same number as a person or a checkout form might type it)."""
-    number = phonenumbers.example_number_for_type(draw(st.sampled_from(REGIONS)),
-                                                  phonenumbers.PhoneNumberType.MOBILE)
+    number = phonenumbers.example_number_for_type(
+        draw(st.sampled_from(REGIONS)), phonenumbers.PhoneNumberType.MOBILE
+    )
     assert number is not None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     style = draw(st.sampled_from(["e164", "international", "separators"]))
@@ -68,10 +71,22 @@ def test_the_documented_us_formats_normalize_to_one_number(typed: str) -> None:
     assert normalize_phone(typed) == "+14155550155"
 
 
-@pytest.mark.parametrize("typed", [
-    "14155550155", "415-555-0155", "+1-800-FLOWERS", "+14155550155 ext. 12", "+1４１５5550155", "+1234567",
-    "+999123456789", "", "+", "+14155550155\n", " +14155550155",
-])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "14155550155",
+        "415-555-0155",
+        "+1-800-FLOWERS",
+        "+14155550155 ext. 12",
+        "+1４１５5550155",
+        "+1234567",
+        "+999123456789",
+        "",
+        "+",
+        "+14155550155\n",
+        " +14155550155",
+    ],
+)
 def test_what_is_not_an_international_number_is_refused(typed: str) -> None:
     with pytest.raises(ValueError, match="E.164"):
         normalize_phone(typed)
@@ -79,7 +94,9 @@ def test_what_is_not_an_international_number_is_refused(typed: str) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(case=formatted_numbers(), bad=CONTROLS, at=st.one_of(st.just(1.0), st.floats(0.0, 1.0)))
-def test_a_phone_with_a_control_character_anywhere_is_refused(case: tuple[str, str], bad: str, at: float) -> None:
+def test_a_phone_with_a_control_character_anywhere_is_refused(
+    case: tuple[str, str], bad: str, at: float
+) -> None:
     typed = case[1]
     i = round(at * len(typed))
     with pytest.raises(ValueError):
@@ -89,7 +106,8 @@ def test_a_phone_with_a_control_character_anywhere_is_refused(case: tuple[str, s
 # --------------------------------------------------------------------------- emails
 
 LOCAL = st.text(st.sampled_from("abcXYZ019.+_-'!#"), min_size=1, max_size=20).filter(
-    lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
+    lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s
+)
 DOMAIN = st.from_regex(r"[a-zA-Z0-9]{1,10}\.[a-zA-Z]{2,6}", fullmatch=True)
 
 
@@ -101,8 +119,12 @@ def test_an_email_keeps_its_local_part_and_lower_cases_its_domain(local: str, do
 
 
 @settings(max_examples=150, deadline=None)
-@given(local=LOCAL, domain=DOMAIN, bad=st.one_of(CONTROLS, st.sampled_from([" ", "\u00a0", "\u3000"])),
-       at=st.one_of(st.just(1.0), st.just(0.0), st.floats(0.0, 1.0)))
+@given(
+    local=LOCAL,
+    domain=DOMAIN,
+    bad=st.one_of(CONTROLS, st.sampled_from([" ", "\u00a0", "\u3000"])),
+    at=st.one_of(st.just(1.0), st.just(0.0), st.floats(0.0, 1.0)),
+)
 def test_an_email_with_whitespace_or_a_control_character_anywhere_is_refused(
     local: str, domain: str, bad: str, at: float
 ) -> None:
@@ -112,8 +134,20 @@ def test_an_email_with_whitespace_or_a_control_character_anywhere_is_refused(
         normalize_email(address[:i] + bad + address[i:])
 
 
-@pytest.mark.parametrize("address", ["a,b@x.example", "a@b@x.example", "<a@x.example>", "a@x", "a@.x.example",
-                                     ".a@x.example", "a..b@x.example", "a@x.example.", '"a"@x.example'])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "a,b@x.example",
+        "a@b@x.example",
+        "<a@x.example>",
+        "a@x",
+        "a@.x.example",
+        ".a@x.example",
+        "a..b@x.example",
+        "a@x.example.",
+        '"a"@x.example',
+    ],
+)
 def test_an_address_header_could_misread_is_refused(address: str) -> None:
     with pytest.raises(ValueError):
         normalize_email(address)
@@ -123,16 +157,24 @@ def test_an_address_header_could_misread_is_refused(address: str) -> None:
 
 
 def _message(**overrides: str) -> OutgoingMessage:
-    fields = {"to": "jane@example.com", "sender": "ship@acme.example", "subject": "Your order shipped",
-              "reply_to": "help@acme.example", "list_unsubscribe": "https://hooks.example/unsubscribe/acme/t"}
+    fields = {
+        "to": "jane@example.com",
+        "sender": "ship@acme.example",
+        "subject": "Your order shipped",
+        "reply_to": "help@acme.example",
+        "list_unsubscribe": "https://hooks.example/unsubscribe/acme/t",
+    }
     fields.update(overrides)
     return OutgoingMessage(channel=Channel.EMAIL, text="hi", html="<p>hi</p>", idempotency_key="k", **fields)
 
 
 @settings(max_examples=200, deadline=None)
-@given(field=st.sampled_from(["to", "sender", "subject", "reply_to", "list_unsubscribe"]),
-       brk=st.sampled_from([*LINE_BREAKS, "\x00"]), at=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
-       tail=st.sampled_from(["", "Bcc: all@victims.example", "\r\nX-Injected: 1"]))
+@given(
+    field=st.sampled_from(["to", "sender", "subject", "reply_to", "list_unsubscribe"]),
+    brk=st.sampled_from([*LINE_BREAKS, "\x00"]),
+    at=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
+    tail=st.sampled_from(["", "Bcc: all@victims.example", "\r\nX-Injected: 1"]),
+)
 def test_no_header_is_ever_written_with_a_line_break(field: str, brk: str, at: float, tail: str) -> None:
     value = getattr(_message(), field)
     i = round(at * len(value))
@@ -144,7 +186,15 @@ def test_no_header_is_ever_written_with_a_line_break(field: str, brk: str, at: f
 def test_a_clean_message_keeps_every_header_in_the_header_block() -> None:
     raw = build_email(_message()).as_bytes()
     head, _, body = raw.partition(b"\n\n")
-    for name in (b"From", b"To", b"Subject", b"Reply-To", b"Message-ID", b"List-Unsubscribe", b"MIME-Version"):
+    for name in (
+        b"From",
+        b"To",
+        b"Subject",
+        b"Reply-To",
+        b"Message-ID",
+        b"List-Unsubscribe",
+        b"MIME-Version",
+    ):
         assert b"\n" + name + b": " in b"\n" + head
     assert b"Subject:" not in body
 
@@ -205,16 +255,23 @@ def test_the_demo_and_devserver_patterns_still_work_under_re2() -> None:
 def test_an_extracted_ref_is_always_storable_or_none(metadata: str) -> None:
     for matcher in (None, compile_order_ref_pattern(r"(?s)#(.+)"), compile_order_ref_pattern(r"(\S+)")):
         ref = extract_order_ref(metadata, matcher)
-        assert ref is None or (order_ref_problem(ref) is None and len(ref) <= MAX_ORDER_REF and ref in metadata)
+        assert ref is None or (
+            order_ref_problem(ref) is None and len(ref) <= MAX_ORDER_REF and ref in metadata
+        )
 
 
-@pytest.mark.parametrize(("metadata", "expected"), [
-    ("#" + "9" * 200, "9" * 200),
-    ("#" + "9" * 201, None),
-    ("#10\x0001", None),
-    ("#10\u202801", None),
-    ("#1001 \ud800", "1001"),
-    ("#10\ud80001", None),
-])
-def test_refs_too_long_or_with_controls_or_lone_surrogates_are_no_ref(metadata: str, expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ("#" + "9" * 200, "9" * 200),
+        ("#" + "9" * 201, None),
+        ("#10\x0001", None),
+        ("#10\u202801", None),
+        ("#1001 \ud800", "1001"),
+        ("#10\ud80001", None),
+    ],
+)
+def test_refs_too_long_or_with_controls_or_lone_surrogates_are_no_ref(
+    metadata: str, expected: str | None
+) -> None:
     assert extract_order_ref(metadata, compile_order_ref_pattern(r"(?s)#(\S+)")) == expected

@@ -15,14 +15,22 @@ from hypothesis import strategies as st
 
 from workers.logs import RedactMessages, RetryLogging
 
-LOGGERS = st.sampled_from([
-    "dramatiq.worker.ConsumerThread(events)", "dramatiq.worker.ConsumerThread(notifications.DQ)",
-    "dramatiq.worker.WorkerThread", "dramatiq.broker.RedisBroker", "dramatiq.broker.RecoveringRedisBroker",
-    "dramatiq.middleware.retries.Retries", "dramatiq.middleware.time_limit.TimeLimit", "parcelhook.anything",
-])
+LOGGERS = st.sampled_from(
+    [
+        "dramatiq.worker.ConsumerThread(events)",
+        "dramatiq.worker.ConsumerThread(notifications.DQ)",
+        "dramatiq.worker.WorkerThread",
+        "dramatiq.broker.RedisBroker",
+        "dramatiq.broker.RecoveringRedisBroker",
+        "dramatiq.middleware.retries.Retries",
+        "dramatiq.middleware.time_limit.TimeLimit",
+        "parcelhook.anything",
+    ]
+)
 LOCAL = st.from_regex(r"[a-z][a-z0-9.]{3,20}", fullmatch=True)
 NOTES = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=4, max_size=60).map(
-    lambda text: f"<<{text}>>")  # free text a customer typed, marked so it cannot match the log's own words
+    lambda text: f"<<{text}>>"
+)  # free text a customer typed, marked so it cannot match the log's own words
 
 
 def _render(logger_name: str, emit: object) -> str:
@@ -46,8 +54,13 @@ def _render(logger_name: str, emit: object) -> str:
 def test_no_logger_prints_a_message_body_or_its_traceback(name: str, local: str, note: str) -> None:
     email = f"{local}@example.org"
     body = json.dumps({"event": "track_updated", "data": {"metadata": f"Order 1 {email}", "note": note}})
-    message: Message[None] = Message(queue_name="events", actor_name="process_event", args=("acme", "track:1", "t", body),
-                      kwargs={}, options={})
+    message: Message[None] = Message(
+        queue_name="events",
+        actor_name="process_event",
+        args=("acme", "track:1", "t", body),
+        kwargs={},
+        options={},
+    )
 
     def emit(logger: logging.Logger) -> None:
         logger.warning("Failed to post_process_message(%s) due to a connection error: %s", message, "refused")

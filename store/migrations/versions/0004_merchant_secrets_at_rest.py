@@ -9,6 +9,7 @@ migrate`` (and ``make run``) pass their ``PARCELHOOK_ENCRYPTION_KEYS`` vault in 
 Revision ID: 0004
 Revises: 0003
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,7 +62,8 @@ def _secure_delete() -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     plain = _table(
-        sa.column("webhook_token", sa.String), sa.column("previous_token", sa.String),
+        sa.column("webhook_token", sa.String),
+        sa.column("previous_token", sa.String),
         sa.column("hmac_secrets", sa.JSON),
     )
     rows = bind.execute(sa.select(plain).order_by(plain.c.id)).all()
@@ -73,13 +75,17 @@ def upgrade() -> None:
         batch.add_column(sa.Column("previous_token_digest", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("hmac_secrets_encrypted", sa.JSON(), nullable=True))
     sealed = _table(
-        sa.column("webhook_token_digest", sa.String), sa.column("webhook_token_encrypted", sa.Text),
-        sa.column("previous_token_digest", sa.String), sa.column("hmac_secrets_encrypted", sa.JSON),
+        sa.column("webhook_token_digest", sa.String),
+        sa.column("webhook_token_encrypted", sa.Text),
+        sa.column("previous_token_digest", sa.String),
+        sa.column("hmac_secrets_encrypted", sa.JSON),
     )
     if vault is not None:  # there are rows to convert
         for row in rows:
             bind.execute(
-                sealed.update().where(sealed.c.id == row.id).values(
+                sealed.update()
+                .where(sealed.c.id == row.id)
+                .values(
                     webhook_token_digest=_digest(row.webhook_token),
                     webhook_token_encrypted=vault.encrypt(row.webhook_token),
                     previous_token_digest=_digest(row.previous_token) if row.previous_token else None,
@@ -104,19 +110,27 @@ def downgrade() -> None:
     """Back to plain columns. The previous token cannot be recovered from its digest: it is dropped
     (the merchant's current token keeps working)."""
     bind = op.get_bind()
-    sealed = _table(sa.column("webhook_token_encrypted", sa.Text), sa.column("hmac_secrets_encrypted", sa.JSON))
+    sealed = _table(
+        sa.column("webhook_token_encrypted", sa.Text), sa.column("hmac_secrets_encrypted", sa.JSON)
+    )
     rows = bind.execute(sa.select(sealed).order_by(sealed.c.id)).all()
     vault = _vault("decrypt", len(rows))
     with op.batch_alter_table("merchants") as batch:
         batch.add_column(sa.Column("webhook_token", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("previous_token", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("hmac_secrets", sa.JSON(), nullable=True))
-    plain = _table(sa.column("webhook_token", sa.String), sa.column("previous_token", sa.String),
-                   sa.column("previous_token_expires_at", sa.DateTime), sa.column("hmac_secrets", sa.JSON))
+    plain = _table(
+        sa.column("webhook_token", sa.String),
+        sa.column("previous_token", sa.String),
+        sa.column("previous_token_expires_at", sa.DateTime),
+        sa.column("hmac_secrets", sa.JSON),
+    )
     if vault is not None:  # there are rows to convert
         for row in rows:
             bind.execute(
-                plain.update().where(plain.c.id == row.id).values(
+                plain.update()
+                .where(plain.c.id == row.id)
+                .values(
                     webhook_token=vault.decrypt(row.webhook_token_encrypted),
                     previous_token=None,
                     previous_token_expires_at=None,
