@@ -225,12 +225,12 @@ def is_superseded(kind: NotificationKind, state: ShipmentState, occurrence: str 
 
 # --------------------------------------------------------------------------- quiet hours
 
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_WINDOW = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")  # whole string: fullmatch
 
 
 def parse_quiet_hours(window: str) -> tuple[time, time]:
     """'21:00-08:00' -> (21:00, 08:00). ValueError when malformed or empty (start == end)."""
-    match = _WINDOW.match(window or "")
+    match = _WINDOW.fullmatch(window or "")
     if match is None:
         raise ValueError(f"quiet hours must look like 21:00-08:00, got {window!r}")
     h1, m1, h2, m2 = (int(g) for g in match.groups())

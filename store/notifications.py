@@ -209,37 +209,33 @@ def stuck(conn: Connection, *, status: str, older_than: datetime, limit: int = 5
 
     Only rows no attempt ever claimed: once an attempt has run, dramatiq's own retry message
     owns the row (re-enqueueing it too would race that retry)."""
-    rows = conn.execute(
-        sa.select(notifications.c.id)
-        .where(
-            notifications.c.status == status,
-            notifications.c.updated_at < older_than,
-            notifications.c.attempts == 0,
-            notifications.c.sending_at.is_(None),
-        )
-        .order_by(notifications.c.id)
-        .limit(limit)
+    return _ids(
+        conn, limit, notifications.c.status == status, notifications.c.updated_at < older_than, *_UNCLAIMED
     )
-    return [r.id for r in rows]
 
 
 def deferred_overdue(conn: Connection, *, cutoff: datetime, limit: int = 500) -> list[int]:
     """``deferred`` rows no attempt ever claimed whose moment (``scheduled_for``) and last
     change both lie before ``cutoff``: their delayed send message vanished. One query; rows
     still waiting for their moment never take a place in ``limit``."""
-    rows = conn.execute(
-        sa.select(notifications.c.id)
-        .where(
-            notifications.c.status == NotificationStatus.DEFERRED.value,
-            notifications.c.updated_at < cutoff,
-            notifications.c.scheduled_for < cutoff,
-            notifications.c.attempts == 0,
-            notifications.c.sending_at.is_(None),
-        )
-        .order_by(notifications.c.id)
-        .limit(limit)
+    return _ids(
+        conn,
+        limit,
+        notifications.c.status == NotificationStatus.DEFERRED.value,
+        notifications.c.updated_at < cutoff,
+        notifications.c.scheduled_for < cutoff,
+        *_UNCLAIMED,
     )
-    return [r.id for r in rows]
+
+
+# rows no attempt ever claimed (once one has, dramatiq's own retry message owns the row)
+_UNCLAIMED = (notifications.c.attempts == 0, notifications.c.sending_at.is_(None))
+
+
+def _ids(conn: Connection, limit: int, *conditions: sa.ColumnElement[bool]) -> list[int]:
+    """Ids of the notifications matching every condition, oldest first, at most ``limit``."""
+    query = sa.select(notifications.c.id).where(*conditions).order_by(notifications.c.id).limit(limit)
+    return [r.id for r in conn.execute(query)]
 
 
 def overdue_retries(conn: Connection, *, older_than: datetime, limit: int = 500) -> list[int]:
@@ -250,23 +246,19 @@ def overdue_retries(conn: Connection, *, older_than: datetime, limit: int = 500)
     no live retry message can still own the row: then its message was lost or stranded (a
     broker that lost data, a worker that dropped its delay queue). A re-enqueued twin is
     safe: the send's claim makes a finished row a no-op and a claim in flight a wait."""
-    rows = conn.execute(
-        sa.select(notifications.c.id)
-        .where(
-            notifications.c.attempts > 0,
-            notifications.c.updated_at < older_than,
-            sa.or_(
-                notifications.c.status == NotificationStatus.QUEUED.value,
-                sa.and_(
-                    notifications.c.status == NotificationStatus.DEFERRED.value,
-                    notifications.c.scheduled_for < older_than,
-                ),
+    return _ids(
+        conn,
+        limit,
+        notifications.c.attempts > 0,
+        notifications.c.updated_at < older_than,
+        sa.or_(
+            notifications.c.status == NotificationStatus.QUEUED.value,
+            sa.and_(
+                notifications.c.status == NotificationStatus.DEFERRED.value,
+                notifications.c.scheduled_for < older_than,
             ),
-        )
-        .order_by(notifications.c.id)
-        .limit(limit)
+        ),
     )
-    return [r.id for r in rows]
 
 
 def recent(conn: Connection, *, merchant_id: int | None, limit: int) -> list[NotificationRow]:

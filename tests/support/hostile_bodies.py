@@ -142,7 +142,7 @@ def put(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
 
 
 def encode(body: Any) -> bytes:
-    """JSON text as a sender would put it on the wire: lone surrogates as \\uXXXX escapes,
+    """JSON text as a sender would put it on the wire: lone surrogates as \\ud800-style escapes,
     NaN/Infinity as Python writes them, and the two placeholders swapped for raw text."""
     text = json.dumps(body)
     text = text.replace('"@@BIGINT@@"', "9" * 5000).replace('"@@DEEP@@"', "[" * 970 + "]" * 970)
