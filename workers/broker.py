@@ -20,6 +20,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     from workers.heartbeat import WorkerHeartbeat
     from workers.logs import RetryLogging
     from workers.logs import install as redact_logs
+    from workers.recovery import with_durable_retries
     from workers.state import state_redis
 
     if settings.broker_url.startswith("amqp"):
@@ -49,6 +50,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         )
         broker.add_middleware(DeadLetterRecorder(Telemetry(broker.client)))
         broker.add_middleware(Recovery())
+    # A retry is enqueued before its original is acked, even across a broker outage.
+    with_durable_retries(broker)
     broker.add_middleware(CurrentMessage())
     # One WARNING per retry, a traceback only when a message is given up (workers/logs.py). Before
     # Retries, because after-hooks run in reverse order: it must see Retries' decision.

@@ -38,6 +38,16 @@ there, unprocessed, for good (or for a long time):
    worker skips dead-worker maintenance until it has been connected again for a full
    heartbeat timeout and Redis itself has been up that long (by then every live worker has
    beaten again). Otherwise a restarted Redis would hand live workers' messages to others.
+
+3. **A retry enqueued during an outage** (found by the fault suite in CI). dramatiq's
+   ``Retries`` enqueues the retry from ``after_process_message``; when the broker is down
+   that enqueue raises, ``Broker.emit_after`` logs and swallows the error, and the worker
+   thread then acks the original, retrying the ack until the broker is back. The retry was
+   never written, the original is gone: the work waited for the 15-minute overdue-retry
+   reconciliation. :class:`DurableRetries` keeps dramatiq's policy and retries the enqueue
+   itself until the broker takes it, exactly as dramatiq already does for the ack, so the
+   ack never runs before the retry exists. If the worker dies meanwhile the original is
+   still in its ack set and (2) returns it.
 """
 
 from __future__ import annotations
@@ -51,7 +61,8 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import dq_name
-from dramatiq.errors import ConnectionClosed
+from dramatiq.errors import BrokerConnectionError, ConnectionClosed
+from dramatiq.middleware import Retries
 
 from workers.redis_replies import text
 
@@ -65,6 +76,10 @@ HEARTBEAT_TIMEOUT_MS = 20_000
 MAINTENANCE_INTERVAL_S = 5.0
 #: At most this many ids per ``requeue`` command.
 REQUEUE_CHUNK = 500
+#: Pause between two tries of a retry's enqueue while the broker is unreachable.
+ENQUEUE_RETRY_DELAY_S = 1.0
+#: What an unreachable broker raises on enqueue (Redis: raw redis-py errors; RabbitMQ: dramatiq's).
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError)
 
 
 class RecoveringRedisBroker(RedisBroker):
@@ -260,3 +275,66 @@ class Recovery(dramatiq.Middleware):
         while not self._stop.is_set():
             self.step(broker)
             self._stop.wait(self.interval_s)
+
+
+class DurableRetries(Retries):
+    """dramatiq's :class:`Retries` (same options, same policy), except that a retry is never
+    lost to a broker outage: its enqueue is tried again every :data:`ENQUEUE_RETRY_DELAY_S`
+    until the broker takes it, before the original is acked (module docstring, case 3).
+
+    A timeout may leave a retry written twice; a twin is harmless (each actor's work is
+    idempotent: the event's dedupe, the send's claim)."""
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        super().after_process_message(
+            _PatientEnqueue(broker),
+            message,
+            result=result,
+            exception=exception,
+        )
+
+
+class _PatientEnqueue:
+    """The broker as :class:`Retries` sees it: ``enqueue`` waits out an unreachable broker."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        tries = 0
+        while True:
+            try:
+                return self._broker.enqueue(message, delay=delay)
+            except _UNREACHABLE as exc:
+                tries += 1
+                if tries == 1 or tries % 60 == 0:
+                    log.warning(
+                        "broker unreachable while enqueueing the retry of message %s (%s); "
+                        "trying again every %.0f s, the original stays unacked until it lands",
+                        message.message_id,
+                        type(exc).__name__,
+                        ENQUEUE_RETRY_DELAY_S,
+                    )
+                time.sleep(ENQUEUE_RETRY_DELAY_S)
+
+
+def with_durable_retries(broker: dramatiq.Broker) -> None:
+    """Swap the broker's default :class:`Retries` for :class:`DurableRetries`, in place."""
+    for i, middleware in enumerate(broker.middleware):
+        if type(middleware) is Retries:
+            broker.middleware[i] = DurableRetries(
+                max_retries=middleware.max_retries,
+                min_backoff=middleware.min_backoff,
+                max_backoff=middleware.max_backoff,
+                retry_when=middleware.retry_when,
+            )

@@ -152,6 +152,7 @@ class ScriptedTwilio(TwilioServer):
         self.failed = 0
         self._failing = False
         self._release = threading.Event()
+        self._hung_answer_500 = False
 
     def hang_next(self, n: int = 1) -> None:
         with self._lock:
@@ -164,6 +165,12 @@ class ScriptedTwilio(TwilioServer):
     def heal(self) -> None:
         with self._lock:
             self._failing = False
+        self._release.set()
+
+    def fail_hung(self) -> None:
+        """Answer every hung request with a 500 now (a retryable failure, not a lost answer)."""
+        with self._lock:
+            self._hung_answer_500 = True
         self._release.set()
 
     def stop(self) -> None:
@@ -184,6 +191,12 @@ class ScriptedTwilio(TwilioServer):
             with self._lock:
                 self.hung.append(form)
             self._release.wait(120)
+            with self._lock:
+                answer_500 = self._hung_answer_500
+                self.failed += answer_500
+            if answer_500:
+                self._error(h, 500, 20500, None)
+                return
             h.close_connection = True
             return
         with self._lock:

@@ -1,0 +1,111 @@
+"""A retry that falls due while Redis is down is not lost.
+
+Found by the fault suite in CI: a send failed (Twilio 500) while Redis was down. dramatiq's
+``Retries`` tried to enqueue the retry, the enqueue raised, ``emit_after`` swallowed it, and
+the worker then acked the original once Redis was back: the notification stayed ``queued``
+until the 15-minute overdue-retry reconciliation. Here every SMS is mid-send (Twilio hangs)
+when Redis dies; Twilio then answers 500 with Redis still down, and Redis comes back from its
+append-only file. Every SMS must be sent, once, within a retry's backoff and a margin."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from config import Settings
+from tests.integration.conftest import SIGNING_KEY, System
+from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
+from tests.support.polling import wait_until
+from tests.support.services import RedisServer, redis_server
+from tests.support.worker_process import (
+    ScriptedTwilio,
+    enqueue_webhook,
+    label_created,
+    recipients,
+    settings_env,
+    sms_orders,
+    system_for_workers,
+    twilio_settings,
+    worker_env,
+    worker_process,
+)
+
+pytestmark = pytest.mark.redis
+
+#: As many as the worker has threads: every send is mid-flight at once.
+ORDERS = {f"{2001 + i}": f"+1500555{2001 + i:04d}" for i in range(2)}
+#: Redis stays down this long after the sends failed: every retry enqueue meets it down.
+OUTAGE_S = 4.0
+#: send_notification's first retry comes 10-20 s after the failure; then a generous margin.
+BOUND_S = 60.0
+
+
+@pytest.fixture()
+def broker_redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("appendfsync", "always")  # the subject is the retry, not AOF's window
+        client.close()
+        yield server
+
+
+@pytest.fixture()
+def twilio() -> Iterator[ScriptedTwilio]:
+    with ScriptedTwilio(ACCOUNT_SID, AUTH_TOKEN) as server:
+        yield server
+
+
+def test_a_retry_due_while_redis_is_down_runs_once_redis_is_back(
+    make_system: Callable[..., System],
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    broker_redis: RedisServer,
+    twilio: ScriptedTwilio,
+    tmp_path: Path,
+) -> None:
+    system = system_for_workers(make_system, make_settings, sqlite_url)
+    sms_orders(system, ORDERS)
+    env = worker_env(
+        broker_url=broker_redis.url,
+        database_url=sqlite_url,
+        var_dir=tmp_path,
+        signing_key=SIGNING_KEY,
+        **twilio_settings(twilio),
+        **settings_env(system.settings),
+    )
+    twilio.hang_next(len(ORDERS))
+
+    with worker_process(env, tmp_path / "worker.log") as worker:
+        for ref in ORDERS:
+            enqueue_webhook(broker_redis.url, "acme", label_created(ref))
+        wait_until(lambda: len(twilio.hung) == len(ORDERS), timeout=30, what="every SMS is mid-send")
+
+        broker_redis.process.kill()  # SIGKILL: no save; the AOF has every write
+        broker_redis.process.wait(10)
+        twilio.fail_hung()
+        wait_until(
+            lambda: all(r.status == "queued" and r.attempts == 1 for r in rows(system) if r.channel == "sms"),
+            timeout=30,
+            what="every send failed once with Redis down",
+        )
+        time.sleep(OUTAGE_S)
+        broker_redis.start()
+        back_at = time.monotonic()
+
+        wait_until(
+            lambda: all(r.status == "sent" for r in rows(system) if r.channel == "sms"),
+            timeout=BOUND_S,
+            what=f"every SMS sent within {BOUND_S:.0f} s of Redis coming back",
+        )
+        print(f"\nall {len(ORDERS)} retries sent {time.monotonic() - back_at:.1f} s after Redis came back")
+        assert worker.process.poll() is None, "the same worker did it, never restarted"
+        log = (tmp_path / "worker.log").read_text()
+        assert "enqueueing the retry of message" in log, "the outage was met by the retry's enqueue"
+
+    assert Counter(recipients(twilio)) == Counter(ORDERS.values()), "each customer got exactly one SMS"
+    assert twilio.failed == len(ORDERS)
