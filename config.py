@@ -8,6 +8,7 @@ never part of ``repr``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -33,6 +34,19 @@ def _positive_int(name: str, raw: str) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
+
+
+#: Longest retention: 100 years (a cutoff further back than year 1 would not compute).
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(name: str, raw: str) -> int:
+    """Plain digits, 1..36500 (days)."""
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= MAX_RETENTION_DAYS:
+        raise SettingsError(
+            f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, got {raw!r}"
+        )
+    return int(raw)
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
@@ -94,13 +108,20 @@ class Settings:
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_api_url: str | None = None
     stall_after_h: int = 96
+    retain_bodies_days: int = 30  # raw webhook bodies are removed after this many days
+    retain_messages_days: int = 90  # rendered message bodies are removed after this many days
     ops_alert_email: str | None = None
     web_port: int = 8000
     admin_port: int = 8001
     var_dir: Path = PROJECT_ROOT / "var"
     broker_namespace: str = "parcelhook"
     platform_events_url: str | None = field(default=None, repr=False)  # may carry broker credentials
+    # RabbitMQ's management HTTP API (queue depths, in flight, oldest age); carries credentials
+    rabbitmq_management_url: str | None = field(default=None, repr=False)
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # merchant secrets at rest; newest first
+    shippo_api_url: str = "https://api.goshippo.com"  # base URL of Shippo's API (a local server in tests)
+    reconcile_after_h: int = 12  # a non-terminal shipment quiet this long is looked up at Shippo
+    shippo_rate_per_min: int = 60  # Shippo calls per merchant per minute (reconciliation)
 
     @property
     def twilio_enabled(self) -> bool:
@@ -191,9 +212,15 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "smtp_url": _url(("smtp", "smtps")),
     "twilio_api_url": _url(("http", "https")),
     "platform_events_url": _url(("redis", "rediss", "amqp", "amqps", "memory")),
+    "rabbitmq_management_url": _url(("http", "https")),
     "max_body_bytes": _positive_int,
     "signature_tolerance_s": _positive_int,
     "stall_after_h": _positive_int,
+    "retain_bodies_days": _retention_days,
+    "retain_messages_days": _retention_days,
+    "shippo_api_url": _url(("http", "https")),
+    "reconcile_after_h": _positive_int,
+    "shippo_rate_per_min": _positive_int,
     "web_port": _positive_int,
     "admin_port": _positive_int,
     "var_dir": lambda _name, raw: Path(raw),

@@ -8,12 +8,14 @@ import dramatiq
 from flask import Flask
 
 from admin import auth, errors
+from admin.customers_api import customers_api
 from admin.dashboard import dashboard
 from admin.merchants_api import merchants_api
 from admin.ops_api import ops_api
 from admin.orders_api import orders_api
 from admin.outbox_api import outbox_api
 from admin.services import EXTENSION, Services
+from admin.shippo_routes import shippo_routes
 from admin.templates_api import templates_api
 from config import Settings, SettingsError
 from workers.actors import bind
@@ -35,7 +37,16 @@ def create_app(
     app.extensions[EXTENSION] = services or Services.from_settings(settings)
     auth.install(app, settings.admin_token)
 
-    for blueprint in (merchants_api, orders_api, ops_api, templates_api, outbox_api, dashboard):
+    for blueprint in (
+        merchants_api,
+        orders_api,
+        shippo_routes,
+        ops_api,
+        templates_api,
+        outbox_api,
+        customers_api,
+        dashboard,
+    ):
         app.register_blueprint(blueprint)
 
     errors.install(app)  # one JSON error shape in both apps (admin/errors.py)

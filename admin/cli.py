@@ -51,6 +51,8 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
             fields[key] = getattr(args, key)
     if args.hmac_secret:
         fields["hmac_secrets"] = [args.hmac_secret]
+    if getattr(args, "shippo_api_token", None):
+        fields["shippo_api_token"] = args.shippo_api_token
     try:
         body = validate_merchant(fields)
     except Invalid as exc:
@@ -59,6 +61,7 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
         return 2
     db = Database(settings.database_url)
     secrets = body.pop("hmac_secrets", None)
+    shippo_token = body.pop("shippo_api_token", merchant_store.KEEP)
     name = body.pop("name")
     try:
         with db.write() as conn:
@@ -69,6 +72,7 @@ def cmd_merchants_create(args: argparse.Namespace, settings: Settings, out: Text
                 name=name,
                 profile=body,
                 hmac_secrets=secrets,
+                shippo_api_token=shippo_token,
                 create_only=not args.update,
             )
     except Conflict as exc:
@@ -125,6 +129,54 @@ def cmd_merchants_rotate(args: argparse.Namespace, settings: Settings, out: Text
     print("new webhook URL (the old token keeps working for 24 hours):", file=out)
     print(merchant.webhook_url(settings.public_url), file=out)
     return 0
+
+
+def _shippo_services(settings: Settings) -> Any:
+    """Services with the actors bound to the broker: a refresh or a 401 alert enqueues sends."""
+    from workers.actors import bind
+    from workers.broker import build_broker
+
+    bind(build_broker(settings))
+    return _services(settings)
+
+
+def _shippo_command(settings: Settings, run: Any) -> int:
+    """Run ``run(services)``; a failure is one line on stderr (exit 1), like the API's error."""
+    from shippo_api.errors import ShippoError
+    from store.errors import StoreError
+    from workers.shippo_account import ShippoNotReady
+
+    try:
+        run(_shippo_services(settings))
+    except ShippoError as exc:
+        print(f"parcelhook: {exc.described}", file=sys.stderr)
+        return 1
+    except (ShippoNotReady, StoreError) as exc:
+        print(f"parcelhook: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_shipments_refresh(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """Look a shipment up at Shippo and process it like a track_updated webhook."""
+    from admin.shippo_routes import refresh_and_view
+
+    def run(s: Any) -> None:
+        shipment = refresh_and_view(s, args.slug, args.carrier, args.tracking_number)
+        print(json.dumps({"shipment": shipment}, indent=2), file=out)
+
+    return _shippo_command(settings, run)
+
+
+def cmd_merchants_connect_shippo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """Register the merchant's webhook URL with Shippo (idempotent)."""
+    from admin.shippo_routes import register_and_list
+
+    def run(s: Any) -> None:
+        for webhook in register_and_list(s, args.slug):
+            print(f"{webhook['event']:<22} {webhook['object_id']}  {webhook['url']}", file=out)
+
+    return _shippo_command(settings, run)
 
 
 def cmd_secrets_reencrypt(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -186,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--email-from")
     create.add_argument("--sms-from", help="E.164 number or Twilio Messaging Service SID")
     create.add_argument("--hmac-secret", help="require Shippo-Auth-Signature with this secret")
+    create.add_argument(
+        "--shippo-api-token", help="the merchant's Shippo API token (shippo_live_… / shippo_test_…)"
+    )
     create.add_argument("--alert-email")
     create.add_argument("--default-locale")
     create.add_argument("--timezone")
@@ -200,8 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = merchants.add_parser("rotate-token", help="new webhook token; the old one works 24 h more")
     rotate.add_argument("slug")
     rotate.set_defaults(func=cmd_merchants_rotate)
-    for action in (create, listing, show, rotate):  # they read or write merchant secrets
+    connect = merchants.add_parser(
+        "connect-shippo", help="register the merchant's webhook URL with Shippo (needs its shippo_api_token)"
+    )
+    connect.add_argument("slug")
+    connect.set_defaults(func=cmd_merchants_connect_shippo)
+    for action in (create, listing, show, rotate, connect):  # they read or write merchant secrets
         action.set_defaults(needs_encryption_keys=True)
+
+    shipments = sub.add_parser("shipments", help="shipments").add_subparsers(dest="action", required=True)
+    refresh = shipments.add_parser(
+        "refresh", help="look a shipment up at Shippo and process it like a track_updated webhook"
+    )
+    refresh.add_argument("slug")
+    refresh.add_argument("carrier")
+    refresh.add_argument("tracking_number")
+    refresh.set_defaults(func=cmd_shipments_refresh, needs_encryption_keys=True)
 
     keys = sub.add_parser("secrets", help="the encryption of merchant secrets at rest (see README: Security)")
     keys_actions = keys.add_subparsers(dest="action", required=True)

@@ -26,6 +26,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from sqlalchemy.engine import Connection
 
 from admin import auth
+from admin.outbox_api import with_removal_note
 from admin.services import services
 from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
 from store import merchants as merchant_store
@@ -112,7 +113,9 @@ def _health(s: Any) -> dict[str, Any]:
     alerts = [{**a, "live": False} for a in stored.values()]
     # Rules that need no history are also evaluated now: the stored set is only as fresh as
     # the last scheduled check, and "no live worker" cannot be noticed by a worker itself.
-    for a in health.live_alerts(client, s.namespace, s.queues, s.telemetry):
+    for a in health.live_alerts(
+        client, s.namespace, s.queues, s.telemetry, rabbit=health.rabbit_queues(s.settings)
+    ):
         if a.key not in stored and a.kind in ("queue_age", "no_worker"):
             alerts.append({**a.as_json(), "since": None, "last_seen": None, "live": True})
     order = {"critical": 0, "warning": 1}
@@ -131,6 +134,7 @@ def summary() -> Response:
         owners = ops_store.outbox_owners(conn, [m["id"] for m in outbox])
     for m in outbox:
         m["merchant"] = slugs.get(owners.get(m["id"], -1))
+        with_removal_note(m, s.settings)
     try:
         health_view = _health(s)
     except Exception as exc:  # the broker being down must not blank the whole page

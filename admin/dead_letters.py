@@ -28,6 +28,18 @@ fetched, so the stored message lacks the last failure. The workers' broker
 should carry :class:`workers.middleware.DeadLetterRecorder`, which records it;
 without it ``attempts`` is derived from the stored ``retries`` (+1) and
 ``last_error`` is the previous attempt's error (None after a single attempt).
+
+RabbitMQ (:class:`RabbitDeadLetters`): dramatiq dead-letters to the durable queue ``<q>.XQ``
+(RabbitMQ's dead-letter routing, messages kept 7 days). A queue cannot be read without
+taking its messages, so every operation takes the messages present when it started with
+``basic.get`` on one channel, *without* acking them, and then acks what it removed (requeue:
+only after the reset message was published to ``<q>`` and confirmed by RabbitMQ) and returns
+the rest with one ``basic.nack(requeue=True)``, which RabbitMQ puts back in their places.
+A message taken by one operation is invisible to another until returned, so two operators
+cannot both move it. The id is dramatiq's ``message_id``; ``dead_lettered_at`` is RabbitMQ's
+``x-death`` time (seconds). If the process dies between the publish and the ack, the message
+is on both queues (the database's idempotency keys make the second run a no-op).
+A list reads at most ``RABBIT_SCAN_CAP`` dead letters per queue.
 """
 
 from __future__ import annotations
@@ -35,10 +47,10 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -47,7 +59,11 @@ from workers.queue_state import decode_message
 from workers.redis_replies import members, raw, scored_members
 from workers.telemetry import dead_letter_key
 
+_T = TypeVar("_T")
+
 BATCH = 200
+#: At most this many dead letters are read per queue by a RabbitMQ list.
+RABBIT_SCAN_CAP = 10_000
 
 # The failure-detail keys (workers.middleware.DeadLetterRecorder) are named from
 # ARGV[1] (their prefix) inside the scripts: fine for a single Redis, which is
@@ -264,3 +280,175 @@ class DeadLetters:
             if chunk:
                 removed += int(self._purge(keys=[xq, xmsgs], args=[self._detail_prefix(queue), *chunk]))
         return removed
+
+
+class RabbitDeadLetters:
+    """:class:`DeadLetters` on a RabbitMQ broker (see the module doc). ``client``: the state
+    Redis, where :class:`workers.middleware.DeadLetterRecorder` keeps the final failures."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        amqp_url: str,
+        queues: Iterable[str] = ("events", "notifications", "maintenance"),
+        *,
+        telemetry_prefix: str = "parcelhook:telemetry",
+    ) -> None:
+        self.client = client
+        self.amqp_url = amqp_url
+        self.queues = tuple(queues)
+        self.telemetry_prefix = telemetry_prefix
+
+    def _xq(self, queue: str) -> str:
+        if queue not in self.queues:
+            raise UnknownQueue(queue)
+        from dramatiq.common import xq_name
+
+        return xq_name(queue)
+
+    def _detail_prefix(self, queue: str) -> str:
+        return dead_letter_key(self.telemetry_prefix, queue, "")
+
+    def _channel(self) -> Any:
+        import pika  # type: ignore[import-untyped]  # no stubs on PyPI
+
+        from workers.rabbitmq_state import RabbitUnreachable
+
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(self.amqp_url))
+        except pika.exceptions.AMQPError as exc:
+            raise RabbitUnreachable(f"RabbitMQ unreachable: {type(exc).__name__}") from None
+        return connection.channel()
+
+    def _depth(self, channel: Any, xq: str) -> int:
+        import pika.exceptions  # type: ignore[import-untyped]
+
+        try:
+            return int(channel.queue_declare(queue=xq, passive=True).method.message_count)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return 0  # never declared: nothing was ever dead-lettered
+            raise
+
+    def _take(self, channel: Any, xq: str, cap: int) -> builtins.list[tuple[int, Any, bytes]]:
+        """Up to ``cap`` messages of ``xq`` (delivery tag, properties, body), unacked."""
+        taken: builtins.list[tuple[int, Any, bytes]] = []
+        while len(taken) < cap:
+            method, properties, body = channel.basic_get(xq, auto_ack=False)
+            if method is None:
+                break
+            taken.append((int(method.delivery_tag), properties, bytes(body)))
+        return taken
+
+    def _run(self, queue: str, work: Callable[[Any, str], _T]) -> _T:
+        """``work(channel, xq)``; whatever it took and did not ack goes back to the queue."""
+        import pika.exceptions
+
+        from workers.rabbitmq_state import RabbitUnreachable
+
+        xq = self._xq(queue)
+        channel = self._channel()
+        connection = channel.connection
+        try:
+            result = work(channel, xq)
+            if channel.is_open:
+                channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+            return result
+        except pika.exceptions.AMQPError as exc:
+            raise RabbitUnreachable(f"RabbitMQ failed: {type(exc).__name__}") from None
+        finally:
+            if connection.is_open:
+                connection.close()  # also returns anything still unacked
+
+    @staticmethod
+    def _dead_lettered_ms(properties: Any) -> float | None:
+        deaths = (getattr(properties, "headers", None) or {}).get("x-death") or []
+        at = deaths[0].get("time") if deaths and isinstance(deaths[0], dict) else None
+        if isinstance(at, datetime):
+            return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000
+        return float(at) * 1000 if isinstance(at, int | float) else None
+
+    def count(self, queue: str) -> int:
+        return self._run(queue, self._depth)
+
+    def list(self, queue: str, limit: int = 100) -> builtins.list[DeadLetter]:
+        """Most recently dead-lettered first (of the first ``RABBIT_SCAN_CAP``)."""
+        if limit <= 0:
+            self._xq(queue)
+            return []
+
+        def read(channel: Any, xq: str) -> builtins.list[tuple[Any, dict[str, Any] | None]]:
+            return [(p, decode_message(body)) for _, p, body in self._take(channel, xq, RABBIT_SCAN_CAP)]
+
+        rows = self._run(queue, read)[::-1][:limit]
+        ids = [str((m or {}).get("message_id") or "") for _, m in rows]
+        details = self.client.mget([self._detail_prefix(queue) + i for i in ids]) if ids else []
+        return [
+            _describe(queue, i, self._dead_lettered_ms(p), m, _json(detail))
+            for (p, m), i, detail in zip(rows, ids, details, strict=True)
+        ]
+
+    def requeue(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Move dead letters back to ``queue`` (``ids=None``: all present now). Returns how many."""
+        import pika
+
+        wanted = None if ids is None else set(str(i) for i in ids)
+        encoder = dramatiq.get_encoder()
+
+        def move(channel: Any, xq: str) -> builtins.list[str]:
+            channel.confirm_delivery()
+            moved: builtins.list[str] = []
+            for tag, properties, body in self._take(channel, xq, self._depth(channel, xq)):
+                message = decode_message(body)
+                message_id = str((message or {}).get("message_id") or "")
+                if message is None or (wanted is not None and message_id not in wanted):
+                    continue
+                if message_id in moved and wanted is not None:
+                    continue  # one copy per id asked for
+                fresh = reset_for_requeue(message, queue, int(time.time() * 1000))
+                channel.basic_publish(
+                    exchange="",
+                    routing_key=queue,
+                    body=encoder.encode(fresh),
+                    properties=pika.BasicProperties(
+                        delivery_mode=2, priority=getattr(properties, "priority", None)
+                    ),
+                    mandatory=True,
+                )
+                channel.basic_ack(delivery_tag=tag)
+                moved.append(message_id)
+            return moved
+
+        moved = self._run(queue, move)
+        self._forget(queue, moved)
+        return len(moved)
+
+    def purge(self, queue: str, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (``ids=None``: all present now). Returns how many were deleted."""
+        wanted = None if ids is None else set(str(i) for i in ids)
+
+        def drop(channel: Any, xq: str) -> builtins.list[str]:
+            dropped: builtins.list[str] = []
+            for tag, _, body in self._take(channel, xq, self._depth(channel, xq)):
+                message_id = str((decode_message(body) or {}).get("message_id") or "")
+                if wanted is None or (message_id in wanted and message_id not in dropped):
+                    channel.basic_ack(delivery_tag=tag)
+                    dropped.append(message_id)
+            return dropped
+
+        dropped = self._run(queue, drop)
+        self._forget(queue, dropped)
+        return len(dropped)
+
+    def _forget(self, queue: str, message_ids: builtins.list[str]) -> None:
+        keys = [self._detail_prefix(queue) + i for i in message_ids if i]
+        for start in range(0, len(keys), BATCH):
+            self.client.delete(*keys[start : start + BATCH])
+
+
+def dead_letters_for(services: Any) -> DeadLetters | RabbitDeadLetters:
+    """The dead letters of the app's broker (``services``: settings, redis, namespace, queues)."""
+    settings = services.settings
+    if settings is not None and settings.broker_url.startswith("amqp"):
+        return RabbitDeadLetters(services.redis, settings.broker_url, services.queues)
+    return DeadLetters(services.redis, services.namespace, services.queues)

@@ -34,12 +34,19 @@ def put_merchant(slug: str) -> tuple[Response, int]:
     body = validate_merchant(json_body())
     s = services()
     secrets = body.pop("hmac_secrets", None)
+    shippo_token = body.pop("shippo_api_token", merchant_store.KEEP)
     name = body.pop("name", None)
     with s.database.write() as conn:
         if merchant_store.get(conn, slug) is None and not name:
             raise Invalid({"name": "is required to create a merchant"})
         merchant, created = merchant_store.upsert(
-            conn, slug, vault=s.settings.vault, name=name, profile=body, hmac_secrets=secrets
+            conn,
+            slug,
+            vault=s.settings.vault,
+            name=name,
+            profile=body,
+            hmac_secrets=secrets,
+            shippo_api_token=shippo_token,
         )
     return jsonify(merchant.to_public(s.settings.public_url)), 201 if created else 200
 

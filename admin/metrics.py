@@ -22,11 +22,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from admin.queues import QueueInspector
+from admin.queues import QueueInspector, inspector_for
 from workers.telemetry import HistogramData, Telemetry, UnavailableReason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: The per-queue gauges: attribute of :class:`admin.queues.QueueStats` -> (metric name, help).
+QUEUE_GAUGES: dict[str, tuple[str, str]] = {
+    "ready": ("parcelhook_queue_ready_messages", "Messages waiting to be fetched"),
+    "delayed": ("parcelhook_queue_delayed_messages", "Messages scheduled for later (retry backoff, delays)"),
+    "dead": ("parcelhook_queue_dead_messages", "Dead-lettered messages"),
+    "in_flight": ("parcelhook_queue_in_flight_messages", "Messages fetched by a worker and not acked yet"),
+}
 
 
 def _histogram(
@@ -53,6 +61,7 @@ class OpsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._broker()
         yield from self._telemetry()
+        yield from self._shippo()
 
     def _broker(self) -> Iterator[Metric]:
         read = yield from _up(
@@ -65,22 +74,7 @@ class OpsCollector(Collector):
             return
         stats, workers = read
         fams = {
-            "ready": GaugeMetricFamily(
-                "parcelhook_queue_ready_messages", "Messages waiting to be fetched", labels=["queue"]
-            ),
-            "delayed": GaugeMetricFamily(
-                "parcelhook_queue_delayed_messages",
-                "Messages scheduled for later (retry backoff, delays)",
-                labels=["queue"],
-            ),
-            "dead": GaugeMetricFamily(
-                "parcelhook_queue_dead_messages", "Dead-lettered messages", labels=["queue"]
-            ),
-            "in_flight": GaugeMetricFamily(
-                "parcelhook_queue_in_flight_messages",
-                "Messages fetched by a worker and not acked yet",
-                labels=["queue"],
-            ),
+            attr: GaugeMetricFamily(name, doc, labels=["queue"]) for attr, (name, doc) in QUEUE_GAUGES.items()
         }
         age = GaugeMetricFamily(
             "parcelhook_queue_oldest_message_age_seconds",
@@ -149,6 +143,22 @@ class OpsCollector(Collector):
             snap.notifications.items(),
         )
 
+    def _shippo(self) -> Iterator[Metric]:
+        """Reconciliation with Shippo (workers/shippo_reconcile.py): every result, 0 included."""
+        from workers.shippo_reconcile import read_counts
+
+        try:
+            counts = read_counts(self.telemetry.client, self.telemetry.prefix)
+        except Exception as exc:  # the telemetry gauge already says Redis is unreadable
+            log.warning("metrics: cannot read the Shippo reconciliation counts: %s", exc)
+            return
+        yield _counter(
+            "parcelhook_shippo_reconcile",
+            "Shipments looked up at Shippo by reconciliation, by result (polled, changed, failed)",
+            ["result"],
+            {(result,): n for result, n in counts.items()}.items(),
+        )
+
 
 def _up(name: str, doc: str, source: str, read: Callable[[], T]) -> Generator[Metric, None, T | None]:
     """Yield the ``…_up`` gauge of ``source``; return what ``read`` read, or None when it failed."""
@@ -176,7 +186,7 @@ def _counter(
 
 def build_registry(services: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    inspector = QueueInspector(services.redis, services.namespace, services.queues)
+    inspector = inspector_for(services)
     registry.register(OpsCollector(inspector, services.telemetry))
     return registry
 

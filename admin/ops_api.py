@@ -14,12 +14,13 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from admin.dead_letters import DeadLetters
+from admin.dead_letters import dead_letters_for
 from admin.metrics import render_metrics
 from admin.paging import page_args
-from admin.queues import QueueInspector
+from admin.queues import inspector_for
 from admin.validation import Invalid
 from ingest.errors import error_response
+from workers.rabbitmq_state import RabbitUnreachable
 
 ops_api = Blueprint("ops_api", __name__)
 
@@ -46,10 +47,16 @@ def _broker_down(exc: redis.RedisError) -> Response:
     return error_response(503, "unavailable", "broker unreachable; retry", headers={"Retry-After": "5"})
 
 
+@ops_api.errorhandler(RabbitUnreachable)
+def _rabbit_down(exc: RabbitUnreachable) -> Response:
+    current_app.logger.warning("ops: %s", exc)  # names the host, never credentials
+    return error_response(503, "unavailable", "broker unreachable; retry", headers={"Retry-After": "5"})
+
+
 @ops_api.get("/api/ops/queues")
 def queues() -> Response:
     s = _services()
-    return jsonify(QueueInspector(s.redis, s.namespace, s.queues).snapshot())
+    return jsonify(inspector_for(s).snapshot())
 
 
 @ops_api.get("/api/ops/dead-letters")
@@ -57,7 +64,7 @@ def dead_letters() -> Response:
     s = _services()
     limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
     queue = _queue(request.args.get("queue"), s, required=False)
-    dl = DeadLetters(s.redis, s.namespace, s.queues)
+    dl = dead_letters_for(s)
     names = [queue] if queue else list(s.queues)
     items = [d.as_json() for name in names for d in dl.list(name, limit)]
     items.sort(key=lambda d: d["dead_lettered_at"] or "", reverse=True)
@@ -107,7 +114,7 @@ def _bulk(action: str, done_word: str) -> Response:
     """Requeue or purge the given ids (or all) of one queue; ``ignored`` counts unknown ids."""
     s = _services()
     queue, ids = _bulk_body(s)
-    n = getattr(DeadLetters(s.redis, s.namespace, s.queues), action)(queue, ids)
+    n = getattr(dead_letters_for(s), action)(queue, ids)
     out: dict[str, Any] = {"queue": queue, done_word: n}
     if ids is not None:
         out["ignored"] = len(set(ids)) - n

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from admin.dead_letters import DeadLetters
-from admin.queues import QueueInspector, QueueStats
+from admin.dead_letters import DeadLetters, RabbitDeadLetters, dead_letters_for
+from admin.queues import QueueInspector, QueueStats, inspector_for
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -58,7 +58,11 @@ def format_queues(stats: Sequence[QueueStats], workers_alive: int) -> str:
 
 
 def _inspector(services: Any) -> QueueInspector:
-    return QueueInspector(services.redis, services.namespace, services.queues)
+    return inspector_for(services)
+
+
+def _dead_letters(services: Any) -> DeadLetters | RabbitDeadLetters:
+    return dead_letters_for(services)
 
 
 def cmd_queues(
@@ -123,7 +127,7 @@ def _required_queue(services: Any, queue: str | None, out: TextIO) -> str | None
 def cmd_dlq_list(services: Any, queue: str | None, limit: int, out: TextIO) -> int:
     if not _check_queue(services, queue, out):
         return 2
-    dl = DeadLetters(services.redis, services.namespace, services.queues)
+    dl = _dead_letters(services)
     names = [queue] if queue else list(services.queues)
     letters = [d for name in names for d in dl.list(name, limit)]
     letters.sort(key=lambda d: d.dead_lettered_at or "", reverse=True)
@@ -160,9 +164,7 @@ def cmd_dlq_requeue(services: Any, queue: str | None, ids: Sequence[str], all: b
     queue = _required_queue(services, queue, out)
     if queue is None or not _bulk_args_ok(ids, all, out):
         return 2
-    n = DeadLetters(services.redis, services.namespace, services.queues).requeue(
-        queue, None if all else list(ids)
-    )
+    n = _dead_letters(services).requeue(queue, None if all else list(ids))
     out.write(f"requeued {n} message(s) on {queue}")
     if not all:
         out.write(f" ({len(set(ids)) - n} unknown id(s) ignored)")
@@ -176,7 +178,7 @@ def cmd_dlq_purge(
     queue = _required_queue(services, queue, out)
     if queue is None or not _bulk_args_ok(ids, all, out):
         return 2
-    dl = DeadLetters(services.redis, services.namespace, services.queues)
+    dl = _dead_letters(services)
     if all and not yes:
         out.write(f"refusing to purge all {dl.count(queue)} dead letter(s) of {queue} without --yes\n")
         return 2

@@ -18,7 +18,9 @@ from store import notifications as notification_store
 from store import orders as order_store
 from store import shipments as shipment_store
 from store.errors import NotFound
+from store.merchants import Merchant
 from store.orders import Order
+from store.shipments import ShipmentRow
 
 orders_api = Blueprint("orders_api", __name__)
 
@@ -116,38 +118,40 @@ def list_orders(slug: str) -> Response:
 
 
 def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:
-    from notifiers.links import tracking_url
-
     merchant = merchant_store.get_by_id(conn, order.merchant_id)
-    shipments = []
-    for row in shipment_store.for_order(conn, order.id):
-        st = row.state
-        shipments.append(
-            {
-                "id": row.id,
-                "carrier": st.carrier,
-                "tracking_number": st.tracking_number,
-                "tracking_url": tracking_url(
-                    st.carrier,
-                    st.tracking_number,
-                    merchant_template=merchant.tracking_url_template,
-                    provider_url=st.tracking_url_provider,
-                ),
-                "status": st.status.value if st.status else None,
-                "substatus": st.substatus,
-                "exception": st.exception.to_contract() if st.exception else None,
-                "eta": st.eta.isoformat() if st.eta else None,
-                "last_scan_at": st.last_scan_at.isoformat() if st.last_scan_at else None,
-                "last_location": st.last_location or None,
-                "label_url": st.label_url,
-                "history": shipment_store.history(conn, row.id),
-                "timeline": shipment_store.timeline(conn, row.id),
-            }
-        )
+    shipments = [shipment_view(conn, merchant, row) for row in shipment_store.for_order(conn, order.id)]
     return {
         **order.to_public(),
         "shipments": shipments,
         "notifications": [
             notification_store.to_public(n) for n in notification_store.for_order(conn, order.id)
         ],
+    }
+
+
+def shipment_view(conn: Any, merchant: Merchant, row: ShipmentRow) -> dict[str, Any]:
+    """One shipment as the orders API shows it (also the answer of a Shippo refresh)."""
+    from notifiers.links import tracking_url
+
+    st = row.state
+    return {
+        "id": row.id,
+        "carrier": st.carrier,
+        "tracking_number": st.tracking_number,
+        "tracking_url": tracking_url(
+            st.carrier,
+            st.tracking_number,
+            merchant_template=merchant.tracking_url_template,
+            provider_url=st.tracking_url_provider,
+        ),
+        "status": st.status.value if st.status else None,
+        "substatus": st.substatus,
+        "exception": st.exception.to_contract() if st.exception else None,
+        "eta": st.eta.isoformat() if st.eta else None,
+        "last_scan_at": st.last_scan_at.isoformat() if st.last_scan_at else None,
+        "last_location": st.last_location or None,
+        "label_url": st.label_url,
+        "test": st.test,
+        "history": shipment_store.history(conn, row.id),
+        "timeline": shipment_store.timeline(conn, row.id),
     }

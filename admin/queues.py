@@ -43,6 +43,10 @@ broker command, so a ``web`` process that just enqueued also appears; an idle
 worker polls at least once a second per queue, so live workers never drop out.
 One id is one worker process (all its threads share the broker id).
 
+RabbitMQ (``PARCELHOOK_BROKER_URL=amqp://…``): :class:`RabbitQueueInspector` reads the same
+figures from RabbitMQ itself (``workers/rabbitmq_state.py`` says how, and what each mode can
+see; ``None`` where the broker cannot tell), and the workers from the heartbeats every worker
+writes to the state Redis. :func:`inspector_for` picks the inspector for the app's settings.
 """
 
 from __future__ import annotations
@@ -54,8 +58,11 @@ from typing import Any
 
 import redis
 
+from config import Settings
 from workers.broker import QUEUES
+from workers.heartbeat import live_workers
 from workers.queue_state import QUEUE_STATE, glob_escape, head_age_s, queue_keys
+from workers.rabbitmq_state import RabbitQueues
 
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 15_000  # workers beat every 2 s (workers/heartbeat.py)
 
@@ -68,6 +75,7 @@ class QueueStats:
     dead: int
     in_flight: int | None  # None: the broker cannot tell (RabbitMQ without the management API)
     oldest_age_s: float | None
+    consumers: int | None = None  # RabbitMQ's consumers of the queue; None on Redis (no such record)
 
 
 @dataclass(frozen=True)
@@ -145,8 +153,6 @@ class QueueInspector:
     def workers(self, now_ms: int | None = None) -> list[WorkerInfo]:
         """Live broker processes (heartbeat within the timeout), most recently seen first."""
         now_ms = _now_ms() if now_ms is None else now_ms
-        from workers.heartbeat import live_workers
-
         return [
             WorkerInfo(id=worker_id, last_seen_s=age)
             for worker_id, age in live_workers(
@@ -158,6 +164,60 @@ class QueueInspector:
         """The contract's ``GET /api/ops/queues`` body."""
         now_ms = _now_ms() if now_ms is None else now_ms
         return {
-            "queues": [asdict(q) for q in self.queues(now_ms)],
+            # the contract's fields only (``consumers`` is for Python callers)
+            "queues": [{k: v for k, v in asdict(q).items() if k != "consumers"} for q in self.queues(now_ms)],
             "workers": [asdict(w) for w in self.workers(now_ms)],
         }
+
+
+class RabbitQueueInspector(QueueInspector):
+    """The same view of a RabbitMQ broker: queue figures from RabbitMQ (its management API
+    when ``management_url`` is given, passive declares otherwise), workers from the
+    heartbeats in the state Redis ``client``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        amqp_url: str,
+        management_url: str | None = None,
+        namespace: str = "parcelhook",
+        queues: Iterable[str] = QUEUES,
+        *,
+        heartbeat_timeout_ms: int = DEFAULT_HEARTBEAT_TIMEOUT_MS,
+    ) -> None:
+        super().__init__(client, namespace, queues, heartbeat_timeout_ms=heartbeat_timeout_ms)
+        self.rabbit = RabbitQueues(amqp_url, management_url)
+
+    def queue(
+        self, name: str, *, now_ms: int | None = None, in_flight: dict[str, int] | None = None
+    ) -> QueueStats:
+        [stats] = self._read([name], now_ms)
+        return stats
+
+    def queues(self, now_ms: int | None = None) -> list[QueueStats]:
+        return self._read(self.queue_names, now_ms)
+
+    def _read(self, names: Iterable[str], now_ms: int | None) -> list[QueueStats]:
+        now_ms = _now_ms() if now_ms is None else now_ms
+        return [
+            QueueStats(c.name, c.ready, c.delayed, c.dead, c.in_flight, c.oldest_age_s, c.consumers)
+            for c in self.rabbit.read(names, now_ms)
+        ]
+
+
+def is_rabbitmq(settings: Settings | None) -> bool:
+    return settings is not None and settings.broker_url.startswith("amqp")
+
+
+def inspector_for(services: Any) -> QueueInspector:
+    """The inspector of the app's broker (``services``: settings, redis, namespace, queues)."""
+    settings = services.settings
+    if is_rabbitmq(settings):
+        return RabbitQueueInspector(
+            services.redis,
+            settings.broker_url,
+            settings.rabbitmq_management_url,
+            services.namespace,
+            services.queues,
+        )
+    return QueueInspector(services.redis, services.namespace, services.queues)

@@ -211,6 +211,13 @@ def secrets_list(v: Any) -> str | None:
     return None if len(v) <= 5 else "at most 5 secrets (keep old ones only while rotating)"
 
 
+def shippo_token(v: Any) -> str | None:
+    """``shippo_live_…`` / ``shippo_test_…``, the whole string; the problem never echoes the value."""
+    from shippo_api.client import TOKEN, TOKEN_RULE
+
+    return None if isinstance(v, str) and TOKEN.fullmatch(v) else TOKEN_RULE
+
+
 Normalize = Callable[[Any], Any]
 
 
@@ -259,7 +266,10 @@ MERCHANT_FIELDS: Mapping[str, Check] = {
     "order_ref_pattern": optional(regex_one_group),
     "notify": optional(notify_map),
     "alert_email": optional(email),
+    "notify_test_events": boolean,
     "hmac_secrets": secrets_list,
+    # write-only (GET shows shippo_api_token_set); null removes it
+    "shippo_api_token": optional(shippo_token),
 }
 
 MERCHANT_NORMALIZE: Mapping[str, Normalize] = {

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from domain.carriers import HOST_OWNERS, owner_of
+
 
 class PayloadError(ValueError):
     """A body or field that cannot be understood; the message is safe to return as a 400."""
@@ -133,17 +135,9 @@ def _refuse_constant(name: str) -> Any:
     raise PayloadError(f"body is not valid JSON: {name} is not a JSON number")
 
 
-# tracking_url_provider host -> carrier token, used when the rate is only an id.
-# (needle, carrier, whole-domain match?) whole-domain needles must match the host or a parent domain.
-CARRIER_HOSTS: tuple[tuple[str, str, bool], ...] = (
-    ("usps.com", "usps", True),
-    ("ups.com", "ups", True),
-    ("fedex.com", "fedex", True),
-    ("dhl", "dhl_express", False),
-    ("canadapost", "canada_post", False),
-    ("royalmail", "royal_mail", False),
-    ("purolator", "purolator", False),
-)
+# tracking_url_provider host -> carrier token, used when the rate is only an id: the registrable
+# domains of the one carrier table (domain/carriers.py); a host matches its domain or a subdomain.
+CARRIER_HOSTS: Mapping[str, str] = HOST_OWNERS
 
 
 def require_text(data: Mapping[str, Any], name: str, where: str = "data") -> str:
@@ -197,20 +191,14 @@ def parse_timestamp(s: object) -> datetime | None:
 
 
 def carrier_from_url(url: str | None) -> str | None:
-    """Carrier token from a carrier tracking page URL (CARRIER_HOSTS), or None."""
+    """Carrier token from a carrier tracking page URL (its host in CARRIER_HOSTS), or None."""
     if not url:
         return None
     try:
         host = (urlsplit(url if "//" in url else "//" + url).hostname or "").lower()
     except ValueError:
         return None
-    for needle, carrier, whole_domain in CARRIER_HOSTS:
-        if whole_domain:
-            if host == needle or host.endswith("." + needle):
-                return carrier
-        elif needle in host:
-            return carrier
-    return None
+    return owner_of(host) if host else None
 
 
 def messages(raw: Any) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ __all__ = [
     "canonical_json",
     "carrier_from_url",
     "is_acted_on",
+    "is_test",
     "parse_event",
     "parse_timestamp",
     "parse_webhook",
@@ -131,8 +132,26 @@ def is_acted_on(w: Webhook) -> bool:
     return w.event in ACTED_ON
 
 
+def is_test(w: Webhook) -> bool:
+    """A Shippo test-mode event: ``test`` on the envelope or on its data (Shippo sets both)."""
+    return w.test or (isinstance(w.data, dict) and flag(w.data.get("test")))
+
+
+def moved_eta(data: Mapping[str, Any]) -> datetime | None:
+    """The track's ``eta`` when it says the estimate moved (differs from ``original_eta``, or
+    there is no original to differ from); None when it did not move or is unknown."""
+    eta = lenient_timestamp(data.get("eta"))
+    if eta is None or eta == lenient_timestamp(data.get("original_eta")):
+        return None
+    return eta
+
+
 def webhook_identity(w: Webhook) -> str:
-    """Content identity of a webhook: equal for Shippo retries and duplicate registrations."""
+    """Content identity of a webhook: equal for Shippo retries and duplicate registrations.
+
+    A track is its latest scan — plus, only when the estimate moved (``moved_eta``), that eta:
+    the same scan with a new eta is a new event, while a track whose eta did not move keeps the
+    identity it always had (retries across a deploy still dedupe)."""
     data = w.data if isinstance(w.data, dict) else {}
     if w.event == EventName.TRACK_UPDATED:
         status = data.get("tracking_status")
@@ -143,6 +162,9 @@ def webhook_identity(w: Webhook) -> str:
         identity = (
             f"track:{as_text(data.get('carrier')).lower()}:{as_text(data.get('tracking_number'))}:{scan_id}"
         )
+        eta = moved_eta(data)
+        if eta is not None:
+            identity += f":eta:{eta.isoformat()}"
         prefix = "track"
     elif w.event in TRANSACTION_EVENTS:
         stamp = as_text(data.get("object_updated")) or as_text(data.get("object_created"))
@@ -305,7 +327,7 @@ def _track(w: Webhook) -> TrackUpdate:
         eta=lenient_timestamp(data.get("eta")),
         latest=latest,
         history=tuple(history),
-        test=w.test or flag(data.get("test")),
+        test=is_test(w),
     )
 
 
@@ -355,7 +377,7 @@ def _label(w: Webhook) -> LabelUpdate:
         messages=messages(data.get("messages")),
         created=timestamp(data, "object_created", "data"),
         updated=timestamp(data, "object_updated", "data"),
-        test=w.test or flag(data.get("test")),
+        test=is_test(w),
     )
 
 

@@ -12,6 +12,12 @@ Decisions:
 * Bursts collapse: of the status changes in one apply only the last fires, and only if it still
   matches the state after; an exception fires only if it is still the open one afterwards.
 * ``in_transit`` is dropped when a customer exception kind fires in the same plan (the exception says more).
+* ``eta_changed`` (off by default) fires when the estimated delivery moved, on each channel where no
+  other customer message of the same plan goes out (that message shows the new eta anyway); its key
+  carries the new eta, so each distinct eta is told once; it is stale at send time once the eta moved
+  again or the shipment ended.
+* Test-mode shipments (Shippo ``test: true``) never reach customers (``suppressed: test_event``)
+  unless the merchant's ``notify_test_events`` is on; merchant alerts still go out.
 * Merchant alerts always go out by email (to the merchant's alert_email); ``notify`` governs customer kinds.
 """
 
@@ -43,7 +49,7 @@ NotifySettings = Mapping[Channel, frozenset[NotificationKind]]
 
 DEFAULT_NOTIFY: NotifySettings = MappingProxyType(
     {
-        Channel.EMAIL: frozenset(k for k in CUSTOMER_KINDS if k is not K.IN_TRANSIT),
+        Channel.EMAIL: frozenset(k for k in CUSTOMER_KINDS if k not in (K.IN_TRANSIT, K.ETA_CHANGED)),
         Channel.SMS: frozenset(
             {
                 K.OUT_FOR_DELIVERY,
@@ -88,10 +94,14 @@ OWN_ALERT: frozenset[ExceptionClass] = frozenset({X.STALLED, X.LABEL_FAILED})
 EXCEPTION_KIND_SET: frozenset[NotificationKind] = frozenset(
     {k for k in EXCEPTION_KINDS.values() if k is not None} | {K.EXCEPTION_ACTION_REQUIRED}
 )
+# kinds whose key carries the change's occurrence (one message per exception occurrence / per eta)
+OCCURRENCE_KINDS: frozenset[NotificationKind] = EXCEPTION_KIND_SET | {K.ETA_CHANGED}
 # statuses after which "shipped" is old news
 SHIPPED_SUPERSEDED_BY: frozenset[ShipmentStatus] = frozenset(
     {S.DELIVERED, S.RETURNING, S.RETURNED, S.FAILED, S.LABEL_FAILED, S.REFUNDED}
 )
+# statuses after which a new delivery estimate means nothing to the customer
+ETA_SUPERSEDED_BY: frozenset[ShipmentStatus] = SHIPPED_SUPERSEDED_BY
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,8 @@ def kinds_for_change(change: Change) -> tuple[NotificationKind, ...]:
         if change.action_required and change.exception not in OWN_ALERT:
             kinds.append(K.EXCEPTION_ACTION_REQUIRED)
         return tuple(kinds)
+    if change.kind is ChangeKind.ETA_CHANGED:
+        return (K.ETA_CHANGED,)
     return ()
 
 
@@ -133,6 +145,15 @@ def kind_for_change(change: Change) -> NotificationKind | None:
 
 def _still_open(change: Change, state: ShipmentState) -> bool:
     return state.exception is not None and state.exception.occurrence == change.occurrence
+
+
+def _eta_still_true(change: Change, state: ShipmentState) -> bool:
+    return not _eta_superseded(state, change.occurrence)
+
+
+def _eta_superseded(state: ShipmentState, occurrence: str | None) -> bool:
+    current = state.eta.isoformat() if state.eta is not None else None
+    return current != occurrence or state.status in ETA_SUPERSEDED_BY
 
 
 def _fired(changes: Sequence[Change], state_after: ShipmentState) -> list[tuple[NotificationKind, Change]]:
@@ -147,13 +168,18 @@ def _fired(changes: Sequence[Change], state_after: ShipmentState) -> list[tuple[
         for kind in kinds_for_change(last):
             if not (kind is K.IN_TRANSIT and customer_exception):
                 fired.insert(0, (kind, last))
+    eta_changes = [c for c in changes if c.kind is ChangeKind.ETA_CHANGED]
+    if eta_changes and _eta_still_true(eta_changes[-1], state_after):
+        fired.append((K.ETA_CHANGED, eta_changes[-1]))  # last: plan() drops it where another went out
     return fired
 
 
 def _channel_verdict(
-    kind: NotificationKind, channel: Channel, recipient: Recipient, notify: NotifySettings
+    kind: NotificationKind, channel: Channel, recipient: Recipient, notify: NotifySettings, test_held: bool
 ) -> str | None:
     """None when the customer gets `kind` on `channel`, else the suppression reason."""
+    if test_held:
+        return "test_event"
     if kind not in notify.get(channel, frozenset()):
         return "kind_disabled"
     contact, opted_in = (
@@ -172,7 +198,7 @@ def notification_key(
     order_ref: str, shipment_key: str, kind: NotificationKind, channel: Channel, occurrence: str | None
 ) -> str:
     key = f"{order_ref}:{shipment_key}:{kind.value}:{channel.value}"
-    return f"{key}:{occurrence}" if kind in EXCEPTION_KIND_SET and occurrence else key
+    return f"{key}:{occurrence}" if kind in OCCURRENCE_KINDS and occurrence else key
 
 
 def plan(
@@ -184,16 +210,25 @@ def plan(
     order_ref: str,
     shipment_key: str,
     include_suppressed: bool = False,
+    notify_test_events: bool = False,
 ) -> tuple[Intent, ...]:
-    """Intents for the changes of one apply (or one stall check), given the state they led to."""
+    """Intents for the changes of one apply (or one stall check), given the state they led to.
+    ``notify_test_events``: the merchant lets test-mode shipments reach customers (staging)."""
     intents: list[Intent] = []
     seen: set[str] = set()
+    test_held = state_after.test and not notify_test_events
+    told: set[Channel] = set()  # channels a customer message of this plan goes out on
     for kind, change in _fired(changes, state_after):
-        occurrence = change.occurrence if kind in EXCEPTION_KIND_SET else None
+        occurrence = change.occurrence if kind in OCCURRENCE_KINDS else None
         if kind.audience is Audience.MERCHANT:
             targets: list[tuple[Channel, str | None]] = [(Channel.EMAIL, None)]
         else:
-            targets = [(ch, _channel_verdict(kind, ch, recipient, notify)) for ch in Channel]
+            targets = [
+                (ch, _channel_verdict(kind, ch, recipient, notify, test_held))
+                for ch in Channel
+                if not (kind is K.ETA_CHANGED and ch in told)
+            ]
+            told.update(ch for ch, verdict in targets if verdict is None)
         for channel, verdict in targets:
             if verdict is not None and not include_suppressed:
                 continue
@@ -209,6 +244,8 @@ def is_superseded(kind: NotificationKind, state: ShipmentState, occurrence: str 
     """Re-checked at send time: is `kind` no longer true of the shipment?"""
     if kind is K.NOTIFICATION_FAILED:
         return False
+    if kind is K.ETA_CHANGED:
+        return _eta_superseded(state, occurrence)
     if kind in EXCEPTION_KIND_SET:
         exc = state.exception
         if exc is None or (occurrence is not None and exc.occurrence != occurrence):

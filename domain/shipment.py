@@ -13,6 +13,10 @@ Rules:
   (cleared + opened); the same class while open is the same problem (no new occurrence); a newer
   non-exception scan that moves status forward or sideways clears it.
 * A scan that classifies as ``unknown`` never replaces a known status.
+* The eta follows the newest scan's report (an update for an older scan leaves it). When it moves
+  from a known eta to another, the update says so (``eta_changed``, occurrence: the new eta), even
+  with no new scan; an eta first learnt is no change.
+* A shipment is ``test`` once any of its events was a Shippo test-mode event.
 * Label events: SUCCESS fills tracking number/url/label and sets label_created only while the status is
   None/unknown (or, newer, label_failed): a late transaction webhook never regresses a moving
   shipment. ERROR -> label_failed + label_failed exception; REFUNDED/REFUNDPENDING -> refunded; both
@@ -118,6 +122,7 @@ class ShipmentState:
     last_location: str = ""
     applied: frozenset[str] = field(default_factory=frozenset)
     metadata: str | None = None
+    test: bool = False
 
     @classmethod
     def empty(cls) -> ShipmentState:
@@ -139,6 +144,7 @@ class ShipmentState:
             "last_location": self.last_location,
             "applied": sorted(self.applied),
             "metadata": self.metadata,
+            "test": self.test,
         }
 
     @classmethod
@@ -160,6 +166,7 @@ class ShipmentState:
             last_location=str(d.get("last_location") or ""),
             applied=frozenset(d.get("applied") or ()),
             metadata=d.get("metadata"),
+            test=d.get("test") is True,
         )
 
 
@@ -211,8 +218,11 @@ def _apply_track(state: ShipmentState, ev: TrackUpdate) -> Applied:
         tracking_number=state.tracking_number or ev.tracking_number,
         transaction_id=state.transaction_id or ev.transaction_id,
         metadata=state.metadata or ev.metadata,
+        test=state.test or ev.test,
     )
+    moved_eta: datetime | None = None
     if ev.eta is not None and (s.last_scan_at is None or ev.latest.status_date >= s.last_scan_at):
+        moved_eta = ev.eta if s.eta is not None and ev.eta != s.eta else None
         s = replace(s, eta=ev.eta)
     fresh = tuple(scan for scan in ev.scans() if scan.object_id not in s.applied)
     changes: list[Change] = []
@@ -230,6 +240,17 @@ def _apply_track(state: ShipmentState, ev: TrackUpdate) -> Applied:
         )
         s, moved = _move(s, scan)
         changes.extend(moved)
+    if moved_eta is not None:
+        changes.append(
+            Change(
+                ChangeKind.ETA_CHANGED,
+                ev.latest.status_date,
+                s.status,
+                s.status,
+                occurrence=moved_eta.isoformat(),
+                detail=moved_eta.isoformat(),
+            )
+        )
     return s, tuple(changes), fresh
 
 
@@ -285,6 +306,7 @@ def _apply_label(s: ShipmentState, ev: LabelUpdate, now: datetime) -> Moved:
         label_url=ev.label_url or s.label_url,
         eta=s.eta or ev.eta,
         metadata=s.metadata or ev.metadata,
+        test=s.test or ev.test,
     )
     c = classify_label(ev.status, ev.messages)
     if c is None or s.status not in LABEL_STAGE or c.status == s.status:

@@ -72,11 +72,13 @@ class NotificationKind(StrEnum):
     DELAYED = "delayed"
     RETURNED_TO_SENDER = "returned_to_sender"
     DELIVERY_FAILED = "delivery_failed"
+    ETA_CHANGED = "eta_changed"  # the carrier moved the estimated delivery (off by default)
     # merchant alerts (email to the merchant's alert_email)
     LABEL_FAILED = "label_failed"
     EXCEPTION_ACTION_REQUIRED = "exception_action_required"
     STALLED = "stalled"
     NOTIFICATION_FAILED = "notification_failed"
+    SHIPPO_AUTH_FAILED = "shippo_auth_failed"  # Shippo refused the merchant's API token (401)
 
     @property
     def audience(self) -> Audience:
@@ -89,6 +91,7 @@ MERCHANT_ALERTS: frozenset[NotificationKind] = frozenset(
         NotificationKind.EXCEPTION_ACTION_REQUIRED,
         NotificationKind.STALLED,
         NotificationKind.NOTIFICATION_FAILED,
+        NotificationKind.SHIPPO_AUTH_FAILED,
     }
 )
 CUSTOMER_KINDS: tuple[NotificationKind, ...] = tuple(k for k in NotificationKind if k not in MERCHANT_ALERTS)
@@ -139,3 +142,4 @@ class ChangeKind(StrEnum):
     EXCEPTION_OPENED = "exception_opened"
     EXCEPTION_CLEARED = "exception_cleared"
     HISTORY_ADDED = "history_added"
+    ETA_CHANGED = "eta_changed"  # the estimated delivery moved (occurrence: the new eta)

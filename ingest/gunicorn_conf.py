@@ -21,8 +21,9 @@ The receiver's I/O cooperates with gevent: redis-py and dramatiq's Redis broker 
 patched ``socket``; psycopg 3 (≥ 3.1.14) sees the patched ``select`` and waits cooperatively;
 SQLAlchemy's pool uses the patched ``threading`` locks. SQLite is a C library and blocks
 the worker while a query runs (short, and the merchant cache keeps most requests off it).
-Not yet handled: dramatiq's RabbitmqBroker keeps one connection per thread, which under
-gevent means one per client connection (dramatiq issue #381), so ``amqp://`` would leak them.
+dramatiq's RabbitmqBroker keeps one connection per thread, which under gevent would mean one
+per client connection, never closed (dramatiq issue #381): ``workers/rabbitmq_publisher.py``
+pools the publishing connections per process instead.
 """
 
 worker_class = "gevent"

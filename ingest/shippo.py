@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from domain.payload import PayloadError, is_acted_on, parse_event, parse_webhook, webhook_identity
+from domain.payload import PayloadError, is_acted_on, is_test, parse_event, parse_webhook, webhook_identity
 from domain.vocabulary import DeliveryOutcome
 from ingest import signature
 from ingest.errors import (
@@ -35,6 +35,7 @@ JSON_TYPES = ("application/json",)
 def receive(slug: str) -> Response:
     s = services()
     event_name = "unknown"
+    test = False
     try:
         merchant = s.merchants.require(slug)
         _check_token(merchant)
@@ -57,6 +58,7 @@ def receive(slug: str) -> Response:
         except PayloadError as exc:
             raise BadPayload(str(exc)) from None
         event_name = webhook.event
+        test = is_test(webhook)
         event_id = webhook_identity(webhook)
         if_new = DeliveryOutcome.QUEUED if is_acted_on(webhook) else DeliveryOutcome.IGNORED
         # One round trip: this delivery's telemetry rides in the enqueue script, written only if
@@ -70,6 +72,7 @@ def receive(slug: str) -> Response:
                 reason=None,
                 latency_s=time.perf_counter() - g.started,
                 at=g.received_at,
+                test=test,
             )
             if s.queue.one_round_trip
             else None
@@ -95,10 +98,10 @@ def receive(slug: str) -> Response:
             s.telemetry.settle(batch, written=queued)
         outcome = if_new if queued else DeliveryOutcome.DUPLICATE
         if batch is None or not queued:
-            _record(s, slug, event_name, outcome, 200, None)
+            _record(s, slug, event_name, outcome, 200, None, test=test)
         return jsonify({"status": str(outcome), "event_id": event_id})
     except Rejection as exc:
-        _record(s, slug, event_name, exc.outcome, exc.status_code, exc.message)
+        _record(s, slug, event_name, exc.outcome, exc.status_code, exc.message, test=test)
         raise
 
 
@@ -133,7 +136,9 @@ def _read_body(limit: int) -> bytes:
     return raw
 
 
-def _record(s: Any, slug: str, event: str, outcome: str, status_code: int, reason: str | None) -> None:
+def _record(
+    s: Any, slug: str, event: str, outcome: str, status_code: int, reason: str | None, *, test: bool = False
+) -> None:
     s.telemetry.webhook(
         merchant=slug,
         event=event,
@@ -142,4 +147,5 @@ def _record(s: Any, slug: str, event: str, outcome: str, status_code: int, reaso
         reason=reason,
         latency_s=time.perf_counter() - g.started,
         at=g.received_at,
+        test=test,
     )

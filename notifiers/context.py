@@ -160,10 +160,12 @@ _KIND_STATE: dict[NotificationKind, tuple[str, str | None]] = {
     NotificationKind.DELAYED: ("in_transit", "delayed"),
     NotificationKind.RETURNED_TO_SENDER: ("returning", "returned_to_sender"),
     NotificationKind.DELIVERY_FAILED: ("failed", "undeliverable"),
+    NotificationKind.ETA_CHANGED: ("in_transit", None),
     NotificationKind.LABEL_FAILED: ("label_failed", "label_failed"),
     NotificationKind.EXCEPTION_ACTION_REQUIRED: ("in_transit", "address_issue"),
     NotificationKind.STALLED: ("in_transit", "stalled"),
     NotificationKind.NOTIFICATION_FAILED: ("in_transit", None),
+    NotificationKind.SHIPPO_AUTH_FAILED: ("in_transit", None),
 }
 
 # exception class -> {lang: (detail, action)}; the Spanish actions avoid á/í/ó/ú (not in GSM-7)
@@ -247,6 +249,11 @@ _ALERT_TEXT: dict[NotificationKind, tuple[str, str | None, str | None]] = {
         "The SMS about order 1042 could not be sent.",
         "Twilio 21211: The 'To' number is not a valid phone number.",
         "sms",
+    ),
+    NotificationKind.SHIPPO_AUTH_FAILED: (
+        "Shippo answered 401 Unauthorized to your Shippo API token.",
+        "401 GET /tracks/usps/9400111899223197428490: Invalid token.",
+        None,
     ),
 }
 

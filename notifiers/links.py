@@ -1,15 +1,19 @@
-"""Tracking links and carrier display names.
+"""Tracking links and carrier display names, read from the one carrier table (``domain.carriers``).
 
 Precedence for a shipment's tracking link (docs/api.md, Merchants: ``tracking_url_template``):
 merchant's branded ``tracking_url_template`` → Shippo's ``tracking_url_provider``, *only when it
 points at that carrier's own tracking site* (:func:`is_carrier_tracking_url`) → the carrier's
-public tracking page from :data:`CARRIER_TRACKING_PAGES` → ``None``.
+public tracking page (:meth:`domain.carriers.Carrier.link`) → ``None``.
 
 Why Shippo's link is checked: it arrives in a webhook body, so whoever can post to a merchant's
 webhook URL chooses it, and it becomes the "Track your parcel" button customers trust. A link is
 used only if it is ``https``, has no user info, no port, no odd characters, and its host is one of
-the carrier's domains in :data:`CARRIER_TRACKING_DOMAINS` or a subdomain of one. Anything else
+the carrier's domains (:attr:`domain.carriers.Carrier.hosts`) or a subdomain of one. Anything else
 (including Shippo's ``http://www.dhl-usa.com/...`` links) falls back to the carrier's page.
+
+A carrier token the table does not know has no display name (:func:`carrier_name` gives None and
+templates say "your carrier") and no link unless the merchant's template makes one: nothing from
+the webhook is trusted for it.
 """
 
 from __future__ import annotations
@@ -19,106 +23,32 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import quote, urlsplit
 
-#: Public carrier tracking pages; ``{n}`` is the URL-quoted tracking number.
+from domain.carriers import CARRIER_LIST, carrier, normalize_token
+
+#: Public carrier tracking pages; ``{n}`` is the URL-quoted tracking number (derived from the table).
 CARRIER_TRACKING_PAGES: Mapping[str, str] = MappingProxyType(
-    {
-        "usps": "https://tools.usps.com/go/TrackConfirmAction?tLabels={n}",
-        "ups": "https://www.ups.com/track?tracknum={n}",
-        "fedex": "https://www.fedex.com/fedextrack/?trknbr={n}",
-        "dhl_express": "https://www.dhl.com/global-en/home/tracking.html?tracking-id={n}",
-        "canada_post": "https://www.canadapost-postescanada.ca/track-reperage/en#/search?searchFor={n}",
-        "royal_mail": "https://www.royalmail.com/track-your-item#/tracking-results/{n}",
-        "purolator": "https://www.purolator.com/en/shipping/tracker?pin={n}",
-    }
+    {c.token: c.page for c in CARRIER_LIST if c.page is not None}
 )
 
 #: The carrier's own tracking sites: registrable domains (a host matches the domain itself or any
-#: subdomain of it). Shippo's ``tracking_url_provider`` is used only on these; every carrier of
-#: :data:`CARRIER_TRACKING_PAGES` has an entry, plus the common Shippo tokens whose official
-#: domains are certain. A carrier without an entry never gets Shippo's link, only its page (if any).
+#: subdomain of it). Shippo's ``tracking_url_provider`` is used only on these (derived from the table).
 CARRIER_TRACKING_DOMAINS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "usps": ("usps.com",),
-        "ups": ("ups.com",),
-        "fedex": ("fedex.com",),
-        "dhl_express": ("dhl.com", "dhl-usa.com"),
-        "dhl_ecommerce": ("dhl.com", "dhlglobalmail.com"),
-        "dhl_germany": ("dhl.de", "dhl.com"),
-        "dhl_benelux": ("dhl.com",),
-        "deutsche_post": ("deutschepost.de", "dhl.de"),
-        "canada_post": ("canadapost-postescanada.ca", "canadapost.ca", "postescanada.ca"),
-        "royal_mail": ("royalmail.com",),
-        "parcelforce": ("parcelforce.com",),
-        "purolator": ("purolator.com",),
-        "ontrac": ("ontrac.com",),
-        "lasership": ("lasership.com", "ontrac.com"),
-        "australia_post": ("auspost.com.au",),
-        "new_zealand_post": ("nzpost.co.nz",),
-        "dpd_uk": ("dpd.co.uk",),
-        "dpd_de": ("dpd.de", "dpd.com"),
-        "hermes_uk": ("evri.com", "myhermes.co.uk"),
-        "evri": ("evri.com", "myhermes.co.uk"),
-        "japan_post": ("japanpost.jp",),
-        "la_poste": ("laposte.fr",),
-        "colissimo": ("laposte.fr", "colissimo.fr"),
-        "chronopost": ("chronopost.fr",),
-        "mondial_relay": ("mondialrelay.fr",),
-        "correos_espana": ("correos.es",),
-        "correios_br": ("correios.com.br",),
-        "postnl": ("postnl.nl",),
-        "poste_italiane": ("poste.it",),
-        "posti": ("posti.fi",),
-        "bring": ("bring.no",),
-        "aramex": ("aramex.com",),
-        "estafeta": ("estafeta.com",),
-        "lso": ("lso.com",),
-        "asendia_us": ("asendia.com",),
-        "yodel": ("yodel.co.uk",),
-    }
+    {c.token: c.hosts for c in CARRIER_LIST if c.hosts}
 )
+
+#: Human names for carrier tokens (derived from the table).
+CARRIER_NAMES: Mapping[str, str] = MappingProxyType({c.token: c.name for c in CARRIER_LIST})
 
 #: Schemes a carrier link may use. ``http`` is deliberately absent (no carrier here is http-only):
 #: any network in between can rewrite an http page, and the carrier's https page is the fallback.
 TRACKING_LINK_SCHEMES: frozenset[str] = frozenset({"https"})
 
-#: Human names for carrier tokens; unknown tokens fall back via :func:`carrier_name`.
-CARRIER_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "usps": "USPS",
-        "ups": "UPS",
-        "fedex": "FedEx",
-        "dhl_express": "DHL Express",
-        "canada_post": "Canada Post",
-        "royal_mail": "Royal Mail",
-        "purolator": "Purolator",
-        "ontrac": "OnTrac",
-        "la_poste": "La Poste",
-        "hermes_uk": "Evri",
-        "evri": "Evri",
-        "correos_espana": "Correos",
-        "correios_br": "Correios",
-        "postnl": "PostNL",
-        "shippo": "Shippo (test)",
-    }
-)
 
-
-def _normalize_token(carrier: str | None) -> str:
-    return (carrier or "").strip().lower()
-
-
-def carrier_name(carrier: str | None) -> str:
-    """Display name for a carrier token: the table, else ``"dhl_ecommerce"`` → ``"Dhl Ecommerce"``.
-
-    Short tokens (≤ 4 letters, e.g. ``"tnt"``) are upper-cased; an empty token gives ``"the carrier"``.
-    """
-    token = _normalize_token(carrier)
-    if not token:
-        return "the carrier"
-    if token in CARRIER_NAMES:
-        return CARRIER_NAMES[token]
-    words = [w for w in token.replace("-", "_").split("_") if w]
-    return " ".join(w.upper() if len(w) <= 3 else w.capitalize() for w in words) or token
+def carrier_name(token: str | None) -> str | None:
+    """Display name for a carrier token, or None when the table does not know it (templates then
+    say "your carrier" / "tu transportista" rather than guess a name from the token)."""
+    known = carrier(token)
+    return known.name if known is not None else None
 
 
 def _quote(value: str) -> str:
@@ -134,20 +64,16 @@ _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0
 _MAX_URL_CHARS = 2048
 
 
-def _host_in(host: str, domains: tuple[str, ...]) -> bool:
-    return any(host == domain or host.endswith("." + domain) for domain in domains)
-
-
-def is_carrier_tracking_url(carrier: str | None, url: str | None) -> bool:
-    """True if ``url`` is a plain https link on one of ``carrier``'s own tracking domains.
+def is_carrier_tracking_url(token: str | None, url: str | None) -> bool:
+    """True if ``url`` is a plain https link on one of the carrier's own tracking domains.
 
     Surrounding whitespace is ignored; everything else must be exact: an allowed scheme followed by
-    ``://``, a netloc that is only a host name (no user info, no port), and a host equal to a domain
-    of :data:`CARRIER_TRACKING_DOMAINS` or a subdomain of one (case-insensitive). Unknown carriers
-    have no domains, so nothing is trusted for them.
+    ``://``, a netloc that is only a host name (no user info, no port), and a host equal to one of
+    the carrier's :attr:`~domain.carriers.Carrier.hosts` or a subdomain of one (case-insensitive).
+    Unknown carriers have no domains, so nothing is trusted for them.
     """
-    domains = CARRIER_TRACKING_DOMAINS.get(_normalize_token(carrier))
-    if not domains or not url:
+    known = carrier(token)
+    if known is None or not known.hosts or not url:
         return False
     text = url.strip()
     if len(text) > _MAX_URL_CHARS or not _URL_CHARS.fullmatch(text):
@@ -159,16 +85,13 @@ def is_carrier_tracking_url(carrier: str | None, url: str | None) -> bool:
     if parts.scheme not in TRACKING_LINK_SCHEMES or not text[len(parts.scheme) :].startswith("://"):
         return False
     host = parts.netloc.lower()
-    return bool(_HOST.fullmatch(host)) and _host_in(host, domains)
+    return bool(_HOST.fullmatch(host)) and known.allows(host)
 
 
-def carrier_page(carrier: str | None, tracking_number: str | None) -> str | None:
-    """The carrier's public tracking page for this number (:data:`CARRIER_TRACKING_PAGES`), or None."""
-    number = (tracking_number or "").strip()
-    token = _normalize_token(carrier)
-    if number and token in CARRIER_TRACKING_PAGES:
-        return CARRIER_TRACKING_PAGES[token].format(n=_quote(number))
-    return None
+def carrier_page(token: str | None, tracking_number: str | None) -> str | None:
+    """The carrier's public tracking page for this number, or None (unknown carrier, no page, no number)."""
+    known = carrier(token)
+    return known.link(tracking_number) if known is not None else None
 
 
 def tracking_url(
@@ -186,7 +109,7 @@ def tracking_url(
     :func:`is_carrier_tracking_url` accepts it for this carrier; otherwise the carrier's page.
     """
     number = (tracking_number or "").strip()
-    token = _normalize_token(carrier)
+    token = normalize_token(carrier)
     if merchant_template and merchant_template.strip() and number:
         return (
             merchant_template.strip()

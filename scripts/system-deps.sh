@@ -2,7 +2,7 @@
 # Install the system services parcelhook needs when they are missing (Debian/Ubuntu, root or sudo).
 #   scripts/system-deps.sh python           # the virtualenv (python3 + venv/ensurepip)
 #   scripts/system-deps.sh redis            # make run
-#   scripts/system-deps.sh redis postgres chromium   # make test
+#   scripts/system-deps.sh redis postgres rabbitmq chromium   # make test
 #   scripts/system-deps.sh redis wrk        # make bench (wrk drives the receiver benchmark)
 set -euo pipefail
 
@@ -12,6 +12,7 @@ for what in "$@"; do
     python)   { command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null; } || need+=(python3 python3-venv) ;;
     redis)    command -v redis-server >/dev/null || need+=(redis-server) ;;
     postgres) { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql) ;;
+    rabbitmq) { command -v rabbitmq-server >/dev/null || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } || need+=(rabbitmq-server) ;;
     chromium) command -v chromium >/dev/null || need+=(chromium) ;;
     wrk)      command -v wrk >/dev/null || need+=(wrk) ;;
     *) echo "unknown dependency $what" >&2; exit 2 ;;
@@ -28,11 +29,12 @@ fi
 echo "installing ${need[*]} with apt-get…"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts a system redis/postgres on install; parcelhook runs its own private ones.
+# Debian starts a system redis/postgres/rabbitmq on install; parcelhook runs its own private ones.
 for pkg in "${need[@]}"; do
   case "$pkg" in
     redis-server) svc=redis-server ;;
     postgresql)   svc=postgresql ;;
+    rabbitmq-server) svc=rabbitmq-server ;;
     *) continue ;;
   esac
   ($sudo service "$svc" stop || true) >/dev/null 2>&1

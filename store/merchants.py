@@ -2,7 +2,9 @@
 
 Secrets at rest (README *Security*): the webhook token is stored as a SHA-256 digest (what the
 receiver checks, in constant time) plus an encrypted copy (what the admin API shows); the
-previous token only as a digest; HMAC secrets only encrypted. Encryption is the ``Vault``'s
+previous token only as a digest; HMAC secrets and the Shippo API token only encrypted (the
+Shippo token also as a digest: whether it is set, and whether it is the one Shippo refused,
+without decrypting it). Encryption is the ``Vault``'s
 (``PARCELHOOK_ENCRYPTION_KEYS``). A merchant loaded with a vault decrypts its secrets on first
 use and keeps them for its lifetime (the receiver's cache holds it for seconds); loaded
 without one, its profile reads as usual and asking for a secret raises ``SecretsSealed``.
@@ -42,6 +44,7 @@ PROFILE_DEFAULTS: Mapping[str, Any] = {
     "order_ref_pattern": None,
     "notify": None,  # None = domain.policy.DEFAULT_NOTIFY
     "alert_email": None,
+    "notify_test_events": False,  # test-mode (Shippo `test: true`) shipments may notify customers
 }
 
 
@@ -61,6 +64,10 @@ class Merchant:
     encrypted_hmac_secrets: tuple[str, ...] = field(repr=False)
     profile: Mapping[str, Any]
     vault: Vault | None = field(default=None, repr=False, compare=False)
+    encrypted_shippo_token: str | None = field(default=None, repr=False)
+    shippo_token_digest: str | None = field(default=None, repr=False)
+    shippo_auth_failed_digest: str | None = field(default=None, repr=False)
+    shippo_auth_failed_at: datetime | None = None
 
     def __getattr__(self, name: str) -> Any:
         # profile fields read as attributes: merchant.timezone, merchant.email_from …
@@ -96,6 +103,25 @@ class Merchant:
         vault = self._vault()
         return tuple(vault.decrypt(sealed) for sealed in self.encrypted_hmac_secrets)
 
+    @property
+    def shippo_token_set(self) -> bool:
+        return self.encrypted_shippo_token is not None
+
+    @property
+    def shippo_paused(self) -> bool:
+        """Shippo answered 401 to the current token: no calls until the token changes."""
+        return (
+            self.shippo_token_digest is not None
+            and self.shippo_auth_failed_digest == self.shippo_token_digest
+        )
+
+    @cached_property
+    def shippo_api_token(self) -> str | None:
+        """In clear (decrypted once per loaded merchant); None when not set."""
+        if self.encrypted_shippo_token is None:
+            return None
+        return self._vault().decrypt(self.encrypted_shippo_token)
+
     def _vault(self) -> Vault:
         if self.vault is None:
             raise SecretsSealed(f"merchant {self.slug!r} was loaded without the encryption keys")
@@ -114,6 +140,10 @@ class Merchant:
             "webhook_url": self.webhook_url(public_url),
             "previous_token_valid_until": _iso(self.previous_token_expires_at),
             "hmac_secrets_configured": self.hmac_secret_count,
+            # write-only: whether it is set, never the token
+            "shippo_api_token_set": self.shippo_token_set,
+            "shippo_paused": self.shippo_paused,
+            "shippo_auth_failed_at": _iso(self.shippo_auth_failed_at) if self.shippo_paused else None,
         }
 
 
@@ -133,11 +163,30 @@ def _row_to_merchant(row: Any, vault: Vault | None) -> Merchant:
         encrypted_hmac_secrets=tuple(row.hmac_secrets_encrypted or ()),
         profile=dict(row.profile or {}),
         vault=vault,
+        encrypted_shippo_token=row.shippo_api_token_encrypted,
+        shippo_token_digest=row.shippo_api_token_digest,
+        shippo_auth_failed_digest=row.shippo_auth_failed_digest,
+        shippo_auth_failed_at=row.shippo_auth_failed_at,
     )
 
 
 def _token_columns(token: str, vault: Vault) -> dict[str, str]:
     return {"webhook_token_digest": token_digest(token), "webhook_token_encrypted": vault.encrypt(token)}
+
+
+#: ``shippo_api_token`` given to :func:`upsert`: leave it as it is.
+KEEP: Any = object()
+
+
+def _shippo_token_columns(token: str | None, vault: Vault) -> dict[str, str | None]:
+    """A new Shippo token (None: removed). The pause follows the token's digest, so a new token
+    is not paused; the failed digest is kept (it names a token no longer in use)."""
+    if token is None:
+        return {"shippo_api_token_encrypted": None, "shippo_api_token_digest": None}
+    return {
+        "shippo_api_token_encrypted": vault.encrypt(token),
+        "shippo_api_token_digest": token_digest(token),
+    }
 
 
 _BY_SLUG = sa.select(merchants).where(merchants.c.slug == sa.bindparam("slug"))
@@ -175,9 +224,12 @@ def upsert(
     name: str | None,
     profile: Mapping[str, Any],
     hmac_secrets: Sequence[str] | None = None,
+    shippo_api_token: str | None = KEEP,
     create_only: bool = False,
 ) -> tuple[Merchant, bool]:
-    """Create or update; profile keys given replace stored ones. Returns (merchant, created)."""
+    """Create or update; profile keys given replace stored ones. ``shippo_api_token``: a new
+    token, None to remove it, or left out (``KEEP``). Returns (merchant, created)."""
+    shippo = {} if shippo_api_token is KEEP else _shippo_token_columns(shippo_api_token, vault)
     now = utcnow()
     existing = get(conn, slug)
     if existing is None:
@@ -191,6 +243,7 @@ def upsert(
                     profile={k: v for k, v in profile.items() if v is not None},
                     **_token_columns(new_token(), vault),
                     hmac_secrets_encrypted=[vault.encrypt(s) for s in hmac_secrets or ()],
+                    **shippo,
                     created_at=now,
                     updated_at=now,
                 )
@@ -209,6 +262,7 @@ def upsert(
         values["name"] = name
     if hmac_secrets is not None:
         values["hmac_secrets_encrypted"] = [vault.encrypt(s) for s in hmac_secrets]
+    values.update(shippo)
     conn.execute(merchants.update().where(merchants.c.id == existing.id).values(**values))
     return require(conn, slug, vault), False
 
@@ -230,6 +284,25 @@ def rotate_token(conn: Connection, slug: str, *, vault: Vault, now: datetime | N
     return require(conn, slug, vault)
 
 
+def pause_shippo(conn: Connection, merchant_id: int, digest: str, now: datetime) -> bool:
+    """Shippo refused the token whose digest is ``digest``: pause calls while it is the merchant's
+    token. True when this call paused them (the first 401 for that token: alert once); False when
+    they already were, or the token changed meanwhile (a 401 for a token no longer in use)."""
+    result = conn.execute(
+        merchants.update()
+        .where(
+            merchants.c.id == merchant_id,
+            merchants.c.shippo_api_token_digest == digest,
+            sa.or_(
+                merchants.c.shippo_auth_failed_digest.is_(None),
+                merchants.c.shippo_auth_failed_digest != digest,
+            ),
+        )
+        .values(shippo_auth_failed_digest=digest, shippo_auth_failed_at=now)
+    )
+    return bool(result.rowcount)
+
+
 def reencrypt_all(conn: Connection, vault: Vault) -> int:
     """Every merchant's encrypted secrets, re-encrypted under the vault's newest key.
 
@@ -237,7 +310,12 @@ def reencrypt_all(conn: Connection, vault: Vault) -> int:
     overwritten with the older list. Returns how many merchants were rewritten.
     """
     rows = conn.execute(
-        sa.select(merchants.c.id, merchants.c.webhook_token_encrypted, merchants.c.hmac_secrets_encrypted)
+        sa.select(
+            merchants.c.id,
+            merchants.c.webhook_token_encrypted,
+            merchants.c.hmac_secrets_encrypted,
+            merchants.c.shippo_api_token_encrypted,
+        )
         .order_by(merchants.c.id)
         .with_for_update()
     ).all()
@@ -248,6 +326,9 @@ def reencrypt_all(conn: Connection, vault: Vault) -> int:
             .values(
                 webhook_token_encrypted=vault.reencrypt(row.webhook_token_encrypted),
                 hmac_secrets_encrypted=[vault.reencrypt(s) for s in row.hmac_secrets_encrypted or ()],
+                shippo_api_token_encrypted=vault.reencrypt(row.shippo_api_token_encrypted)
+                if row.shippo_api_token_encrypted
+                else None,
             )
         )
     return len(rows)

@@ -396,27 +396,37 @@ def outbox_capture(
     return int(row.id)
 
 
+#: Header of an outbox row whose content was removed, naming why: ``retention`` or ``erasure``
+#: (``store/retention.py``).
+REMOVED_HEADER = "X-Parcelhook-Removed"
+
+
 def outbox_list(conn: Connection, *, merchant_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """Newest first. A message whose content was removed (``store/retention.py``) has ``subject``,
+    ``text`` and ``html`` null and ``removed`` naming why (``retention`` / ``erasure``)."""
     query = sa.select(outbox_messages, notifications.c.kind, notifications.c.status).join(
         notifications, notifications.c.id == outbox_messages.c.notification_id
     )
     if merchant_id is not None:
         query = query.where(outbox_messages.c.merchant_id == merchant_id)
     rows = conn.execute(query.order_by(outbox_messages.c.id.desc()).limit(limit))
-    return [
-        {
-            "id": r.id,
-            "notification_id": r.notification_id,
-            "kind": r.kind,
-            "status": r.status,
-            "channel": r.channel,
-            "to": r.to_address,
-            "from": r.sender,
-            "subject": r.subject,
-            "text": r.text,
-            "html": r.html,
-            "headers": r.headers,
-            "created_at": r.created_at.isoformat(),
-        }
-        for r in rows
-    ]
+    return [_outbox_view(r) for r in rows]
+
+
+def _outbox_view(r: Any) -> dict[str, Any]:
+    removed = (r.headers or {}).get(REMOVED_HEADER)
+    return {
+        "id": r.id,
+        "notification_id": r.notification_id,
+        "kind": r.kind,
+        "status": r.status,
+        "channel": r.channel,
+        "to": mask(r.to_address) if removed else r.to_address,
+        "from": r.sender,
+        "subject": None if removed else r.subject,
+        "text": None if removed else r.text,
+        "html": None if removed else r.html,
+        "headers": r.headers,
+        "created_at": r.created_at.isoformat(),
+        "removed": removed,
+    }

@@ -42,6 +42,12 @@ merchants = sa.Table(
     sa.Column("previous_token_digest", sa.String(64)),
     sa.Column("previous_token_expires_at", TS),
     sa.Column("hmac_secrets_encrypted", sa.JSON, nullable=False),
+    # the Shippo API token (encrypted; its digest says whether it is set and whether it is the one
+    # Shippo refused: calls pause while shippo_auth_failed_digest equals it)
+    sa.Column("shippo_api_token_encrypted", sa.Text),
+    sa.Column("shippo_api_token_digest", sa.String(64)),
+    sa.Column("shippo_auth_failed_digest", sa.String(64)),
+    sa.Column("shippo_auth_failed_at", TS),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
 )
@@ -98,12 +104,14 @@ shipments = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    sa.Column("shippo_polled_at", TS),  # last looked up at Shippo by reconciliation
     sa.UniqueConstraint("merchant_id", "transaction_id", name="uq_shipments_transaction"),
     sa.UniqueConstraint("merchant_id", "carrier", "tracking_number", name="uq_shipments_tracking"),
     sa.Index("ix_shipments_tracking_number", "merchant_id", "tracking_number"),
     sa.Index("ix_shipments_order", "order_id"),
     sa.Index("ix_shipments_pending_ref", "merchant_id", "order_ref"),
     sa.Index("ix_shipments_stall", "status", "last_scan_at"),
+    sa.Index("ix_shipments_quiet", "updated_at"),  # reconciliation: quiet shipments, oldest first
 )
 
 shipment_scans = sa.Table(
@@ -194,6 +202,42 @@ templates = sa.Table(
     sa.Column("html", sa.Text),
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("merchant_id", "kind", "channel", "locale", name="uq_templates_key"),
+)
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("merchant_id", sa.ForeignKey("merchants.id"), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("locale", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("text", sa.Text),  # null: this version went back to the default template
+    sa.Column("html", sa.Text),
+    sa.Column("saved_by", sa.String(200), nullable=False),  # "admin" or "key:<id>"
+    sa.Column("saved_at", TS, nullable=False),
+    sa.Column("change", sa.JSON, nullable=False),  # what changed against the previous version
+    sa.UniqueConstraint(
+        "merchant_id", "kind", "channel", "locale", "version", name="uq_template_versions_version"
+    ),
+)
+
+merchant_keys = sa.Table(
+    "merchant_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("merchant_id", sa.ForeignKey("merchants.id"), nullable=False),
+    sa.Column(
+        "digest", sa.String(64), nullable=False, unique=True
+    ),  # SHA-256 of the key; the key is shown once
+    sa.Column("prefix", sa.String(16), nullable=False),  # to tell keys apart in a listing
+    sa.Column("label", sa.String(200)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_used_at", TS),
+    sa.Column("revoked_at", TS),
+    sa.Index("ix_merchant_keys_merchant", "merchant_id", "id"),
 )
 
 opt_outs = sa.Table(

@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -54,19 +55,21 @@ class Vault:
         return self._fernet.encrypt(plain.encode()).decode()
 
     def decrypt(self, sealed: str) -> str:
-        try:
+        with _unreadable(" (was a key dropped before `parcelhook secrets reencrypt` ran?)"):
             return self._fernet.decrypt(sealed.encode()).decode()
-        except InvalidToken:
-            raise SecretUnreadable(
-                "a stored secret cannot be decrypted with any key in PARCELHOOK_ENCRYPTION_KEYS "
-                "(was a key dropped before `parcelhook secrets reencrypt` ran?)"
-            ) from None
 
     def reencrypt(self, sealed: str) -> str:
         """The same secret, encrypted under the newest key."""
-        try:
+        with _unreadable():
             return self._fernet.rotate(sealed.encode()).decode()
-        except InvalidToken:
-            raise SecretUnreadable(
-                "a stored secret cannot be decrypted with any key in PARCELHOOK_ENCRYPTION_KEYS"
-            ) from None
+
+
+@contextmanager
+def _unreadable(hint: str = "") -> Iterator[None]:
+    """A secret no configured key opens (``InvalidToken``) raises :class:`SecretUnreadable`."""
+    try:
+        yield
+    except InvalidToken:
+        raise SecretUnreadable(
+            "a stored secret cannot be decrypted with any key in PARCELHOOK_ENCRYPTION_KEYS" + hint
+        ) from None

@@ -203,7 +203,9 @@ def publish_platform_events() -> None:
 def record_sms_status(merchant_slug: str, message_sid: str, status: str, error_code: str | None) -> None:
     from workers.callbacks import sms_status
 
-    sms_status(runtime().database, merchant_slug, message_sid, status, error_code)
+    # an undelivered/failed receipt may raise the merchant's notification_failed alert (once)
+    for alert_id in sms_status(runtime().database, merchant_slug, message_sid, status, error_code):
+        send_notification.send(alert_id)
 
 
 @dramatiq.actor(broker=_DECLARED, queue_name="events", **CALLBACKS.options())

@@ -24,9 +24,14 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     from workers.state import state_redis
 
     if settings.broker_url.startswith("amqp"):
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        from workers.middleware import DeadLetterRecorder
+        from workers.rabbitmq_publisher import PooledPublisherRabbitmqBroker
+        from workers.telemetry import Telemetry
 
-        broker: dramatiq.Broker = RabbitmqBroker(url=settings.broker_url)
+        # Publishing connections are pooled per process, not kept per thread: under the `web`
+        # process's gevent workers every request is a greenlet of its own (dramatiq #381).
+        broker: dramatiq.Broker = PooledPublisherRabbitmqBroker(url=settings.broker_url)
+        broker.add_middleware(DeadLetterRecorder(Telemetry(state_redis(settings))))
     else:
         from redis.backoff import NoBackoff
         from redis.retry import Retry

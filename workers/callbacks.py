@@ -1,4 +1,8 @@
-"""What Twilio and customers tell us back: delivery receipts and opt-outs."""
+"""What Twilio and customers tell us back: delivery receipts and opt-outs.
+
+An ``undelivered``/``failed`` receipt raises the merchant's ``notification_failed`` alert, once
+per notification (``workers.intents.alert_failed``); one whose error code means the recipient
+opted out (``workers.opt_outs``) also records the opt-out."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from domain.vocabulary import Channel, NotificationStatus
 from store import merchants as merchant_store
 from store import notifications as notification_store
 from store.contacts import comparable_phone
-from store.database import Database
+from store.database import Database, utcnow
+from workers.intents import alert_failed
+from workers.opt_outs import record_provider_opt_out
 
 log = logging.getLogger("parcelhook.callbacks")
 
@@ -71,25 +77,39 @@ _RANK = {
 
 def sms_status(
     db: Database, merchant_slug: str, message_sid: str, status: str, error_code: str | None
-) -> None:
+) -> tuple[int, ...]:
+    """Apply a Twilio status callback; returns the ids of merchant alerts to send (after commit)."""
     ours = TWILIO_STATUS.get(status.lower())
     if ours is None or not message_sid:
-        return
+        return ()
     with db.write() as conn:
         merchant = merchant_store.require(conn, merchant_slug)
         n = notification_store.by_provider_id(conn, message_sid)
         if n is None:
             _unknown_sid(message_sid)
-            return
+            return ()
         if n.merchant_id != merchant.id:
             log.warning("status for message %s of another merchant ignored", message_sid)
-            return
-        if _RANK.get(n.status, 0) > _RANK[ours.value] or n.status == ours.value:
-            return
-        values: dict[str, object] = {"status": ours.value}
-        if ours is NotificationStatus.FAILED:
-            values.update(error=f"carrier reported {status}", error_code=error_code)
-        notification_store.update(conn, n.id, **values)
+            return ()
+        if _RANK.get(n.status, 0) > _RANK[ours.value]:
+            return ()
+        if n.status != ours.value:
+            values: dict[str, object] = {"status": ours.value}
+            if ours is NotificationStatus.FAILED:
+                values.update(error=f"carrier reported {status}", error_code=error_code)
+            notification_store.update(conn, n.id, **values)
+        if ours is not NotificationStatus.FAILED:
+            return ()
+        record_provider_opt_out(db, conn, merchant.id, n.channel, n.to_address, error_code)
+        failed = notification_store.get(conn, n.id)
+        if failed is None:
+            return ()
+        detail = (
+            f"The {n.kind} {n.channel} to {notification_store.mask(n.to_address)} "
+            f"was not delivered (Twilio reported {status.lower()})."
+        )
+        # a repeated callback (or one racing it) meets the alert's unique key: one alert
+        return alert_failed(db, conn, failed, at=utcnow(), detail=detail)
 
 
 def sms_keyword(db: Database, merchant_slug: str, phone: str, keyword: str) -> None:

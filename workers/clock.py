@@ -22,22 +22,27 @@ from workers.state import state_redis
 
 log = logging.getLogger("parcelhook.scheduler")
 
-CADENCE_S: dict[str, int] = {"stalls": 300, "reconcile": 60, "alerts": 30}
+CADENCE_S: dict[str, int] = {"stalls": 300, "reconcile": 60, "shippo": 60, "alerts": 30, "retention": 600}
 
 #: Jobs the scheduler runs itself instead of enqueueing: the health check must be able to
 #: notice that no worker is alive, which a job running inside a worker never could.
 IN_SCHEDULER: frozenset[str] = frozenset({"alerts"})
 
 
-def tick(client: redis.Redis, now: float, last: dict[str, float], force: bool = False) -> list[str]:
-    """Enqueue (or run, ``IN_SCHEDULER``) every job whose time has come and whose slot no other
-    scheduler claimed; returns their names."""
+def tick(client: redis.Redis, now: float, last: dict[str, int], force: bool = False) -> list[str]:
+    """Enqueue (or run, ``IN_SCHEDULER``) every job whose current slot (``now // cadence``) this
+    scheduler has not tried yet and no other scheduler claimed; returns their names.
+
+    Each scheduler tries a slot at its first tick in it (``last`` holds the slot tried), so a
+    slower loop never skips one, and when the scheduler that won a slot dies another wins the
+    next one, within one cadence. (Trying a cadence after its own last try let a standby always
+    try just after the active one, and take over only two cadences after its death.)"""
     sent = []
     for job, every in CADENCE_S.items():
-        if not force and now - last.get(job, 0) < every:
-            continue
-        last[job] = now
         slot = int(now // every)
+        if not force and last.get(job) == slot:
+            continue
+        last[job] = slot
         if client.set(f"parcelhook:scheduler:{job}:{slot}", "1", nx=True, ex=every * 2):
             if job in IN_SCHEDULER:
                 enqueue_followups(JOBS[job](runtime()))
@@ -53,7 +58,7 @@ def run_forever(settings: Settings, *, once: bool = False) -> None:
     configure(settings, started_at=datetime.now(UTC))
     bind(build_broker(settings))
     client = state_redis(settings)
-    last: dict[str, float] = {}
+    last: dict[str, int] = {}
     stopping = False
 
     def stop(*_: Any) -> None:

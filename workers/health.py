@@ -90,8 +90,11 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from config import Settings
+from workers import redis_replies
 from workers.broker import QUEUES
 from workers.queue_state import QUEUE_STATE, glob_escape, head_age_s, queue_keys
+from workers.rabbitmq_state import RabbitQueues
 
 log = logging.getLogger("parcelhook.health")
 
@@ -317,15 +320,44 @@ def read_figures(
     in_flight: Mapping[str, set[str]] | None = None,
     in_flight_seen: Mapping[str, int] | None = None,
     checker_started_ms: int | None = None,
+    rabbit: RabbitQueues | None = None,
 ) -> Figures:
     """``in_flight_seen``: when each in-flight message was first seen (ms; by ``check``);
-    one not in it counts as seen now."""
+    one not in it counts as seen now. ``rabbit``: the queues are on RabbitMQ (``client`` is
+    then the state Redis, which still holds the heartbeats and telemetry)."""
     now_ms = int(now.timestamp() * 1000)
     queues = tuple(queues)
+    figures = (
+        _rabbit_figures(rabbit, queues, now_ms)
+        if rabbit is not None
+        else _redis_figures(client, namespace, queues, thresholds, now_ms, in_flight, in_flight_seen or {})
+    )
+    return _with_workers_and_rejections(
+        client, namespace, figures, telemetry, thresholds, now, dead_baseline, checker_started_ms
+    )
+
+
+def _rabbit_figures(rabbit: RabbitQueues, queues: tuple[str, ...], now_ms: int) -> list[QueueFigures]:
+    """RabbitMQ's own counts (``workers/rabbitmq_state.py``). Not read there: delayed messages'
+    etas and how long a message has been held (``delayed_stuck``/``in_flight_stuck`` stay quiet)."""
+    return [
+        QueueFigures(c.name, c.ready, c.dead, c.oldest_age_s, delayed=c.delayed, in_flight=c.in_flight or 0)
+        for c in rabbit.read(queues, now_ms)
+    ]
+
+
+def _redis_figures(
+    client: Any,
+    namespace: str,
+    queues: tuple[str, ...],
+    thresholds: Thresholds,
+    now_ms: int,
+    in_flight: Mapping[str, set[str]] | None,
+    seen: Mapping[str, int],
+) -> list[QueueFigures]:
     script = client.register_script(QUEUE_STATE)
     if in_flight is None:
         in_flight = in_flight_ids(client, namespace, queues)
-    seen = in_flight_seen or {}
     figures = []
     for name in queues:
         keys = queue_keys(namespace, name)
@@ -347,6 +379,20 @@ def read_figures(
                 longest_held_s=max(held) if held else None,
             )
         )
+    return figures
+
+
+def _with_workers_and_rejections(
+    client: Any,
+    namespace: str,
+    figures: list[QueueFigures],
+    telemetry: Any | None,
+    thresholds: Thresholds,
+    now: datetime,
+    dead_baseline: Mapping[str, int] | None,
+    checker_started_ms: int | None,
+) -> Figures:
+    now_ms = int(now.timestamp() * 1000)
     # 10x the threshold is plenty to tell "seen 20 s ago" from "seen just now".
     window_ms = int(max(thresholds.worker_seen_s * 10, 60) * 1000)
     from workers.heartbeat import live_workers
@@ -365,9 +411,12 @@ def read_figures(
 
 
 def _load_baseline(client: Any) -> dict[str, int]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): int(v) for k, v in client.hgetall(BASELINE_KEY).items()
-    }
+    return _counts(client, BASELINE_KEY)
+
+
+def _counts(client: Any, key: str) -> dict[str, int]:
+    """A hash of whole numbers (the baseline, the first sightings), with text keys."""
+    return {redis_replies.text(k): int(v) for k, v in client.hgetall(key).items()}
 
 
 def stored_alerts(client: Any) -> dict[str, dict[str, Any]]:
@@ -403,6 +452,7 @@ def live_alerts(
     telemetry: Any | None = None,
     thresholds: Thresholds | None = None,
     now: datetime | None = None,
+    rabbit: RabbitQueues | None = None,
 ) -> list[Alert]:
     """The rules evaluated right now without touching any state (for the dashboard).
 
@@ -422,15 +472,20 @@ def live_alerts(
         dead_baseline=_load_baseline(client),
         in_flight_seen=_load_seen(client),
         checker_started_ms=int(started) if started else None,
+        rabbit=rabbit,
     )
     return evaluate(figures, thresholds, now)
 
 
+def rabbit_queues(settings: Settings | None) -> RabbitQueues | None:
+    """The RabbitMQ reader when the broker is RabbitMQ (else None: the queues are in Redis)."""
+    if settings is None or not settings.broker_url.startswith("amqp"):
+        return None
+    return RabbitQueues(settings.broker_url, settings.rabbitmq_management_url)
+
+
 def _load_seen(client: Any) -> dict[str, int]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): int(v)
-        for k, v in client.hgetall(IN_FLIGHT_SEEN_KEY).items()
-    }
+    return _counts(client, IN_FLIGHT_SEEN_KEY)
 
 
 # ---------------------------------------------------------------- the scheduled check
@@ -465,7 +520,8 @@ def check(
         queues = tuple(queues)
         previous_baseline = _load_baseline(client)
         now_ms = int(now.timestamp() * 1000)
-        in_flight = in_flight_ids(client, namespace, queues)
+        rabbit = rabbit_queues(rt.settings)
+        in_flight = {} if rabbit is not None else in_flight_ids(client, namespace, queues)
         previous_seen = _load_seen(client)
         seen = {
             k: previous_seen.get(k, now_ms)
@@ -483,6 +539,7 @@ def check(
             in_flight=in_flight,
             in_flight_seen=seen,
             checker_started_ms=started_ms,
+            rabbit=rabbit,
         )
         # A queue seen for the first time gets its baseline now: pre-existing dead letters don't alert.
         baseline = {q.name: next_baseline(previous_baseline.get(q.name), q.dead) for q in figures.queues}

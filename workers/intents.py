@@ -6,15 +6,19 @@ registration (catch-up, :mod:`workers.orders`) and the sender's merchant alerts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from domain.policy import DEFAULT_NOTIFY, Intent, NotifySettings, Recipient
 from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
+from store import merchants as merchant_store
 from store import notifications as notification_store
+from store import orders as order_store
 from store.database import Database
 from store.merchants import Merchant
+from store.notifications import NotificationRow
 from store.orders import Order
 
 #: Why a planned notification was not sent, as shown in the order's notification list.
@@ -22,6 +26,7 @@ SUPPRESSION_REASONS = {
     "kind_disabled": "kind disabled for this channel (merchant notify settings)",
     "no_contact": "no contact address for this channel",
     "opted_out": "customer did not opt in to this channel",
+    "test_event": "test-mode event (merchant notify_test_events is off)",
 }
 
 
@@ -104,3 +109,33 @@ def store_intents(
         for r in unique
         if r["status"] == NotificationStatus.QUEUED.value and r["idempotency_key"] in written
     )
+
+
+def alert_failed(
+    db: Database, conn: Connection, n: NotificationRow, *, at: datetime, detail: str | None = None
+) -> tuple[int, ...]:
+    """The merchant's ``notification_failed`` alert about customer notification ``n`` (already
+    recorded ``failed``): once per notification, whoever notices first (the sender, its retries
+    running out, a Twilio ``undelivered``/``failed`` callback) — the key ``<n.key>:failed`` is
+    unique, so a repeat writes nothing. Returns the ids to send."""
+    if n.audience != Audience.CUSTOMER:
+        return ()  # an alert about a failed alert would loop
+    merchant = merchant_store.get_by_id(conn, n.merchant_id)
+    order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
+    intent = Intent(
+        kind=NotificationKind.NOTIFICATION_FAILED,
+        audience=Audience.MERCHANT,
+        channel=Channel.EMAIL,
+        key=f"{n.key}:failed",
+        status_at=at,
+        occurrence=None,
+    )
+    masked = notification_store.mask(n.to_address)
+    alert = {
+        "kind": NotificationKind.NOTIFICATION_FAILED.value,
+        "order_ref": order.ref if order else None,
+        "detail": detail or f"The {n.kind} {n.channel} to {masked} could not be sent.",
+        "error": f"{n.error_code or ''} {n.error or ''}".strip() or None,
+        "channel": n.channel,
+    }
+    return store_intents(db, conn, merchant, order, n.shipment_id, [intent], {"alert": alert})

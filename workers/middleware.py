@@ -81,7 +81,8 @@ class DeadLetterRecorder(dramatiq.Middleware):
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         attempt = self._take(message)
         try:
-            redis_id = message.options.get("redis_message_id")
+            # Redis: the broker's redis_message_id; RabbitMQ has none: dramatiq's message_id
+            redis_id = message.options.get("redis_message_id") or message.message_id
             if not redis_id:
                 return
             if attempt is not None and attempt.error is not None:

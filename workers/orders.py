@@ -88,6 +88,7 @@ def catch_up_shipment(
             notify_settings(merchant),
             order_ref=order.ref,
             shipment_key=shipment.key,
+            notify_test_events=merchant.notify_test_events is True,
         )
         if i.audience == Audience.CUSTOMER
     ]

@@ -182,10 +182,12 @@ def _record_intents(
         notify_settings(merchant),
         order_ref=order.ref if order else f"shipment-{shipment.id}",
         shipment_key=shipment.key,
-        # A registered order's customer not being told (kind off, no phone, not opted in) is
-        # recorded as `suppressed` with the reason. Before registration nothing is recorded:
-        # the contact is not known *yet*, and registering sends the current state (catch-up).
+        # A registered order's customer not being told (kind off, no phone, not opted in, a
+        # test-mode shipment) is recorded as `suppressed` with the reason. Before registration
+        # nothing is recorded: the contact is not known *yet*, and registering sends the current
+        # state (catch-up).
         include_suppressed=order is not None and order.registered,
+        notify_test_events=merchant.notify_test_events is True,
     )
     return store_intents(db, conn, merchant, order, shipment.id, intents)
 

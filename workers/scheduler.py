@@ -4,9 +4,10 @@ next (``Followups``) and the actor enqueues it, so this module never imports the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from store import notifications as notification_store
@@ -14,6 +15,8 @@ from store.database import utcnow
 
 if TYPE_CHECKING:
     from workers.runtime import Runtime
+
+log = logging.getLogger("parcelhook.scheduler")
 
 RECONCILE_AFTER = timedelta(minutes=2)
 #: A row an attempt touched is re-enqueued when its retry is this overdue: beyond
@@ -69,6 +72,15 @@ def platform_events_pending(rt: Runtime) -> bool:
         return bool(platform_event_store.has_pending(conn))
 
 
+def reconcile_with_shippo(rt: Runtime, now: datetime | None = None) -> Followups:
+    """Look quiet shipments up at Shippo (workers/shippo_reconcile.py): a lost webhook recovered.
+    ``now``: the clock (tests inject one)."""
+    from workers.shippo_reconcile import reconcile as run
+
+    found = run(rt, now=now)
+    return Followups(found.notification_ids, found.platform_events or platform_events_pending(rt))
+
+
 def check_alerts(rt: Runtime) -> Followups:
     """The health check (workers/health.py); its start-up grace counts from ``rt.started_at``."""
     from workers.health import check
@@ -77,8 +89,31 @@ def check_alerts(rt: Runtime) -> Followups:
     return Followups()
 
 
+def purge_retained(rt: Runtime, *, now: datetime | None = None) -> Followups:
+    """Strip raw webhook bodies and rendered messages past their retention
+    (``PARCELHOOK_RETAIN_BODIES_DAYS``, ``PARCELHOOK_RETAIN_MESSAGES_DAYS``; ``store/retention.py``),
+    in bounded batches; what the per-run cap leaves is taken up by the next run."""
+    from store import retention
+
+    purged = retention.purge_expired(
+        rt.database,
+        now=now or utcnow(),
+        bodies_days=rt.settings.retain_bodies_days,
+        messages_days=rt.settings.retain_messages_days,
+    )
+    if any(purged.rows.values()):
+        log.info(
+            "retention: removed bodies of %s%s",
+            ", ".join(f"{n} {table}" for table, n in purged.rows.items()),
+            "" if purged.complete else " (per-run cap reached; the next run continues)",
+        )
+    return Followups()
+
+
 JOBS: dict[str, Callable[[Runtime], Followups]] = {
     "stalls": detect_stalls,
     "reconcile": reconcile,
+    "shippo": reconcile_with_shippo,
     "alerts": check_alerts,
+    "retention": purge_retained,
 }

@@ -36,13 +36,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from config import Settings
-from domain.policy import Intent, is_superseded, quiet_hours_end
+from domain.policy import is_superseded, quiet_hours_end
 from domain.shipment import ShipmentState
 from domain.unsubscribe import make_token
 from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
@@ -213,6 +213,7 @@ class Sender:
             raise
         except PermanentChannelError as exc:
             self._finish(notification_id, S.FAILED, error=str(exc), error_code=exc.code)
+            self._record_opt_out(claim.notification, exc.code)
             for alert_id in self._alert_failed(notification_id):
                 on_alert(alert_id)
             return SendOutcome.FAILED
@@ -232,6 +233,14 @@ class Sender:
         self._finish(notification_id, S.SENT, provider_id=result.provider_id, sent=True)
         self._forget_receipt(claim.notification.key)
         return SendOutcome.SENT
+
+    def _record_opt_out(self, n: NotificationRow, code: str | None) -> None:
+        """A refusal that means the recipient opted out at the provider (Twilio 21610: STOP at
+        the carrier) is recorded as an opt-out, so later sends are suppressed, not refused again."""
+        from workers.opt_outs import record_provider_opt_out
+
+        with self.db.write() as conn:
+            record_provider_opt_out(self.db, conn, n.merchant_id, n.channel, n.to_address, code)
 
     def _keep_receipt(self, key: str, provider_id: str) -> None:
         if self.receipts is None:
@@ -430,6 +439,9 @@ class Sender:
             # failed + merchant alert, never a silent switch to our default
             log.warning("merchant template %s/%s failed (%s)", n.kind, n.channel, exc)
             raise TemplateFailed(f"merchant template failed: {exc}") from exc
+        if n.audience == Audience.MERCHANT and state is not None and state.test:
+            # an alert about a test-mode shipment says so where the merchant looks first
+            rendered = replace(rendered, subject=f"[TEST] {rendered.subject or ''}".rstrip())
         sender = merchant.email_from if n.channel == Channel.EMAIL else merchant.sms_from
         status_callback = None
         if n.channel == Channel.SMS:
@@ -541,30 +553,13 @@ class Sender:
         return self._alert_failed(notification_id) if outcome in ALERTING else ()
 
     def _alert_failed(self, notification_id: int) -> tuple[int, ...]:
-        from workers.intents import store_intents
+        from workers.intents import alert_failed
 
         with self.db.write() as conn:
             n = notification_store.get(conn, notification_id)
-            if n is None or n.audience != Audience.CUSTOMER:
-                return ()  # an alert about a failed alert would loop
-            merchant = merchant_store.get_by_id(conn, n.merchant_id)
-            order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
-            intent = Intent(
-                kind=NotificationKind.NOTIFICATION_FAILED,
-                audience=Audience.MERCHANT,
-                channel=Channel.EMAIL,
-                key=f"{n.key}:failed",
-                status_at=self.clock(),
-                occurrence=None,
-            )
-            alert = {
-                "kind": NotificationKind.NOTIFICATION_FAILED.value,
-                "order_ref": order.ref if order else None,
-                "detail": f"The {n.kind} {n.channel} to {notification_store.mask(n.to_address)} could not be sent.",
-                "error": f"{n.error_code or ''} {n.error or ''}".strip() or None,
-                "channel": n.channel,
-            }
-            return store_intents(self.db, conn, merchant, order, n.shipment_id, [intent], {"alert": alert})
+            if n is None:
+                return ()
+            return alert_failed(self.db, conn, n, at=self.clock())
 
 
 def _as_date(value: datetime | None) -> date | None:

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import redis
 
@@ -227,6 +227,20 @@ class _Pending:
             pipe.expire(key, ttl)
 
 
+class WebhookObservation(TypedDict):
+    """One webhook delivery as :meth:`Telemetry.webhook` and :meth:`Telemetry.take_webhook` take it
+    (as keyword arguments)."""
+
+    merchant: str
+    event: str
+    outcome: str
+    status_code: int
+    reason: str | None
+    latency_s: float
+    at: datetime
+    test: NotRequired[bool]  # a Shippo test-mode event
+
+
 @dataclass(frozen=True)
 class WebhookBatch:
     """One delivery's writes (``observation``) and the writes buffered before it (``earlier``)."""
@@ -313,36 +327,34 @@ class Telemetry:
                 batch.fill(pipe)
                 pipe.execute()
             except BaseException as exc:  # telemetry must never break the caller
-                now = time.monotonic()
                 with self._lock:
                     self._pending.merge(batch)
-                    self._suspended_until = now + self.backoff_s
                     self._writing = False  # a failed write ends this round: kept for a later call
+                    self._failed(exc)
                     if not isinstance(exc, Exception):
                         raise
-                    if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
-                        self._last_error_log = now
-                        log.warning(
-                            "telemetry write failed (kept in this process, retried after %.1fs): %s",
-                            self.backoff_s,
-                            exc,
-                        )
                 return
 
-    def _webhook_fill(
-        self,
-        *,
-        merchant: str,
-        event: str,
-        outcome: str,
-        status_code: int,
-        reason: str | None,
-        latency_s: float,
-        at: datetime,
-    ) -> Callable[[Any], None] | None:
+    def _failed(self, error: BaseException) -> None:
+        """A write failed: suspend writes for ``backoff_s``, and say so at most once a minute (an
+        Exception only). Called holding the lock."""
+        now = time.monotonic()
+        self._suspended_until = now + self.backoff_s
+        if isinstance(error, Exception) and (now - self._last_error_log >= 60 or self._last_error_log == 0.0):
+            self._last_error_log = now
+            log.warning(
+                "telemetry write failed (kept in this process, retried after %.1fs): %s",
+                self.backoff_s,
+                error,
+            )
+
+    def _webhook_fill(self, observation: WebhookObservation) -> Callable[[Any], None] | None:
         """The writes that record one webhook delivery, or None for an observation that cannot be
         recorded (logged)."""
         try:
+            merchant, event, outcome = observation["merchant"], observation["event"], observation["outcome"]
+            status_code, reason, at = observation["status_code"], observation["reason"], observation["at"]
+            test = observation.get("test", False)
             counter_merchant = "_unknown" if status_code == 404 else merchant
             counter_event = event if event in SHIPPO_EVENTS else "other"
             entry = json.dumps(
@@ -353,6 +365,7 @@ class Telemetry:
                     "status_code": int(status_code),
                     "reason": None if reason is None else str(reason)[:500],
                     "received_at": _utc(at).isoformat(),
+                    "test": bool(test),  # a Shippo test-mode event
                     "_w": time.time_ns(),
                 }
             )
@@ -367,70 +380,34 @@ class Telemetry:
             pipe.hincrby(self._ckey(C_WEBHOOKS), _key((counter_merchant, counter_event, outcome)), 1)
             if cause is not None:
                 pipe.hincrby(self._ckey(C_UNAVAILABLE), _key((cause,)), 1)
-            self._observe(pipe, H_WEBHOOK_LATENCY, WEBHOOK_LATENCY_BUCKETS, latency_s)
+            self._observe(pipe, H_WEBHOOK_LATENCY, WEBHOOK_LATENCY_BUCKETS, observation["latency_s"])
             pipe.lpush(recent_key, entry)
             pipe.hincrby(minute_key, _key((counter_merchant, outcome)), 1)
             pipe.expire(minute_key, self.rate_retention_s)
 
         return fill
 
-    def webhook(
-        self,
-        *,
-        merchant: str,
-        event: str,
-        outcome: str,
-        status_code: int,
-        reason: str | None,
-        latency_s: float,
-        at: datetime,
-    ) -> None:
+    def webhook(self, **observation: Unpack[WebhookObservation]) -> None:
         """Record one webhook delivery (accepted or rejected). One round trip; never raises."""
-        fill = self._webhook_fill(
-            merchant=merchant,
-            event=event,
-            outcome=outcome,
-            status_code=status_code,
-            reason=reason,
-            latency_s=latency_s,
-            at=at,
-        )
+        fill = self._webhook_fill(observation)
         if fill is not None:
             self._run(fill)
 
-    def take_webhook(
-        self,
-        *,
-        merchant: str,
-        event: str,
-        outcome: str,
-        status_code: int,
-        reason: str | None,
-        latency_s: float,
-        at: datetime,
-    ) -> WebhookBatch | None:
+    def take_webhook(self, **observation: Unpack[WebhookObservation]) -> WebhookBatch | None:
         """One delivery's writes plus everything pending, for the caller to send in a round trip
         of its own (the receiver's enqueue script: no round trip for telemetry). The caller then
         calls :meth:`settle`. None while writes are suspended after a failure, or for an
         observation that cannot be recorded: record with :meth:`webhook` then."""
-        fill = self._webhook_fill(
-            merchant=merchant,
-            event=event,
-            outcome=outcome,
-            status_code=status_code,
-            reason=reason,
-            latency_s=latency_s,
-            at=at,
-        )
+        fill = self._webhook_fill(observation)
         if fill is None:
             return None
-        observation = _Pending()
-        fill(observation)
+        writes = _Pending()
+        fill(writes)
         with self._lock:
             if time.monotonic() < self._suspended_until:
                 return None
             earlier, self._pending = self._pending, _Pending()
-        return WebhookBatch(observation, earlier)
+        return WebhookBatch(writes, earlier)
 
     def settle(self, batch: WebhookBatch, *, written: bool, error: Exception | None = None) -> None:
         """What became of a :meth:`take_webhook` batch. Not written: the pending writes it carried
@@ -438,18 +415,10 @@ class Telemetry:
         really happened with :meth:`webhook`); ``error``: Redis failed, as for any failed write."""
         if written:
             return
-        now = time.monotonic()
         with self._lock:
             self._pending.merge(batch.earlier)
             if error is not None:
-                self._suspended_until = now + self.backoff_s
-                if now - self._last_error_log >= 60 or self._last_error_log == 0.0:
-                    self._last_error_log = now
-                    log.warning(
-                        "telemetry write failed (kept in this process, retried after %.1fs): %s",
-                        self.backoff_s,
-                        error,
-                    )
+                self._failed(error)
 
     def processed(
         self, *, actor: str, outcome: str, latency_s: float | None = None, carrier_lag_s: float | None = None

@@ -275,7 +275,8 @@
         el("span", { class: outcomeClass(m.status), text: m.status })]),
       el("div", { class: "muted", text: "to " + m.to + " · " + when(m.created_at) }),
       m.subject ? el("div", {}, [el("b", { text: "Subject: " }), m.subject]) : null,
-      m.html ? el("iframe", { sandbox: "", srcdoc: m.html, title: "HTML of outbox message " + m.id })
+      m.removed ? el("p", { class: "muted", text: "Content " + m.removed + "." })
+        : m.html ? el("iframe", { sandbox: "", srcdoc: m.html, title: "HTML of outbox message " + m.id })
         : el("pre", { text: m.text }),
     ])));
     const mailBox = $("#ops-mail-list");

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import System
+from tests.support.json_values import json_object
 from tests.support.polling import wait_until
 from tests.support.services import missing
 
@@ -119,7 +120,7 @@ def post_webhook(web_url: str, merchant: dict[str, Any], body: bytes) -> dict[st
         method="POST",
     )
     with urllib.request.urlopen(req, timeout=10) as response:
-        return json.loads(response.read())
+        return json_object(json.loads(response.read()))
 
 
 def shot(page: Any, name: str, *, full_page: bool = True) -> None:

@@ -13,17 +13,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from tests.support.devserver import devserver_env
+from tests.support.devserver import devserver_env, get_json
+from tests.support.processes import start_in_session
 from tests.support.services import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _get(url: str, token: str) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 def _children_alive(pids: list[int]) -> list[int]:
@@ -59,14 +55,7 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
     web, admin, redis_port = free_port(), free_port(), free_port()
     env = devserver_env(tmp_path, web=web, admin=admin, redis_port=redis_port)
     log = open(tmp_path / "run.log", "w+")  # read back after the process ends
-    process = subprocess.Popen(
-        [sys.executable, "-m", "admin.devserver", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_in_session([sys.executable, "-m", "admin.devserver", "run"], env=env, log=log)
     try:
         deadline = time.monotonic() + 60
         banner = ""
@@ -93,10 +82,10 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
             except OSError:
                 time.sleep(0.3)
         assert answer is not None and answer[0] == 200 and answer[1]["status"] == "queued", answer
-        order: dict = {}
+        order: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                order = _get(f"http://127.0.0.1:{admin}/api/merchants/demo/orders/1001", token)
+                order = get_json(f"http://127.0.0.1:{admin}/api/merchants/demo/orders/1001", token)
             except OSError:
                 order = {}
             if order.get("shipments"):
@@ -104,9 +93,9 @@ def test_make_run_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path) -> N
             time.sleep(0.3)
         assert order["shipments"][0]["tracking_number"] == "9205590164917312751089"
         assert order["status"] == "shipped"
-        outbox: dict = {}
+        outbox: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            outbox = _get(f"http://127.0.0.1:{admin}/api/outbox", token)
+            outbox = get_json(f"http://127.0.0.1:{admin}/api/outbox", token)
             if outbox["messages"]:
                 break
             time.sleep(0.3)

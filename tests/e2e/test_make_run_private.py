@@ -3,7 +3,6 @@ Redis, SQLite files (WAL and SHM included) and secrets after a webhook went thro
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.devserver import devserver_env
+from tests.support.devserver import devserver_env, get_json
+from tests.support.processes import start_in_session
 from tests.support.services import free_port, missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +31,6 @@ class DevServer:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def _get(url: str, token: str) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture()
@@ -52,14 +46,7 @@ def devserver(tmp_path: Path) -> Iterator[DevServer]:
     env = devserver_env(var, web=web, admin=admin, redis_port=redis_port)
     log_path = tmp_path / "run.log"
     log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "admin.devserver", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_in_session([sys.executable, "-m", "admin.devserver", "run"], env=env, log=log)
     try:
         yield DevServer(var, web, admin, redis_port, log_path)
     finally:
@@ -103,7 +90,7 @@ def test_make_run_keeps_var_private_and_its_redis_behind_a_password(devserver: D
     )
     _until("the receiver", lambda: urllib.request.urlopen(request, timeout=5).status == 200)
     order_url = f"http://127.0.0.1:{devserver.admin}/api/merchants/demo/orders/1001"
-    _until("the worker", lambda: _get(order_url, admin_token).get("shipments"))
+    _until("the worker", lambda: get_json(order_url, admin_token).get("shipments"))
 
     db = var / "parcelhook.db"
     for name in (

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from ingest.signature import HEADER, sign
+from tests.support.processes import start_in_session
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ class Answer:
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except OSError:
         return False
 
@@ -126,14 +127,7 @@ def receiver(redis_url: str, sqlite_url: str, tmp_path: Path) -> Iterator[Receiv
     token = create_merchant(env, "acme", secret)
     log_path = tmp_path / "web.log"
     log = open(log_path, "w")  # closed in the finally, once the process is gone
-    process = subprocess.Popen(
-        ["/bin/sh", "-c", "exec " + procfile_command("web")],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = start_in_session(["/bin/sh", "-c", "exec " + procfile_command("web")], env=env, log=log)
     try:
         deadline = time.monotonic() + 30
         while not _ready(port):

@@ -12,14 +12,17 @@ from typing import Any
 import dramatiq
 import pytest
 import sqlalchemy as sa
+from dramatiq.brokers.redis import RedisBroker
 
 from config import Settings
 from store.database import Database
 from store.migrate import upgrade
 from store.vault import Vault, generate_key
 from tests.integration.ops_fixtures import ops_broker, ops_services, redis_client  # noqa: F401 - fixtures
+from tests.support.json_values import json_object
 from tests.support.retries import fast_retries, retry_options  # noqa: F401 - fixtures
 from tests.support.services import RedisServer
+from tests.support.worker_process import broker_redis, twilio  # noqa: F401 - fixtures
 from workers.broker import QUEUES
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
@@ -29,12 +32,13 @@ VAULT = Vault([ENCRYPTION_KEY])  # for tests that call the merchant store direct
 
 
 @pytest.fixture(scope="session")
-def broker(redis_service: RedisServer) -> Iterator[dramatiq.Broker]:
+def broker(redis_service: RedisServer) -> Iterator[RedisBroker]:
     """The broker of every in-process ``System``: the workers' own set-up on the session Redis,
     built once (each ``System`` binds the actors to it again)."""
     from workers.broker import build_broker
 
     built = build_broker(replace(Settings(), broker_url=redis_service.url))
+    assert isinstance(built, RedisBroker), "a redis:// URL builds a RedisBroker"
     yield built
     built.close()
 
@@ -102,7 +106,7 @@ def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
 class System:
     """A receiver, admin app and worker wired to one database and the test Redis."""
 
-    def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
+    def __init__(self, settings: Settings, broker: RedisBroker) -> None:
         from admin.app import create_app as create_admin
         from admin.services import Services
         from ingest.app import create_app as create_ingest
@@ -126,7 +130,29 @@ class System:
         body = {"name": slug.title() + " Inc", **profile}
         response = self.admin.put(f"/api/merchants/{slug}", json=body, headers=self.auth())
         assert response.status_code in (200, 201), response.get_json()
-        return response.get_json()
+        return json_object(response.get_json())
+
+    def signing_merchant(self, slug: str = "acme") -> tuple[dict[str, Any], str]:
+        """A merchant whose webhooks are HMAC-signed with a fresh secret and whose orders are found
+        by "Order <n>" in the label metadata: (merchant, secret)."""
+        secret = hmac_secret()
+        return self.create_merchant(slug, hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)"), secret
+
+    def register_order(self, ref: str, email: str = "jane@example.com", merchant: str = "acme") -> int:
+        """Register order ``ref`` for a customer reached at ``email``; the answer's status code."""
+        response = self.admin.put(
+            f"/api/merchants/{merchant}/orders/{ref}",
+            json={"customer": {"email": email}},
+            headers=self.auth(),
+        )
+        assert response.status_code in (200, 201), response.get_json()
+        return response.status_code
+
+    def order(self, ref: str, merchant: str = "acme") -> dict[str, Any]:
+        """One order as the admin API shows it (it must exist)."""
+        response = self.admin.get(f"/api/merchants/{merchant}/orders/{ref}", headers=self.auth())
+        assert response.status_code == 200, response.get_json()
+        return json_object(response.get_json())
 
     def post(
         self,
@@ -169,7 +195,7 @@ class System:
 
 @pytest.fixture()
 def make_system(
-    make_settings: Callable[..., Settings], broker: dramatiq.Broker
+    make_settings: Callable[..., Settings], broker: RedisBroker
 ) -> Iterator[Callable[..., System]]:
     created: list[System] = []
 
@@ -186,6 +212,17 @@ def make_system(
 @pytest.fixture()
 def system(make_system: Callable[..., System], database_url: str) -> System:
     return make_system(database_url)
+
+
+@pytest.fixture()
+def worker_system(
+    make_system: Callable[..., System], make_settings: Callable[..., Settings], sqlite_url: str
+) -> System:
+    """A ``System`` on SQLite whose settings worker *processes* share (tests/support/worker_process.py)."""
+    from tests.support.worker_process import system_for_workers
+
+    built: System = system_for_workers(make_system, make_settings, sqlite_url)
+    return built
 
 
 def hmac_secret() -> str:

@@ -58,6 +58,23 @@ def ops_broker(redis_url: str, redis_client: redis.Redis) -> Iterator[RedisBroke
     broker.close()
 
 
+def _nothing(*args: object) -> None:
+    pass
+
+
+def stand_in(
+    broker: dramatiq.Broker,
+    fn: Callable[..., None] = _nothing,
+    *,
+    queue: str,
+    name: str,
+    **options: Any,
+) -> dramatiq.Actor[..., None]:
+    """An actor named like one of the workers' (``name`` on ``queue``) running ``fn``: by default
+    nothing, so a test can enqueue and count without a worker's real code."""
+    return dramatiq.actor(broker=broker, queue_name=queue, actor_name=name, **options)(fn)
+
+
 def raising(error: Exception) -> Callable[..., None]:
     """An actor body that always fails with ``error``."""
 
@@ -77,7 +94,7 @@ def dead_letter(
 ) -> list[dramatiq.Message[Any]]:
     """Send ``calls`` to an actor running ``fn`` without retries, and run a real worker until
     every one of them is dead-lettered. Returns the messages sent."""
-    actor = dramatiq.actor(broker=broker, queue_name=queue, actor_name=actor_name, max_retries=0)(fn)
+    actor = stand_in(broker, fn, queue=queue, name=actor_name, max_retries=0)
     sent = [actor.send(*args) for args in calls]
     with running_worker(broker):
         wait_until(

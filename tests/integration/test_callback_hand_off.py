@@ -15,6 +15,7 @@ from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.services import RedisServer, redis_server
 from workers.queue_state import decode_message
+from workers.redis_replies import raw
 
 pytestmark = pytest.mark.redis
 
@@ -55,7 +56,7 @@ def test_each_callback_reaches_its_own_actor_with_its_arguments(
         assert post().status_code in (200, 204)
     client = redis.Redis.from_url(system.settings.broker_url)
     queued = [
-        decode_message(client.hget("parcelhook:events.msgs", mid))
+        decode_message(raw(client.hget("parcelhook:events.msgs", mid)))
         for mid in client.lrange("parcelhook:events", 0, -1)
     ]
     assert sorted((m["actor_name"], m["args"]) for m in queued if m is not None) == [

@@ -22,6 +22,7 @@ from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.polling import wait_until
 from tests.support.retries import RetryOptions
+from workers.redis_replies import text
 
 pytestmark = pytest.mark.redis
 
@@ -118,12 +119,14 @@ def _dead_letter_records(system: System) -> list[tuple[str, str]]:
                 message["args"] = message["args"][
                     :3
                 ]  # merchant, event id, received at (the body is the data)
-            found.append((f"{queue} message {redis_id.decode()}", json.dumps(message)))
+            found.append((f"{queue} message {text(redis_id)}", json.dumps(message)))
         listing = system.admin.get(f"/api/ops/dead-letters?queue={queue}", headers=system.auth())
         assert listing.status_code == 200
         found.append((f"GET /api/ops/dead-letters?queue={queue}", listing.get_data(as_text=True)))
     for key in client.scan_iter("parcelhook:telemetry:dlq:*"):
-        found.append((key.decode(), client.get(key).decode()))
+        value = client.get(key)
+        assert value is not None
+        found.append((text(key), text(value)))
     return found
 
 

@@ -15,8 +15,10 @@ import redis
 
 from config import Settings
 from notifiers.smtp import SmtpChannel
+from tests.support.deliveries import delivery
 from tests.support.smtp_server import SmtpServer
 from workers import health
+from workers.broker import QUEUES
 from workers.outbox import OutboxChannel
 from workers.telemetry import Telemetry
 
@@ -128,25 +130,9 @@ def test_a_burst_of_401s_for_one_merchant_alerts(client: redis.Redis) -> None:
     t = Telemetry(client)
     now = datetime.now(UTC)
     for _ in range(20):
-        t.webhook(
-            merchant="acme",
-            event="track_updated",
-            outcome="bad_signature",
-            status_code=401,
-            reason="signature mismatch",
-            latency_s=0.001,
-            at=now,
-        )
+        t.webhook(**delivery("acme", "bad_signature", 401, "signature mismatch", latency_s=0.001, at=now))
     for _ in range(5):
-        t.webhook(
-            merchant="globex",
-            event="track_updated",
-            outcome="bad_token",
-            status_code=401,
-            reason="wrong token",
-            latency_s=0.001,
-            at=now,
-        )
+        t.webhook(**delivery("globex", "bad_token", 401, "wrong token", latency_s=0.001, at=now))
     health.check(runtime(client))
     assert set(active(client)) == {"webhook_401:acme"}
     assert active(client)["webhook_401:acme"]["value"] == 20
@@ -193,6 +179,6 @@ def test_overlapping_checks_are_skipped(client: redis.Redis) -> None:
 
 def test_the_dashboard_sees_live_rules_without_moving_state(client: redis.Redis) -> None:
     enqueue_old(client, "events", age_s=600)
-    live = health.live_alerts(client, NS, health.QUEUES)
+    live = health.live_alerts(client, NS, QUEUES)
     assert {a.key for a in live} == {"queue_age:events", "no_worker"}
     assert active(client) == {} and health.last_check(client) is None

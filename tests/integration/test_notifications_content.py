@@ -12,6 +12,8 @@ import pytest
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support.smtp_server import SmtpServer
+from tests.support.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.redis
 
@@ -22,8 +24,8 @@ TEMPLATE = "/api/merchants/acme/templates/shipped/email"
 def _system(
     make_system: Callable[..., System],
     url: str,
-    smtp: h.SmtpServer,
-    twilio: h.TwilioServer,
+    smtp: SmtpServer,
+    twilio: TwilioServer,
     name: str = "Jane Doe",
 ) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
@@ -244,7 +246,9 @@ def test_without_smtp_or_twilio_the_rendered_messages_are_in_the_outbox(
     assert system.admin.get("/api/outbox?limit=0", headers=system.auth()).status_code == 422
 
 
-def test_a_preview_body_that_is_not_an_object_is_422(make_system, sqlite_url: str) -> None:
+def test_a_preview_body_that_is_not_an_object_is_422(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url)
     system.create_merchant()
     response = system.admin.post(

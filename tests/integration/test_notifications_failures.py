@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+from domain.vocabulary import Channel
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support import rows
+from tests.support.smtp_server import SmtpServer
+from tests.support.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.redis
 
@@ -21,7 +24,7 @@ DELIVERED = TRACKS[-1]  # carries the whole scan history: one burst → "deliver
 
 
 def _system(
-    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer, **customer: Any
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer, **customer: Any
 ) -> tuple[System, dict[str, Any]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
@@ -147,7 +150,7 @@ def test_a_crash_after_the_provider_accepted_never_sends_twice(
     row still marked as sending and gives up (at most once), marks it ``outcome_unknown`` and alerts."""
     with h.channels() as (smtp, twilio):
         system, merchant = _system(make_system, database_url, smtp, twilio)
-        email = system.runtime.sender.channels["email"]
+        email = system.runtime.sender.channels[Channel.EMAIL]
         real_send = email.send
         crashed: list[str] = []
 

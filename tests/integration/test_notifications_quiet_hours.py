@@ -20,6 +20,8 @@ from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
 from tests.support.polling import wait_until
+from tests.support.smtp_server import SmtpServer
+from tests.support.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.redis
 
@@ -29,7 +31,7 @@ LEAD_S = 3.0
 
 
 def _system(
-    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
 ) -> tuple[System, dict[str, Any], datetime]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant(

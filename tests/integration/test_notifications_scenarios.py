@@ -35,10 +35,12 @@ from notifiers.smtp import message_id_for
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support.smtp_server import SmtpServer
+from tests.support.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.redis
 
-CUSTOMERS = {
+CUSTOMERS: dict[str, dict[str, str | None]] = {
     "1001": {"name": "Jane Doe", "email": "jane@example.com", "phone": "+15551230001", "locale": None},
     "1002": {"name": "José Pérez", "email": "jose@example.com", "phone": "+15551230002", "locale": "es"},
     "1003": {"name": "Kim Lee", "email": "kim@example.com", "phone": "+15551230003", "locale": None},
@@ -87,14 +89,14 @@ LOCALE = {"1001": "en", "1002": "es", "1003": "en"}
 
 
 def _setup(
-    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
 ) -> tuple[System, dict[str, object]]:
     system = make_system(url, **h.channel_overrides(smtp, twilio))
     merchant = system.create_merchant("acme", **h.merchant_profile())
     for ref, c in CUSTOMERS.items():
         h.register_order(
             system, ref, name=str(c["name"]), email=str(c["email"]), phone=str(c["phone"]), locale=c["locale"]
-        )  # type: ignore[arg-type]
+        )
     system.start_worker()
     return system, merchant
 
@@ -103,7 +105,7 @@ def _all_webhooks() -> list[tuple[str, bytes]]:
     return [(ORDER_OF[name], body) for name in ORDER_OF for body in scenario(name)]
 
 
-def _wire(system: System, smtp: h.SmtpServer, twilio: h.TwilioServer) -> list[tuple[str, str, str]]:
+def _wire(system: System, smtp: SmtpServer, twilio: TwilioServer) -> list[tuple[str, str, str]]:
     """(order, channel, kind) of every customer message that reached SMTP/Twilio, in wire order,
     mapped back through the provider ids recorded on the rows."""
     rows = {r.provider_id: r for r in h.rows(system) if r.provider_id}
@@ -130,7 +132,7 @@ def rows_order(system: System, w: tuple[str, str, str]) -> int:
     return -1
 
 
-def _check_content(system: System, smtp: h.SmtpServer, twilio: h.TwilioServer, *, exact_links: bool) -> None:
+def _check_content(system: System, smtp: SmtpServer, twilio: TwilioServer, *, exact_links: bool) -> None:
     """Recipients, locale and tracking links of everything that went out."""
     assert smtp.messages and twilio.messages, "nothing went out to check"
     rows = {r.provider_id: r for r in h.rows(system) if r.provider_id}

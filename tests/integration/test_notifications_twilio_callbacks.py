@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from twilio.request_validator import RequestValidator
 
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
+from tests.support.smtp_server import SmtpServer
+from tests.support.twilio_server import TwilioServer
 
 pytestmark = pytest.mark.redis
 
@@ -21,7 +24,7 @@ STATUS = "/webhooks/twilio/acme/status"
 
 
 def _system(
-    make_system: Callable[..., System], url: str, smtp: h.SmtpServer, twilio: h.TwilioServer
+    make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
 ) -> tuple[System, dict[str, Any]]:
     return h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
 
@@ -150,7 +153,7 @@ def test_unverifiable_twilio_callbacks_get_403_and_change_nothing(
         headers.update(h.sign_twilio(system, path, form))
         form = {**form, "From" if path == INBOUND else "MessageStatus": "+15550000000"}
     elif case == "wrong_url":
-        headers["X-Twilio-Signature"] = h.RequestValidator(h.AUTH_TOKEN).compute_signature(
+        headers["X-Twilio-Signature"] = RequestValidator(h.AUTH_TOKEN).compute_signature(
             "https://elsewhere.example" + path, form
         )
     from urllib.parse import urlencode

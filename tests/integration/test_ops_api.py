@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -16,9 +15,10 @@ from redis.retry import Retry
 
 from admin import errors
 from admin.ops_api import ops_api
-from admin.queues import QUEUES
-from tests.integration.ops_fixtures import dead_letter, ops_services_for, raising
+from tests.integration.ops_fixtures import dead_letter, ops_services_for, raising, stand_in
+from tests.support.deliveries import delivery
 from tests.support.services import free_port
+from workers.broker import QUEUES
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
@@ -48,9 +48,7 @@ def dead_events(broker: RedisBroker, n: int) -> None:
 
 
 def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification"
-    )
+    actor = stand_in(ops_broker, queue="notifications", name="send_notification")
     actor.send(1)
     actor.send(2)
     r = http.get("/api/ops/queues")
@@ -149,33 +147,9 @@ def test_dead_letters_of_an_unknown_queue_is_422(http: FlaskClient) -> None:
 def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) -> None:
     t = Telemetry(redis_client)
     at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-    t.webhook(
-        merchant="acme",
-        event="track_updated",
-        outcome="queued",
-        status_code=200,
-        reason=None,
-        latency_s=0.01,
-        at=at,
-    )
-    t.webhook(
-        merchant="acme",
-        event="track_updated",
-        outcome="rejected",
-        status_code=401,
-        reason="bad signature",
-        latency_s=0.01,
-        at=at,
-    )
-    t.webhook(
-        merchant="bolt",
-        event="track_updated",
-        outcome="queued",
-        status_code=200,
-        reason=None,
-        latency_s=0.01,
-        at=at,
-    )
+    t.webhook(**delivery(at=at))
+    t.webhook(**delivery("acme", "rejected", 401, "bad signature", at=at))
+    t.webhook(**delivery("bolt", at=at))
     r = http.get("/api/ops/webhooks?merchant=acme&outcome=rejected")
     assert r.status_code == 200
     assert r.get_json() == {
@@ -187,6 +161,7 @@ def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) 
                 "status_code": 401,
                 "reason": "bad signature",
                 "received_at": "2024-05-01T10:00:00+00:00",
+                "test": False,
             }
         ]
     }
@@ -195,9 +170,7 @@ def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) 
 
 
 def test_metrics_endpoint_serves_prometheus_text(ops_broker: RedisBroker, http: FlaskClient) -> None:
-    actor = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="maintenance", actor_name="stall_check"
-    )
+    actor = stand_in(ops_broker, queue="maintenance", name="stall_check")
     actor.send()
     r = http.get("/metrics")
     assert r.status_code == 200

@@ -6,12 +6,11 @@ import argparse
 import io
 from types import SimpleNamespace
 
-import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.ops_cli import add_ops_commands, cmd_dlq_purge, cmd_dlq_requeue, cmd_queues
-from tests.integration.ops_fixtures import dead_letter, raising
+from tests.integration.ops_fixtures import dead_letter, raising, stand_in
 
 pytestmark = pytest.mark.redis
 
@@ -38,9 +37,7 @@ def dead_notifications(broker: RedisBroker, n: int) -> None:
 def test_queues_table_shows_the_numbers(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:
     # declare every actor before a Worker starts: dramatiq's worker middleware would
     # start a consumer for a queue declared later, even after the worker stopped
-    events = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
+    events = stand_in(ops_broker, queue="events", name="process_event")
     dead_notifications(ops_broker, 2)
     for i in range(12):
         events.send("acme", f"ev-{i}", "x", "{}")
@@ -80,7 +77,7 @@ def test_workers_lists_live_heartbeats(ops_broker: RedisBroker, ops_services: Si
     assert (code, text) == (0, "no live workers\n")
     from workers.heartbeat import WorkerHeartbeat
 
-    dramatiq.actor(lambda: None, broker=ops_broker, queue_name="events", actor_name="noop").send()
+    stand_in(ops_broker, queue="events", name="noop").send()
     assert run(ops_services, "workers") == (0, "no live workers\n")  # sending does not make a worker
     WorkerHeartbeat(ops_services.redis, "parcelhook").beat()
     code, text = run(ops_services, "workers")

@@ -12,10 +12,12 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.dead_letters import DeadLetters, UnknownQueue
-from admin.queues import QUEUES, QueueInspector
-from tests.integration.ops_fixtures import dead_letter, raising
+from admin.queues import QueueInspector
+from tests.integration.ops_fixtures import dead_letter, raising, stand_in
 from tests.support.polling import running_worker, wait_until
+from workers.broker import QUEUES
 from workers.queue_state import decode_message
+from workers.redis_replies import raw
 
 pytestmark = pytest.mark.redis
 
@@ -30,7 +32,7 @@ class Flaky:
 
     def __init__(self) -> None:
         self.failing = True
-        self.calls: list[tuple] = []
+        self.calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
     def __call__(self, merchant: str, event_id: str, received_at: str, body: str) -> None:
@@ -96,7 +98,7 @@ def test_a_requeued_message_is_processed_exactly_once(
     assert dlq.count("events") == 1
     # back on the queue with the same ids and a fresh retry state
     assert redis_client.lrange("parcelhook:events", 0, -1) == [target.id.encode()]
-    message = decode_message(redis_client.hget("parcelhook:events.msgs", target.id))
+    message = decode_message(raw(redis_client.hget("parcelhook:events.msgs", target.id)))
     assert message is not None
     assert message["message_id"] == sent[1].message_id
     assert message["queue_name"] == "events"
@@ -175,11 +177,11 @@ def test_retried_messages_report_every_attempt_and_the_final_error(
         attempts.append(notification_id)
         raise ConnectionError(f"attempt {len(attempts)}")
 
-    notes = dramatiq.actor(
+    notes = stand_in(
+        ops_broker,
         boom,
-        broker=ops_broker,
-        queue_name="notifications",
-        actor_name="send_notification",
+        queue="notifications",
+        name="send_notification",
         max_retries=2,
         min_backoff=10,
         max_backoff=50,

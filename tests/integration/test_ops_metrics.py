@@ -14,10 +14,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from admin.metrics import render_metrics
-from admin.queues import QUEUES, QueueInspector
-from tests.integration.ops_fixtures import ops_services_for
+from admin.queues import QueueInspector
+from tests.integration.ops_fixtures import ops_services_for, stand_in
+from tests.support.deliveries import delivery
 from tests.support.polling import wait_until
 from tests.support.services import free_port
+from workers.broker import QUEUES
 from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
@@ -43,10 +45,8 @@ def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_servic
     def boom(notification_id: int) -> None:
         raise RuntimeError("down")
 
-    events = dramatiq.actor(slow, broker=ops_broker, queue_name="events", actor_name="process_event")
-    notes = dramatiq.actor(
-        boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification", max_retries=0
-    )
+    events = stand_in(ops_broker, slow, queue="events", name="process_event")
+    notes = stand_in(ops_broker, boom, queue="notifications", name="send_notification", max_retries=0)
     notes.send(1)
     from workers.heartbeat import WorkerHeartbeat
 
@@ -93,24 +93,8 @@ def test_queue_gauges_equal_the_broker_state(ops_broker: RedisBroker, ops_servic
 def test_telemetry_series(ops_services: SimpleNamespace) -> None:
     t: Telemetry = ops_services.telemetry
     for latency in (0.002, 0.002, 0.2):
-        t.webhook(
-            merchant="acme",
-            event="track_updated",
-            outcome="queued",
-            status_code=200,
-            reason=None,
-            latency_s=latency,
-            at=time_now(),
-        )
-    t.webhook(
-        merchant="acme",
-        event="track_updated",
-        outcome="rejected",
-        status_code=401,
-        reason="bad token",
-        latency_s=0.001,
-        at=time_now(),
-    )
+        t.webhook(**delivery(latency_s=latency))
+    t.webhook(**delivery("acme", "rejected", 401, "bad token", latency_s=0.001))
     t.processed(actor="process_event", outcome="ok", latency_s=0.3, carrier_lag_s=1000)
     t.processed(actor="send_notification", outcome="failed", latency_s=2)
     t.notification(channel="sms", kind="out_for_delivery", status="sent")
@@ -167,9 +151,3 @@ def test_scrape_still_answers_when_redis_is_down() -> None:
     assert m[("parcelhook_broker_up", ())] == 0
     assert m[("parcelhook_telemetry_up", ())] == 0
     assert not any(name.startswith("parcelhook_queue_") for name, _ in m)
-
-
-def time_now():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

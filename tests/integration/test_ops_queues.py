@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 
-import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from admin.queues import QUEUES, QueueInspector
+from admin.queues import QueueInspector, QueueStats
+from tests.integration.ops_fixtures import stand_in
 from tests.support.polling import running_worker, wait_until
+from workers.broker import QUEUES
 from workers.heartbeat import WorkerHeartbeat
 
 pytestmark = pytest.mark.redis
@@ -22,17 +23,13 @@ def inspector(redis_client: redis.Redis) -> QueueInspector:
     return QueueInspector(redis_client, "parcelhook", QUEUES)
 
 
-def by_name(inspector: QueueInspector) -> dict:
+def by_name(inspector: QueueInspector) -> dict[str, QueueStats]:
     return {q.name: q for q in inspector.queues()}
 
 
 def test_ready_counts_follow_sends(ops_broker: RedisBroker, inspector: QueueInspector) -> None:
-    events = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
-    notes = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="notifications", actor_name="send_notification"
-    )
+    events = stand_in(ops_broker, queue="events", name="process_event")
+    notes = stand_in(ops_broker, queue="notifications", name="send_notification")
     for i in range(3):
         events.send("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")
     notes.send(7)
@@ -54,9 +51,7 @@ def test_ready_counts_follow_sends(ops_broker: RedisBroker, inspector: QueueInsp
 def test_oldest_age_is_measured_from_the_head_message_timestamp(
     ops_broker: RedisBroker, inspector: QueueInspector
 ) -> None:
-    events = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
+    events = stand_in(ops_broker, queue="events", name="process_event")
     first = events.send("acme", "ev-1", "2024-05-01T10:00:00+00:00", "{}")
     events.send("acme", "ev-2", "2024-05-01T10:00:00+00:00", "{}")
     [stats] = [q for q in inspector.queues(now_ms=first.message_timestamp + 5000) if q.name == "events"]
@@ -66,9 +61,7 @@ def test_oldest_age_is_measured_from_the_head_message_timestamp(
 def test_delayed_messages_count_even_while_a_worker_holds_them(
     ops_broker: RedisBroker, inspector: QueueInspector, redis_client: redis.Redis
 ) -> None:
-    events = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
+    events = stand_in(ops_broker, queue="events", name="process_event")
     for i in range(2):
         events.send_with_options(args=("acme", f"ev-{i}", "x", "{}"), delay=60_000)
     stats = by_name(inspector)["events"]
@@ -90,7 +83,7 @@ def test_in_flight_counts_messages_a_worker_is_running(
         started.set()
         release.wait(10)
 
-    events = dramatiq.actor(slow, broker=ops_broker, queue_name="events", actor_name="process_event")
+    events = stand_in(ops_broker, slow, queue="events", name="process_event")
     events.send("acme", "ev-1", "x", "{}")
     with running_worker(ops_broker, threads=1):
         try:
@@ -107,9 +100,7 @@ def test_dead_counts_messages_of_a_failing_actor(ops_broker: RedisBroker, inspec
     def boom(notification_id: int) -> None:
         raise RuntimeError("smtp down")
 
-    notes = dramatiq.actor(
-        boom, broker=ops_broker, queue_name="notifications", actor_name="send_notification", max_retries=0
-    )
+    notes = stand_in(ops_broker, boom, queue="notifications", name="send_notification", max_retries=0)
     notes.send(1)
     notes.send(2)
     with running_worker(ops_broker):
@@ -125,9 +116,7 @@ def test_live_workers_come_from_worker_heartbeats_not_from_senders(
     import socket
 
     ops_broker.add_middleware(WorkerHeartbeat(redis_client, "parcelhook", interval_s=0.2))
-    actor = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
+    actor = stand_in(ops_broker, queue="events", name="process_event")
     actor.send("acme", "ev", "x", "{}")  # a process that only enqueues (like `web`) is not a worker
     assert inspector.workers() == []
     with running_worker(ops_broker):
@@ -144,9 +133,7 @@ def test_live_workers_come_from_worker_heartbeats_not_from_senders(
 def test_snapshot_has_the_contract_shape_and_changes_nothing(
     ops_broker: RedisBroker, inspector: QueueInspector, redis_client: redis.Redis
 ) -> None:
-    events = dramatiq.actor(
-        lambda *a: None, broker=ops_broker, queue_name="events", actor_name="process_event"
-    )
+    events = stand_in(ops_broker, queue="events", name="process_event")
     events.send("acme", "ev-1", "x", "{}")
     events.send_with_options(args=("acme", "ev-2", "x", "{}"), delay=60_000)
     beat = WorkerHeartbeat(redis_client, "parcelhook")
@@ -167,7 +154,7 @@ def test_snapshot_has_the_contract_shape_and_changes_nothing(
 
 
 def test_any_list_of_queues_is_accepted(ops_broker: RedisBroker, redis_client: redis.Redis) -> None:
-    other = dramatiq.actor(lambda: None, broker=ops_broker, queue_name="bulk_emails", actor_name="odd")
+    other = stand_in(ops_broker, queue="bulk_emails", name="odd")
     other.send()
     [stats] = QueueInspector(redis_client, "parcelhook", ["bulk_emails"]).queues()
     assert (stats.name, stats.ready) == ("bulk_emails", 1)

@@ -5,20 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.shippo import SAMPLES, raw, scenario
-from tests.integration.conftest import System, hmac_secret
+from tests.integration.conftest import System
 
 pytestmark = pytest.mark.redis
 
 
 def test_a_signed_sample_is_queued_and_processed_by_a_real_worker(system: System) -> None:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
+    merchant, secret = system.signing_merchant()
     system.start_worker()
-    system.admin.put(
-        "/api/merchants/acme/orders/1001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
+    system.register_order("1001")
     for body in scenario("delivered"):
         assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
     system.drain()

@@ -14,100 +14,75 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from store.schema import platform_events
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import VAULT, System, hmac_secret
+from tests.support.rabbitmq import rabbitmq_service, rabbitmq_vhost  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
 
 ORDER_REF_PATTERN = r"Order (\d+)"
 
+#: (routing key, shipment status, open exception, the change) of one platform event
+Summary = tuple[str, str | None, str | None, dict[str, Any]]
+
+
+def moved(
+    what: str, status: str, open_exception: str | None, from_status: str | None, to_status: str
+) -> Summary:
+    """A shipment or order status change, as :func:`_summary` reads it off the message."""
+    change = {"from_status": from_status, "to_status": to_status}
+    return f"acme.{what}.status_changed", status, open_exception, change
+
+
+def exception(verb: str, status: str, open_exception: str | None, exception: str) -> Summary:
+    """A shipment exception opened or cleared, as :func:`_summary` reads it off the message."""
+    return f"acme.shipment.exception_{verb}", status, open_exception, {"exception": exception}
+
+
 #: attempt-then-delivered, webhook by webhook: (routing key, shipment status and open exception as of
 #: the change, the change). The pre-transit scan moves nothing; the attempt is a sideways move to
 #: in_transit that opens the exception; the next out-for-delivery scan moves on and clears it.
 EXPECTED = [
-    (
-        "acme.shipment.status_changed",
-        "label_created",
-        None,
-        {"from_status": None, "to_status": "label_created"},
-    ),
-    (
-        "acme.order.status_changed",
-        "label_created",
-        None,
-        {"from_status": "awaiting_shipment", "to_status": "shipped"},
-    ),
-    (
-        "acme.shipment.status_changed",
-        "in_transit",
-        None,
-        {"from_status": "label_created", "to_status": "in_transit"},
-    ),
-    (
-        "acme.shipment.status_changed",
-        "out_for_delivery",
-        None,
-        {"from_status": "in_transit", "to_status": "out_for_delivery"},
-    ),
-    (
-        "acme.order.status_changed",
-        "out_for_delivery",
-        None,
-        {"from_status": "shipped", "to_status": "out_for_delivery"},
-    ),
-    (
-        "acme.shipment.status_changed",
-        "in_transit",
-        None,
-        {"from_status": "out_for_delivery", "to_status": "in_transit"},
-    ),
-    (
-        "acme.shipment.exception_opened",
-        "in_transit",
-        "delivery_attempted",
-        {"exception": "delivery_attempted"},
-    ),
-    (
-        "acme.order.status_changed",
-        "in_transit",
-        "delivery_attempted",
-        {"from_status": "out_for_delivery", "to_status": "exception"},
-    ),
-    (
-        "acme.shipment.status_changed",
-        "out_for_delivery",
-        "delivery_attempted",
-        {"from_status": "in_transit", "to_status": "out_for_delivery"},
-    ),
-    ("acme.shipment.exception_cleared", "out_for_delivery", None, {"exception": "delivery_attempted"}),
-    (
-        "acme.order.status_changed",
-        "out_for_delivery",
-        None,
-        {"from_status": "exception", "to_status": "out_for_delivery"},
-    ),
-    (
-        "acme.shipment.status_changed",
-        "delivered",
-        None,
-        {"from_status": "out_for_delivery", "to_status": "delivered"},
-    ),
-    (
-        "acme.order.status_changed",
-        "delivered",
-        None,
-        {"from_status": "out_for_delivery", "to_status": "delivered"},
-    ),
+    moved("shipment", "label_created", None, None, "label_created"),
+    moved("order", "label_created", None, "awaiting_shipment", "shipped"),
+    moved("shipment", "in_transit", None, "label_created", "in_transit"),
+    moved("shipment", "out_for_delivery", None, "in_transit", "out_for_delivery"),
+    moved("order", "out_for_delivery", None, "shipped", "out_for_delivery"),
+    moved("shipment", "in_transit", None, "out_for_delivery", "in_transit"),
+    exception("opened", "in_transit", "delivery_attempted", "delivery_attempted"),
+    moved("order", "in_transit", "delivery_attempted", "out_for_delivery", "exception"),
+    moved("shipment", "out_for_delivery", "delivery_attempted", "in_transit", "out_for_delivery"),
+    exception("cleared", "out_for_delivery", None, "delivery_attempted"),
+    moved("order", "out_for_delivery", None, "exception", "out_for_delivery"),
+    moved("shipment", "delivered", None, "out_for_delivery", "delivered"),
+    moved("order", "delivered", None, "out_for_delivery", "delivered"),
 ]
 
 
 @pytest.fixture()
-def events_url(redis_url: str) -> str:
-    """The platforms' broker: the test Redis, database 1 (dramatiq uses 0)."""
+def events_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The platforms' broker: the test Redis, database 1 (dramatiq uses 0); or, parametrized
+    with ``"amqp"``, a virtual host of its own on the session's RabbitMQ (kombu's amqp transport)."""
+    if getattr(request, "param", "redis") == "amqp":
+        node = request.getfixturevalue("rabbitmq_service")
+        return str(node.amqp_url(request.getfixturevalue("rabbitmq_vhost")))
     return redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture()
+def publishing(
+    make_system: Callable[..., System], database_url: str, events_url: str
+) -> tuple[System, dict[str, Any]]:
+    """A system publishing platform events to ``events_url``, with its worker running, and its
+    merchant (unsigned webhooks; orders found by "Order <n>")."""
+    system = make_system(database_url, platform_events_url=events_url)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    return system, merchant
 
 
 @pytest.fixture()
@@ -154,7 +129,7 @@ def _post_one_by_one(system: System, merchant: dict[str, Any], bodies: list[byte
         system.drain()  # one webhook at a time, so the events have one expected order
 
 
-def _summary(message: Any) -> tuple[str, str | None, str | None, dict[str, Any]]:
+def _summary(message: Any) -> Summary:
     payload = message.payload
     change = payload["change"]
     keys = (
@@ -168,6 +143,7 @@ def _summary(message: Any) -> tuple[str, str | None, str | None, dict[str, Any]]
     )
 
 
+@pytest.mark.parametrize("events_url", ["redis", "amqp"], indirect=True)
 def test_a_shipment_lifetime_reaches_the_platform_as_ordered_events_once_each(
     make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
 ) -> None:
@@ -210,14 +186,12 @@ def test_a_shipment_lifetime_reaches_the_platform_as_ordered_events_once_each(
 
 
 def test_a_redelivered_worker_message_and_a_second_publisher_publish_nothing_twice(
-    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+    platform: Callable[[], list[Any]], events_url: str, publishing: tuple[System, dict[str, Any]]
 ) -> None:
     from workers.actors import process_event
     from workers.platform_events import publish_pending
 
-    system = make_system(database_url, platform_events_url=events_url)
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
+    system, merchant = publishing
     label = scenario("attempt-then-delivered")[0]
     assert system.post(merchant, label).get_json()["status"] == "queued"
     system.drain()
@@ -319,14 +293,12 @@ def test_concurrent_publishers_publish_each_row_once_in_order(
 
 
 def test_reconciliation_publishes_what_a_lost_message_left_behind(
-    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+    platform: Callable[[], list[Any]], publishing: tuple[System, dict[str, Any]]
 ) -> None:
     from workers.actors import enqueue_followups
     from workers.scheduler import reconcile
 
-    system = make_system(database_url, platform_events_url=events_url)
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
+    system, merchant = publishing
     _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:1])
     assert len(platform()) == 2
     with system.database.write() as conn:  # as if the worker died between commit and enqueue
@@ -338,7 +310,7 @@ def test_reconciliation_publishes_what_a_lost_message_left_behind(
 
 
 def test_a_stalled_shipment_is_an_event_too(
-    make_system: Callable[..., System], database_url: str, events_url: str, platform: Callable[[], list[Any]]
+    platform: Callable[[], list[Any]], publishing: tuple[System, dict[str, Any]]
 ) -> None:
     from datetime import timedelta
 
@@ -346,9 +318,7 @@ def test_a_stalled_shipment_is_an_event_too(
     from workers.actors import enqueue_followups
     from workers.scheduler import detect_stalls
 
-    system = make_system(database_url, platform_events_url=events_url)
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
+    system, merchant = publishing
     _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:3])
     platform()
     with system.database.write() as conn:

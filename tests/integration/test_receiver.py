@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,6 +13,7 @@ import redis
 from ingest.signature import HEADER, sign
 from tests.fixtures.shippo import SAMPLES, raw
 from tests.integration.conftest import System, hmac_secret
+from tests.support.services import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -159,7 +162,9 @@ def test_a_non_json_content_type_is_415(system: System) -> None:
     assert "text/plain" in response.get_json()["message"]
 
 
-def test_a_body_over_the_limit_is_413_without_reading_it(make_system, sqlite_url: str) -> None:
+def test_a_body_over_the_limit_is_413_without_reading_it(
+    make_system: Callable[..., System], sqlite_url: str
+) -> None:
     system = make_system(sqlite_url, max_body_bytes=2048)
     merchant = system.create_merchant()
     big = b'{"event": "track_updated", "data": {"pad": "' + b"x" * 5000 + b'"}}'
@@ -187,7 +192,7 @@ def test_every_sample_is_accepted(system: System) -> None:
 
 
 def test_a_broker_outage_is_503_with_retry_after_and_shippos_retry_is_processed_once(
-    make_system, sqlite_url: str, redis_service
+    make_system: Callable[..., System], sqlite_url: str, redis_service: RedisServer
 ) -> None:
     system = make_system(sqlite_url)
     merchant = system.create_merchant()
@@ -213,7 +218,7 @@ def test_a_broker_outage_is_503_with_retry_after_and_shippos_retry_is_processed_
     assert rows[0].status == "delivered"
 
 
-def test_the_database_down_is_503_not_500(make_system, tmp_path) -> None:
+def test_the_database_down_is_503_not_500(make_system: Callable[..., System], tmp_path: Path) -> None:
     system = make_system(f"sqlite:///{tmp_path}/missing/dir/that/cannot/exist/bad.db")
     response = system.post({"slug": "acme", "webhook_token": "x"}, raw("track_updated_transit.json"))
     assert response.status_code == 503
@@ -227,7 +232,9 @@ def test_health_and_readiness(system: System) -> None:
     assert ready.get_json()["checks"] == {"broker": "ok", "database": "ok"}
 
 
-def test_readiness_fails_when_the_broker_is_down(make_system, sqlite_url: str, redis_service) -> None:
+def test_readiness_fails_when_the_broker_is_down(
+    make_system: Callable[..., System], sqlite_url: str, redis_service: RedisServer
+) -> None:
     system = make_system(sqlite_url)
     redis_service.stop()
     try:
@@ -250,7 +257,9 @@ def test_the_old_token_keeps_working_after_rotation(system: System) -> None:
     assert (old.status_code, new.status_code) == (200, 200)
 
 
-def test_redis_keeps_queued_events_across_a_restart(make_system, sqlite_url: str, redis_service) -> None:
+def test_redis_keeps_queued_events_across_a_restart(
+    make_system: Callable[..., System], sqlite_url: str, redis_service: RedisServer
+) -> None:
     system = make_system(sqlite_url)
     merchant = system.create_merchant()
     system.post(merchant, raw("track_updated_transit.json"))

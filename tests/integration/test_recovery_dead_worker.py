@@ -6,27 +6,22 @@ Twilio-compatible server, SQLite shared between the processes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from config import Settings
-from tests.integration.conftest import SIGNING_KEY, System
-from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
+from tests.integration.conftest import System
+from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer, redis_server
+from tests.support.services import RedisServer
 from tests.support.worker_process import (
     ScriptedTwilio,
     enqueue_webhook,
+    env_for_workers,
     label_created,
     recipients,
-    settings_env,
     sms_orders,
-    system_for_workers,
-    twilio_settings,
-    worker_env,
     worker_process,
 )
 
@@ -34,18 +29,6 @@ pytestmark = pytest.mark.redis
 
 #: The issue's bound: work held by a worker killed with SIGKILL runs again within this.
 RECOVERY_BOUND_S = 60.0
-
-
-@pytest.fixture()
-def broker_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture()
-def twilio() -> Iterator[ScriptedTwilio]:
-    with ScriptedTwilio(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
 
 
 def in_flight(url: str, queue: str) -> int:
@@ -57,24 +40,15 @@ def in_flight(url: str, queue: str) -> int:
 
 
 def test_messages_a_killed_worker_held_run_again_within_a_minute(
-    make_system: Callable[..., System],
-    make_settings: Callable[..., Settings],
-    sqlite_url: str,
+    worker_system: System,
     broker_redis: RedisServer,
     twilio: ScriptedTwilio,
     tmp_path: Path,
 ) -> None:
-    system = system_for_workers(make_system, make_settings, sqlite_url)
+    system = worker_system
     phones = {"1001": "+15005550101", "1002": "+15005550102"}
     sms_orders(system, phones)
-    env = worker_env(
-        broker_url=broker_redis.url,
-        database_url=sqlite_url,
-        var_dir=tmp_path,
-        signing_key=SIGNING_KEY,
-        **twilio_settings(twilio),
-        **settings_env(system.settings),
-    )
+    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
     twilio.hang_next(1)  # the first SMS hangs inside its provider call
 
     with worker_process(env, tmp_path / "worker-a.log", threads=1) as doomed:

@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from config import Settings
-from tests.integration.conftest import SIGNING_KEY, System
-from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
+from tests.integration.conftest import System
+from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer, redis_server
+from tests.support.services import RedisServer
 from tests.support.worker_process import (
     ScriptedTwilio,
     enqueue_webhook,
+    env_for_workers,
     kill9_and_restart,
     label_created,
     recipients,
-    settings_env,
     sms_orders,
-    system_for_workers,
-    twilio_settings,
-    worker_env,
     worker_process,
 )
 
@@ -40,23 +35,6 @@ ORDERS = {f"{1001 + i}": f"+1500555{1001 + i:04d}" for i in range(6)}
 #: send_notification's first retry comes 10-20 s after the failure (min_backoff 10 s, jitter):
 #: this leaves that plus a generous margin.
 BOUND_S = 60.0
-
-
-@pytest.fixture()
-def broker_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        # every write durable before the kill: the test is about what the workers do after
-        # the restart, not about AOF's one-second window
-        client = redis.Redis.from_url(server.url)
-        client.config_set("appendfsync", "always")
-        client.close()
-        yield server
-
-
-@pytest.fixture()
-def twilio() -> Iterator[ScriptedTwilio]:
-    with ScriptedTwilio(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
 
 
 def delayed(url: str) -> tuple[int, int]:
@@ -71,23 +49,14 @@ def delayed(url: str) -> tuple[int, int]:
 
 
 def test_delayed_retries_held_by_live_workers_run_after_redis_is_killed_and_restarted(
-    make_system: Callable[..., System],
-    make_settings: Callable[..., Settings],
-    sqlite_url: str,
+    worker_system: System,
     broker_redis: RedisServer,
     twilio: ScriptedTwilio,
     tmp_path: Path,
 ) -> None:
-    system = system_for_workers(make_system, make_settings, sqlite_url)
+    system = worker_system
     sms_orders(system, ORDERS)
-    env = worker_env(
-        broker_url=broker_redis.url,
-        database_url=sqlite_url,
-        var_dir=tmp_path,
-        signing_key=SIGNING_KEY,
-        **twilio_settings(twilio),
-        **settings_env(system.settings),
-    )
+    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
     twilio.fail_all()
 
     with (

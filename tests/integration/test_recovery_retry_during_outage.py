@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from config import Settings
-from tests.integration.conftest import SIGNING_KEY, System
-from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN, rows
+from tests.integration.conftest import System
+from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer, redis_server
+from tests.support.services import RedisServer
 from tests.support.worker_process import (
     ScriptedTwilio,
     enqueue_webhook,
+    env_for_workers,
     label_created,
     recipients,
-    settings_env,
     sms_orders,
-    system_for_workers,
-    twilio_settings,
-    worker_env,
     worker_process,
 )
 
@@ -45,39 +39,15 @@ OUTAGE_S = 4.0
 BOUND_S = 60.0
 
 
-@pytest.fixture()
-def broker_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        client = redis.Redis.from_url(server.url)
-        client.config_set("appendfsync", "always")  # the subject is the retry, not AOF's window
-        client.close()
-        yield server
-
-
-@pytest.fixture()
-def twilio() -> Iterator[ScriptedTwilio]:
-    with ScriptedTwilio(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
-
-
 def test_a_retry_due_while_redis_is_down_runs_once_redis_is_back(
-    make_system: Callable[..., System],
-    make_settings: Callable[..., Settings],
-    sqlite_url: str,
+    worker_system: System,
     broker_redis: RedisServer,
     twilio: ScriptedTwilio,
     tmp_path: Path,
 ) -> None:
-    system = system_for_workers(make_system, make_settings, sqlite_url)
+    system = worker_system
     sms_orders(system, ORDERS)
-    env = worker_env(
-        broker_url=broker_redis.url,
-        database_url=sqlite_url,
-        var_dir=tmp_path,
-        signing_key=SIGNING_KEY,
-        **twilio_settings(twilio),
-        **settings_env(system.settings),
-    )
+    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
     twilio.hang_next(len(ORDERS))
 
     with worker_process(env, tmp_path / "worker.log") as worker:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
@@ -45,10 +44,6 @@ def replay(*argv: str) -> tuple[int, dict[str, int]]:
     return code, counts
 
 
-def _order(system: System) -> dict[str, Any]:
-    return system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
-
-
 def test_replay_posts_signed_bodies_shuffled_with_duplicates(system: System, receiver: str) -> None:
     system.create_merchant(hmac_secrets=[hmac_secret()], order_ref_pattern=r"Order (\d+)")
     system.start_worker()
@@ -56,7 +51,7 @@ def test_replay_posts_signed_bodies_shuffled_with_duplicates(system: System, rec
     assert code == 0
     assert counts == {"200 queued": 7, "200 duplicate": 7}
     system.drain()
-    order = _order(system)
+    order = system.order("1001")
     assert (order["status"], order["exception"]) == ("delivered", None)
     [shipment] = order["shipments"]
     assert shipment["status"] == "delivered" and len(shipment["history"]) == 6

@@ -15,15 +15,16 @@ pytestmark = pytest.mark.redis
 
 
 def test_two_schedulers_enqueue_each_tick_once_and_run_the_health_check_themselves(system: System) -> None:
-    from workers.clock import tick
+    from workers.clock import CADENCE_S, IN_SCHEDULER, tick
 
     client = system.broker.client
     first = tick(client, now=1_000_000.0, last={}, force=True)
     second = tick(client, now=1_000_000.0, last={}, force=True)
-    assert sorted(first) == ["alerts", "reconcile", "stalls"]
+    assert {"alerts", "reconcile", "stalls", "retention"} <= set(first) == set(CADENCE_S)
     assert second == []
     queued = client.lrange("parcelhook:maintenance", 0, -1)
-    assert len(queued) == 2  # stalls + reconcile; alerts ran in the scheduler process
+    assert IN_SCHEDULER == {"alerts"}
+    assert len(queued) == len(CADENCE_S) - 1  # alerts ran in the scheduler process
     assert client.exists("parcelhook:health:alerts") or client.exists("parcelhook:health:last_check")
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain.vocabulary import Channel
 from tests.integration.conftest import System
 from tests.support import rows
 from tests.support.scenes import claimed_notification, label_shipped_to_jane
@@ -104,25 +105,10 @@ def test_an_uncertain_delivery_is_never_retried_and_the_merchant_is_told(system:
 
     email = RecordingChannel("email")
     email.fail_next(UncertainDeliveryError("SMTP server gave no answer after the message"))
-    system.runtime.sender.channels["email"] = email
+    system.runtime.sender.channels[Channel.EMAIL] = email
     system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email="ops@acme.example")
     with system.database.write() as conn:
-        from store import merchants as merchant_store
-        from store import orders as order_store
-
-        merchant = merchant_store.require(conn, "acme")
-        order, _ = order_store.register(
-            system.database,
-            conn,
-            merchant.id,
-            "1001",
-            customer={"email": "jane@example.com"},
-            notify_email=True,
-            notify_sms=False,
-        )
-        row = rows.notification(
-            system.database, conn, merchant.id, order_id=order.id, key="1001:x:shipped:email"
-        )
+        row = rows.order_notification(system.database, conn, "acme", "1001")
     assert row is not None
     alerts: list[int] = []
     assert (

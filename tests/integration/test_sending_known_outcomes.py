@@ -206,7 +206,9 @@ def test_without_a_kept_answer_the_outcome_is_still_unknown_and_never_resent(
             timeout=60,
             what="the first attempt's record step to give up",
         )
-        state = system.runtime.sender.receipts.client  # the state Redis (here: the broker's)
+        receipts = system.runtime.sender.receipts
+        assert receipts is not None, "a system with a state Redis keeps receipts"
+        state = receipts.client  # the state Redis (here: the broker's)
         kept = state.keys("*:receipt:*")
         assert kept, "the provider's answer was kept before the record step"
         state.delete(*kept)
@@ -228,30 +230,13 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
     from notifiers.channel import TransientChannelError
     from store import merchants as merchant_store
     from store import notifications as notification_store
-    from store import orders as order_store
 
     with h.channels() as (smtp, twilio):
         system = make_system(database_url, **h.channel_overrides(smtp, twilio))
         system.create_merchant("acme", **h.merchant_profile())
         with system.database.write() as conn:
-            merchant = merchant_store.require(conn, "acme")
-            order, _ = order_store.register(
-                system.database,
-                conn,
-                merchant.id,
-                "1001",
-                customer={"phone": "+15551230001"},
-                notify_email=False,
-                notify_sms=True,
-            )
-            row_id = rows.notification(
-                system.database,
-                conn,
-                merchant.id,
-                order_id=order.id,
-                channel="sms",
-                key="1001:x:shipped:sms",
-                to_address="+15551230001",
+            row_id = rows.order_notification(
+                system.database, conn, "acme", "1001", channel="sms", to_address="+15551230001"
             )
         assert row_id is not None
         sender = system.runtime.sender
@@ -262,6 +247,7 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
             first = notification_store.get(conn, row_id)
         assert first is not None and (first.status, first.error_code) == ("queued", "20500")
         with system.database.write() as conn:
+            merchant = merchant_store.require(conn, "acme")
             notification_store.opt_out(system.database, conn, merchant.id, "sms", "+15551230001", "keyword")
         assert (
             sender.send(row_id, on_deferred=lambda *_: None, on_alert=lambda _: None, message_id="m-1")

@@ -13,13 +13,12 @@ import sqlalchemy as sa
 
 from domain.payload import parse_event, parse_webhook
 from store import merchants as merchant_store
-from store import notifications as notification_store
 from store import orders as order_store
 from store import shipments as shipment_store
 from store.database import Database, utcnow
 from store.errors import Conflict
 from store.migrate import downgrade, upgrade
-from store.schema import deliveries, metadata, shipment_scans, shipments
+from store.schema import deliveries, metadata, notifications, shipment_scans, shipments
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import VAULT
 from tests.support import rows
@@ -150,7 +149,7 @@ def test_the_same_notification_key_twice_is_one_row(database: Database) -> None:
         with database.write() as conn:
             ids.append(rows.notification(database, conn, merchant.id, key="o1:s1:shipped:email"))
     assert ids[0] is not None and ids[1] is None
-    assert _count(database, notification_store.notifications) == 1
+    assert _count(database, notifications) == 1
 
 
 # ---------------------------------------------------------------- merchants

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.shippo import scenario
-from tests.integration.conftest import System, hmac_secret
+from tests.integration.conftest import System
 
 pytestmark = pytest.mark.redis
 
@@ -40,12 +40,6 @@ def _send(system: System, merchant: dict[str, Any], secret: str, *bodies: bytes)
     system.drain()
 
 
-def _order(system: System, ref: str = "1001") -> dict[str, Any]:
-    response = system.admin.get(f"/api/merchants/acme/orders/{ref}", headers=system.auth())
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
 def _shipment_count(system: System) -> int:
     from store.schema import shipments
 
@@ -55,13 +49,8 @@ def _shipment_count(system: System) -> int:
 
 @pytest.fixture()
 def acme(system: System) -> tuple[dict[str, Any], str]:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put(
-        "/api/merchants/acme/orders/1001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
+    merchant, secret = system.signing_merchant()
+    system.register_order("1001")
     system.start_worker()
     return merchant, secret
 
@@ -75,7 +64,7 @@ def test_a_track_without_transaction_joins_its_label_by_carrier_and_tracking_num
     _send(system, merchant, secret, tracks[0])
     _send(system, merchant, secret, *tracks[1:])
     assert _shipment_count(system) == 1
-    order = _order(system)
+    order = system.order("1001")
     [shipment] = order["shipments"]
     assert (order["status"], shipment["status"], shipment["carrier"]) == ("delivered", "delivered", "usps")
     assert shipment["tracking_url"] == USPS_PAGE
@@ -89,7 +78,7 @@ def test_a_track_before_its_transaction_keeps_its_state_and_gains_url_and_order(
     merchant, secret = acme
     label, tracks = _bodies(drop_transaction_link=not linked)
     _send(system, merchant, secret, *tracks)
-    order = _order(system)
+    order = system.order("1001")
     assert order["shipments"] == [], "the tracks carry no metadata: no order to join yet"
     from store.schema import shipments
 
@@ -99,7 +88,7 @@ def test_a_track_before_its_transaction_keeps_its_state_and_gains_url_and_order(
 
     _send(system, merchant, secret, label)  # Shippo's transaction webhook comes last
     assert _shipment_count(system) == 1, "the label found the tracked shipment"
-    order = _order(system)
+    order = system.order("1001")
     [shipment] = order["shipments"]
     assert (order["status"], shipment["status"]) == ("delivered", "delivered"), "a late label never regresses"
     assert shipment["tracking_url"] == USPS_PAGE

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from tests.fixtures.shippo import scenario
-from tests.integration.conftest import System, hmac_secret
+from tests.integration.conftest import System
 
 pytestmark = pytest.mark.redis
 
@@ -21,20 +20,9 @@ def relabel(body: bytes, n: int, ref: str) -> bytes:
     return text.replace(f'"{META}"', json.dumps(f"Order {ref}")).encode()
 
 
-def _order(system: System, ref: str) -> dict[str, Any]:
-    response = system.admin.get(f"/api/merchants/acme/orders/{ref}", headers=system.auth())
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
 def test_two_labels_one_delivered_one_in_transit_make_the_order_partially_delivered(system: System) -> None:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put(
-        "/api/merchants/acme/orders/2001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
+    merchant, secret = system.signing_merchant()
+    system.register_order("2001")
     system.start_worker()
     bodies = scenario("delivered")
     first = [relabel(b, 1, "2001") for b in bodies]  # label → … → delivered
@@ -42,16 +30,16 @@ def test_two_labels_one_delivered_one_in_transit_make_the_order_partially_delive
     for body in first[:1] + second[:1]:
         assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
     system.drain()
-    assert _order(system, "2001")["status"] == "shipped", "two labels, nothing moving yet"
+    assert system.order("2001")["status"] == "shipped", "two labels, nothing moving yet"
     for body in second[1:]:
         system.post(merchant, body, secret=secret)
     system.drain()
-    assert _order(system, "2001")["status"] == "partially_shipped", "one label moving, one not yet"
+    assert system.order("2001")["status"] == "partially_shipped", "one label moving, one not yet"
     for body in first[1:]:
         assert system.post(merchant, body, secret=secret).get_json()["status"] == "queued"
     system.drain()
 
-    order = _order(system, "2001")
+    order = system.order("2001")
     assert (order["status"], order["exception"]) == ("partially_delivered", None)
     assert sorted((s["tracking_number"][-4:], s["status"]) for s in order["shipments"]) == [
         ("0001", "delivered"),
@@ -65,19 +53,18 @@ def test_two_labels_one_delivered_one_in_transit_make_the_order_partially_delive
     for body in [relabel(b, 2, "2001") for b in bodies[3:]]:  # the second one arrives too
         system.post(merchant, body, secret=secret)
     system.drain()
-    assert _order(system, "2001")["status"] == "delivered"
+    assert system.order("2001")["status"] == "delivered"
 
 
 def test_events_before_the_order_is_registered_are_kept_and_attached(system: System) -> None:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
+    merchant, secret = system.signing_merchant()
     system.start_worker()
     bodies = scenario("delivered")
     for body in [relabel(b, 1, "3001") for b in bodies] + [relabel(b, 2, "3001") for b in bodies[:4]]:
         system.post(merchant, body, secret=secret)
     system.drain()
 
-    before = _order(system, "3001")
+    before = system.order("3001")
     assert before["registered"] is False and before["customer"] == {}
     assert before["status"] == "partially_delivered" and len(before["shipments"]) == 2
     assert before["notifications"] == [], "no customer contact yet: nothing to send"
@@ -97,20 +84,15 @@ def test_events_before_the_order_is_registered_are_kept_and_attached(system: Sys
     assert sorted(s["status"] for s in order["shipments"]) == ["delivered", "in_transit"]
     assert all(s["history"] and s["timeline"] for s in order["shipments"])
 
-    after = _order(system, "3001")
+    after = system.order("3001")
     kinds = sorted(n["kind"] for n in after["notifications"] if n["channel"] == "email")
     assert "delivered" in kinds, "the customer learns the current state once registered"
     assert "in_transit" not in kinds, "never the stale steps in between"
     assert all(n["to"] == "j***@example.com" for n in after["notifications"])
 
-    again = system.admin.put(
-        "/api/merchants/acme/orders/3001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
-    assert again.status_code == 200
+    assert system.register_order("3001") == 200
     system.drain()
-    assert len(_order(system, "3001")["notifications"]) == len(after["notifications"]), "nothing twice"
+    assert len(system.order("3001")["notifications"]) == len(after["notifications"]), "nothing twice"
 
 
 def test_an_order_registered_first_shows_awaiting_shipment(system: System) -> None:

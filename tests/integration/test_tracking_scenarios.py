@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.shippo import SCENARIOS, scenario
-from tests.integration.conftest import System, hmac_secret
+from tests.integration.conftest import System
 
 pytestmark = pytest.mark.redis
 
@@ -26,12 +26,6 @@ def _bodies(mode: str) -> list[bytes]:
     return bodies
 
 
-def _order(system: System, ref: str) -> dict[str, Any]:
-    response = system.admin.get(f"/api/merchants/acme/orders/{ref}", headers=system.auth())
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
-
-
 def _kinds(timeline: list[dict[str, Any]], kind: str, exception: str | None = None) -> list[dict[str, Any]]:
     return [c for c in timeline if c["kind"] == kind and (exception is None or c["exception"] == exception)]
 
@@ -42,15 +36,9 @@ def _kinds(timeline: list[dict[str, Any]], kind: str, exception: str | None = No
 def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
     system: System, mode: str
 ) -> None:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
+    merchant, secret = system.signing_merchant()
     # one order registered before Shippo speaks, one after, one never
-    put = system.admin.put(
-        "/api/merchants/acme/orders/1001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
-    assert put.status_code == 201
+    assert system.register_order("1001") == 201
     system.start_worker()
 
     bodies = _bodies(mode)
@@ -69,7 +57,7 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
         == 201
     )
 
-    delivered = _order(system, "1001")
+    delivered = system.order("1001")
     assert (delivered["status"], delivered["exception"], delivered["registered"]) == ("delivered", None, True)
     [shipment] = delivered["shipments"]
     assert (shipment["status"], shipment["exception"], shipment["carrier"]) == ("delivered", None, "usps")
@@ -78,7 +66,7 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
     assert [c["to_status"] for c in _kinds(shipment["timeline"], "status_changed")][-1] == "delivered"
     assert not _kinds(shipment["timeline"], "exception_opened")
 
-    attempt = _order(system, "1002")
+    attempt = system.order("1002")
     assert (attempt["status"], attempt["exception"]) == ("delivered", None)
     [shipment] = attempt["shipments"]
     assert (shipment["status"], shipment["exception"], shipment["carrier"]) == ("delivered", None, "ups")
@@ -89,7 +77,7 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
     assert opened[0]["occurrence"] == cleared[0]["occurrence"]
     assert len(shipment["history"]) == 6
 
-    returned = _order(system, "1003")
+    returned = system.order("1003")
     assert (returned["status"], returned["exception"], returned["registered"]) == (
         "returned",
         "returned_to_sender",
@@ -116,19 +104,14 @@ def test_sample_scenarios_end_in_the_same_state_whatever_the_delivery_order(
 
 
 def test_every_shipment_notification_goes_out_once_even_when_duplicated(system: System) -> None:
-    secret = hmac_secret()
-    merchant = system.create_merchant(hmac_secrets=[secret], order_ref_pattern=r"Order (\d+)")
-    system.admin.put(
-        "/api/merchants/acme/orders/1001",
-        json={"customer": {"email": "jane@example.com"}},
-        headers=system.auth(),
-    )
+    merchant, secret = system.signing_merchant()
+    system.register_order("1001")
     system.start_worker()
     bodies = _bodies("duplicated-5")
     for body in bodies:
         system.post(merchant, body, secret=secret)
     system.drain()
-    order = _order(system, "1001")
+    order = system.order("1001")
     kinds = Counter((n["kind"], n["channel"]) for n in order["notifications"])
     assert kinds, (order["notifications"], order["shipments"][0]["timeline"])
     assert set(kinds.values()) == {1}, kinds

@@ -12,35 +12,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from config import Settings
-from tests.integration.conftest import SIGNING_KEY, System
+from tests.integration.conftest import System
 from tests.support.notify_harness import merchant_profile
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer, redis_server
+from tests.support.services import RedisServer
 from tests.support.worker_process import (
     enqueue_webhook,
+    env_for_workers,
     label_created,
-    settings_env,
-    system_for_workers,
-    worker_env,
     worker_process,
 )
 
 pytestmark = pytest.mark.redis
 
 PLANTED = "planted.customer.7f3a@example.org"
-
-
-@pytest.fixture()
-def broker_redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 def _held(url: str, queue: str) -> int:
@@ -54,26 +44,18 @@ def _held(url: str, queue: str) -> int:
 
 
 def test_a_redis_outage_during_the_ack_logs_no_webhook_body(
-    make_system: Callable[..., System],
-    make_settings: Callable[..., Settings],
-    sqlite_url: str,
+    worker_system: System,
     broker_redis: RedisServer,
     tmp_path: Path,
 ) -> None:
-    system = system_for_workers(make_system, make_settings, sqlite_url)
+    system = worker_system
     system.create_merchant(**merchant_profile())
     body = json.loads(label_created("1001"))
     body["data"]["metadata"] = f"Order 1001 for {PLANTED}"
     raw = json.dumps(body).encode()
-    env = worker_env(
-        broker_url=broker_redis.url,
-        database_url=sqlite_url,
-        var_dir=tmp_path,
-        signing_key=SIGNING_KEY,
-        **settings_env(system.settings),
-    )
+    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path)
     log = tmp_path / "worker.log"
-    database = sqlite_url.removeprefix("sqlite:///")
+    database = system.settings.database_url.removeprefix("sqlite:///")
 
     with worker_process(env, log, threads=1) as worker:
         lock = sqlite3.connect(database, timeout=30, isolation_level=None)

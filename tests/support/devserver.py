@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from pathlib import Path
+from typing import Any
+
+from tests.support.json_values import json_object
 
 #: Set by a developer's shell or CI; `make run` must come up on its own defaults without them.
 UNSET = (
@@ -32,3 +37,10 @@ def devserver_env(var: Path, *, web: int, admin: int, redis_port: int) -> dict[s
     for name in UNSET:
         env.pop(name, None)
     return env
+
+
+def get_json(url: str, token: str) -> dict[str, Any]:
+    """GET an admin API ``url`` with the admin ``token``: the JSON object it answers."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json_object(json.loads(response.read()))

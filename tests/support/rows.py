@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from store import merchants as merchant_store
 from store import notifications as notification_store
+from store import orders as order_store
 from store.database import Database
 
 
@@ -47,3 +48,35 @@ def acme_notification(database: Database, vault: Any, *, key: str) -> int:
         created = notification(database, conn, merchant.id, key=key)
     assert created is not None
     return created
+
+
+def order_notification(
+    database: Database,
+    conn: Connection,
+    slug: str,
+    ref: str,
+    *,
+    channel: str = "email",
+    to_address: str = "jane@example.com",
+) -> int | None:
+    """Order ``ref`` of merchant ``slug`` (which must exist) registered for ``to_address`` on
+    ``channel``, and a queued ``shipped`` notification of it (:func:`notification`'s answer)."""
+    merchant = merchant_store.require(conn, slug)
+    order, _ = order_store.register(
+        database,
+        conn,
+        merchant.id,
+        ref,
+        customer={"email" if channel == "email" else "phone": to_address},
+        notify_email=channel == "email",
+        notify_sms=channel == "sms",
+    )
+    return notification(
+        database,
+        conn,
+        merchant.id,
+        order_id=order.id,
+        channel=channel,
+        key=f"{ref}:x:shipped:{channel}",
+        to_address=to_address,
+    )

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from aiosmtpd.controller import Controller
@@ -189,7 +189,7 @@ class SmtpServer:
         assert self.cert is not None, "server has no TLS"
         return ssl.create_default_context(cafile=str(self.cert))
 
-    def start(self) -> SmtpServer:
+    def start(self) -> Self:
         server_ctx: ssl.SSLContext | None = None
         if self.tls:
             if self.cert_dir is None:
@@ -219,7 +219,7 @@ class SmtpServer:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SmtpServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 _MESSAGES = {
@@ -88,10 +88,11 @@ class TwilioServer:
     def url(self) -> str:
         assert self._httpd is not None, "server not started"
         host, port = self._httpd.server_address[:2]
+        assert isinstance(host, str), "an AF_INET server's address is text"
         return f"http://{host}:{port}"
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> TwilioServer:
+    def start(self) -> Self:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -126,7 +127,7 @@ class TwilioServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> TwilioServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -23,11 +23,14 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from config import PROJECT_ROOT
-from tests.support.services import RedisServer
+from tests.support.notify_harness import ACCOUNT_SID, AUTH_TOKEN
+from tests.support.services import RedisServer, redis_server
 from tests.support.twilio_server import TwilioServer
+from workers.redis_replies import members
 
 DRAMATIQ = str(Path(sys.executable).with_name("dramatiq"))
 
@@ -96,9 +99,7 @@ def live_worker_ids(url: str, namespace: str = "parcelhook", within_ms: int = 5_
     client = redis.Redis.from_url(url)
     try:
         now_ms = int(time.time() * 1000)
-        return [
-            m.decode() for m in client.zrangebyscore(f"{namespace}:__workers__", now_ms - within_ms, "+inf")
-        ]
+        return members(client.zrangebyscore(f"{namespace}:__workers__", now_ms - within_ms, "+inf"))
     except redis.RedisError:
         return []
     finally:
@@ -110,7 +111,9 @@ def worker_process(
     env: Mapping[str, str], log: Path, *, threads: int = 2, ready_timeout: float = 60.0
 ) -> Iterator[WorkerProcess]:
     """`dramatiq workers.main` with one process; returns once it beats in ``__workers__``."""
-    before = set(live_worker_ids(env["PARCELHOOK_BROKER_URL"]))
+    # the heartbeats are in the state Redis (on RabbitMQ: PARCELHOOK_REDIS_URL)
+    state_url = env.get("PARCELHOOK_REDIS_URL") or env["PARCELHOOK_BROKER_URL"]
+    before = set(live_worker_ids(state_url))
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [DRAMATIQ, "workers.main", "--processes", "1", "--threads", str(threads)],
@@ -123,7 +126,7 @@ def worker_process(
     worker = WorkerProcess(process, log)
     try:
         deadline = time.monotonic() + ready_timeout
-        while not set(live_worker_ids(env["PARCELHOOK_BROKER_URL"])) - before:
+        while not set(live_worker_ids(state_url)) - before:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{worker.output()[-4000:]}")
             time.sleep(0.1)
@@ -269,3 +272,36 @@ def settings_env(settings: Any) -> dict[str, str]:
     """The PARCELHOOK_* variables a worker needs to share ``settings``' secrets."""
     keys = getattr(settings, "encryption_keys", ())
     return {"encryption_keys": ",".join(keys)} if keys else {}
+
+
+def env_for_workers(
+    system: Any, *, broker_url: str, var_dir: Path, twilio: TwilioServer | None = None
+) -> dict[str, str]:
+    """The environment of worker processes that share ``system``'s database, signing key and
+    secrets, on the broker at ``broker_url``; texting through ``twilio`` when given."""
+    return worker_env(
+        broker_url=broker_url,
+        database_url=system.settings.database_url,
+        var_dir=var_dir,
+        signing_key=system.settings.signing_key,
+        **(twilio_settings(twilio) if twilio is not None else {}),
+        **settings_env(system.settings),
+    )
+
+
+@pytest.fixture()
+def broker_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own for worker processes (one it may kill and restart), every write
+    fsynced: a kill -9 loses nothing, so a test is about what the workers do afterwards."""
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("appendfsync", "always")
+        client.close()
+        yield server
+
+
+@pytest.fixture()
+def twilio() -> Iterator[ScriptedTwilio]:
+    """A scripted Twilio-compatible server with the harness's account."""
+    with ScriptedTwilio(ACCOUNT_SID, AUTH_TOKEN) as server:
+        yield server

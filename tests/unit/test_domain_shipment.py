@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain.payload import LabelUpdate, TrackUpdate
 from domain.shipment import (
     Change,
     OpenException,
@@ -30,10 +31,12 @@ OFD2 = scan("a5", "TRANSIT", "out_for_delivery", 50)
 DELIVERED = scan("a6", "DELIVERED", "delivered", 60, city="Spotsylvania")
 
 
-def run(*events: object, state: ShipmentState = EMPTY) -> tuple[ShipmentState, list[Change]]:
+def run(
+    *events: TrackUpdate | LabelUpdate, state: ShipmentState = EMPTY
+) -> tuple[ShipmentState, list[Change]]:
     changes: list[Change] = []
     for event in events:
-        state, new, _ = apply(state, event, NOW)  # type: ignore[arg-type]
+        state, new, _ = apply(state, event, NOW)
         changes.extend(new)
     return state, changes
 
@@ -291,8 +294,9 @@ def test_a_new_scan_clears_a_stall_and_a_later_stall_is_a_new_occurrence() -> No
     moving, changes = run(track(ACCEPTED, ARRIVED), state=stalled)
     assert moving.exception is None
     assert (ChangeKind.EXCEPTION_CLEARED, X.STALLED) in kinds(changes)
-    restalled, changes = detect_stall(moving, at(400), STALL)
-    assert restalled.exception is not None and restalled.exception.occurrence != stalled.exception.occurrence  # type: ignore[union-attr]
+    restalled, _ = detect_stall(moving, at(400), STALL)
+    assert stalled.exception is not None and restalled.exception is not None
+    assert restalled.exception.occurrence != stalled.exception.occurrence
 
 
 def test_a_label_that_never_moves_stalls_from_its_label_time() -> None:
@@ -306,7 +310,7 @@ def test_a_label_that_never_moves_stalls_from_its_label_time() -> None:
     [(), (track(DELIVERED),), (track(ACCEPTED, ATTEMPT),)],
     ids=["empty", "delivered", "exception_open"],
 )
-def test_empty_terminal_or_excepted_shipments_never_stall(events: tuple[object, ...]) -> None:
+def test_empty_terminal_or_excepted_shipments_never_stall(events: tuple[TrackUpdate, ...]) -> None:
     state, _ = run(*events)
     assert detect_stall(state, at(10_000), STALL) == (state, ())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def test_stale_scans_are_history_only(history: list[Scan], stale: list[Scan]) ->
     before = states[-1]
     assert before.last_event_at is not None
     old = [s for s in stale if s.status_date < before.last_event_at]
-    stale_ids = [Scan(**{**_fields(s), "object_id": "stale-" + s.object_id}) for s in old]
+    stale_ids = [replace(s, object_id="stale-" + s.object_id) for s in old]
     if not stale_ids:
         return
     after, changes, new_scans = apply(before, track(*stale_ids), NOW)
@@ -176,10 +177,6 @@ def test_stale_scans_are_history_only(history: list[Scan], stale: list[Scan]) ->
     )
     assert {c.kind for c in changes} == {ChangeKind.HISTORY_ADDED}
     assert len(new_scans) == len(stale_ids)
-
-
-def _fields(s: Scan) -> dict[str, object]:
-    return {name: getattr(s, name) for name in Scan.__dataclass_fields__}
 
 
 @FAST

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("domain", "ingest", "workers", "notifiers", "store", "admin", "bench")
+PACKAGES = ("domain", "ingest", "workers", "notifiers", "shippo_api", "store", "admin", "bench")
 MODULES = ("config",)
 
 #: What each layer may import besides the standard library and itself (README, "Layout").
@@ -24,7 +24,8 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "domain": frozenset(),
     "store": frozenset({"domain", "config"}),
     "notifiers": frozenset({"domain", "config"}),
-    "workers": frozenset({"domain", "store", "notifiers", "config"}),
+    "shippo_api": frozenset({"domain", "config"}),  # outbound adapter, like notifiers
+    "workers": frozenset({"domain", "store", "notifiers", "shippo_api", "config"}),
     "ingest": frozenset({"domain", "store", "workers", "config"}),
     "admin": None,
     "bench": None,

@@ -60,6 +60,7 @@ def test_carrier_names() -> None:
     assert carrier_name("fedex") == "FedEx"
     assert carrier_name("shippo") == "Shippo (test)"
     assert carrier_name("canada_post") == "Canada Post"
-    assert carrier_name("dhl_ecommerce") == "DHL Ecommerce"
-    assert carrier_name("lasership") == "Lasership"
-    assert carrier_name(None) == "the carrier"
+    assert carrier_name("dhl_ecommerce") == "DHL eCommerce"
+    assert carrier_name("lasership") == "LaserShip"
+    assert carrier_name(None) is None  # unknown: the templates say "your carrier"
+    assert carrier_name("acme_freight") is None  # never a name guessed from the token

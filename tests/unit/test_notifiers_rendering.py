@@ -81,7 +81,8 @@ def test_merchant_alert_defaults(renderer: Renderer, kind: NotificationKind, loc
     ctx = sample_context(kind, locale)
     out = renderer.render(kind, Channel.EMAIL, ctx, locales=[locale])
     assert ctx["alert"]["detail"] in out.text
-    assert "1042" in (out.subject or "")
+    if kind is not NotificationKind.SHIPPO_AUTH_FAILED:  # about the account, not an order
+        assert "1042" in (out.subject or "")
     renderer.render(kind, Channel.EMAIL, sparse_context(kind, locale), locales=[locale])
     with pytest.raises(NoDefaultTemplate):
         renderer.render(kind, Channel.SMS, ctx, locales=[locale])

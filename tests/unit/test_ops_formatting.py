@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_queue_table_is_aligned_and_shows_unknowns() -> None:
 
 
 def test_requeue_resets_retry_state_but_keeps_identity() -> None:
-    message = {
+    message: dict[str, Any] = {
         "queue_name": "events.DQ",
         "actor_name": "process_event",
         "args": ["acme", "ev-1", "t", "{}"],

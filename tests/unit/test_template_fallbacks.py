@@ -208,7 +208,7 @@ def test_with_any_subset_of_values_missing_the_template_reads_right(
     assert problems(out) == []
 
 
-@pytest.mark.parametrize(("locale", "fallback"), [("en", "the carrier"), ("es", "el transportista")])
+@pytest.mark.parametrize(("locale", "fallback"), [("en", "your carrier"), ("es", "tu transportista")])
 def test_an_unknown_carrier_is_named_in_the_customers_language(
     renderer: Renderer, locale: str, fallback: str
 ) -> None:

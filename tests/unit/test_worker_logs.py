@@ -19,7 +19,7 @@ def test_a_failing_webhook_message_is_logged_without_its_body(caplog: pytest.Log
     def process_event(merchant: str, event_id: str, received_at: str, body: str) -> None:
         raise RuntimeError("database down")
 
-    actor = dramatiq.actor(process_event, broker=broker, max_retries=0)
+    actor = dramatiq.actor(broker=broker, max_retries=0)(process_event)
     message = actor.send("acme", "track:x", "2026-01-01T00:00:00+00:00", '{"name": "Jane Doe, 1 Main St"}')
     worker = dramatiq.Worker(broker, worker_timeout=50)
     with caplog.at_level(logging.ERROR, logger="dramatiq"):
