@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    address: str = "127.0.0.1"  # where it serves: one host of several (tests/support/hosts.py)
 
 
 class Rig:
@@ -241,21 +243,27 @@ class Rig:
             stderr=subprocess.PIPE,
         )
 
-    def start(self, name: str) -> Proc:
+    def start(self, name: str, *, address: str = "127.0.0.1", env: dict[str, str] | None = None) -> Proc:
+        """Start one Procfile process in its own session (process group). ``address``: the loopback
+        address it binds instead of the Procfile's 127.0.0.1 (another host); ``env``: overrides."""
         index = len(self.procs.get(name, []))
         log = self.workdir / f"{name}-{index}.log"
+        command = self.commands[name]
+        if address != "127.0.0.1":
+            command = command.replace("--bind 127.0.0.1:", f"--bind {address}:")
         popen = subprocess.Popen(
-            ["bash", "-c", "exec " + self.commands[name]],
+            ["bash", "-c", "exec " + command],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        proc = Proc(name, popen, log)
+        proc = Proc(name, popen, log, address)
         self.procs.setdefault(name, []).append(proc)
         if name == "web":
-            self._wait_http(f"http://127.0.0.1:{self.web_port}/healthz", proc)
+            port = (env or {}).get("PARCELHOOK_WEB_PORT", str(self.web_port))
+            self._wait_http(f"http://{address}:{port}/healthz", proc)
         elif name == "admin":
             self._wait_http(f"http://127.0.0.1:{self.admin_port}/api/merchants", proc, auth=True)
         return proc
@@ -297,7 +305,7 @@ class Rig:
 
     def kill9_child(self, proc: Proc) -> int:
         """SIGKILL one worker *process* (a child of the dramatiq master), as the OOM killer would."""
-        children = wait(lambda: _children(proc.popen.pid), 30, f"{proc.name}'s worker processes")
+        children: list[int] = wait(lambda: _children(proc.popen.pid), 30, f"{proc.name}'s worker processes")
         os.kill(children[0], signal.SIGKILL)
         return children[0]
 
@@ -384,7 +392,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def wait(check: Any, timeout: float, what: str, every: float = 0.25) -> Any:
+def wait(check: Callable[..., Any], timeout: float, what: str, every: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
