@@ -42,10 +42,12 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = None  # we enforce the limit ourselves, before reading
     db = database or Database(settings.database_url)
-    bind(broker or build_broker(settings))
+    the_broker = broker or build_broker(settings)
+    bind(the_broker)
     redis_client = state_redis(settings)
     app.extensions[EXTENSION] = Services(
         settings=settings,
+        broker=the_broker,
         database=db,
         merchants=MerchantCache(db, settings.vault),
         # one round trip per webhook when the broker is a RedisBroker on this Redis (ingest/queue.py)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+import dramatiq
 from flask import current_app
 from redis import Redis
 
@@ -22,6 +23,7 @@ EXTENSION = "parcelhook"
 @dataclass(frozen=True)
 class Services:
     settings: Settings
+    broker: dramatiq.Broker
     database: Database
     merchants: MerchantCache
     queue: EventQueue

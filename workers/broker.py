@@ -30,7 +30,11 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
         # Publishing connections are pooled per process, not kept per thread: under the `web`
         # process's gevent workers every request is a greenlet of its own (dramatiq #381).
-        broker: dramatiq.Broker = PooledPublisherRabbitmqBroker(url=settings.broker_url)
+        # confirm_delivery: an enqueue returns only once RabbitMQ has taken the message, so the
+        # receiver's 200 means what it says (it is off in dramatiq by default).
+        broker: dramatiq.Broker = PooledPublisherRabbitmqBroker(
+            url=settings.broker_url, confirm_delivery=True
+        )
         broker.add_middleware(DeadLetterRecorder(Telemetry(state_redis(settings))))
     else:
         from redis.backoff import NoBackoff
@@ -64,3 +68,13 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     broker.add_middleware(WorkerHeartbeat(state_redis(settings), settings.broker_namespace))
     redact_logs()  # dramatiq's loggers exist now: no message body in any log line (workers/logs.py)
     return broker
+
+
+def ping(broker: dramatiq.Broker) -> None:
+    """Raise unless the broker answers (``/readyz``)."""
+    from workers.rabbitmq_publisher import PooledPublisherRabbitmqBroker
+
+    if isinstance(broker, PooledPublisherRabbitmqBroker):
+        broker.ping()
+    else:
+        broker.client.ping()  # type: ignore[attr-defined]

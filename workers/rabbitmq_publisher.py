@@ -83,6 +83,16 @@ class PooledPublisherRabbitmqBroker(RabbitmqBroker):
         except Exception:  # noqa: S110 - a broken connection has nothing left to close
             pass
 
+    def ping(self) -> None:
+        """Raise unless RabbitMQ answers (``/readyz``): a pooled publishing connection, opened
+        if there is none idle, exchanges frames with the node."""
+        borrowed = self._borrow()
+        try:
+            self.connection.process_data_events(time_limit=0)
+        finally:
+            if borrowed:
+                self._give_back()
+
     def close(self) -> None:
         with self._idle_lock:
             self._idle.clear()
