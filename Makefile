@@ -26,7 +26,7 @@ demo: venv
 	$(BIN)/python -m admin.devserver demo
 
 test: venv
-	@scripts/system-deps.sh redis postgres rabbitmq chromium
+	@scripts/system-deps.sh redis postgres rabbitmq chromium ss
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

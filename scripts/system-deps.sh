@@ -2,7 +2,7 @@
 # Install the system services parcelhook needs when they are missing (Debian/Ubuntu, root or sudo).
 #   scripts/system-deps.sh python           # the virtualenv (python3 + venv/ensurepip)
 #   scripts/system-deps.sh redis            # make run
-#   scripts/system-deps.sh redis postgres rabbitmq chromium   # make test
+#   scripts/system-deps.sh redis postgres rabbitmq chromium ss   # make test (ss, from iproute2: the several-hosts test)
 #   scripts/system-deps.sh redis wrk        # make bench (wrk drives the receiver benchmark)
 set -euo pipefail
 
@@ -15,6 +15,7 @@ for what in "$@"; do
     rabbitmq) { command -v rabbitmq-server >/dev/null || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; } || need+=(rabbitmq-server) ;;
     chromium) command -v chromium >/dev/null || need+=(chromium) ;;
     wrk)      command -v wrk >/dev/null || need+=(wrk) ;;
+    ss)       command -v ss >/dev/null || need+=(iproute2) ;;
     *) echo "unknown dependency $what" >&2; exit 2 ;;
   esac
 done
