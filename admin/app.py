@@ -10,10 +10,13 @@ from flask import Flask
 from admin import auth, errors
 from admin.customers_api import customers_api
 from admin.dashboard import dashboard
+from admin.keys_api import keys_api
+from admin.merchant_page import merchant_page
 from admin.merchants_api import merchants_api
 from admin.ops_api import ops_api
 from admin.orders_api import orders_api
 from admin.outbox_api import outbox_api
+from admin.scopes import Scope, declare
 from admin.services import EXTENSION, Services
 from admin.shippo_routes import shippo_routes
 from admin.templates_api import templates_api
@@ -45,9 +48,14 @@ def create_app(
         templates_api,
         outbox_api,
         customers_api,
+        keys_api,
         dashboard,
+        merchant_page,
     ):
         app.register_blueprint(blueprint)
+    # Every route declares who may call it (admin/scopes.py); the static files are open.
+    declare(app, "static", Scope.OPEN)
+    declare(app, "dashboard.static", Scope.OPEN)
 
     errors.install(app)  # one JSON error shape in both apps (admin/errors.py)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from admin.scopes import Scope, scope
 from admin.services import services
 from admin.validation import Invalid
 from domain.vocabulary import Channel
@@ -38,6 +39,7 @@ def _identifier() -> tuple[Channel, str]:
 
 
 @customers_api.delete("/api/merchants/<slug>/customers")
+@scope(Scope.MERCHANT)
 def erase_customer(slug: str) -> Response:
     channel, address = _identifier()
     s = services()

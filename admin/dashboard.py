@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from admin import auth
 from admin.outbox_api import with_removal_note
+from admin.scopes import Scope, scope
 from admin.services import services
 from domain.vocabulary import MERCHANT_ALERTS, Channel, NotificationKind
 from store import merchants as merchant_store
@@ -46,6 +47,7 @@ def _signed_in() -> bool:
 
 
 @dashboard.get("/ops/login")
+@scope(Scope.OPEN)
 def login_form() -> str | Response:
     if _signed_in():
         return redirect("/ops")  # type: ignore[return-value]
@@ -53,6 +55,7 @@ def login_form() -> str | Response:
 
 
 @dashboard.post("/ops/login")
+@scope(Scope.OPEN)
 def login() -> Response | tuple[str, int]:
     token = services().settings.admin_token or ""
     given = request.form.get("token", "")
@@ -62,12 +65,14 @@ def login() -> Response | tuple[str, int]:
 
 
 @dashboard.post("/ops/logout")
+@scope(Scope.ADMIN)
 def logout() -> Response:
     session.clear()
     return jsonify({"signed_out": True})
 
 
 @dashboard.get("/ops")
+@scope(Scope.ADMIN)
 def page() -> str:
     s = services()
     with s.database.read() as conn:
@@ -124,6 +129,7 @@ def _health(s: Any) -> dict[str, Any]:
 
 
 @dashboard.get("/api/ops/summary")
+@scope(Scope.ADMIN)
 def summary() -> Response:
     s = services()
     with s.database.read() as conn:

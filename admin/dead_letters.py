@@ -378,7 +378,9 @@ class RabbitDeadLetters:
             return []
 
         def read(channel: Any, xq: str) -> builtins.list[tuple[Any, dict[str, Any] | None]]:
-            return [(p, decode_message(body)) for _, p, body in self._take(channel, xq, RABBIT_SCAN_CAP)]
+            # the depth first, as requeue and purge do: a queue never declared has none (404)
+            cap = min(RABBIT_SCAN_CAP, self._depth(channel, xq))
+            return [(p, decode_message(body)) for _, p, body in self._take(channel, xq, cap)]
 
         rows = self._run(queue, read)[::-1][:limit]
         ids = [str((m or {}).get("message_id") or "") for _, m in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from admin.scopes import Scope, scope
 from admin.services import json_body, services
 from admin.validation import SLUG, SLUG_RULE, Invalid, validate_merchant
 from store import merchants as merchant_store
@@ -12,6 +13,7 @@ merchants_api = Blueprint("merchants_api", __name__)
 
 
 @merchants_api.get("/api/merchants")
+@scope(Scope.ADMIN)
 def list_merchants() -> Response:
     s = services()
     with s.database.read() as conn:
@@ -20,6 +22,7 @@ def list_merchants() -> Response:
 
 
 @merchants_api.get("/api/merchants/<slug>")
+@scope(Scope.MERCHANT)
 def get_merchant(slug: str) -> Response:
     s = services()
     with s.database.read() as conn:
@@ -28,6 +31,7 @@ def get_merchant(slug: str) -> Response:
 
 
 @merchants_api.put("/api/merchants/<slug>")
+@scope(Scope.MERCHANT, admin_fields=("hmac_secrets", "shippo_api_token"))
 def put_merchant(slug: str) -> tuple[Response, int]:
     if not SLUG.fullmatch(slug):
         raise Invalid({"slug": SLUG_RULE})
@@ -52,6 +56,7 @@ def put_merchant(slug: str) -> tuple[Response, int]:
 
 
 @merchants_api.post("/api/merchants/<slug>/rotate-token")
+@scope(Scope.ADMIN)
 def rotate(slug: str) -> Response:
     s = services()
     with s.database.write() as conn:

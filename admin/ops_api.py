@@ -14,10 +14,12 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from admin.auth import merchant_filter
 from admin.dead_letters import dead_letters_for
 from admin.metrics import render_metrics
 from admin.paging import page_args
 from admin.queues import inspector_for
+from admin.scopes import Scope, scope
 from admin.validation import Invalid
 from ingest.errors import error_response
 from workers.rabbitmq_state import RabbitUnreachable
@@ -54,12 +56,14 @@ def _rabbit_down(exc: RabbitUnreachable) -> Response:
 
 
 @ops_api.get("/api/ops/queues")
+@scope(Scope.ADMIN)
 def queues() -> Response:
     s = _services()
     return jsonify(inspector_for(s).snapshot())
 
 
 @ops_api.get("/api/ops/dead-letters")
+@scope(Scope.ADMIN)
 def dead_letters() -> Response:
     s = _services()
     limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
@@ -101,11 +105,13 @@ def _bulk_body(services: Any) -> tuple[str, list[str] | None]:
 
 
 @ops_api.post("/api/ops/dead-letters/requeue")
+@scope(Scope.ADMIN)
 def requeue() -> Response:
     return _bulk("requeue", "requeued")
 
 
 @ops_api.post("/api/ops/dead-letters/purge")
+@scope(Scope.ADMIN)
 def purge() -> Response:
     return _bulk("purge", "purged")
 
@@ -122,10 +128,11 @@ def _bulk(action: str, done_word: str) -> Response:
 
 
 @ops_api.get("/api/ops/webhooks")
+@scope(Scope.MERCHANT_FILTERED)
 def webhooks() -> Response:
     s = _services()
     limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
-    merchant = request.args.get("merchant") or None
+    merchant = merchant_filter()  # a merchant key sees its own merchant only
     outcome = request.args.get("outcome") or None
     return jsonify(
         {"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)}
@@ -133,6 +140,7 @@ def webhooks() -> Response:
 
 
 @ops_api.get("/metrics")
+@scope(Scope.ADMIN)
 def metrics() -> Response:
     body, content_type = render_metrics(_services())
     return Response(body, status=200, content_type=content_type)

@@ -13,17 +13,26 @@ same object as the Flask extension (settings, redis, namespace, queues,
 telemetry). Purging explicit ids needs no confirmation (the ids are the
 confirmation); purging ``--all`` is refused without ``--yes``. Requeue never
 asks: it is not destructive and each message moves at most once.
+
+A broker (or state Redis) that does not answer is one line on stderr naming it, its
+password masked, and exit code 1 -- the same for Redis and RabbitMQ, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 from admin.dead_letters import DeadLetters, RabbitDeadLetters, dead_letters_for
-from admin.queues import QueueInspector, QueueStats, inspector_for
+from admin.queues import QueueInspector, QueueStats, inspector_for, is_rabbitmq
+from workers.rabbitmq_state import RabbitUnreachable
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -190,14 +199,52 @@ def cmd_dlq_purge(
     return 0
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _unreachable(services: Any, exc: Exception) -> str:
+    """The one line naming what did not answer (its URL, password masked) and why."""
+    settings = getattr(services, "settings", None)
+    if isinstance(exc, RabbitUnreachable):
+        where = f" at {masked_url(settings.broker_url)}" if settings is not None else ""
+        return f"parcelhook: RabbitMQ broker{where} unreachable ({exc})"
+    if settings is None:
+        what, where = "Redis", ""
+    else:
+        what = "state Redis" if is_rabbitmq(settings) else "Redis broker"
+        where = f" at {masked_url(settings.state_redis_url)}"
+    return f"parcelhook: {what}{where} unreachable ({type(exc).__name__}: {exc})"
+
+
+Command = Callable[[argparse.Namespace, Any, TextIO], int]
+
+
+def _reporting_unreachable(command: Command) -> Command:
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, services: Any, out: TextIO) -> int:
+        try:
+            return command(args, services, out)
+        except (RabbitUnreachable, redis.ConnectionError, redis.TimeoutError) as exc:
+            print(_unreachable(services, exc), file=sys.stderr)
+            return 1
+
+    return run
+
+
 def add_ops_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("queues", help="queue depths, dead letters and live workers")
     p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws (default 2)")
-    p.set_defaults(func=lambda a, s, o: cmd_queues(s, a.watch, a.interval, o))
+    p.set_defaults(func=_reporting_unreachable(lambda a, s, o: cmd_queues(s, a.watch, a.interval, o)))
 
     p = subparsers.add_parser("workers", help="live worker processes (broker heartbeats)")
-    p.set_defaults(func=lambda a, s, o: cmd_workers(s, o))
+    p.set_defaults(func=_reporting_unreachable(lambda a, s, o: cmd_workers(s, o)))
 
     dlq = subparsers.add_parser("dlq", help="dead letters: list, requeue, purge")
     sub = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -205,17 +252,19 @@ def add_ops_commands(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p = sub.add_parser("list", help="most recent dead letters")
     p.add_argument("--queue")
     p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(func=lambda a, s, o: cmd_dlq_list(s, a.queue, a.limit, o))
+    p.set_defaults(func=_reporting_unreachable(lambda a, s, o: cmd_dlq_list(s, a.queue, a.limit, o)))
 
     p = sub.add_parser("requeue", help="put dead letters back on their queue (retries reset)")
     p.add_argument("--queue", required=True)
     p.add_argument("--all", action="store_true", help="every dead letter of the queue")
     p.add_argument("ids", nargs="*")
-    p.set_defaults(func=lambda a, s, o: cmd_dlq_requeue(s, a.queue, a.ids, a.all, o))
+    p.set_defaults(func=_reporting_unreachable(lambda a, s, o: cmd_dlq_requeue(s, a.queue, a.ids, a.all, o)))
 
     p = sub.add_parser("purge", help="delete dead letters (--all needs --yes)")
     p.add_argument("--queue", required=True)
     p.add_argument("--all", action="store_true", help="every dead letter of the queue")
     p.add_argument("--yes", action="store_true", help="confirm a purge of --all")
     p.add_argument("ids", nargs="*")
-    p.set_defaults(func=lambda a, s, o: cmd_dlq_purge(s, a.queue, a.ids, a.all, a.yes, o))
+    p.set_defaults(
+        func=_reporting_unreachable(lambda a, s, o: cmd_dlq_purge(s, a.queue, a.ids, a.all, a.yes, o))
+    )

@@ -9,6 +9,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
 from admin.paging import page_args
+from admin.scopes import Scope, scope
 from admin.services import json_body, services
 from admin.validation import Invalid, validate_order
 from domain.order import MAX_ORDER_REF, order_ref_problem
@@ -49,6 +50,7 @@ def _check_ref(ref: str) -> None:
 
 
 @orders_api.put("/api/merchants/<slug>/orders/<ref:ref>")
+@scope(Scope.MERCHANT)
 def put_order(slug: str, ref: str) -> tuple[Response, int]:
     _check_ref(ref)
     customer, notify = validate_order(json_body())
@@ -83,6 +85,7 @@ def put_order(slug: str, ref: str) -> tuple[Response, int]:
 
 
 @orders_api.get("/api/merchants/<slug>/orders/<ref:ref>")
+@scope(Scope.MERCHANT)
 def get_order(slug: str, ref: str) -> Response:
     s = services()
     with s.database.read() as conn:
@@ -94,6 +97,7 @@ def get_order(slug: str, ref: str) -> Response:
 
 
 @orders_api.get("/api/merchants/<slug>/orders")
+@scope(Scope.MERCHANT)
 def list_orders(slug: str) -> Response:
     status = request.args.get("status") or None
     exception = request.args.get("exception") or None

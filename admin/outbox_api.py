@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from admin.auth import merchant_filter
 from admin.paging import page_args
+from admin.scopes import Scope, scope
 from admin.services import services
 from config import Settings
 from store import merchants as merchant_store
@@ -16,10 +18,11 @@ outbox_api = Blueprint("outbox_api", __name__)
 
 
 @outbox_api.get("/api/outbox")
+@scope(Scope.MERCHANT_FILTERED)
 def outbox() -> Response:
     limit = page_args(request.args, default=50, maximum=500).limit
     s = services()
-    slug = request.args.get("merchant") or None
+    slug = merchant_filter()  # a merchant key sees its own merchant only
     with s.database.read() as conn:
         merchant_id = merchant_store.require(conn, slug).id if slug else None
         messages = notification_store.outbox_list(conn, merchant_id=merchant_id, limit=limit)

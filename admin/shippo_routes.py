@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from admin.scopes import Scope, scope
 from admin.services import Services, json_body, services
 from admin.validation import validate
 from domain.fields import IDENTIFIER_LIMITS
@@ -64,6 +65,7 @@ def _not_ready(exc: ShippoNotReady) -> Response:
 
 
 @shippo_routes.post("/api/merchants/<slug>/shipments/refresh")
+@scope(Scope.MERCHANT)
 def refresh_shipment(slug: str) -> Response:
     body = validate(json_body(), REFRESH_FIELDS, required=("carrier", "tracking_number"))
     s = services()
@@ -89,6 +91,7 @@ def refresh_and_view(s: Services, slug: str, carrier: str, tracking_number: str)
 
 
 @shippo_routes.post("/api/merchants/<slug>/shippo/webhooks")
+@scope(Scope.MERCHANT)
 def register_webhooks(slug: str) -> Response:
     return jsonify({"webhooks": register_and_list(services(), slug)})
 

@@ -267,6 +267,7 @@ MERCHANT_FIELDS: Mapping[str, Check] = {
     "notify": optional(notify_map),
     "alert_email": optional(email),
     "notify_test_events": boolean,
+    "test_phone": optional(phone),
     "hmac_secrets": secrets_list,
     # write-only (GET shows shippo_api_token_set); null removes it
     "shippo_api_token": optional(shippo_token),
@@ -278,6 +279,7 @@ MERCHANT_NORMALIZE: Mapping[str, Normalize] = {
     "support_email": normalize_email,
     "alert_email": normalize_email,
     "sms_from": normalize_sms_sender,
+    "test_phone": normalize_phone,
 }
 
 CUSTOMER_FIELDS: Mapping[str, Check] = {

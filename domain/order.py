@@ -23,12 +23,20 @@ created / unknown / none)                                       available_for_pi
 otherwise (all at least label_created)  shipped                 label_created counts as shipped (the
                                                                 customer's "shipped" notice fires then)
 ======================================  ======================  =========================================
+
+Parcels, for the customer's messages (``domain/policy.py``). The *parcels* of an order are its
+shipments but refunded ones (a voided label is a cancelled parcel). A parcel is *on the way* until
+it is delivered or ended without delivery (returning, returned, failed, label_failed: the customer
+was told about it on its own, ``returned_to_sender`` / ``delivery_failed``). The order is *wholly
+delivered* when at least one parcel was delivered and none is on the way: a returned or failed
+parcel does not hold the order's ``delivered`` message up, and does not count as delivered.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from domain.vocabulary import ExceptionClass, OrderStatus, ShipmentStatus
@@ -67,6 +75,40 @@ def aggregate_order_status(shipments: Sequence[ShipmentSummary], cancelled: bool
     if 0 < waiting < len(statuses):
         return OrderStatus.PARTIALLY_SHIPPED
     return OrderStatus.SHIPPED
+
+
+#: Parcels that ended without reaching the customer: they no longer hold the order up.
+ENDED_UNDELIVERED: frozenset[ShipmentStatus | None] = frozenset(
+    {S.RETURNING, S.RETURNED, S.FAILED, S.LABEL_FAILED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Parcels:
+    """An order's parcels as the notification policy sees them after an update (see the module
+    docstring): ``shipments`` counts the order's shipments, refunded ones included (one shipment:
+    a single-parcel order, told exactly as before), ``count`` its parcels."""
+
+    shipments: int
+    count: int
+    delivered: int
+    on_the_way: int
+
+    @property
+    def several(self) -> bool:
+        return self.shipments > 1
+
+    @property
+    def wholly_delivered(self) -> bool:
+        return self.delivered > 0 and self.on_the_way == 0
+
+
+def parcels_of(statuses: Sequence[ShipmentStatus | None]) -> Parcels:
+    """The :class:`Parcels` of an order whose shipments have ``statuses``."""
+    live = [status for status in statuses if status is not S.REFUNDED]
+    delivered = sum(status is S.DELIVERED for status in live)
+    ended = sum(status in ENDED_UNDELIVERED for status in live)
+    return Parcels(len(statuses), len(live), delivered, len(live) - delivered - ended)
 
 
 class RefMatch(Protocol):

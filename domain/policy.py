@@ -19,6 +19,17 @@ Decisions:
 * Test-mode shipments (Shippo ``test: true``) never reach customers (``suppressed: test_event``)
   unless the merchant's ``notify_test_events`` is on; merchant alerts still go out.
 * Merchant alerts always go out by email (to the merchant's alert_email); ``notify`` governs customer kinds.
+* Orders of several parcels (``domain/order.py``: parcels, on the way, wholly delivered). A parcel's
+  delivery is told as ``partially_delivered`` (on by default) while other parcels are still on the way,
+  and not at all when it leaves the order wholly delivered: then ONE order-level ``delivered`` goes
+  out, keyed per order and parcel count (``<ref>:order:<n>:delivered:<channel>``, so two parcels'
+  last scans processed at once write one row: the unique key decides, not a check). It is planned
+  whenever an update that moved a status leaves the order wholly delivered: by the last delivery, or
+  by the last parcel on the way ending without delivery (returned, failed) once another was
+  delivered. At send time a ``partially_delivered`` is stale once the order is wholly delivered (the
+  order-level message says it all), the order-level ``delivered`` once it is not (a new parcel
+  joined; the message of the new count goes out when that one arrives). Exceptions stay per parcel.
+  An order of one shipment is told exactly as before (per-shipment ``delivered``).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from datetime import UTC, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from domain.order import Parcels
 from domain.shipment import Change, ShipmentState
 from domain.vocabulary import (
     CUSTOMER_KINDS,
@@ -54,6 +66,7 @@ DEFAULT_NOTIFY: NotifySettings = MappingProxyType(
             {
                 K.OUT_FOR_DELIVERY,
                 K.DELIVERED,
+                K.PARTIALLY_DELIVERED,
                 K.DELIVERY_ATTEMPTED,
                 K.ADDRESS_ISSUE,
                 K.AVAILABLE_FOR_PICKUP,
@@ -121,6 +134,7 @@ class Intent:
     status_at: datetime
     occurrence: str | None
     suppressed: str | None = None  # reason when planned with include_suppressed=True
+    order_level: bool = False  # about the whole order (its ``delivered``), not one parcel
 
 
 def kinds_for_change(change: Change) -> tuple[NotificationKind, ...]:
@@ -201,6 +215,23 @@ def notification_key(
     return f"{key}:{occurrence}" if kind in OCCURRENCE_KINDS and occurrence else key
 
 
+def order_delivered_key(order_ref: str, parcels: int, channel: Channel) -> str:
+    """The key of an order's ``delivered``: one per order and parcel count and channel."""
+    return f"{order_ref}:order:{parcels}:{K.DELIVERED.value}:{channel.value}"
+
+
+def _per_parcel(
+    fired: list[tuple[NotificationKind, Change]], parcels: Parcels | None
+) -> list[tuple[NotificationKind, Change]]:
+    """In an order of several parcels a parcel's ``delivered`` becomes ``partially_delivered`` while
+    others are on the way, and gives way to the order-level ``delivered`` once none is."""
+    if parcels is None or not parcels.several:
+        return fired
+    if parcels.wholly_delivered:
+        return [(kind, change) for kind, change in fired if kind is not K.DELIVERED]
+    return [(K.PARTIALLY_DELIVERED if kind is K.DELIVERED else kind, change) for kind, change in fired]
+
+
 def plan(
     changes: Sequence[Change],
     state_after: ShipmentState,
@@ -211,14 +242,16 @@ def plan(
     shipment_key: str,
     include_suppressed: bool = False,
     notify_test_events: bool = False,
+    parcels: Parcels | None = None,
 ) -> tuple[Intent, ...]:
     """Intents for the changes of one apply (or one stall check), given the state they led to.
-    ``notify_test_events``: the merchant lets test-mode shipments reach customers (staging)."""
+    ``notify_test_events``: the merchant lets test-mode shipments reach customers (staging).
+    ``parcels``: the shipment's order after the update (None: no order, told as one parcel)."""
     intents: list[Intent] = []
     seen: set[str] = set()
     test_held = state_after.test and not notify_test_events
     told: set[Channel] = set()  # channels a customer message of this plan goes out on
-    for kind, change in _fired(changes, state_after):
+    for kind, change in _per_parcel(_fired(changes, state_after), parcels):
         occurrence = change.occurrence if kind in OCCURRENCE_KINDS else None
         if kind.audience is Audience.MERCHANT:
             targets: list[tuple[Channel, str | None]] = [(Channel.EMAIL, None)]
@@ -237,6 +270,16 @@ def plan(
                 continue
             seen.add(key)
             intents.append(Intent(kind, kind.audience, channel, key, change.at, occurrence, verdict))
+    moved = [c for c in changes if c.kind is ChangeKind.STATUS_CHANGED]
+    if parcels is not None and parcels.several and parcels.wholly_delivered and moved:
+        for channel in Channel:
+            verdict = _channel_verdict(K.DELIVERED, channel, recipient, notify, test_held)
+            if verdict is not None and not include_suppressed:
+                continue
+            key = order_delivered_key(order_ref, parcels.count, channel)
+            intents.append(
+                Intent(K.DELIVERED, Audience.CUSTOMER, channel, key, moved[-1].at, None, verdict, True)
+            )
     return tuple(intents)
 
 
@@ -255,9 +298,19 @@ def is_superseded(kind: NotificationKind, state: ShipmentState, occurrence: str 
         return EXCEPTION_KINDS.get(exc.cls) is not kind
     if kind is K.SHIPPED:
         return state.status in SHIPPED_SUPERSEDED_BY
+    if kind is K.PARTIALLY_DELIVERED:  # the parcel stays delivered; the order: order_superseded
+        return state.status is not S.DELIVERED
     if state.status is None:
         return True
     return STATUS_KINDS.get(state.status) is not kind
+
+
+def order_superseded(kind: NotificationKind, order_level: bool, parcels: Parcels) -> bool:
+    """Re-checked at send time against the order's parcels now: a ``partially_delivered`` is old
+    news once the order is wholly delivered, the order-level ``delivered`` once it is not."""
+    if order_level:
+        return not parcels.wholly_delivered
+    return kind is K.PARTIALLY_DELIVERED and parcels.wholly_delivered
 
 
 # --------------------------------------------------------------------------- quiet hours
@@ -317,6 +370,8 @@ __all__ = [
     "kind_for_change",
     "kinds_for_change",
     "notification_key",
+    "order_delivered_key",
+    "order_superseded",
     "parse_quiet_hours",
     "plan",
     "quiet_hours_end",

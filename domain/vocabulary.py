@@ -72,6 +72,7 @@ class NotificationKind(StrEnum):
     DELAYED = "delayed"
     RETURNED_TO_SENDER = "returned_to_sender"
     DELIVERY_FAILED = "delivery_failed"
+    PARTIALLY_DELIVERED = "partially_delivered"  # one parcel of an order arrived, others still on the way
     ETA_CHANGED = "eta_changed"  # the carrier moved the estimated delivery (off by default)
     # merchant alerts (email to the merchant's alert_email)
     LABEL_FAILED = "label_failed"

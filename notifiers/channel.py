@@ -25,6 +25,7 @@ class OutgoingMessage:
     reply_to: str | None = None
     list_unsubscribe: str | None = None  # URL (https:) for List-Unsubscribe + one-click POST
     status_callback: str | None = None  # SMS: Twilio status callback URL
+    test: bool = False  # a merchant's test send (admin/templates_api.py): X-Parcelhook-Test: 1
 
 
 @dataclass(frozen=True)

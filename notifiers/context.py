@@ -6,7 +6,9 @@ can write ``{% if shipment.tracking_url %}`` and ``{% if exception.class %}``.
 
 Besides the contract's names the renderer adds ``locale`` (the locale being rendered, e.g.
 ``"es"``), which the ``date`` filter uses when called without an argument. Merchant-alert kinds
-also get ``alert`` (see :data:`ALERT_FIELDS`).
+also get ``alert`` (see :data:`ALERT_FIELDS`). ``delivered`` and ``partially_delivered`` also get
+``parcels`` (every parcel of the order, see :data:`PARCEL_FIELDS`; one for a single-parcel order) and
+``parcels_on_the_way`` (how many are not delivered yet and have not ended without delivery).
 """
 
 from __future__ import annotations
@@ -38,12 +40,26 @@ ALERT_FIELDS: frozenset[str] = frozenset({"kind", "detail", "order_ref", "error"
 
 SCALAR_NAMES: frozenset[str] = frozenset({"unsubscribe_url", "locale"})
 
+#: Kinds whose templates also get ``parcels`` and ``parcels_on_the_way`` (orders of several parcels).
+PARCEL_KINDS: frozenset[NotificationKind] = frozenset(
+    {NotificationKind.DELIVERED, NotificationKind.PARTIALLY_DELIVERED}
+)
+
+#: Fields of each item of ``parcels``: delivered ones first, by delivery; ``delivered_on`` a date
+#: or None; ``current`` is true for the parcel the message is about (the one that just arrived).
+PARCEL_FIELDS: frozenset[str] = frozenset(
+    {"carrier", "carrier_name", "tracking_number", "tracking_url", "status", "delivered_on", "current"}
+)
+PARCEL_NAMES: frozenset[str] = frozenset({"parcels", "parcels_on_the_way"})
+
 
 def context_names(kind: NotificationKind | str) -> frozenset[str]:
     """Top-level names a template of ``kind`` may use (besides Jinja globals)."""
     names = set(OBJECT_FIELDS) | SCALAR_NAMES
     if NotificationKind(kind) in MERCHANT_ALERTS:
         names.add("alert")
+    if NotificationKind(kind) in PARCEL_KINDS:
+        names |= PARCEL_NAMES
     return frozenset(names)
 
 
@@ -160,6 +176,7 @@ _KIND_STATE: dict[NotificationKind, tuple[str, str | None]] = {
     NotificationKind.DELAYED: ("in_transit", "delayed"),
     NotificationKind.RETURNED_TO_SENDER: ("returning", "returned_to_sender"),
     NotificationKind.DELIVERY_FAILED: ("failed", "undeliverable"),
+    NotificationKind.PARTIALLY_DELIVERED: ("delivered", None),
     NotificationKind.ETA_CHANGED: ("in_transit", None),
     NotificationKind.LABEL_FAILED: ("label_failed", "label_failed"),
     NotificationKind.EXCEPTION_ACTION_REQUIRED: ("in_transit", "address_issue"),
@@ -291,13 +308,15 @@ def sample_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
                 _SAMPLE_CARRIER, _SAMPLE_TRACKING, merchant_template=None, provider_url=None
             ),
             "status": status,
-            "eta": None if kind is NotificationKind.DELIVERED else date(2026, 3, 6),
+            "eta": None if kind in PARCEL_KINDS else date(2026, 3, 6),
             "last_location": "Memphis, TN",
         },
         "exception": exception,
         "unsubscribe_url": "https://notify.northwind.example/u/3f9a2c7e",
         "locale": locale or "en",
     }
+    if kind in PARCEL_KINDS:
+        ctx.update(_sample_parcels(kind, ctx["shipment"]))
     if kind in MERCHANT_ALERTS:
         detail, error, channel = _ALERT_TEXT[kind]
         ctx["alert"] = {
@@ -308,6 +327,43 @@ def sample_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
             "channel": channel,
         }
         ctx["unsubscribe_url"] = None
+    return ctx
+
+
+_SAMPLE_OTHER = ("ups", "1Z999AA10123456784")
+_SAMPLE_THIRD = ("fedex", "794698374627")
+
+
+def _sample_parcels(
+    kind: NotificationKind, shipment: dict[str, Any], *, several: bool = False
+) -> dict[str, Any]:
+    """``delivered``: a single-parcel order (``several``: of two parcels, one delivered earlier);
+    ``partially_delivered``: of three, one delivered earlier, this one now, one still on the way."""
+
+    def parcel(carrier: str, number: str, status: str, on: date | None, current: bool) -> dict[str, Any]:
+        return {
+            "carrier": carrier,
+            "carrier_name": carrier_name(carrier),
+            "tracking_number": number,
+            "tracking_url": tracking_url(carrier, number, merchant_template=None, provider_url=None),
+            "status": status,
+            "delivered_on": on,
+            "current": current,
+        }
+
+    earlier = parcel(*_SAMPLE_OTHER, "delivered", date(2026, 3, 4), False)
+    this = parcel(shipment["carrier"], shipment["tracking_number"], "delivered", date(2026, 3, 6), True)
+    if kind is NotificationKind.DELIVERED:
+        return {"parcels": [earlier, this] if several else [this], "parcels_on_the_way": 0}
+    coming = parcel(*_SAMPLE_THIRD, "in_transit", None, False)
+    return {"parcels": [earlier, this, coming], "parcels_on_the_way": 1}
+
+
+def several_parcels_context(kind: NotificationKind | str, locale: str = "en") -> dict[str, Any]:
+    """:func:`sample_context` of an order of several parcels (``delivered``: the order-level message)."""
+    ctx = sample_context(kind, locale)
+    if NotificationKind(kind) in PARCEL_KINDS:
+        ctx.update(_sample_parcels(NotificationKind(kind), ctx["shipment"], several=True))
     return ctx
 
 
@@ -332,6 +388,18 @@ def sparse_context(kind: NotificationKind | str, locale: str = "en") -> dict[str
     }
     ctx["exception"] = {**ctx["exception"], "detail": None, "action": None}
     ctx["unsubscribe_url"] = None
+    if "parcels" in ctx:
+        ctx["parcels"] = [
+            {
+                **p,
+                "carrier": None,
+                "carrier_name": None,
+                "tracking_number": None,
+                "tracking_url": None,
+                "delivered_on": None,
+            }
+            for p in ctx["parcels"]
+        ]
     if "alert" in ctx:
         ctx["alert"] = {**ctx["alert"], "detail": None, "error": None, "channel": None, "order_ref": None}
         ctx["order"] = {"ref": None}

@@ -87,6 +87,8 @@ def build_email(msg: OutgoingMessage, *, default_sender: str | None = None) -> E
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
     headers.append(("Auto-Submitted", "auto-generated"))
+    if msg.test:
+        headers.append(("X-Parcelhook-Test", "1"))
     message = EmailMessage(policy=_POLICY)
     try:
         for name, value in headers:

@@ -45,6 +45,7 @@ PROFILE_DEFAULTS: Mapping[str, Any] = {
     "notify": None,  # None = domain.policy.DEFAULT_NOTIFY
     "alert_email": None,
     "notify_test_events": False,  # test-mode (Shippo `test: true`) shipments may notify customers
+    "test_phone": None,  # the merchant's own number: the only one a template's test SMS may go to
 }
 
 

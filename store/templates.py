@@ -1,15 +1,22 @@
-"""Per-merchant template overrides, keyed (merchant, kind, channel, locale)."""
+"""Per-merchant template overrides, keyed (merchant, kind, channel, locale).
+
+Writes go through :func:`save`, which keeps a version of every change
+(store/template_versions.py) in the same transaction as the template row.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from store import template_versions
 from store.database import Database, utcnow
 from store.schema import templates
+from store.template_versions import Content, Version
 
 _FIND = sa.select(templates).where(
     templates.c.merchant_id == sa.bindparam("merchant_id"),
@@ -99,3 +106,60 @@ def delete(conn: Connection, merchant_id: int, kind: str, channel: str, locale: 
         )
     )
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What :func:`save` did: whether an override existed before, and the version it kept."""
+
+    existed: bool
+    version: Version
+
+
+def save(
+    db: Database,
+    conn: Connection,
+    merchant_id: int,
+    kind: str,
+    channel: str,
+    locale: str,
+    content: Content,
+    *,
+    saved_by: str,
+    restored: int | None = None,
+) -> Saved:
+    """Write ``content`` (``content.is_default``: delete the override) and keep it as the next
+    version, in the caller's transaction."""
+    stored = get(conn, merchant_id, kind, channel, locale)
+    baseline = Content(stored["subject"], stored["text"], stored["html"]) if stored else None
+    # the version first: on PostgreSQL its unique number orders concurrent saves, so the one
+    # with the higher number also writes the template last (store/template_versions.py)
+    version = template_versions.record(
+        db,
+        conn,
+        merchant_id=merchant_id,
+        kind=kind,
+        channel=channel,
+        locale=locale,
+        content=content,
+        saved_by=saved_by,
+        baseline=baseline,
+        restored=restored,
+    )
+    if content.text is None:  # back to the default
+        existed = delete(conn, merchant_id, kind, channel, locale)
+    else:
+        existed = not put(
+            db, conn, merchant_id, kind, channel, locale, content.subject, content.text, content.html
+        )
+    return Saved(existed=existed, version=version)
+
+
+def reset(
+    db: Database, conn: Connection, merchant_id: int, kind: str, channel: str, locale: str, *, saved_by: str
+) -> Saved | None:
+    """Back to the default (a ``DELETE``): a version when there was an override; ``None`` (and
+    no version: nothing changed) when there was none."""
+    if get(conn, merchant_id, kind, channel, locale) is None:
+        return None
+    return save(db, conn, merchant_id, kind, channel, locale, template_versions.DEFAULT, saved_by=saved_by)

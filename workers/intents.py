@@ -21,6 +21,9 @@ from store.merchants import Merchant
 from store.notifications import NotificationRow
 from store.orders import Order
 
+#: Context flag of an order-level notification (the order's ``delivered``, ``workers/parcels.py``).
+ORDER_SCOPE = "order_level"
+
 #: Why a planned notification was not sent, as shown in the order's notification list.
 SUPPRESSION_REASONS = {
     "kind_disabled": "kind disabled for this channel (merchant notify settings)",
@@ -92,6 +95,7 @@ def store_intents(
                 status=status,
                 context={
                     **({"occurrence": intent.occurrence} if intent.occurrence else {}),
+                    **({ORDER_SCOPE: True} if intent.order_level else {}),
                     **(context or {}),
                 },
                 error=error,
@@ -122,14 +126,6 @@ def alert_failed(
         return ()  # an alert about a failed alert would loop
     merchant = merchant_store.get_by_id(conn, n.merchant_id)
     order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
-    intent = Intent(
-        kind=NotificationKind.NOTIFICATION_FAILED,
-        audience=Audience.MERCHANT,
-        channel=Channel.EMAIL,
-        key=f"{n.key}:failed",
-        status_at=at,
-        occurrence=None,
-    )
     masked = notification_store.mask(n.to_address)
     alert = {
         "kind": NotificationKind.NOTIFICATION_FAILED.value,
@@ -138,4 +134,30 @@ def alert_failed(
         "error": f"{n.error_code or ''} {n.error or ''}".strip() or None,
         "channel": n.channel,
     }
-    return store_intents(db, conn, merchant, order, n.shipment_id, [intent], {"alert": alert})
+    return store_merchant_alert(
+        db, conn, merchant, order, n.shipment_id, key=f"{n.key}:failed", at=at, alert=alert
+    )
+
+
+def store_merchant_alert(
+    db: Database,
+    conn: Connection,
+    merchant: Merchant,
+    order: Order | None,
+    shipment_id: int | None,
+    *,
+    key: str,
+    at: datetime,
+    alert: Mapping[str, Any],
+) -> tuple[int, ...]:
+    """The merchant's alert email of kind ``alert["kind"]`` (its template's ``alert``), under the
+    unique ``key``: a repeat writes nothing. Returns the ids to send."""
+    intent = Intent(
+        kind=NotificationKind(alert["kind"]),
+        audience=Audience.MERCHANT,
+        channel=Channel.EMAIL,
+        key=key,
+        status_at=at,
+        occurrence=None,
+    )
+    return store_intents(db, conn, merchant, order, shipment_id, [intent], {"alert": alert})

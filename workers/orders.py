@@ -23,6 +23,7 @@ from store.merchants import Merchant
 from store.orders import Order
 from store.shipments import ShipmentRow
 from workers.intents import notify_settings, recipient_for, store_intents
+from workers.parcels import parcels_of_order
 
 
 def refresh_order_status(
@@ -89,6 +90,7 @@ def catch_up_shipment(
             order_ref=order.ref,
             shipment_key=shipment.key,
             notify_test_events=merchant.notify_test_events is True,
+            parcels=parcels_of_order(conn, order.id),  # several: partially_delivered / the order's delivered
         )
         if i.audience == Audience.CUSTOMER
     ]

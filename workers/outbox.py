@@ -57,6 +57,8 @@ def _columns(msg: OutgoingMessage) -> dict[str, Any]:
         headers["List-Unsubscribe"] = f"<{msg.list_unsubscribe}>"
     if msg.reply_to:
         headers["Reply-To"] = msg.reply_to
+    if msg.test:
+        headers["X-Parcelhook-Test"] = "1"
     return {
         "channel": msg.channel,
         "to_address": msg.to,

@@ -20,7 +20,7 @@ from domain.order import extract_order_ref
 from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
 from domain.policy import plan
 from domain.shipment import Change, ShipmentState, apply, detect_stall
-from domain.vocabulary import ProcessingOutcome
+from domain.vocabulary import ChangeKind, ProcessingOutcome
 from store import deliveries as delivery_store
 from store import merchants as merchant_store
 from store import orders as order_store
@@ -33,6 +33,7 @@ from store.shipments import ShipmentRow
 from workers.intents import notify_settings, recipient_for, store_intents
 from workers.order_refs import matcher_for
 from workers.orders import catch_up_shipment, refresh_order_status
+from workers.parcels import parcels_of_order
 from workers.platform_events import shipment_events
 
 
@@ -188,6 +189,11 @@ def _record_intents(
         # state (catch-up).
         include_suppressed=order is not None and order.registered,
         notify_test_events=merchant.notify_test_events is True,
+        # the order's parcels after this update (its row is locked): several → partially_delivered
+        # and the one order-level delivered (domain/policy.py); only a status move can change them
+        parcels=parcels_of_order(conn, order.id)
+        if order is not None and any(c.kind is ChangeKind.STATUS_CHANGED for c in changes)
+        else None,
     )
     return store_intents(db, conn, merchant, order, shipment.id, intents)
 

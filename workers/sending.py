@@ -42,10 +42,10 @@ from enum import StrEnum
 from typing import Any
 
 from config import Settings
-from domain.policy import is_superseded, quiet_hours_end
+from domain.policy import quiet_hours_end
 from domain.shipment import ShipmentState
 from domain.unsubscribe import make_token
-from domain.vocabulary import Audience, Channel, NotificationKind, NotificationStatus
+from domain.vocabulary import Audience, Channel, NotificationStatus
 from notifiers.actions import customer_action
 from notifiers.channel import (
     ChannelAdapter,
@@ -68,6 +68,7 @@ from store.merchants import Merchant
 from store.notifications import NotificationRow
 from store.orders import Order
 from workers.outbox import OutboxChannel
+from workers.parcels import parcels_context, superseded
 from workers.receipts import Receipt, Receipts, ReceiptsUnavailable
 from workers.telemetry import Telemetry
 
@@ -163,19 +164,7 @@ class Sender:
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, *, telemetry: Telemetry | None = None) -> Sender:
-        email = sms = None
-        if settings.smtp_url:
-            from notifiers.smtp import SmtpChannel
-
-            email = SmtpChannel.from_url(settings.smtp_url)
-        if settings.twilio_enabled:
-            from notifiers.sms import TwilioSmsChannel
-
-            sms = TwilioSmsChannel(
-                settings.twilio_account_sid or "",
-                settings.twilio_auth_token or "",
-                api_url=settings.twilio_api_url,
-            )
+        email, sms = configured_channels(settings)
         from workers.state import state_redis
 
         receipts = Receipts(state_redis(settings), settings.broker_namespace)
@@ -355,9 +344,7 @@ class Sender:
             return None
         if notification_store.is_opted_out(conn, merchant.id, n.channel, n.to_address):
             return f"recipient opted out of {n.channel}"
-        if state is not None and is_superseded(NotificationKind(n.kind), state, n.context.get("occurrence")):
-            return f"superseded: shipment is now {state.status.value if state.status else 'unknown'}"
-        return None
+        return superseded(self.db, conn, n, state)  # the shipment, and the order's parcels
 
     def _finish(
         self,
@@ -424,6 +411,7 @@ class Sender:
         if n.audience == Audience.MERCHANT:
             locales = [merchant.default_locale, "en"]
         context = self.context(n, merchant, order, state, locales[0] or "en")
+        context.update(parcels_context(conn, n, merchant, state))
         override = template_store.find(conn, merchant.id, n.kind, n.channel, candidate_locales(locales))
         try:
             if override is not None:
@@ -560,6 +548,26 @@ class Sender:
             if n is None:
                 return ()
             return alert_failed(self.db, conn, n, at=self.clock())
+
+
+def configured_channels(settings: Settings) -> tuple[ChannelAdapter | None, ChannelAdapter | None]:
+    """The (email, sms) provider channels ``settings`` configure; None: that channel is the outbox.
+    Also what a merchant's test send uses (admin/templates_api.py)."""
+    email: ChannelAdapter | None = None
+    sms: ChannelAdapter | None = None
+    if settings.smtp_url:
+        from notifiers.smtp import SmtpChannel
+
+        email = SmtpChannel.from_url(settings.smtp_url)
+    if settings.twilio_enabled:
+        from notifiers.sms import TwilioSmsChannel
+
+        sms = TwilioSmsChannel(
+            settings.twilio_account_sid or "",
+            settings.twilio_auth_token or "",
+            api_url=settings.twilio_api_url,
+        )
+    return email, sms
 
 
 def _as_date(value: datetime | None) -> date | None:

@@ -15,14 +15,13 @@ from datetime import datetime
 from typing import TypeVar
 
 from config import Settings
-from domain.policy import Intent
-from domain.vocabulary import Audience, Channel, NotificationKind
+from domain.vocabulary import NotificationKind
 from shippo_api.client import ShippoClient
 from shippo_api.errors import ShippoUnauthorized
 from store import merchants as merchant_store
 from store.database import Database
 from store.merchants import Merchant
-from workers.intents import store_intents
+from workers.intents import store_merchant_alert
 
 T = TypeVar("T")
 
@@ -81,14 +80,6 @@ def refused(db: Database, merchant: Merchant, exc: ShippoUnauthorized, *, now: d
     with db.write() as conn:
         if not merchant_store.pause_shippo(conn, merchant.id, digest, now):
             return ()  # already paused, or the token changed meanwhile
-        intent = Intent(
-            kind=NotificationKind.SHIPPO_AUTH_FAILED,
-            audience=Audience.MERCHANT,
-            channel=Channel.EMAIL,
-            key=f"shippo_auth_failed:m{merchant.id}:{digest[:32]}",
-            status_at=now,
-            occurrence=None,
-        )
         alert = {
             "kind": NotificationKind.SHIPPO_AUTH_FAILED.value,
             "order_ref": None,
@@ -96,4 +87,5 @@ def refused(db: Database, merchant: Merchant, exc: ShippoUnauthorized, *, now: d
             "error": f"401 {exc}",
             "channel": None,
         }
-        return store_intents(db, conn, merchant, None, None, [intent], {"alert": alert})
+        key = f"shippo_auth_failed:m{merchant.id}:{digest[:32]}"
+        return store_merchant_alert(db, conn, merchant, None, None, key=key, at=now, alert=alert)

@@ -14,6 +14,7 @@ from tests.e2e.test_dashboard import LiveServer, Worker, browser, post_webhook, 
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support.notify_harness import rows
+from tests.support.ops_browser import signed_in_ops_page
 from tests.support.polling import wait_until
 from tests.support.shippo_server import ShippoServer
 
@@ -72,13 +73,7 @@ def test_refresh_from_shippo_on_the_order_view_recovers_a_lost_delivered_once(
     shippo.set_track(track)
     wait_until(lambda: any(r.kind == "out_for_delivery" for r in rows(system)), timeout=30)
 
-    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{live['admin']}/ops/login")
-    page.fill("#token", system.settings.admin_token or "")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live['admin']}/ops")
+    page, errors = signed_in_ops_page(browser, live["admin"], system.settings.admin_token or "", height=900)
 
     page.select_option("#order-merchant", "acme")
     page.fill("#order-ref", "1001")

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from ingest.signature import HEADER, sign
-from tests.support.processes import start_in_session
+from tests.support.processes import python_ok, start_in_session
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,27 +76,10 @@ def _ready(port: int) -> bool:
 
 def create_merchant(env: dict[str, str], slug: str, secret: str) -> str:
     """`parcelhook merchants create`, as an operator would; returns the webhook token it prints."""
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "admin.cli",
-            "merchants",
-            "create",
-            slug,
-            "--name",
-            "Acme Inc",
-            "--hmac-secret",
-            secret,
-        ],
-        cwd=ROOT,
+    created = python_ok(
+        ["-m", "admin.cli", "merchants", "create", slug, "--name", "Acme Inc", "--hmac-secret", secret],
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
-    assert created.returncode == 0, created.stderr
     urls = [
         m
         for line in created.stdout.splitlines()

@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.test_dashboard import browser, running  # noqa: F401 - fixtures
 from tests.integration.conftest import System
+from tests.support.ops_browser import signed_in_ops_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
@@ -35,13 +36,7 @@ def test_a_late_template_response_never_overwrites_the_newer_selection(
         )
         assert r.status_code in (200, 201), r.get_json()
 
-    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{admin_url}/ops/login")
-    page.fill("#token", system.settings.admin_token or "")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{admin_url}/ops")
+    page, errors = signed_in_ops_page(browser, admin_url, system.settings.admin_token or "")
     page.wait_for_function(
         "document.querySelector('#pv-text').textContent.includes('DELIVERED-MARKER')", timeout=10_000
     )

@@ -102,3 +102,16 @@ def dead_letter(
             what=f"{len(sent)} dead letters on {queue}",
         )
     return sent
+
+
+#: Each queue's real actor, and the arguments of its n-th message.
+_ACTOR_CALLS: dict[str, tuple[str, Callable[[int], tuple[Any, ...]]]] = {
+    "events": ("process_event", lambda i: ("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}")),
+    "notifications": ("send_notification", lambda i: (100 + i,)),
+}
+
+
+def dead_letters_on(broker: RedisBroker, queue: str, n: int, error: Exception) -> None:
+    """``n`` messages of ``queue``'s actor dead-lettered by ``error`` (see :func:`dead_letter`)."""
+    actor_name, args = _ACTOR_CALLS[queue]
+    dead_letter(broker, raising(error), queue=queue, actor_name=actor_name, calls=[args(i) for i in range(n)])

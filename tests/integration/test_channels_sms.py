@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from domain.vocabulary import Channel as ChannelKind
 from notifiers.channel import OutgoingMessage, PermanentChannelError, TransientChannelError
 from notifiers.sms import TwilioSmsChannel
+from tests.support.messages import NORTHWIND_SMS
 from tests.support.twilio_server import TwilioServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -17,19 +19,8 @@ AUTH_TOKEN = "twilio-test-token-9f8e7d"
 SERVICE_SID = "MG" + "fedcba9876543210" * 2
 
 
-def _sms(**overrides: object) -> OutgoingMessage:
-    fields: dict[str, object] = {
-        "channel": ChannelKind.SMS,
-        "to": "+15558675310",
-        "sender": "+15005550006",
-        "subject": None,
-        "text": "Northwind Goods: your order 1042 has shipped with USPS.",
-        "html": None,
-        "idempotency_key": "northwind:1042:shp_1:shipped:sms",
-        "status_callback": "https://hooks.example/webhooks/twilio/northwind/status",
-    }
-    fields.update(overrides)
-    return OutgoingMessage(**fields)  # type: ignore[arg-type]
+def _sms(**overrides: Any) -> OutgoingMessage:
+    return replace(NORTHWIND_SMS, **overrides)
 
 
 @pytest.fixture

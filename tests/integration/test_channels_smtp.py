@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from domain.vocabulary import Channel as ChannelKind
-from notifiers.channel import OutgoingMessage, PermanentChannelError, TransientChannelError
+from notifiers.channel import ChannelError, OutgoingMessage, PermanentChannelError, TransientChannelError
 from notifiers.smtp import SmtpChannel, message_id_for
+from tests.support.messages import NORTHWIND_EMAIL
 from tests.support.smtp_server import SmtpServer
 
 
-def _message(**overrides: object) -> OutgoingMessage:
-    fields: dict[str, object] = {
-        "channel": ChannelKind.EMAIL,
-        "to": "jane@example.com",
-        "sender": "Northwind Goods <orders@northwind.example>",
-        "subject": "Your order 1042 has shipped",
-        "text": "Hi Jane,\n\nTrack: https://tools.usps.com/go/TrackConfirmAction?tLabels=9400",
-        "html": '<p>Hi Jane,</p><p><a href="https://tools.usps.com/">Track</a></p>',
-        "idempotency_key": "northwind:1042:shp_1:shipped:email",
-        "reply_to": "help@northwind.example",
-        "list_unsubscribe": "https://notify.northwind.example/u/3f9a",
-    }
-    fields.update(overrides)
-    return OutgoingMessage(**fields)  # type: ignore[arg-type]
+def _message(**overrides: Any) -> OutgoingMessage:
+    return replace(NORTHWIND_EMAIL, **overrides)
 
 
 @pytest.fixture
@@ -72,34 +62,36 @@ def test_text_only_email_is_not_multipart(smtp: SmtpServer) -> None:
     assert msg["List-Unsubscribe"] is None
 
 
+def _refusal(
+    smtp: SmtpServer, channel: SmtpChannel, stage: str, reply: str, error: type[ChannelError]
+) -> str | None:
+    """The code of the ``error`` that sending raises when ``smtp`` answers ``stage`` with ``reply`` once."""
+    smtp.reply_next(stage, reply)
+    with pytest.raises(error) as info:
+        channel.send(_message())
+    return info.value.code
+
+
 def test_451_on_rcpt_is_transient_and_the_retry_succeeds(smtp: SmtpServer) -> None:
     channel = SmtpChannel.from_url(smtp.url)
-    smtp.reply_next("rcpt", "451 4.3.0 Mailbox temporarily unavailable")
-    with pytest.raises(TransientChannelError) as info:
-        channel.send(_message())
-    assert info.value.code == "451"
+    reply = "451 4.3.0 Mailbox temporarily unavailable"
+    assert _refusal(smtp, channel, "rcpt", reply, TransientChannelError) == "451"
     assert channel.send(_message()).provider_id
     assert len(smtp.messages) == 1
 
 
 def test_550_on_rcpt_is_permanent_with_code(smtp: SmtpServer) -> None:
-    smtp.reply_next("rcpt", "550 5.1.1 No such user")
-    with pytest.raises(PermanentChannelError) as info:
-        SmtpChannel.from_url(smtp.url).send(_message())
-    assert info.value.code == "550"
+    channel = SmtpChannel.from_url(smtp.url)
+    assert _refusal(smtp, channel, "rcpt", "550 5.1.1 No such user", PermanentChannelError) == "550"
     assert smtp.messages == []
 
 
 def test_554_on_data_is_permanent_and_451_on_data_transient(smtp: SmtpServer) -> None:
     channel = SmtpChannel.from_url(smtp.url)
-    smtp.reply_next("data", "554 5.7.1 Message rejected as spam")
-    with pytest.raises(PermanentChannelError) as info:
-        channel.send(_message())
-    assert info.value.code == "554"
-    smtp.reply_next("data", "451 4.7.1 Greylisted")
-    with pytest.raises(TransientChannelError) as tinfo:
-        channel.send(_message())
-    assert tinfo.value.code == "451"
+    assert (
+        _refusal(smtp, channel, "data", "554 5.7.1 Message rejected as spam", PermanentChannelError) == "554"
+    )
+    assert _refusal(smtp, channel, "data", "451 4.7.1 Greylisted", TransientChannelError) == "451"
 
 
 def test_wrong_password_is_permanent_535_and_password_not_in_message(smtp: SmtpServer) -> None:
@@ -119,18 +111,18 @@ def test_connection_refused_is_transient() -> None:
         SmtpChannel.from_url(url + "?timeout=2").send(_message())
 
 
-def test_starttls_with_self_signed_certificate(tmp_path: Path) -> None:
-    with SmtpServer(username="mailer", password="pw", tls="starttls", cert_dir=tmp_path) as server:
+@pytest.mark.parametrize(
+    ("tls", "expect"),
+    [
+        ("starttls", {"starttls": True, "implicit_tls": False}),
+        ("implicit", {"starttls": False, "implicit_tls": True}),
+    ],
+    ids=["starttls", "implicit"],
+)
+def test_tls_with_self_signed_certificate(tmp_path: Path, tls: str, expect: dict[str, bool]) -> None:
+    with SmtpServer(username="mailer", password="pw", tls=tls, cert_dir=tmp_path) as server:
         channel = SmtpChannel.from_url(server.url, ssl_context=server.client_ssl_context())
-        assert channel.starttls
-        channel.send(_message())
-        assert len(server.messages) == 1
-
-
-def test_implicit_tls_with_self_signed_certificate(tmp_path: Path) -> None:
-    with SmtpServer(username="mailer", password="pw", tls="implicit", cert_dir=tmp_path) as server:
-        channel = SmtpChannel.from_url(server.url, ssl_context=server.client_ssl_context())
-        assert channel.implicit_tls
+        assert {"starttls": channel.starttls, "implicit_tls": channel.implicit_tls} == expect
         channel.send(_message())
         assert len(server.messages) == 1
 

@@ -58,11 +58,6 @@ def _stop(system: System, sender: str = PHONE, word: str = "STOP") -> None:
     system.drain()
 
 
-def _sms(system: System, kind: str) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == kind]
-    return row
-
-
 def _set_json(system: System, table: sa.Table, column: str, where: Any, **changes: Any) -> None:
     """Write a row the way it could have been stored before validation was whole-string."""
     with system.database.write() as conn:
@@ -76,8 +71,7 @@ def _set_json(system: System, table: sa.Table, column: str, where: Any, **change
 def test_a_phone_with_a_trailing_newline_is_refused_and_stop_reaches_a_formatted_one(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant("acme", **h.merchant_profile())
         refused = _put_order(system, "1001", {"name": "Jane", "phone": PHONE + "\n"})
         assert refused.status_code == 422, refused.get_json()
@@ -93,14 +87,14 @@ def test_a_phone_with_a_trailing_newline_is_refused_and_stop_reaches_a_formatted
         _stop(system)  # Twilio's From is E.164: it meets the number typed with punctuation
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        row = _sms(system, "out_for_delivery")
+        row = h.sms_row(system, "out_for_delivery")
         assert (row.status, row.to) == ("suppressed", PHONE) and "opted out" in (row.error or "")
         assert twilio.messages == []
 
         _stop(system, word="START")
         system.post(merchant, DELIVERED)
         system.drain()
-        assert _sms(system, "delivered").status == "sent"
+        assert h.sms_row(system, "delivered").status == "sent"
         assert [m["to"] for m in twilio.messages] == [PHONE]
 
 
@@ -108,8 +102,7 @@ def test_a_phone_stored_with_a_newline_before_the_fix_still_meets_its_stop(
     make_system: Callable[..., System], database_url: str
 ) -> None:
     """Rows written before validation was whole-string are compared normalized, both sides."""
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant("acme", **h.merchant_profile())
         h.register_order(system, "1001", phone=PHONE)
         _set_json(system, orders, "customer", orders.c.ref == "1001", phone=PHONE + "\n")
@@ -119,7 +112,7 @@ def test_a_phone_stored_with_a_newline_before_the_fix_still_meets_its_stop(
         _stop(system, sender=PHONE)
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        row = _sms(system, "out_for_delivery")
+        row = h.sms_row(system, "out_for_delivery")
         assert row.to == PHONE + "\n", "the legacy value really reached the send"
         assert row.status == "suppressed" and "opted out" in (row.error or "")
         assert twilio.messages == []
@@ -154,8 +147,7 @@ def test_an_address_that_would_break_the_header_block_is_refused(
 def test_mail_arrives_with_its_headers_in_the_header_block(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant(
             "acme", **h.merchant_profile(email_from="Ship@ACME.Example", reply_to="Help@Acme.EXAMPLE")
         )
@@ -184,8 +176,7 @@ def test_a_stored_sender_with_a_newline_is_a_permanent_failure_and_nothing_is_ma
     make_system: Callable[..., System], database_url: str, legacy: dict[str, str]
 ) -> None:
     """Defence in depth: whatever a row holds, the SMTP channel never writes a broken header."""
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant("acme", **h.merchant_profile())
         h.register_order(system, "1001", email="jane@example.com", sms=False)
         _set_json(system, merchants, "profile", merchants.c.slug == "acme", **legacy)
@@ -317,7 +308,10 @@ VALID_MERCHANT: dict[str, Any] = {
     "order_ref_pattern": r"Order (\d+)",
     "notify": {"email": ["shipped"]},
     "alert_email": "ops@acme.example",
+    "test_phone": "+14155550177",
     "hmac_secrets": ["s" * 32],
+    "shippo_api_token": "shippo_test_" + "0123456789abcdef" * 2,
+    "notify_test_events": True,
 }
 VALID_CUSTOMER: dict[str, Any] = {
     "name": "Jane Doe",
@@ -333,7 +327,10 @@ def test_every_validated_field_has_a_valid_example_here() -> None:
 
 
 def _inject(value: Any, bad: str, at: float) -> Any:
-    """``value`` with ``bad`` inserted at relative position ``at`` (1.0: appended) of its string."""
+    """``value`` with ``bad`` inserted at relative position ``at`` (1.0: appended) of its string;
+    a flag becomes the control character itself (a string where a boolean belongs)."""
+    if isinstance(value, bool):
+        return bad
     if isinstance(value, list):
         return [_inject(value[0], bad, at), *value[1:]]
     if isinstance(value, dict):

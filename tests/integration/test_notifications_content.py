@@ -3,7 +3,8 @@ escaping, the email unsubscribe link, and the outbox when no channel is configur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,18 +22,15 @@ LABEL, _pre, _accepted, _departed, _arrived, OUT_FOR_DELIVERY, DELIVERED = scena
 TEMPLATE = "/api/merchants/acme/templates/shipped/email"
 
 
-def _system(
-    make_system: Callable[..., System],
-    url: str,
-    smtp: SmtpServer,
-    twilio: TwilioServer,
-    name: str = "Jane Doe",
-) -> tuple[System, dict[str, Any]]:
-    system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile())
-    h.register_order(system, "1001", name=name, email="jane@example.com", phone="+15551230001")
-    system.start_worker()
-    return system, merchant
+@contextmanager
+def _acme(
+    make_system: Callable[..., System], url: str, name: str = "Jane Doe"
+) -> Iterator[tuple[System, dict[str, Any], SmtpServer, TwilioServer]]:
+    """:func:`h.acme_for_jane` on real channels (order 1001 for ``name``): the system, the
+    merchant and both servers."""
+    with h.channels() as (smtp, twilio):
+        system, merchant = h.acme_for_jane(make_system, url, smtp, twilio, name=name)
+        yield system, merchant, smtp, twilio
 
 
 SSTI = [
@@ -51,8 +49,7 @@ SSTI = [
 def test_a_merchant_template_with_an_ssti_attempt_is_rejected(
     make_system: Callable[..., System], sqlite_url: str, attack: str
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
+    system = h.acme(make_system, sqlite_url)
     response = system.admin.put(
         TEMPLATE, json={"subject": "Shipped", "text": f"Hello\n{attack}\n"}, headers=system.auth()
     )
@@ -63,8 +60,7 @@ def test_a_merchant_template_with_an_ssti_attempt_is_rejected(
 def test_template_syntax_errors_and_undefined_names_are_422_with_line_numbers(
     make_system: Callable[..., System], sqlite_url: str
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
+    system = h.acme(make_system, sqlite_url)
     response = system.admin.put(
         TEMPLATE,
         json={"subject": "Shipped", "text": "Hello\n\n{% if order.ref %}\nno end"},
@@ -86,20 +82,24 @@ def test_template_syntax_errors_and_undefined_names_are_422_with_line_numbers(
     assert sms.status_code == 422, "over 10 SMS segments"
 
 
+#: The email template previewed, and the one saved and then used for a real email.
+PREVIEWED = {
+    "subject": "{{ merchant.name }}: {{ order.ref }} shipped",
+    "text": "Hi {{ customer.first_name }}, track at {{ shipment.tracking_url }}",
+    "html": "<p>Hi {{ customer.first_name }}</p>",
+}
+SAVED = {
+    "subject": "{{ merchant.name }} parcel {{ order.ref }} is on its way",
+    "text": "Hey {{ customer.first_name }}! Follow it: {{ shipment.tracking_url }}\n",
+    "html": '<h1>Hey {{ customer.first_name }}</h1><a href="{{ shipment.tracking_url }}">follow</a>',
+}
+
+
 def test_preview_renders_sample_data_without_saving(
     make_system: Callable[..., System], sqlite_url: str
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
-    response = system.admin.post(
-        TEMPLATE + "/preview",
-        json={
-            "subject": "{{ merchant.name }}: {{ order.ref }} shipped",
-            "text": "Hi {{ customer.first_name }}, track at {{ shipment.tracking_url }}",
-            "html": "<p>Hi {{ customer.first_name }}</p>",
-        },
-        headers=system.auth(),
-    )
+    system = h.acme(make_system, sqlite_url)
+    response = system.admin.post(TEMPLATE + "/preview", json=PREVIEWED, headers=system.auth())
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["subject"].startswith("Acme Inc: ")
@@ -117,17 +117,8 @@ def test_preview_renders_sample_data_without_saving(
 def test_a_saved_merchant_template_is_used_for_the_next_real_email(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, database_url, smtp, twilio)
-        response = system.admin.put(
-            TEMPLATE,
-            json={
-                "subject": "{{ merchant.name }} parcel {{ order.ref }} is on its way",
-                "text": "Hey {{ customer.first_name }}! Follow it: {{ shipment.tracking_url }}\n",
-                "html": '<h1>Hey {{ customer.first_name }}</h1><a href="{{ shipment.tracking_url }}">follow</a>',
-            },
-            headers=system.auth(),
-        )
+    with _acme(make_system, database_url) as (system, merchant, smtp, twilio):
+        response = system.admin.put(TEMPLATE, json=SAVED, headers=system.auth())
         assert response.status_code == 201, response.get_json()
         sms = system.admin.put(
             "/api/merchants/acme/templates/delivered/sms",
@@ -153,10 +144,12 @@ def test_a_saved_merchant_template_is_used_for_the_next_real_email(
 def test_a_customer_name_with_markup_is_escaped_in_the_real_html_email(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(
-            make_system, database_url, smtp, twilio, name="<script>alert(1)</script> Doe"
-        )
+    with _acme(make_system, database_url, name="<script>alert(1)</script> Doe") as (
+        system,
+        merchant,
+        smtp,
+        _,
+    ):
         system.post(merchant, LABEL)
         system.drain()
         [mail] = smtp.messages
@@ -168,8 +161,7 @@ def test_a_customer_name_with_markup_is_escaped_in_the_real_html_email(
 def test_email_unsubscribe_link_confirms_then_records_the_opt_out(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, database_url, smtp, twilio)
+    with _acme(make_system, database_url) as (system, merchant, smtp, twilio):
         system.post(merchant, LABEL)
         system.drain()
         [mail] = smtp.messages

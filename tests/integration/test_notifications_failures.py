@@ -4,7 +4,8 @@ permanent → ``failed`` with the provider's code, not retried, merchant alerted
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,11 +27,7 @@ DELIVERED = TRACKS[-1]  # carries the whole scan history: one burst → "deliver
 def _system(
     make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer, **customer: Any
 ) -> tuple[System, dict[str, Any]]:
-    system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile())
-    h.register_order(system, "1001", email="jane@example.com", phone="+15551230001", **customer)
-    system.start_worker()
-    return system, merchant
+    return h.acme_for_jane(make_system, url, smtp, twilio, **customer)
 
 
 def _row(system: System, channel: str, kind: str) -> h.Row:
@@ -44,15 +41,41 @@ def _alerts(system: System) -> list[h.Row]:
     return [r for r in h.rows(system) if r.kind == "notification_failed"]
 
 
+@contextmanager
+def _shipped_email_after(
+    make_system: Callable[..., System], url: str, rcpt_reply: str
+) -> Iterator[tuple[System, SmtpServer, h.Row]]:
+    """The label posted while the SMTP server answers the customer's RCPT with ``rcpt_reply``
+    once: the system, the SMTP server and the ``shipped`` email's row once the queue is drained."""
+    with h.channels() as (smtp, twilio):
+        system, merchant = _system(make_system, url, smtp, twilio)
+        smtp.reply_next("rcpt", rcpt_reply)
+        system.post(merchant, LABEL)
+        system.drain()
+        yield system, smtp, _row(system, "email", "shipped")
+
+
+@contextmanager
+def _delivered_sms_after(
+    make_system: Callable[..., System], url: str, status: int, **failure: Any
+) -> Iterator[tuple[System, SmtpServer, TwilioServer, h.Row]]:
+    """The label processed, then the delivered webhook posted while Twilio answers ``status``
+    (``failure``: :meth:`TwilioServer.fail_next`'s other arguments): the system, both servers
+    and the ``delivered`` SMS's row once the queue is drained."""
+    with h.channels() as (smtp, twilio):
+        system, merchant = _system(make_system, url, smtp, twilio)
+        system.post(merchant, LABEL)
+        system.drain()
+        twilio.fail_next(status, **failure)
+        system.post(merchant, DELIVERED)
+        system.drain()
+        yield system, smtp, twilio, _row(system, "sms", "delivered")
+
+
 def test_smtp_451_once_then_success_sends_one_email(
     make_system: Callable[..., System], database_url: str, fast_retries: Callable[..., None]
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, database_url, smtp, twilio)
-        smtp.reply_next("rcpt", "451 4.3.0 Try again later")
-        system.post(merchant, LABEL)
-        system.drain()
-        row = _row(system, "email", "shipped")
+    with _shipped_email_after(make_system, database_url, "451 4.3.0 Try again later") as (system, smtp, row):
         assert row.status == "sent"
         assert row.attempts == 2
         assert [m.message["Subject"] for m in smtp.messages] == ["Your Acme Inc order 1001 has shipped"]
@@ -63,14 +86,7 @@ def test_smtp_451_once_then_success_sends_one_email(
 def test_twilio_transient_error_once_then_success_sends_one_sms(
     make_system: Callable[..., System], sqlite_url: str, fast_retries: Callable[..., None], status: int
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, sqlite_url, smtp, twilio)
-        system.post(merchant, LABEL)
-        system.drain()
-        twilio.fail_next(status)
-        system.post(merchant, DELIVERED)
-        system.drain()
-        row = _row(system, "sms", "delivered")
+    with _delivered_sms_after(make_system, sqlite_url, status) as (system, _smtp, twilio, row):
         assert row.status == "sent", row
         assert row.attempts == 2
         assert len(twilio.messages) == 1 and twilio.messages[0]["sid"] == row.provider_id
@@ -81,12 +97,7 @@ def test_twilio_transient_error_once_then_success_sends_one_sms(
 def test_smtp_550_fails_without_retry_and_alerts_the_merchant(
     make_system: Callable[..., System], database_url: str, fast_retries: Callable[..., None]
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, database_url, smtp, twilio)
-        smtp.reply_next("rcpt", "550 5.1.1 No such user")
-        system.post(merchant, LABEL)
-        system.drain()
-        row = _row(system, "email", "shipped")
+    with _shipped_email_after(make_system, database_url, "550 5.1.1 No such user") as (system, smtp, row):
         assert (row.status, row.error_code, row.attempts) == ("failed", "550", 1)
         [alert] = _alerts(system)
         assert (alert.status, alert.to, alert.audience) == ("sent", h.ALERTS, "merchant")
@@ -100,14 +111,7 @@ def test_smtp_550_fails_without_retry_and_alerts_the_merchant(
 def test_twilio_21211_fails_without_retry_and_alerts_the_merchant(
     make_system: Callable[..., System], sqlite_url: str, fast_retries: Callable[..., None]
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, sqlite_url, smtp, twilio)
-        system.post(merchant, LABEL)
-        system.drain()
-        twilio.fail_next(400, code=21211)
-        system.post(merchant, DELIVERED)
-        system.drain()
-        row = _row(system, "sms", "delivered")
+    with _delivered_sms_after(make_system, sqlite_url, 400, code=21211) as (system, smtp, twilio, row):
         assert (row.status, row.error_code, row.attempts) == ("failed", "21211", 1)
         assert len([r for r in twilio.requests if r.path.endswith("/Messages.json")]) == 1
         [alert] = _alerts(system)
@@ -122,14 +126,7 @@ def test_retries_exhausted_fail_the_notification_and_alert_the_merchant(
     make_system: Callable[..., System], sqlite_url: str, fast_retries: Callable[..., None]
 ) -> None:
     fast_retries(2)
-    with h.channels() as (smtp, twilio):
-        system, merchant = _system(make_system, sqlite_url, smtp, twilio)
-        system.post(merchant, LABEL)
-        system.drain()
-        twilio.fail_next(503, times=10)
-        system.post(merchant, DELIVERED)
-        system.drain()
-        row = _row(system, "sms", "delivered")
+    with _delivered_sms_after(make_system, sqlite_url, 503, times=10) as (system, smtp, twilio, row):
         assert row.status == "failed", row
         assert row.attempts == 3  # the first try + 2 retries
         assert row.error and "gave up after 2 retries" in row.error

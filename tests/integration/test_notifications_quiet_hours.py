@@ -6,7 +6,8 @@ real dramatiq delay is seconds, not hours; everything else is the real pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Any
@@ -46,21 +47,26 @@ def _system(
     return system, merchant, base + timedelta(seconds=LEAD_S)
 
 
-def _sms(system: System, kind: str) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == kind]
-    return row
+@contextmanager
+def _quiet_hours(
+    make_system: Callable[..., System], url: str, *bodies: bytes
+) -> Iterator[tuple[System, dict[str, Any], datetime, TwilioServer]]:
+    """:func:`_system` on real channels, with ``bodies`` posted: the system, the merchant, the
+    end of the quiet hours and the Twilio server."""
+    with h.channels() as (smtp, twilio):
+        system, merchant, window_end = _system(make_system, url, smtp, twilio)
+        for body in bodies:
+            system.post(merchant, body)
+        yield system, merchant, window_end, twilio
 
 
 def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant, window_end = _system(make_system, database_url, smtp, twilio)
-        system.post(merchant, LABEL)
-        system.post(merchant, DELIVERED)
+    with _quiet_hours(make_system, database_url, LABEL, DELIVERED) as (system, _, window_end, twilio):
         wait_until(
             lambda: (
-                _sms(system, "delivered").status == "deferred"
+                h.sms_row(system, "delivered").status == "deferred"
                 if any(r.channel == "sms" for r in h.rows(system))
                 else False
             ),
@@ -68,7 +74,7 @@ def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(
             what="deferred SMS",
         )
 
-        row = _sms(system, "delivered")
+        row = h.sms_row(system, "delivered")
         with system.database.read() as conn:
             scheduled = conn.execute(
                 sa.select(notifications.c.scheduled_for).where(notifications.c.id == row.id)
@@ -85,21 +91,18 @@ def test_an_sms_due_in_quiet_hours_is_deferred_and_sent_when_they_end(
             timeout=5,
             what="the email (quiet hours are for SMS only)",
         )
-        assert _sms(system, "delivered").status == "deferred"
+        assert h.sms_row(system, "delivered").status == "deferred"
 
         system.drain()  # waits for the delayed message: the window has ended by then
-        assert _sms(system, "delivered").status == "sent"
+        assert h.sms_row(system, "delivered").status == "sent"
         [sms] = twilio.messages
-        assert sms["sid"] == _sms(system, "delivered").provider_id
+        assert sms["sid"] == h.sms_row(system, "delivered").provider_id
 
 
 def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(
     make_system: Callable[..., System], sqlite_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant, _end = _system(make_system, sqlite_url, smtp, twilio)
-        system.post(merchant, LABEL)
-        system.post(merchant, OUT_FOR_DELIVERY)
+    with _quiet_hours(make_system, sqlite_url, LABEL, OUT_FOR_DELIVERY) as (system, merchant, _, twilio):
         wait_until(
             lambda: [r.status for r in h.rows(system) if r.channel == "sms"] == ["deferred"],
             timeout=5,
@@ -112,20 +115,19 @@ def test_a_deferred_sms_superseded_before_the_window_ends_is_not_sent(
             what="deferred delivered SMS",
         )
         system.drain()
-        ofd = _sms(system, "out_for_delivery")
+        ofd = h.sms_row(system, "out_for_delivery")
         assert ofd.status == "suppressed" and "superseded" in (ofd.error or "")
-        assert _sms(system, "delivered").status == "sent"
+        assert h.sms_row(system, "delivered").status == "sent"
         assert [m["body"].split(":")[1].strip()[:14] for m in twilio.messages] == ["order 1001 was"]
 
 
 def test_outside_quiet_hours_an_sms_goes_out_at_once(
     make_system: Callable[..., System], sqlite_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system, merchant, _end = _system(make_system, sqlite_url, smtp, twilio)
+    with _quiet_hours(make_system, sqlite_url) as (system, merchant, _, _twilio):
         system.runtime.sender.clock = lambda: datetime(2026, 3, 5, 17, 0, tzinfo=UTC)  # noon in New York
         system.post(merchant, LABEL)
         system.post(merchant, DELIVERED)
         system.drain()
-        assert _sms(system, "delivered").status == "sent"
+        assert h.sms_row(system, "delivered").status == "sent"
         assert h.delayed_messages(system) == []

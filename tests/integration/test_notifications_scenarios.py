@@ -21,6 +21,8 @@ so an early "delivered" applies all scans in one burst and only "delivered" fire
 "out_for_delivery" arriving after "delivered" is history only. So shuffled we assert the
 invariants: nothing outside the in-order list, nothing twice, per channel never an older step
 after a newer one, the final-state message present, and every link right.
+
+Every scenario runs on Redis and on RabbitMQ (``on_both_brokers``).
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ import pytest
 
 from notifiers.smtp import message_id_for
 from tests.fixtures.shippo import scenario
-from tests.integration.conftest import System
+from tests.integration.conftest import System, on_both_brokers
 from tests.support import notify_harness as h
 from tests.support.smtp_server import SmtpServer
 from tests.support.twilio_server import TwilioServer
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, on_both_brokers]
 
 CUSTOMERS: dict[str, dict[str, str | None]] = {
     "1001": {"name": "Jane Doe", "email": "jane@example.com", "phone": "+15551230001", "locale": None},

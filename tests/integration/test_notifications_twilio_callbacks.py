@@ -40,11 +40,6 @@ def _inbound(body: str, sender: str = PHONE) -> dict[str, str]:
     }
 
 
-def _sms(system: System, kind: str) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == kind]
-    return row
-
-
 def test_stop_suppresses_later_sms_and_start_re_enables_them(
     make_system: Callable[..., System], database_url: str
 ) -> None:
@@ -57,7 +52,7 @@ def test_stop_suppresses_later_sms_and_start_re_enables_them(
 
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        row = _sms(system, "out_for_delivery")
+        row = h.sms_row(system, "out_for_delivery")
         assert row.status == "suppressed" and "opted out" in (row.error or "")
         assert twilio.messages == []
         emails = [r for r in h.rows(system) if r.channel == "email" and r.kind == "out_for_delivery"]
@@ -67,8 +62,8 @@ def test_stop_suppresses_later_sms_and_start_re_enables_them(
         system.drain()
         system.post(merchant, DELIVERED)
         system.drain()
-        assert _sms(system, "delivered").status == "sent"
-        assert [m["to"] for m in twilio.messages] == [PHONE]
+        delivered = h.sms_row(system, "delivered")
+        assert (delivered.status, [m["to"] for m in twilio.messages]) == ("sent", [PHONE]), "START re-enabled"
 
 
 def test_stop_from_another_number_changes_nothing_for_this_customer(
@@ -80,7 +75,7 @@ def test_stop_from_another_number_changes_nothing_for_this_customer(
         system.drain()
         system.post(merchant, DELIVERED)
         system.drain()
-        assert _sms(system, "delivered").status == "sent"
+        assert h.sms_row(system, "delivered").status == "sent"
 
 
 def test_help_answers_with_twiml(make_system: Callable[..., System], sqlite_url: str) -> None:
@@ -103,7 +98,7 @@ def test_status_callbacks_move_the_notification_to_delivered_or_failed(
         system.drain()
         system.post(merchant, DELIVERED)
         system.drain()
-        ofd, delivered = _sms(system, "out_for_delivery"), _sms(system, "delivered")
+        ofd, delivered = h.sms_row(system, "out_for_delivery"), h.sms_row(system, "delivered")
         assert [m["status_callback"] for m in twilio.messages] == ["http://127.0.0.1:8000" + STATUS] * 2
 
         def status(sid: str, word: str, code: str | None = None) -> None:
@@ -125,7 +120,7 @@ def test_status_callbacks_move_the_notification_to_delivered_or_failed(
         status(ofd.provider_id or "", "sent")  # late and out of order: never moves backwards
         status(delivered.provider_id or "", "undelivered", "30003")
         system.drain()
-        ofd, delivered = _sms(system, "out_for_delivery"), _sms(system, "delivered")
+        ofd, delivered = h.sms_row(system, "out_for_delivery"), h.sms_row(system, "delivered")
         assert ofd.status == "delivered"
         assert (delivered.status, delivered.error_code) == ("failed", "30003")
         order = system.admin.get("/api/merchants/acme/orders/1001", headers=system.auth()).get_json()
@@ -167,8 +162,7 @@ def test_unverifiable_twilio_callbacks_get_403_and_change_nothing(
 def test_twilio_callbacks_without_twilio_configured_are_refused(
     make_system: Callable[..., System], sqlite_url: str
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
+    system = h.acme(make_system, sqlite_url)
     response = h.post_twilio(system, INBOUND, _inbound("STOP"))
     assert response.status_code == 403
 

@@ -26,11 +26,6 @@ PHONE = "+15551230001"
 STATUS = "/webhooks/twilio/acme/status"
 
 
-def _sms(system: System, kind: str) -> h.Row:
-    [row] = [r for r in h.rows(system) if r.channel == "sms" and r.kind == kind]
-    return row
-
-
 def _message_requests(twilio: TwilioServer) -> int:
     return sum(1 for r in twilio.requests if r.method == "POST" and r.path.endswith("/Messages.json"))
 
@@ -46,7 +41,7 @@ def test_twilio_21610_records_an_opt_out_and_the_next_sms_is_suppressed(
         )
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        refused = _sms(system, "out_for_delivery")
+        refused = h.sms_row(system, "out_for_delivery")
         assert (refused.status, refused.error_code) == ("failed", "21610")
         with system.database.read() as conn:
             recorded = conn.execute(
@@ -57,7 +52,7 @@ def test_twilio_21610_records_an_opt_out_and_the_next_sms_is_suppressed(
 
         system.post(merchant, DELIVERED)
         system.drain()
-        later = _sms(system, "delivered")
+        later = h.sms_row(system, "delivered")
         assert later.status == "suppressed" and "opted out" in (later.error or "")
         assert _message_requests(twilio) == attempts, "no second refused request to Twilio"
         emails = [r for r in h.rows(system) if r.channel == "email" and r.kind == "delivered"]
@@ -72,7 +67,7 @@ def test_an_undelivered_sms_alerts_the_merchant_once_however_often_twilio_says_s
         system, merchant = h.labelled_for_jane(make_system, database_url, smtp, twilio, phone=PHONE)
         system.post(merchant, OUT_FOR_DELIVERY)
         system.drain()
-        sms = _sms(system, "out_for_delivery")
+        sms = h.sms_row(system, "out_for_delivery")
         assert sms.status == "sent" and sms.provider_id
         form = {
             "MessageSid": sms.provider_id,
@@ -91,7 +86,7 @@ def test_an_undelivered_sms_alerts_the_merchant_once_however_often_twilio_says_s
             assert h.post_twilio(system, STATUS, form).status_code == 204
         system.drain()
 
-        failed = _sms(system, "out_for_delivery")
+        failed = h.sms_row(system, "out_for_delivery")
         assert (failed.status, failed.error_code) == ("failed", "30003")
         alerts = [r for r in h.rows(system) if r.kind == "notification_failed"]
         assert [(r.status, r.to, r.key) for r in alerts] == [("sent", h.ALERTS, f"{sms.key}:failed")]

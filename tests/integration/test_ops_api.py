@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from admin import errors
 from admin.ops_api import ops_api
-from tests.integration.ops_fixtures import dead_letter, ops_services_for, raising, stand_in
+from tests.integration.ops_fixtures import dead_letters_on, ops_services_for, stand_in
 from tests.support.deliveries import delivery
 from tests.support.services import free_port
 from workers.broker import QUEUES
@@ -35,16 +35,6 @@ def make_app(client: redis.Redis) -> Flask:
 @pytest.fixture()
 def http(redis_client: redis.Redis) -> FlaskClient:
     return make_app(redis_client).test_client()
-
-
-def dead_events(broker: RedisBroker, n: int) -> None:
-    dead_letter(
-        broker,
-        raising(RuntimeError("db down")),
-        queue="events",
-        actor_name="process_event",
-        calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)],
-    )
 
 
 def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: FlaskClient) -> None:
@@ -69,7 +59,7 @@ def test_queues_endpoint_has_the_contract_shape(ops_broker: RedisBroker, http: F
 def test_dead_letters_list_requeue_purge(
     ops_broker: RedisBroker, http: FlaskClient, redis_client: redis.Redis
 ) -> None:
-    dead_events(ops_broker, 3)
+    dead_letters_on(ops_broker, "events", 3, RuntimeError("db down"))
     r = http.get("/api/ops/dead-letters?queue=events&limit=10")
     assert r.status_code == 200
     body = r.get_json()

@@ -10,7 +10,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 
 from admin.ops_cli import add_ops_commands, cmd_dlq_purge, cmd_dlq_requeue, cmd_queues
-from tests.integration.ops_fixtures import dead_letter, raising, stand_in
+from tests.integration.ops_fixtures import dead_letters_on, stand_in
 
 pytestmark = pytest.mark.redis
 
@@ -25,13 +25,7 @@ def run(services: SimpleNamespace, *argv: str) -> tuple[int, str]:
 
 
 def dead_notifications(broker: RedisBroker, n: int) -> None:
-    dead_letter(
-        broker,
-        raising(RuntimeError("twilio 21211")),
-        queue="notifications",
-        actor_name="send_notification",
-        calls=[(100 + i,) for i in range(n)],
-    )
+    dead_letters_on(broker, "notifications", n, RuntimeError("twilio 21211"))
 
 
 def test_queues_table_shows_the_numbers(ops_broker: RedisBroker, ops_services: SimpleNamespace) -> None:

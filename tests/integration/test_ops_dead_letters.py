@@ -1,30 +1,116 @@
-"""Dead letters of a real dramatiq RedisBroker: list, requeue (processed once), purge."""
+"""Dead letters of a real dramatiq broker: list, requeue (processed once), purge -- on Redis
+and on RabbitMQ (``rig`` runs each test on both). What is left Redis-only reads dramatiq's Redis
+keys themselves (the message stored back with a fresh retry state)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dramatiq
 import pytest
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 
-from admin.dead_letters import DeadLetters, UnknownQueue
-from admin.queues import QueueInspector
-from tests.integration.ops_fixtures import dead_letter, raising, stand_in
+from admin.dead_letters import DeadLetters, RabbitDeadLetters, UnknownQueue
+from admin.queues import QueueInspector, RabbitQueueInspector
+from config import Settings
+from tests.integration.conftest import BROKERS
+from tests.integration.ops_fixtures import raising, stand_in
 from tests.support.polling import running_worker, wait_until
+from tests.support.rabbitmq import RabbitNode
 from workers.broker import QUEUES
+from workers.middleware import DeadLetterRecorder
 from workers.queue_state import decode_message
-from workers.redis_replies import raw
+from workers.redis_replies import raw, text
+from workers.telemetry import Telemetry
 
 pytestmark = pytest.mark.redis
 
 
+@dataclass
+class Rig:
+    """One broker's dead letters: the workers' broker (with the recorder that keeps why a
+    message died), and the ops side reading it (``dead_letters()`` makes a fresh reader)."""
+
+    broker: dramatiq.Broker
+    dead_letters: Callable[[], DeadLetters | RabbitDeadLetters]
+    inspector: QueueInspector
+    state: redis.Redis  # where the recorder keeps the failure details
+    bare: Callable[[], dramatiq.Broker]  # a broker of the same kind without the recorder
+
+    @property
+    def dlq(self) -> DeadLetters | RabbitDeadLetters:
+        return self.dead_letters()
+
+    def ready(self, queue: str) -> int:
+        return self.inspector.queue(queue).ready
+
+
+def redis_rig(broker: RedisBroker, client: redis.Redis, url: str) -> Rig:
+    """The rig on the test Redis (``broker``: ``ops_broker``, like the workers')."""
+
+    def fresh() -> DeadLetters:
+        return DeadLetters(redis.Redis(connection_pool=client.connection_pool), "parcelhook", QUEUES)
+
+    return Rig(
+        broker,
+        fresh,
+        QueueInspector(client, "parcelhook", QUEUES),
+        client,
+        lambda: RedisBroker(url=url, namespace="parcelhook"),
+    )
+
+
+@pytest.fixture(params=BROKERS)
+def rig(request: pytest.FixtureRequest, redis_url: str, redis_client: redis.Redis) -> Iterator[Rig]:
+    if request.param == "redis":
+        yield redis_rig(request.getfixturevalue("ops_broker"), redis_client, redis_url)
+        return
+    node: RabbitNode = request.getfixturevalue("rabbitmq_service")
+    with node.vhost() as vhost:
+        url = node.amqp_url(vhost)
+        settings = replace(Settings(), broker_url=url, redis_url=redis_url)
+        broker = RabbitmqBroker(url=url)
+        broker.add_middleware(DeadLetterRecorder(Telemetry(redis_client)))
+        try:
+            yield Rig(
+                broker,
+                lambda: RabbitDeadLetters(redis_client, url, QUEUES),
+                RabbitQueueInspector(redis_client, url, None, settings.broker_namespace, QUEUES),
+                redis_client,
+                lambda: RabbitmqBroker(url=url),
+            )
+        finally:
+            broker.close()
+
+
 @pytest.fixture()
-def dlq(redis_client: redis.Redis) -> DeadLetters:
-    return DeadLetters(redis_client, "parcelhook", QUEUES)
+def dlq(rig: Rig) -> DeadLetters | RabbitDeadLetters:
+    return rig.dlq
+
+
+def dead_letter(
+    rig: Rig,
+    fn: Callable[..., None],
+    *,
+    queue: str,
+    actor_name: str,
+    calls: Sequence[tuple[Any, ...]],
+    broker: dramatiq.Broker | None = None,
+) -> list[dramatiq.Message[Any]]:
+    """Send ``calls`` to an actor running ``fn`` without retries (on ``broker``, by default the
+    rig's), and run a real worker until every one of them is dead-lettered."""
+    on = broker or rig.broker
+    actor = stand_in(on, fn, queue=queue, name=actor_name, max_retries=0)
+    sent = [actor.send(*args) for args in calls]
+    with running_worker(on):
+        wait_until(lambda: rig.dlq.count(queue) == len(sent), what=f"{len(sent)} dead letters on {queue}")
+    return sent
 
 
 class Flaky:
@@ -42,10 +128,10 @@ class Flaky:
             self.calls.append((merchant, event_id))
 
 
-def dead_letter_events(broker: RedisBroker, n: int) -> tuple[Flaky, list[dramatiq.Message[Any]]]:
+def dead_letter_events(rig: Rig, n: int) -> tuple[Flaky, list[dramatiq.Message[Any]]]:
     flaky = Flaky()
     sent = dead_letter(
-        broker,
+        rig,
         flaky,
         queue="events",
         actor_name="process_event",
@@ -54,8 +140,11 @@ def dead_letter_events(broker: RedisBroker, n: int) -> tuple[Flaky, list[dramati
     return flaky, sent
 
 
-def test_list_describes_each_dead_letter(ops_broker: RedisBroker, dlq: DeadLetters) -> None:
-    _, sent = dead_letter_events(ops_broker, 2)
+Letters = DeadLetters | RabbitDeadLetters
+
+
+def test_list_describes_each_dead_letter(rig: Rig, dlq: Letters) -> None:
+    _, sent = dead_letter_events(rig, 2)
     letters = dlq.list("events", limit=10)
     assert len(letters) == 2
     by_event = {d.event_id: d for d in letters}
@@ -69,11 +158,9 @@ def test_list_describes_each_dead_letter(ops_broker: RedisBroker, dlq: DeadLette
     assert dlq.list("notifications", limit=10) == []
 
 
-def test_notification_dead_letters_carry_the_notification_id(
-    ops_broker: RedisBroker, dlq: DeadLetters
-) -> None:
+def test_notification_dead_letters_carry_the_notification_id(rig: Rig, dlq: Letters) -> None:
     dead_letter(
-        ops_broker,
+        rig,
         raising(ValueError("template broken")),
         queue="notifications",
         actor_name="send_notification",
@@ -88,15 +175,36 @@ def test_notification_dead_letters_carry_the_notification_id(
     )
 
 
-def test_a_requeued_message_is_processed_exactly_once(
-    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
-) -> None:
-    flaky, sent = dead_letter_events(ops_broker, 2)
+def test_a_requeued_message_is_processed_exactly_once(rig: Rig, dlq: Letters) -> None:
+    flaky, _ = dead_letter_events(rig, 2)
     target = next(d for d in dlq.list("events", 10) if d.event_id == "ev-1")
 
     assert dlq.requeue("events", [target.id, "no-such-id"]) == 1
     assert dlq.count("events") == 1
-    # back on the queue with the same ids and a fresh retry state
+    assert rig.ready("events") == 1
+    # requeueing the same id again does nothing
+    assert dlq.requeue("events", [target.id]) == 0
+
+    flaky.failing = False
+    with running_worker(rig.broker):
+        wait_until(lambda: len(flaky.calls) == 1)
+        time.sleep(0.2)  # a second delivery would show up here
+    # the worker has stopped: whatever it had fetched is acked (or back on the queue)
+    assert flaky.calls == [("acme", "ev-1")]
+    stats = rig.inspector.queue("events")
+    assert (stats.ready, stats.dead) == (0, 1)
+    assert [d.event_id for d in dlq.list("events", 10)] == ["ev-0"]
+
+
+def test_a_requeued_message_goes_back_with_its_ids_and_a_fresh_retry_state(
+    ops_broker: RedisBroker, redis_client: redis.Redis, redis_url: str
+) -> None:
+    """Redis only: dramatiq's own keys (the queue list, the message hash) after a requeue."""
+    rig = redis_rig(ops_broker, redis_client, redis_url)
+    flaky, sent = dead_letter_events(rig, 2)
+    dlq = rig.dlq
+    target = next(d for d in dlq.list("events", 10) if d.event_id == "ev-1")
+    assert dlq.requeue("events", [target.id]) == 1
     assert redis_client.lrange("parcelhook:events", 0, -1) == [target.id.encode()]
     message = decode_message(raw(redis_client.hget("parcelhook:events.msgs", target.id)))
     assert message is not None
@@ -104,43 +212,35 @@ def test_a_requeued_message_is_processed_exactly_once(
     assert message["queue_name"] == "events"
     assert message["options"]["retries"] == 0
     assert "traceback" not in message["options"]
-    # requeueing the same id again does nothing
-    assert dlq.requeue("events", [target.id]) == 0
 
     flaky.failing = False
     inspector = QueueInspector(redis_client, "parcelhook", QUEUES)
     with running_worker(ops_broker):
         wait_until(lambda: len(flaky.calls) == 1)
         wait_until(lambda: inspector.queue("events").in_flight == 0)
-        time.sleep(0.2)  # a second delivery would show up here
-    assert flaky.calls == [("acme", "ev-1")]
     stats = inspector.queue("events")
     assert (stats.ready, stats.in_flight, stats.dead) == (0, 0, 1)
     assert redis_client.hlen("parcelhook:events.msgs") == 0
 
 
-def test_requeue_all_moves_every_dead_letter(
-    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
-) -> None:
-    flaky, _ = dead_letter_events(ops_broker, 3)
+def test_requeue_all_moves_every_dead_letter(rig: Rig, dlq: Letters) -> None:
+    flaky, _ = dead_letter_events(rig, 3)
     assert dlq.requeue("events", None) == 3
     assert dlq.count("events") == 0
-    assert redis_client.llen("parcelhook:events") == 3
+    assert rig.ready("events") == 3
     flaky.failing = False
-    with running_worker(ops_broker):
+    with running_worker(rig.broker):
         wait_until(lambda: len(flaky.calls) == 3)
     assert sorted(e for _, e in flaky.calls) == ["ev-0", "ev-1", "ev-2"]
 
 
-def test_concurrent_requeues_move_each_message_once(
-    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
-) -> None:
-    dead_letter_events(ops_broker, 5)
+def test_concurrent_requeues_move_each_message_once(rig: Rig, dlq: Letters) -> None:
+    dead_letter_events(rig, 5)
     results: list[int] = []
     barrier = threading.Barrier(4)
 
     def go() -> None:
-        other = DeadLetters(redis.Redis(connection_pool=redis_client.connection_pool), "parcelhook", QUEUES)
+        other = rig.dead_letters()  # each its own connection
         barrier.wait()
         results.append(other.requeue("events", None))
 
@@ -150,27 +250,37 @@ def test_concurrent_requeues_move_each_message_once(
     for t in threads:
         t.join()
     assert sum(results) == 5
-    assert redis_client.llen("parcelhook:events") == 5
-    assert redis_client.hlen("parcelhook:events.msgs") == 5
+    assert rig.ready("events") == 5
     assert dlq.count("events") == 0
 
 
-def test_purge_by_ids_and_all(ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis) -> None:
-    dead_letter_events(ops_broker, 3)
+def test_purge_by_ids_and_all(rig: Rig, dlq: Letters) -> None:
+    dead_letter_events(rig, 3)
     ids = [d.id for d in dlq.list("events", 10)]
     assert dlq.purge("events", [ids[0], "unknown"]) == 1
     assert dlq.count("events") == 2
-    assert redis_client.hlen("parcelhook:events.XQ.msgs") == 2
+    assert sorted(d.id for d in dlq.list("events", 10)) == sorted(ids[1:])
     assert dlq.purge("events", []) == 0
     assert dlq.purge("events", None) == 2
     assert dlq.count("events") == 0
-    assert not redis_client.exists("parcelhook:events.XQ.msgs")
-    assert redis_client.llen("parcelhook:events") == 0
+    assert dlq.list("events", 10) == []
+    assert rig.ready("events") == 0
 
 
-def test_retried_messages_report_every_attempt_and_the_final_error(
-    ops_broker: RedisBroker, dlq: DeadLetters
+def test_purge_leaves_no_redis_key_behind(
+    ops_broker: RedisBroker, redis_client: redis.Redis, redis_url: str
 ) -> None:
+    """Redis only: dramatiq's dead-letter hash goes with its last message."""
+    rig = redis_rig(ops_broker, redis_client, redis_url)
+    dlq = rig.dlq
+    dead_letter_events(rig, 3)
+    dlq.purge("events", [dlq.list("events", 1)[0].id])
+    assert redis_client.hlen("parcelhook:events.XQ.msgs") == 2
+    dlq.purge("events", None)
+    assert not redis_client.exists("parcelhook:events.XQ.msgs")
+
+
+def test_retried_messages_report_every_attempt_and_the_final_error(rig: Rig, dlq: Letters) -> None:
     attempts: list[int] = []
 
     def boom(notification_id: int) -> None:
@@ -178,7 +288,7 @@ def test_retried_messages_report_every_attempt_and_the_final_error(
         raise ConnectionError(f"attempt {len(attempts)}")
 
     notes = stand_in(
-        ops_broker,
+        rig.broker,
         boom,
         queue="notifications",
         name="send_notification",
@@ -187,23 +297,22 @@ def test_retried_messages_report_every_attempt_and_the_final_error(
         max_backoff=50,
     )
     notes.send(9)
-    with running_worker(ops_broker):
+    with running_worker(rig.broker):
         wait_until(lambda: dlq.count("notifications") == 1)
     [d] = dlq.list("notifications", 10)
     assert (d.attempts, d.last_error) == (3, "ConnectionError: attempt 3")
 
 
-def test_without_the_recorder_the_stored_message_still_gives_attempts(
-    redis_url: str, dlq: DeadLetters
-) -> None:
-    bare = RedisBroker(url=redis_url, namespace="parcelhook")
+def test_without_the_recorder_the_stored_message_still_gives_attempts(rig: Rig, dlq: Letters) -> None:
+    bare = rig.bare()
     try:
         dead_letter(
-            bare,
+            rig,
             raising(ValueError("nope")),
             queue="notifications",
             actor_name="send_notification",
             calls=[(1,)],
+            broker=bare,
         )
     finally:
         bare.close()
@@ -211,21 +320,20 @@ def test_without_the_recorder_the_stored_message_still_gives_attempts(
     assert (d.attempts, d.last_error, d.notification_id) == (1, None, 1)
 
 
-def test_requeue_and_purge_forget_the_failure_details(
-    ops_broker: RedisBroker, dlq: DeadLetters, redis_client: redis.Redis
-) -> None:
-    dead_letter_events(ops_broker, 2)
-    assert len(redis_client.keys("parcelhook:telemetry:dlq:*")) == 2
+def test_requeue_and_purge_forget_the_failure_details(rig: Rig, dlq: Letters) -> None:
+    dead_letter_events(rig, 2)
+    assert len(rig.state.keys("parcelhook:telemetry:dlq:*")) == 2
     first, second = (d.id for d in dlq.list("events", 10))
     dlq.requeue("events", [first])
-    assert redis_client.keys("parcelhook:telemetry:dlq:*") == [
-        f"parcelhook:telemetry:dlq:events:{second}".encode()
-    ]
+    kept = [text(k) for k in rig.state.keys("parcelhook:telemetry:dlq:*")]
+    assert len(kept) == 1 and kept[0].startswith("parcelhook:telemetry:dlq:events:"), kept
+    assert [d.id for d in dlq.list("events", 10)] == [second]
+    assert dlq.list("events", 10)[0].last_error is not None, "the kept details are the survivor's"
     dlq.purge("events", None)
-    assert redis_client.keys("parcelhook:telemetry:dlq:*") == []
+    assert rig.state.keys("parcelhook:telemetry:dlq:*") == []
 
 
-def test_unknown_queue_is_refused(dlq: DeadLetters) -> None:
+def test_unknown_queue_is_refused(dlq: Letters) -> None:
     with pytest.raises(UnknownQueue):
         dlq.list("nope", 10)
     with pytest.raises(UnknownQueue):

@@ -4,6 +4,7 @@ and the query plans that keep the listing fast for a million orders."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -111,6 +112,24 @@ def test_the_orders_api_wants_the_bearer_token(system: System, acme: dict[str, A
         assert conn.execute(orders.select()).first() is None, "nothing written without the token"
 
 
+def _order_row(
+    merchant_id: int, ref: str, status: str, at: datetime, exception: str | None = None
+) -> dict[str, Any]:
+    """An ``orders`` row registered for email only, created and updated ``at``."""
+    return {
+        "merchant_id": merchant_id,
+        "ref": ref,
+        "status": status,
+        "exception": exception,
+        "customer": {},
+        "notify_email": True,
+        "notify_sms": False,
+        "registered": True,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
 def _seed(system: System, merchant_id: int, count: int) -> None:
     statuses = ["shipped", "delivered", "exception"]
     rows = []
@@ -118,18 +137,7 @@ def _seed(system: System, merchant_id: int, count: int) -> None:
     for n in range(count):
         status = statuses[n % 3]
         rows.append(
-            {
-                "merchant_id": merchant_id,
-                "ref": f"R{n:04d}",
-                "status": status,
-                "exception": "delayed" if status == "exception" else None,
-                "customer": {},
-                "notify_email": True,
-                "notify_sms": False,
-                "registered": True,
-                "created_at": now,
-                "updated_at": now,
-            }
+            _order_row(merchant_id, f"R{n:04d}", status, now, "delayed" if status == "exception" else None)
         )
     with system.database.write() as conn:
         conn.execute(orders.insert(), rows)
@@ -212,38 +220,13 @@ def test_the_list_queries_are_served_by_the_merchant_indexes(system: System, acm
         # a tiny merchant whose few orders are the oldest: a primary-key walk would read everything
         conn.execute(
             orders.insert(),
-            [
-                {
-                    "merchant_id": tiny,
-                    "ref": f"T{n}",
-                    "status": "shipped",
-                    "exception": None,
-                    "customer": {},
-                    "notify_email": True,
-                    "notify_sms": False,
-                    "registered": True,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for n in range(30)
-            ],
+            [_order_row(tiny, f"T{n}", "shipped", now) for n in range(30)],
         )
         conn.execute(
             orders.insert(),
             [
                 # acme is a small merchant among big ones: 1 order in 50
-                {
-                    "merchant_id": ids[0] if n % 50 == 0 else ids[1 + n % 4],
-                    "ref": f"B{n}",
-                    "status": statuses[(n // 50) % 6],
-                    "exception": None,
-                    "customer": {},
-                    "notify_email": True,
-                    "notify_sms": False,
-                    "registered": True,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                _order_row(ids[0] if n % 50 == 0 else ids[1 + n % 4], f"B{n}", statuses[(n // 50) % 6], now)
                 for n in range(30_000)
             ],
         )

@@ -5,35 +5,27 @@ way a provider refuses one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from domain.vocabulary import Channel
 from notifiers.channel import ChannelAdapter, OutgoingMessage, PermanentChannelError
 from store import notifications as notification_store
 from store.database import Database
 from tests.integration.conftest import VAULT
 from tests.support import rows
+from tests.support.messages import NORTHWIND_EMAIL
 from workers.outbox import OutboxChannel
 
 KEY = "1001:s1:shipped:email"
 
 
+MESSAGE = replace(NORTHWIND_EMAIL, idempotency_key=KEY)
+
+
 def _message(**overrides: Any) -> OutgoingMessage:
-    fields: dict[str, Any] = {
-        "channel": Channel.EMAIL,
-        "to": "jane@example.com",
-        "sender": "shipping@acme.example",
-        "subject": "Your order shipped",
-        "text": "On its way.",
-        "html": "<p>On its way.</p>",
-        "idempotency_key": KEY,
-        "reply_to": "help@acme.example",
-        "list_unsubscribe": "https://hooks.example.com/unsubscribe/acme/t",
-    }
-    fields.update(overrides)
-    return OutgoingMessage(**fields)
+    return replace(MESSAGE, **overrides)
 
 
 @pytest.fixture()
@@ -57,15 +49,15 @@ def test_a_notifications_message_is_captured_once_with_its_headers(
     assert captured["notification_id"] == notification
     assert (captured["to"], captured["from"], captured["subject"], captured["text"], captured["html"]) == (
         "jane@example.com",
-        "shipping@acme.example",
-        "Your order shipped",
-        "On its way.",
-        "<p>On its way.</p>",
+        "Northwind Goods <orders@northwind.example>",
+        "Your order 1042 has shipped",
+        "Hi Jane,\n\nTrack: https://tools.usps.com/go/TrackConfirmAction?tLabels=9400",
+        '<p>Hi Jane,</p><p><a href="https://tools.usps.com/">Track</a></p>',
     )
     assert captured["headers"] == {
         "X-Idempotency-Key": KEY,
-        "List-Unsubscribe": "<https://hooks.example.com/unsubscribe/acme/t>",
-        "Reply-To": "help@acme.example",
+        "List-Unsubscribe": "<https://notify.northwind.example/u/3f9a>",
+        "Reply-To": "help@northwind.example",
     }
 
 

@@ -1,13 +1,14 @@
-"""Signed webhooks → queue → real worker → committed state, visible in the orders API."""
+"""Signed webhooks → queue → real worker → committed state, visible in the orders API; on Redis
+and on RabbitMQ."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.fixtures.shippo import SAMPLES, raw, scenario
-from tests.integration.conftest import System
+from tests.integration.conftest import System, on_both_brokers
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, on_both_brokers]
 
 
 def test_a_signed_sample_is_queued_and_processed_by_a_real_worker(system: System) -> None:
@@ -41,7 +42,7 @@ def test_every_sample_is_processed_without_error(system: System) -> None:
         outcomes = {r.event_id: r.outcome for r in conn.execute(deliveries.select())}
     assert len(outcomes) == len(SAMPLES)
     assert set(outcomes.values()) <= {"processed", "ignored"}
-    assert system.broker.client.zcard("parcelhook:events.XQ") == 0
+    assert system.dead_letters("events") == 0
 
 
 def test_what_the_customer_is_not_told_is_recorded_as_suppressed_with_the_reason(system: System) -> None:

@@ -6,24 +6,12 @@ Twilio-compatible server, SQLite shared between the processes."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.integration.conftest import System
-from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer
-from tests.support.worker_process import (
-    ScriptedTwilio,
-    enqueue_webhook,
-    env_for_workers,
-    label_created,
-    recipients,
-    sms_orders,
-    worker_process,
-)
+from tests.support.worker_process import MakeSmsWorkers, recipients
 
 pytestmark = pytest.mark.redis
 
@@ -40,34 +28,28 @@ def in_flight(url: str, queue: str) -> int:
 
 
 def test_messages_a_killed_worker_held_run_again_within_a_minute(
-    worker_system: System,
-    broker_redis: RedisServer,
-    twilio: ScriptedTwilio,
-    tmp_path: Path,
+    sms_workers: MakeSmsWorkers,
 ) -> None:
-    system = worker_system
-    phones = {"1001": "+15005550101", "1002": "+15005550102"}
-    sms_orders(system, phones)
-    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
+    rig = sms_workers({"1001": "+15005550101", "1002": "+15005550102"})
+    twilio, broker_url = rig.twilio, rig.redis.url
     twilio.hang_next(1)  # the first SMS hangs inside its provider call
 
-    with worker_process(env, tmp_path / "worker-a.log", threads=1) as doomed:
-        for ref in phones:
-            enqueue_webhook(broker_redis.url, "acme", label_created(ref))
+    with rig.worker("worker-a.log", threads=1) as doomed:
+        rig.post_labels()
         # one send is inside its Twilio request, the other fetched and waiting behind it:
         # both sit in the doomed worker's ack set
         wait_until(
-            lambda: len(twilio.hung) == 1 and in_flight(broker_redis.url, "notifications") == 2,
+            lambda: len(twilio.hung) == 1 and in_flight(broker_url, "notifications") == 2,
             timeout=30,
             what="both sends held by the first worker",
         )
         doomed.kill9()
     killed_at = time.monotonic()
 
-    with worker_process(env, tmp_path / "worker-b.log", threads=2):
+    with rig.worker("worker-b.log", threads=2):
 
         def finished() -> bool:
-            sms = [r for r in rows(system) if r.channel == "sms"]
+            sms = rig.sms()
             return len(sms) == 2 and all(r.status in ("sent", "failed") for r in sms)
 
         wait_until(
@@ -76,12 +58,12 @@ def test_messages_a_killed_worker_held_run_again_within_a_minute(
         recovered_in = time.monotonic() - killed_at
     print(f"\nrecovered {recovered_in:.1f} s after the kill (bound {RECOVERY_BOUND_S:.0f} s)")
 
-    sms = {r.to: r for r in rows(system) if r.channel == "sms"}
-    hung_to = next(p for p in phones.values() if p.replace("+", "%2B") in twilio.hung[0])
-    waiting_to = next(p for p in phones.values() if p != hung_to)
+    sms = {r.to: r for r in rig.sms()}
+    hung_to = next(p for p in rig.phones.values() if p.replace("+", "%2B") in twilio.hung[0])
+    waiting_to = next(p for p in rig.phones.values() if p != hung_to)
     assert (sms[waiting_to].status, recipients(twilio)) == ("sent", [waiting_to]), (
         "the waiting send ran, once"
     )
     # the one killed inside its provider call may have reached the customer: at most once
     assert (sms[hung_to].status, sms[hung_to].error_code) == ("failed", "outcome_unknown")
-    assert in_flight(broker_redis.url, "notifications") == 0
+    assert in_flight(broker_url, "notifications") == 0

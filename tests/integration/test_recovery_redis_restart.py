@@ -7,27 +7,13 @@ Every notification must be sent exactly once, by the same worker processes."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.integration.conftest import System
-from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer
-from tests.support.worker_process import (
-    ScriptedTwilio,
-    enqueue_webhook,
-    env_for_workers,
-    kill9_and_restart,
-    label_created,
-    recipients,
-    sms_orders,
-    worker_process,
-)
+from tests.support.worker_process import MakeSmsWorkers, kill9_and_restart, recipients
 
 pytestmark = pytest.mark.redis
 
@@ -49,25 +35,17 @@ def delayed(url: str) -> tuple[int, int]:
 
 
 def test_delayed_retries_held_by_live_workers_run_after_redis_is_killed_and_restarted(
-    worker_system: System,
-    broker_redis: RedisServer,
-    twilio: ScriptedTwilio,
-    tmp_path: Path,
+    sms_workers: MakeSmsWorkers,
 ) -> None:
-    system = worker_system
-    sms_orders(system, ORDERS)
-    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
+    rig = sms_workers(ORDERS)
+    broker_redis, twilio = rig.redis, rig.twilio
     twilio.fail_all()
 
-    with (
-        worker_process(env, tmp_path / "worker-a.log") as a,
-        worker_process(env, tmp_path / "worker-b.log") as b,
-    ):
-        for ref in ORDERS:
-            enqueue_webhook(broker_redis.url, "acme", label_created(ref))
+    with rig.worker("worker-a.log") as a, rig.worker("worker-b.log") as b:
+        rig.post_labels()
 
         def retries_held_by_workers() -> bool:
-            sms = [r for r in rows(system) if r.channel == "sms"]
+            sms = rig.sms()
             failed_once = len(sms) == len(ORDERS) and all(
                 r.status == "queued" and r.attempts == 1 for r in sms
             )
@@ -80,16 +58,7 @@ def test_delayed_retries_held_by_live_workers_run_after_redis_is_killed_and_rest
         kill9_and_restart(broker_redis)
         assert delayed(broker_redis.url) == (len(ORDERS), 0), "the AOF kept the retries and the ack sets"
         twilio.heal()
-        healed_at = time.monotonic()
-
-        wait_until(
-            lambda: all(r.status == "sent" for r in rows(system) if r.channel == "sms"),
-            timeout=BOUND_S,
-            what=f"every SMS sent within {BOUND_S:.0f} s of the restart",
-        )
-        print(
-            f"\nall {len(ORDERS)} retries sent {time.monotonic() - healed_at:.1f} s after the Redis restart"
-        )
+        rig.wait_all_sent(within_s=BOUND_S, after="the Redis restart")
         assert a.process.poll() is None and b.process.poll() is None, (
             "the same workers did it, never restarted"
         )

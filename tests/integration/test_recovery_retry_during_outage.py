@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import System
-from tests.support.notify_harness import rows
 from tests.support.polling import wait_until
-from tests.support.services import RedisServer
-from tests.support.worker_process import (
-    ScriptedTwilio,
-    enqueue_webhook,
-    env_for_workers,
-    label_created,
-    recipients,
-    sms_orders,
-    worker_process,
-)
+from tests.support.worker_process import MakeSmsWorkers, recipients
 
 pytestmark = pytest.mark.redis
 
@@ -39,42 +27,28 @@ OUTAGE_S = 4.0
 BOUND_S = 60.0
 
 
-def test_a_retry_due_while_redis_is_down_runs_once_redis_is_back(
-    worker_system: System,
-    broker_redis: RedisServer,
-    twilio: ScriptedTwilio,
-    tmp_path: Path,
-) -> None:
-    system = worker_system
-    sms_orders(system, ORDERS)
-    env = env_for_workers(system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
+def test_a_retry_due_while_redis_is_down_runs_once_redis_is_back(sms_workers: MakeSmsWorkers) -> None:
+    rig = sms_workers(ORDERS)
+    broker_redis, twilio = rig.redis, rig.twilio
     twilio.hang_next(len(ORDERS))
 
-    with worker_process(env, tmp_path / "worker.log") as worker:
-        for ref in ORDERS:
-            enqueue_webhook(broker_redis.url, "acme", label_created(ref))
+    with rig.worker("worker.log") as worker:
+        rig.post_labels()
         wait_until(lambda: len(twilio.hung) == len(ORDERS), timeout=30, what="every SMS is mid-send")
 
         broker_redis.process.kill()  # SIGKILL: no save; the AOF has every write
         broker_redis.process.wait(10)
         twilio.fail_hung()
         wait_until(
-            lambda: all(r.status == "queued" and r.attempts == 1 for r in rows(system) if r.channel == "sms"),
+            lambda: all(r.status == "queued" and r.attempts == 1 for r in rig.sms()),
             timeout=30,
             what="every send failed once with Redis down",
         )
         time.sleep(OUTAGE_S)
         broker_redis.start()
-        back_at = time.monotonic()
-
-        wait_until(
-            lambda: all(r.status == "sent" for r in rows(system) if r.channel == "sms"),
-            timeout=BOUND_S,
-            what=f"every SMS sent within {BOUND_S:.0f} s of Redis coming back",
-        )
-        print(f"\nall {len(ORDERS)} retries sent {time.monotonic() - back_at:.1f} s after Redis came back")
+        rig.wait_all_sent(within_s=BOUND_S, after="Redis came back")
         assert worker.process.poll() is None, "the same worker did it, never restarted"
-        log = (tmp_path / "worker.log").read_text()
+        log = (rig.var_dir / "worker.log").read_text()
         assert "enqueueing the retry of message" in log, "the outage was met by the retry's enqueue"
 
     assert Counter(recipients(twilio)) == Counter(ORDERS.values()), "each customer got exactly one SMS"

@@ -108,10 +108,7 @@ def _alerts(system: System) -> list[h.Row]:
 def _start(
     make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
 ) -> tuple[System, dict[str, Any]]:
-    system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile())
-    h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
-    system.start_worker()
+    system, merchant = h.acme_for_jane(make_system, url, smtp, twilio)
     system.post(merchant, LABEL)
     system.drain()
     return system, merchant
@@ -231,8 +228,7 @@ def test_a_suppressed_row_keeps_no_provider_error_from_an_earlier_attempt(
     from store import merchants as merchant_store
     from store import notifications as notification_store
 
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         system.create_merchant("acme", **h.merchant_profile())
         with system.database.write() as conn:
             row_id = rows.order_notification(

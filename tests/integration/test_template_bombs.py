@@ -40,8 +40,7 @@ def _maxrss_mb() -> int:
 def test_a_bomb_is_refused_by_put_and_preview_with_422(
     make_system: Callable[..., System], sqlite_url: str, bomb: str
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
+    system = h.acme(make_system, sqlite_url)
     for part in ("text", "html"):
         body = {"subject": "Shipped", "text": "Hi", "html": "<p>Hi</p>", part: f"Hello\n{bomb}\n"}
         response = system.admin.put(TEMPLATE, json=body, headers=system.auth())
@@ -58,8 +57,7 @@ def test_a_stored_bomb_fails_its_send_fast_with_an_alert_and_the_worker_keeps_go
     make_system: Callable[..., System], database_url: str
 ) -> None:
     bomb = "Hi {{ customer.first_name }}\n{{ range(99999)|join('x' * 100000) }}"
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant("acme", **h.merchant_profile())
         h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
         with system.database.write() as conn:  # behind the API's back: only the send-time guard stands

@@ -41,8 +41,7 @@ def _shipment(system: System) -> dict[str, Any]:
 def test_an_eta_only_update_moves_the_eta_and_is_told_once_when_enabled(
     make_system: Callable[..., System], database_url: str, enabled: bool
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         notify = {"email": ["shipped", "eta_changed"], "sms": ["eta_changed"]} if enabled else None
         merchant = system.create_merchant("acme", **h.merchant_profile(notify=notify))
         h.register_order(system, "1001", email="jane@example.com", phone=PHONE)
@@ -86,8 +85,7 @@ def test_an_eta_only_update_moves_the_eta_and_is_told_once_when_enabled(
 def test_each_new_eta_is_told_once_and_an_estimate_seen_before_is_a_duplicate(
     make_system: Callable[..., System], database_url: str
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         merchant = system.create_merchant(
             "acme", **h.merchant_profile(notify={"email": ["eta_changed"], "sms": []})
         )

@@ -35,11 +35,7 @@ def _label(*, provider_url: str, rate: Any) -> bytes:
 def _system(
     make_system: Callable[..., System], url: str, smtp: SmtpServer, twilio: TwilioServer
 ) -> tuple[System, dict[str, Any]]:
-    system = make_system(url, **h.channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **h.merchant_profile())
-    h.register_order(system, "1001", email="jane@example.com", phone="+15551230001")
-    system.start_worker()
-    return system, merchant
+    return h.acme_for_jane(make_system, url, smtp, twilio)
 
 
 def _links(html: str) -> set[str]:

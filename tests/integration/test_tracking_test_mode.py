@@ -62,8 +62,7 @@ def _customer_kinds(order: dict[str, Any]) -> list[tuple[str, str]]:
 def test_a_test_mode_scenario_updates_state_and_reaches_customers_only_when_the_merchant_allows_it(
     make_system: Callable[..., System], database_url: str, notify_test_events: bool
 ) -> None:
-    with h.channels() as (smtp, twilio):
-        system = make_system(database_url, **h.channel_overrides(smtp, twilio))
+    with h.wired(make_system, database_url) as (system, smtp, twilio):
         profile = h.merchant_profile(**({"notify_test_events": True} if notify_test_events else {}))
         acme = system.create_merchant("acme", **profile)
         assert acme["notify_test_events"] is notify_test_events
@@ -128,8 +127,7 @@ def test_the_webhook_log_marks_test_mode_deliveries(
 def test_notify_test_events_must_be_a_boolean(
     make_system: Callable[..., System], sqlite_url: str, value: object
 ) -> None:
-    system = make_system(sqlite_url)
-    system.create_merchant("acme", **h.merchant_profile())
+    system = h.acme(make_system, sqlite_url)
     response = system.admin.put(
         "/api/merchants/acme", json={"notify_test_events": value}, headers=system.auth()
     )

@@ -23,17 +23,31 @@ PHONE = "+15551230001"
 UNSAFE_500 = f"Upstream carrier failure while delivering to {PHONE}"
 
 
-def _run(
-    make_system: Callable[..., System], url: str, caplog: pytest.LogCaptureFixture, fails: int
-) -> tuple[System, list[logging.LogRecord]]:
-    with h.channels() as (smtp, twilio):
-        system, merchant = h.labelled_for_jane(make_system, url, smtp, twilio, phone=PHONE)
-        twilio.fail_next(500, message=UNSAFE_500, times=fails)
-        caplog.clear()
-        with caplog.at_level(logging.INFO):
-            system.post(merchant, DELIVERED)
-            system.drain()
-        return system, list(caplog.records)
+#: The ``run`` fixture: ``fails`` Twilio 500s in a row (with ``retries`` retries when given) →
+#: the system and the log records of the delivered webhook's processing.
+Run = Callable[..., tuple[System, list[logging.LogRecord]]]
+
+
+@pytest.fixture()
+def run(
+    make_system: Callable[..., System],
+    sqlite_url: str,
+    fast_retries: Callable[[int], None],
+    caplog: pytest.LogCaptureFixture,
+) -> Run:
+    def run(*, fails: int, retries: int | None = None) -> tuple[System, list[logging.LogRecord]]:
+        if retries is not None:
+            fast_retries(retries)
+        with h.channels() as (smtp, twilio):
+            system, merchant = h.labelled_for_jane(make_system, sqlite_url, smtp, twilio, phone=PHONE)
+            twilio.fail_next(500, message=UNSAFE_500, times=fails)
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                system.post(merchant, DELIVERED)
+                system.drain()
+            return system, list(caplog.records)
+
+    return run
 
 
 def _sms_send(system: System) -> h.Row:
@@ -57,13 +71,8 @@ RETRY_LINE = re.compile(
 )
 
 
-def test_a_transient_twilio_500_is_one_warning_line_per_retry_without_a_traceback(
-    make_system: Callable[..., System],
-    sqlite_url: str,
-    fast_retries: Callable[[int], None],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    system, records = _run(make_system, sqlite_url, caplog, fails=2)
+def test_a_transient_twilio_500_is_one_warning_line_per_retry_without_a_traceback(run: Run) -> None:
+    system, records = run(fails=2)
     assert _sms_send(system).status == "sent"
     retries = [r for r in records if r.levelno == logging.WARNING and RETRY_LINE.fullmatch(r.getMessage())]
     assert [RETRY_LINE.fullmatch(r.getMessage()).groups() for r in retries] == [("1", "7"), ("2", "7")]  # type: ignore[union-attr]
@@ -72,14 +81,8 @@ def test_a_transient_twilio_500_is_one_warning_line_per_retry_without_a_tracebac
     assert all(PHONE not in _text(r) for r in records), [_text(r) for r in records if PHONE in _text(r)]
 
 
-def test_retries_running_out_log_one_error_with_the_traceback(
-    make_system: Callable[..., System],
-    sqlite_url: str,
-    fast_retries: Callable[[int], None],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    fast_retries(2)
-    system, records = _run(make_system, sqlite_url, caplog, fails=10)
+def test_retries_running_out_log_one_error_with_the_traceback(run: Run) -> None:
+    system, records = run(fails=10, retries=2)
     assert _sms_send(system).status == "failed"
     retries = [r for r in records if r.levelno == logging.WARNING and RETRY_LINE.fullmatch(r.getMessage())]
     assert [RETRY_LINE.fullmatch(r.getMessage()).groups() for r in retries] == [("1", "3"), ("2", "3")]  # type: ignore[union-attr]

@@ -73,6 +73,12 @@ def rows(system: Any, *, policy_suppressed: bool = False) -> list[Row]:
     ]
 
 
+def sms_row(system: Any, kind: str) -> Row:
+    """The one SMS notification row of ``kind``."""
+    [row] = [r for r in rows(system) if r.channel == "sms" and r.kind == kind]
+    return row
+
+
 def delayed_messages(system: Any, queue: str = "notifications") -> list[dict[str, Any]]:
     """Messages parked on the broker's delay queue (dramatiq's ``<queue>.DQ``)."""
     import json
@@ -90,6 +96,14 @@ def channels() -> Iterator[tuple[SmtpServer, TwilioServer]]:
         TwilioServer(ACCOUNT_SID, AUTH_TOKEN) as twilio,
     ):
         yield smtp, twilio
+
+
+@contextmanager
+def wired(make_system: Any, url: str) -> Iterator[tuple[Any, SmtpServer, TwilioServer]]:
+    """A system on ``url`` whose email goes to a real SMTP server and whose SMS go to the
+    Twilio-compatible server (:func:`channels`): the system and both servers."""
+    with channels() as (smtp, twilio):
+        yield make_system(url, **channel_overrides(smtp, twilio)), smtp, twilio
 
 
 def channel_overrides(smtp: SmtpServer, twilio: TwilioServer) -> dict[str, Any]:
@@ -142,18 +156,40 @@ def register_order(
     assert response.status_code in (200, 201), response.get_json()
 
 
+def acme(make_system: Any, url: str) -> Any:
+    """A system (no channels, no worker) with merchant ``acme`` (:func:`merchant_profile`)."""
+    system = make_system(url)
+    system.create_merchant("acme", **merchant_profile())
+    return system
+
+
+def acme_for_jane(
+    make_system: Any,
+    url: str,
+    smtp: SmtpServer,
+    twilio: TwilioServer,
+    *,
+    phone: str = "+15551230001",
+    **customer: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """A system on both channels with merchant ``acme`` (:func:`merchant_profile`), order 1001
+    for jane@example.com and ``phone`` (``customer``: more :func:`register_order` arguments),
+    and a running worker. Returns the system and the merchant."""
+    system = make_system(url, **channel_overrides(smtp, twilio))
+    merchant = system.create_merchant("acme", **merchant_profile())
+    register_order(system, "1001", email="jane@example.com", phone=phone, **customer)
+    system.start_worker()
+    return system, merchant
+
+
 def labelled_for_jane(
     make_system: Any, url: str, smtp: SmtpServer, twilio: TwilioServer, *, phone: str
 ) -> tuple[Any, dict[str, Any]]:
-    """A system on both channels with merchant ``acme``, order 1001 for jane@example.com and
-    ``phone``, and the label of the "delivered" scenario processed by a running worker (the
+    """:func:`acme_for_jane`, and the label of the "delivered" scenario processed (the
     ``shipped`` email and SMS are out). Returns the system and the merchant."""
     from tests.fixtures.shippo import scenario
 
-    system = make_system(url, **channel_overrides(smtp, twilio))
-    merchant = system.create_merchant("acme", **merchant_profile())
-    register_order(system, "1001", email="jane@example.com", phone=phone)
-    system.start_worker()
+    system, merchant = acme_for_jane(make_system, url, smtp, twilio, phone=phone)
     system.post(merchant, scenario("delivered")[0])
     system.drain()
     return system, merchant

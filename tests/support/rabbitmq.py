@@ -32,7 +32,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.support.services import free_port, missing
+from tests.support.services import free_port, required
 
 SERVER_DIR = Path("/usr/lib/rabbitmq/bin")
 USER, PASSWORD = "parcelhook", "test-" + secrets.token_hex(8)
@@ -167,10 +167,7 @@ def _node_env(workdir: Path, amqp_port: int, management_port: int) -> dict[str, 
 
 @contextmanager
 def rabbitmq_node() -> Iterator[RabbitNode]:
-    server, plugins = _binary("rabbitmq-server"), _binary("rabbitmq-plugins")
-    if not server or not plugins:
-        missing("rabbitmq-server")
-    assert server and plugins
+    server, plugins = required("rabbitmq-server", _binary("rabbitmq-server"), _binary("rabbitmq-plugins"))
     workdir = Path(tempfile.mkdtemp(prefix="ph-rabbitmq-"))
     amqp_port, management_port = free_port(), free_port()
     env = _node_env(workdir, amqp_port, management_port)

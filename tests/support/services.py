@@ -35,6 +35,15 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} not installed")
 
 
+def required(what: str, *found: str | None) -> list[str]:
+    """``found`` (paths of the binaries a service needs) when every one is there; otherwise
+    :func:`missing` ``what``."""
+    present = [path for path in found if path]
+    if len(present) != len(found):
+        missing(what)
+    return present
+
+
 def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen[Any] | None = None) -> None:
     """Until something listens on the loopback ``port`` (or ``process`` exits: that fails at once)."""
     deadline = time.monotonic() + timeout
@@ -158,10 +167,7 @@ def postgres_user_prefix(*owned: Path) -> list[str]:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a throwaway cluster; yields a SQLAlchemy URL. Runs as 'postgres' when we are root."""
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        missing("PostgreSQL (initdb/pg_ctl)")
-    assert initdb and pg_ctl
+    initdb, pg_ctl = required("PostgreSQL (initdb/pg_ctl)", pg_bin("initdb"), pg_bin("pg_ctl"))
     base = Path(tempfile.mkdtemp(prefix="ph-pg-"))
     data, sock = base / "data", base / "sock"
     sock.mkdir()

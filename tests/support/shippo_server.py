@@ -24,9 +24,11 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.support.local_http import LocalHTTPServer, send_json
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,10 @@ class _Failure:
 
 
 @dataclass
-class ShippoServer:
+class ShippoServer(LocalHTTPServer):
+    METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+    THREAD_NAME = "shippo-server"
+
     tokens: set[str]
     requests: list[RecordedRequest] = field(default_factory=list)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -54,8 +59,6 @@ class ShippoServer:
     def __post_init__(self) -> None:
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- scripting -------------------------------------------------------------------------------
     def set_track(self, track: dict[str, Any]) -> None:
@@ -80,60 +83,6 @@ class ShippoServer:
                 if (method is None or r.method == method) and r.path.startswith(prefix)
             ]
 
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> ShippoServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                server._handle(self)
-
-            def do_POST(self) -> None:
-                server._handle(self)
-
-            def do_PUT(self) -> None:
-                server._handle(self)
-
-            def do_DELETE(self) -> None:
-                server._handle(self)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="shippo-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ShippoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- request handling ------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
@@ -148,7 +97,7 @@ class ShippoServer:
         status, payload, headers = self._answer(h.command, parts, auth, body)
         with self._lock:
             self.requests.append(RecordedRequest(h.command, split.path, auth, body, status))
-        self._send(h, status, payload, headers)
+        send_json(h, status, payload, headers)
 
     def _answer(
         self, method: str, parts: list[str], auth: str | None, body: Any
@@ -205,18 +154,6 @@ class ShippoServer:
         }
         self.webhooks[object_id] = hook
         return hook
-
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
-        data = b"" if payload is None else json.dumps(payload).encode()
-        h.send_response(status)
-        if payload is not None:
-            h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            h.send_header(key, value)
-        h.end_headers()
-        h.wfile.write(data)
 
 
 def _webhook_problem(body: Any) -> str | None:

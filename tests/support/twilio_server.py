@@ -14,16 +14,17 @@ auth, a 201 JSON message resource with ``sid`` ``SM`` + 32 hex. Scriptable failu
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs
+
+from tests.support.local_http import LocalHTTPServer, send_json
 
 _MESSAGES = {
     21211: "The 'To' number {to} is not a valid phone number.",
@@ -56,7 +57,9 @@ class _Failure:
 
 
 @dataclass
-class TwilioServer:
+class TwilioServer(LocalHTTPServer):
+    THREAD_NAME = "twilio-server"
+
     account_sid: str
     auth_token: str
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -66,8 +69,6 @@ class TwilioServer:
     def __post_init__(self) -> None:
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- scripting -------------------------------------------------------------------------------
     def fail_next(
@@ -83,55 +84,6 @@ class TwilioServer:
         with self._lock:
             for _ in range(times):
                 self._failures.append(_Failure(status, code, message, retry_after))
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        assert isinstance(host, str), "an AF_INET server's address is text"
-        return f"http://{host}:{port}"
-
-    # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> Self:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                server._handle(self)
-
-            def do_GET(self) -> None:
-                server._handle(self)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="twilio-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- request handling ------------------------------------------------------------------------
     def _check_auth(self, header: str | None) -> bool:
@@ -158,7 +110,7 @@ class TwilioServer:
                 RecordedRequest(h.command, path, form, dict(h.headers.items()), account, auth_ok)
             )
         if not (h.command == "POST" and len(parts) == 4 and account and parts[3] == "Messages.json"):
-            self._send(
+            send_json(
                 h,
                 404,
                 {
@@ -191,7 +143,7 @@ class TwilioServer:
         if to in self.opted_out:
             self._error(h, 400, 21610, None, to)
             return
-        self._send(h, 201, self._message_resource(form))
+        send_json(h, 201, self._message_resource(form))
 
     def _message_resource(self, form: dict[str, str]) -> dict[str, Any]:
         sid = "SM" + secrets.token_hex(16)
@@ -240,7 +192,7 @@ class TwilioServer:
             else {429: 20429, 401: 20003}.get(status, 20500 if status >= 500 else None)
         )
         text = message or _MESSAGES.get(code or 0, "Error").format(to=to)
-        self._send(
+        send_json(
             h,
             status,
             {
@@ -251,16 +203,3 @@ class TwilioServer:
             },
             headers,
         )
-
-    @staticmethod
-    def _send(
-        h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            h.send_header(key, value)
-        h.end_headers()
-        h.wfile.write(data)

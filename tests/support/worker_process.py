@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -287,6 +287,65 @@ def env_for_workers(
         **(twilio_settings(twilio) if twilio is not None else {}),
         **settings_env(system.settings),
     )
+
+
+@dataclass(frozen=True)
+class SmsWorkers:
+    """Merchant ``acme`` texting ``shipped`` to one phone per order (``phones``: ref → phone),
+    and what worker processes need to send those texts through ``twilio`` off ``redis``."""
+
+    system: Any
+    redis: RedisServer
+    twilio: ScriptedTwilio
+    var_dir: Path
+    phones: Mapping[str, str]
+    env: dict[str, str]
+
+    def worker(self, log_name: str, *, threads: int = 2) -> AbstractContextManager[WorkerProcess]:
+        """A worker process logging to ``var_dir / log_name`` (see :func:`worker_process`)."""
+        return worker_process(self.env, self.var_dir / log_name, threads=threads)
+
+    def post_labels(self) -> None:
+        """A ``label_created`` webhook for every order, straight onto the broker."""
+        for ref in self.phones:
+            enqueue_webhook(self.redis.url, "acme", label_created(ref))
+
+    def sms(self) -> list[Any]:
+        """The SMS notification rows, oldest first."""
+        from tests.support.notify_harness import rows
+
+        return [r for r in rows(self.system) if r.channel == "sms"]
+
+    def wait_all_sent(self, *, within_s: float, after: str) -> None:
+        """Waits until every SMS is ``sent``, at most ``within_s`` from now (the moment
+        ``after`` names), and prints how long it took."""
+        from tests.support.polling import wait_until
+
+        since = time.monotonic()
+        wait_until(
+            lambda: all(r.status == "sent" for r in self.sms()),
+            timeout=within_s,
+            what=f"every SMS sent within {within_s:.0f} s after {after}",
+        )
+        print(f"\nall {len(self.phones)} retries sent {time.monotonic() - since:.1f} s after {after}")
+
+
+#: The ``sms_workers`` fixture: phones (ref → phone) in, :class:`SmsWorkers` out.
+MakeSmsWorkers = Callable[[Mapping[str, str]], SmsWorkers]
+
+
+@pytest.fixture()
+def sms_workers(
+    worker_system: Any, broker_redis: RedisServer, twilio: ScriptedTwilio, tmp_path: Path
+) -> MakeSmsWorkers:
+    """Makes the :class:`SmsWorkers` of ``worker_system``, ``broker_redis`` and ``twilio``."""
+
+    def make(phones: Mapping[str, str]) -> SmsWorkers:
+        sms_orders(worker_system, phones)
+        env = env_for_workers(worker_system, broker_url=broker_redis.url, var_dir=tmp_path, twilio=twilio)
+        return SmsWorkers(worker_system, broker_redis, twilio, tmp_path, phones, env)
+
+    return make
 
 
 @pytest.fixture()

@@ -4,12 +4,9 @@ tests run actors); every actor declares its retry policy instead of dramatiq's d
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -19,11 +16,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from config import Settings
+from tests.support.processes import python_ok
 from workers import runtime as runtime_module
 from workers.actors import bind
 from workers.broker import QUEUES, build_broker
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class Processed(dramatiq.Middleware):
@@ -79,16 +75,7 @@ def test_importing_every_module_that_sends_builds_no_broker_and_reads_no_setting
         "PARCELHOOK_BROKER_URL": "kafka://nowhere",
         "PARCELHOOK_VAR_DIR": "/nonexistent",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = python_ok(["-c", script], env=env)
     assert done.stdout.startswith("refused: send_notification: no broker yet"), done.stdout
 
 

@@ -49,31 +49,34 @@ def test_every_substatus_code_is_classified_and_keeps_shippos_action_flag(row: d
         assert result.customer_action and result.merchant_action
 
 
+#: What each substatus code means, by meaning: (status, exception) → the codes.
+TABLE_CHOICES: dict[tuple[S, X | None], tuple[str, ...]] = {
+    (S.LABEL_CREATED, None): ("information_received",),
+    (S.IN_TRANSIT, None): ("package_accepted", "delivery_scheduled", "delivery_rescheduled"),
+    (S.OUT_FOR_DELIVERY, None): ("out_for_delivery",),
+    (S.AVAILABLE_FOR_PICKUP, None): ("pickup_available",),
+    (S.IN_TRANSIT, X.HELD): ("package_held",),
+    (S.IN_TRANSIT, X.DELIVERY_ATTEMPTED): (
+        "delivery_attempted",
+        "notice_left",
+        "reschedule_delivery",
+        "location_inaccessible",
+    ),
+    (S.IN_TRANSIT, X.ADDRESS_ISSUE): ("address_issue",),
+    (S.IN_TRANSIT, X.CONTACT_CARRIER): ("contact_carrier",),
+    (S.IN_TRANSIT, X.DELAYED): ("delayed",),
+    (S.IN_TRANSIT, X.DAMAGED): ("package_damaged",),
+    (S.DELIVERED, None): ("delivered",),
+    (S.RETURNING, X.RETURNED_TO_SENDER): ("return_to_sender", "package_unclaimed"),
+    (S.FAILED, X.UNDELIVERABLE): ("package_undeliverable",),
+    (S.FAILED, X.DISPOSED): ("package_disposed",),
+    (S.FAILED, X.LOST): ("package_lost",),
+}
+
+
 @pytest.mark.parametrize(
     ("code", "status", "exception"),
-    [
-        ("information_received", S.LABEL_CREATED, None),
-        ("package_accepted", S.IN_TRANSIT, None),
-        ("delivery_scheduled", S.IN_TRANSIT, None),
-        ("delivery_rescheduled", S.IN_TRANSIT, None),
-        ("out_for_delivery", S.OUT_FOR_DELIVERY, None),
-        ("pickup_available", S.AVAILABLE_FOR_PICKUP, None),
-        ("package_held", S.IN_TRANSIT, X.HELD),
-        ("delivery_attempted", S.IN_TRANSIT, X.DELIVERY_ATTEMPTED),
-        ("notice_left", S.IN_TRANSIT, X.DELIVERY_ATTEMPTED),
-        ("reschedule_delivery", S.IN_TRANSIT, X.DELIVERY_ATTEMPTED),
-        ("location_inaccessible", S.IN_TRANSIT, X.DELIVERY_ATTEMPTED),
-        ("address_issue", S.IN_TRANSIT, X.ADDRESS_ISSUE),
-        ("contact_carrier", S.IN_TRANSIT, X.CONTACT_CARRIER),
-        ("delayed", S.IN_TRANSIT, X.DELAYED),
-        ("package_damaged", S.IN_TRANSIT, X.DAMAGED),
-        ("delivered", S.DELIVERED, None),
-        ("return_to_sender", S.RETURNING, X.RETURNED_TO_SENDER),
-        ("package_unclaimed", S.RETURNING, X.RETURNED_TO_SENDER),
-        ("package_undeliverable", S.FAILED, X.UNDELIVERABLE),
-        ("package_disposed", S.FAILED, X.DISPOSED),
-        ("package_lost", S.FAILED, X.LOST),
-    ],
+    [(code, status, exception) for (status, exception), codes in TABLE_CHOICES.items() for code in codes],
 )
 def test_the_table_choices(code: str, status: S, exception: X | None) -> None:
     result = classify_scan("TRANSIT", code, None)

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
-from domain.vocabulary import Channel as ChannelKind
 from notifiers.channel import ChannelAdapter, OutgoingMessage, PermanentChannelError, TransientChannelError
 from notifiers.sms import TwilioSmsChannel, is_messaging_service_sid
 from notifiers.smtp import SmtpChannel, build_email, message_id_for
 from notifiers.testing import RecordingChannel
+from tests.support.messages import NORTHWIND_EMAIL
+
+#: The idempotency key of the messages here, unless a test gives one.
+MESSAGE = replace(NORTHWIND_EMAIL, idempotency_key="k1")
 
 
-def _msg(**overrides: object) -> OutgoingMessage:
-    fields: dict[str, object] = {
-        "channel": ChannelKind.EMAIL,
-        "to": "a@example.com",
-        "sender": "s@example.com",
-        "subject": "Hi",
-        "text": "body",
-        "html": None,
-        "idempotency_key": "k1",
-    }
-    fields.update(overrides)
-    return OutgoingMessage(**fields)  # type: ignore[arg-type]
+def _msg(**overrides: Any) -> OutgoingMessage:
+    return replace(MESSAGE, **overrides)
 
 
 def test_smtp_url_parsing() -> None:

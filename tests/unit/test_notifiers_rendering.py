@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from notifiers.rendering import (
     candidate_locales,
 )
 from notifiers.segments import sms_segments
+from tests.support.rendering import render_shipped
 
 LOCALES = ("en", "es")
 
@@ -33,12 +35,20 @@ def _errors(renderer: Renderer, kind: str, channel: str, tset: TemplateSet) -> l
 
 
 # -- every default ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("kind", CUSTOMER_KINDS)
+@pytest.fixture(
+    params=[(kind, locale) for kind in CUSTOMER_KINDS for locale in LOCALES],
+    ids=[f"{kind}-{locale}" for kind in CUSTOMER_KINDS for locale in LOCALES],
+)
+def customer_sample(request: pytest.FixtureRequest) -> tuple[NotificationKind, str, dict[str, Any]]:
+    """Every customer kind in every locale: the kind, the locale and its sample context."""
+    kind, locale = request.param
+    return kind, locale, sample_context(kind, locale)
+
+
 def test_customer_email_default_renders_with_link_and_unsubscribe(
-    renderer: Renderer, kind: NotificationKind, locale: str
+    renderer: Renderer, customer_sample: tuple[NotificationKind, str, dict[str, Any]]
 ) -> None:
-    ctx = sample_context(kind, locale)
+    kind, locale, ctx = customer_sample
     out = renderer.render(kind, Channel.EMAIL, ctx, locales=[locale])
     url = ctx["shipment"]["tracking_url"]
     assert out.locale == locale
@@ -51,12 +61,10 @@ def test_customer_email_default_renders_with_link_and_unsubscribe(
         assert ctx["exception"]["action"] in (out.html or "")
 
 
-@pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("kind", CUSTOMER_KINDS)
 def test_customer_sms_default_is_short_and_has_the_link(
-    renderer: Renderer, kind: NotificationKind, locale: str
+    renderer: Renderer, customer_sample: tuple[NotificationKind, str, dict[str, Any]]
 ) -> None:
-    ctx = sample_context(kind, locale)
+    kind, locale, ctx = customer_sample
     out = renderer.render(kind, Channel.SMS, ctx, locales=[locale])
     assert ctx["shipment"]["tracking_url"] in out.text
     assert out.segments is not None and out.segments <= 2
@@ -104,23 +112,15 @@ def test_customer_name_is_escaped_in_html_but_literal_in_text_and_sms(renderer: 
     assert "<script>" not in (email.html or "")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (email.html or "")
     assert "<script>alert(1)</script>" in email.text
-    sms = renderer.render(
-        "shipped",
-        "sms",
-        ctx,
-        locales=["en"],
-        override=TemplateSet(subject=None, text="Hi {{ customer.name }}", html=None),
+    sms = render_shipped(
+        renderer, "sms", TemplateSet(subject=None, text="Hi {{ customer.name }}", html=None), ctx
     )
     assert sms.text == "Hi <script>alert(1)</script>"
 
 
 def test_subject_is_one_line(renderer: Renderer) -> None:
-    out = renderer.render(
-        "shipped",
-        "email",
-        sample_context("shipped"),
-        locales=["en"],
-        override=TemplateSet(subject="Order\n{{ order.ref }}\r\nBcc: x@evil", text="t", html=None),
+    out = render_shipped(
+        renderer, "email", TemplateSet(subject="Order\n{{ order.ref }}\r\nBcc: x@evil", text="t", html=None)
     )
     assert out.subject == "Order 1042 Bcc: x@evil"
 
@@ -161,12 +161,8 @@ def test_date_filter_uses_render_locale_by_default(renderer: Renderer) -> None:
 
 # -- validation ------------------------------------------------------------------------------------
 def test_syntax_error_reports_line(renderer: Renderer) -> None:
-    errors = _errors(
-        renderer,
-        "shipped",
-        "email",
-        TemplateSet(subject="Hi", text="line one\nline two\n{% if order.ref %}\nno end", html=None),
-    )
+    unclosed = TemplateSet(subject="Hi", text="line one\nline two\n{% if order.ref %}\nno end", html=None)
+    errors = _errors(renderer, "shipped", "email", unclosed)
     assert errors[0]["field"] == "text"
     assert errors[0]["line"] == 4
     assert "syntax" in str(errors[0]["message"])
@@ -241,12 +237,8 @@ def test_sandbox_escapes_are_rejected(renderer: Renderer, source: str) -> None:
 
 def test_sandbox_escape_fails_at_render_too(renderer: Renderer) -> None:
     with pytest.raises(RenderError) as info:
-        renderer.render(
-            "shipped",
-            "sms",
-            sample_context("shipped"),
-            locales=["en"],
-            override=TemplateSet(subject=None, text="{{ cycler.__init__.__globals__ }}", html=None),
+        render_shipped(
+            renderer, "sms", TemplateSet(subject=None, text="{{ cycler.__init__.__globals__ }}", html=None)
         )
     assert "not allowed" in info.value.message
 
@@ -269,12 +261,10 @@ def test_resource_bombs_are_rejected(renderer: Renderer, source: str) -> None:
 def test_render_timeout() -> None:
     quick = Renderer(timeout_s=0.2)
     with pytest.raises(RenderError) as info:
-        quick.render(
-            "shipped",
+        render_shipped(
+            quick,
             "sms",
-            sample_context("shipped"),
-            locales=["en"],
-            override=TemplateSet(
+            TemplateSet(
                 subject=None,
                 text="{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
                 html=None,
@@ -326,12 +316,8 @@ def test_merchant_template_may_extend_the_default_layout_but_not_read_other_file
     renderer.validate("shipped", "email", tset)
     out = renderer.render("shipped", "email", sample_context("shipped"), locales=["en"], override=tset)
     assert "Custom 1042" in (out.html or "") and "<!DOCTYPE html>" in (out.html or "")
-    errors = _errors(
-        renderer,
-        "shipped",
-        "email",
-        TemplateSet(subject="s", text='{% include "email/en/shipped.text.txt" %}', html=None),
-    )
+    including = TemplateSet(subject="s", text='{% include "email/en/shipped.text.txt" %}', html=None)
+    errors = _errors(renderer, "shipped", "email", including)
     assert errors[0]["field"] == "text"
 
 

@@ -15,6 +15,7 @@ from jinja2.exceptions import SecurityError
 from notifiers.context import sample_context
 from notifiers.rendering import MAX_OUTPUT_CHARS, Renderer, RenderError, TemplateSet, TemplateValidationError
 from notifiers.sandbox import RenderTimeout, TemplateTooLarge
+from tests.support.rendering import render_shipped
 
 #: (name, template): each would build far more than the 100 KB a template may produce.
 BOMBS: list[tuple[str, str]] = [
@@ -134,13 +135,7 @@ def test_a_bomb_is_refused_at_save_without_building_it(
 @pytest.mark.parametrize(("name", "source"), BOMBS[:12], ids=[b[0] for b in BOMBS[:12]])
 def test_a_bomb_fails_at_render_with_a_clear_message(renderer: Renderer, name: str, source: str) -> None:
     with pytest.raises(RenderError) as info:
-        renderer.render(
-            "shipped",
-            "sms",
-            sample_context("shipped"),
-            locales=["en"],
-            override=TemplateSet(subject=None, text=source, html=None),
-        )
+        render_shipped(renderer, "sms", TemplateSet(subject=None, text=source, html=None))
     assert info.value.message.startswith(("too large: ", "not allowed: ")), info.value.message
     assert isinstance(info.value.__cause__, SecurityError)
 
@@ -199,13 +194,7 @@ def test_a_conditional_bomb_passes_validation_but_fails_fast_when_the_branch_is_
     ],
 )
 def test_ordinary_templates_still_render(renderer: Renderer, source: str, expected: str) -> None:
-    out = renderer.render(
-        "shipped",
-        "email",
-        sample_context("shipped"),
-        locales=["en"],
-        override=TemplateSet(subject="s", text=source, html=None),
-    )
+    out = render_shipped(renderer, "email", TemplateSet(subject="s", text=source, html=None))
     assert out.text == expected
 
 
@@ -213,19 +202,13 @@ def test_html_concatenation_and_join_still_escape(renderer: Renderer) -> None:
     context = sample_context("shipped")
     context["customer"] = {"name": "<b>", "first_name": "<i>"}
     html = "{{ customer.name ~ '&' }}|{{ [customer.name, '<']|join(customer.first_name) }}|{{ '<%s>' % customer.name }}"
-    out = renderer.render(
-        "shipped", "email", context, locales=["en"], override=TemplateSet(subject="s", text="t", html=html)
-    )
+    out = render_shipped(renderer, "email", TemplateSet(subject="s", text="t", html=html), context)
     assert out.html == "&lt;b&gt;&amp;|&lt;b&gt;&lt;i&gt;&lt;|&lt;&lt;b&gt;&gt;"
 
 
 def test_output_of_exactly_the_limit_is_allowed(renderer: Renderer) -> None:
-    out = renderer.render(
-        "shipped",
-        "email",
-        sample_context("shipped"),
-        locales=["en"],
-        override=TemplateSet(subject="s", text=f"{{{{ 'x' * {MAX_OUTPUT_CHARS} }}}}", html=None),
+    out = render_shipped(
+        renderer, "email", TemplateSet(subject="s", text=f"{{{{ 'x' * {MAX_OUTPUT_CHARS} }}}}", html=None)
     )
     assert len(out.text) == MAX_OUTPUT_CHARS
 

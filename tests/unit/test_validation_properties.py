@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 import pytest
@@ -157,7 +158,7 @@ def test_an_address_header_could_misread_is_refused(address: str) -> None:
 
 
 def _message(**overrides: str) -> OutgoingMessage:
-    fields = {
+    fields: dict[str, Any] = {
         "to": "jane@example.com",
         "sender": "ship@acme.example",
         "subject": "Your order shipped",
