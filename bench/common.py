@@ -346,3 +346,28 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 def say(message: str) -> None:
     print(f"  · {message}", flush=True)
+
+
+# ------------------------------------------------------------------ pipeline events (pipeline, statements)
+
+PHASES = (
+    ("label", "transaction_created.json"),
+    ("transit", "track_updated_transit.json"),
+    ("ofd", "track_updated_out_for_delivery.json"),
+)
+
+
+class Events:
+    """Unique, realistic bodies for order ``i`` (a distinct salt per run keeps ids disjoint)."""
+
+    def __init__(self, salt: str) -> None:
+        self.salt = salt
+        self.templates = {phase: fixture(name) for phase, name in PHASES}
+
+    def ref(self, i: int) -> str:
+        return f"{self.salt}{i}"
+
+    def body(self, phase: str, i: int) -> str:
+        if phase == "label":
+            return dumps(label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}"))
+        return dumps(track_body(self.templates[phase], i, self.salt))

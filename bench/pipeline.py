@@ -37,16 +37,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import common
-from bench.common import BenchError, say
+from bench.common import PHASES, BenchError, Events, say
 
 MERCHANT = "benchpipe"
 WORKER_FLAGS = ["--processes", "1", "--threads", "4"]
 PROCFILE_FLAGS = ["--processes", "2", "--threads", "4"]  # the Procfile's defaults (WORKER_PROCESSES/THREADS)
-PHASES = (
-    ("label", "transaction_created.json"),
-    ("transit", "track_updated_transit.json"),
-    ("ofd", "track_updated_out_for_delivery.json"),
-)
 NOTIFICATIONS_PER_ORDER = (
     2  # shipped (label) + out_for_delivery, email only; in_transit is not emailed by default
 )
@@ -67,24 +62,6 @@ def params(quick: bool) -> dict[str, Any]:
         "drain_timeout_s": 120 if quick else 300,
         "postgres": common.postgres_available(),
     }
-
-
-class Events:
-    """Unique, realistic bodies for order ``i`` (a distinct salt per run keeps ids disjoint)."""
-
-    def __init__(self, salt: str) -> None:
-        self.salt = salt
-        self.templates = {phase: common.fixture(name) for phase, name in PHASES}
-
-    def ref(self, i: int) -> str:
-        return f"{self.salt}{i}"
-
-    def body(self, phase: str, i: int) -> str:
-        if phase == "label":
-            return common.dumps(
-                common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}")
-            )
-        return common.dumps(common.track_body(self.templates[phase], i, self.salt))
 
 
 def _broker_for(redis_url: str) -> Any:

@@ -19,31 +19,9 @@ from typing import Any
 from sqlalchemy import event
 
 from bench import common
+from bench.common import PHASES, Events  # bench/pipeline.py's bodies, with a salt of its own
 
 MERCHANT = "benchstmts"
-PHASES = (
-    ("label", "transaction_created.json"),
-    ("transit", "track_updated_transit.json"),
-    ("ofd", "track_updated_out_for_delivery.json"),
-)  # as bench/pipeline.py's
-
-
-class Events:
-    """Bodies for order ``i``'s three events (bench/pipeline.py's scheme, its own salt)."""
-
-    def __init__(self, salt: str) -> None:
-        self.salt = salt
-        self.templates = {phase: common.fixture(name) for phase, name in PHASES}
-
-    def ref(self, i: int) -> str:
-        return f"{self.salt}{i}"
-
-    def body(self, phase: str, i: int) -> str:
-        if phase == "label":
-            return common.dumps(
-                common.label_body(self.templates["label"], i, self.salt, f"Order {self.ref(i)}")
-            )
-        return common.dumps(common.track_body(self.templates[phase], i, self.salt))
 
 
 class Counter:

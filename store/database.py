@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -130,10 +131,41 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine)
+    return engine
+
+
+#: A pooled connection idle this long is pinged before use (a round trip); a busier one is used
+#: as is. A server restart under load then fails one attempt per process, which invalidates the
+#: whole pool (SQLAlchemy's disconnect handling) and is retried like any StorageUnavailable.
+PING_AFTER_IDLE_S = 5.0
+_CHECKED_IN_AT = "parcelhook_checked_in_at"
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """``pool_pre_ping`` (one ``SELECT 1`` per checkout), only for connections that sat idle."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN_AT)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # fresh from connect(), or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # as pre-ping does: this and every older pooled connection is replaced
+                raise sa.exc.InvalidatePoolError() from exc
+            raise
 
 
 class DialectStatement:

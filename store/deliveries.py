@@ -5,10 +5,14 @@ only in the transaction that inserted its delivery."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from store.database import Database, DialectStatement
+from store.merchant_cache import for_db, version_of
+from store.merchants import Merchant
 from store.schema import deliveries
 
 _INSERT = DialectStatement(
@@ -18,6 +22,33 @@ _INSERT = DialectStatement(
         .returning(deliveries.c.id)
     )
 )
+
+_INSERT_CONFIRMING = DialectStatement(
+    lambda insert: (
+        insert(deliveries)
+        .on_conflict_do_nothing(index_elements=["merchant_id", "event_id"])
+        .returning(deliveries.c.id, version_of(sa.bindparam("of_merchant")).label("merchant_updated_at"))
+    )
+)
+
+
+def record_for(db: Database, conn: Connection, merchant_slug: str, **delivery: Any) -> tuple[Merchant, bool]:
+    """The merchant (``NotFound`` when unknown) and :func:`record`'s answer for ``delivery``
+    (:func:`record`'s keywords but ``merchant_id``), usually in ONE
+    statement: the merchant is the process's copy (``store/merchant_cache.py``), confirmed by the stored
+    ``updated_at`` the insert returns, and read again only when it changed. A repeat inserts
+    nothing and returns the copy unconfirmed (a repeat is not applied)."""
+    cache = for_db(db)
+    cached = cache.candidate(merchant_slug)
+    merchant = cached if cached is not None else cache.require(conn, merchant_slug)
+    inserted = conn.execute(
+        _INSERT_CONFIRMING(db), {**delivery, "merchant_id": merchant.id, "of_merchant": merchant.id}
+    ).first()
+    if inserted is None:
+        return merchant, False
+    if cached is not None:
+        merchant = cache.confirm(conn, cached, inserted.merchant_updated_at)
+    return merchant, True
 
 
 def record(

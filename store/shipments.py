@@ -79,16 +79,39 @@ _BY_NUMBER_NO_CARRIER = _by("tracking_number", null="carrier")
 _BY_NUMBER_NO_TRANSACTION = _by("tracking_number", null="transaction_id")
 
 
-def _find(db: Database, conn: Connection, query: _Join, params: dict[str, Any]) -> ShipmentRow | None:
-    if any(v is None for v in params.values()):  # `= NULL` matches nothing: spell it `IS NULL`
+#: The attempts of one kind of event, as ONE statement: the first attempt that matches wins
+#: (``ORDER BY`` the attempt's rank; on PostgreSQL only the row returned is locked).
+_FIRST_OF: dict[tuple[tuple[int, tuple[str, ...]], ...], Lockable] = {}
+
+
+def _first_of_statement(attempts: Sequence[tuple[_Join, dict[str, Any]]]) -> Lockable:
+    shape = tuple((id(query), tuple(k for k, v in params.items() if v is None)) for query, params in attempts)
+    found = _FIRST_OF.get(shape)
+    if found is not None:
+        return found
+    matches = []
+    for i, (query, params) in enumerate(attempts):
+        # `= NULL` matches nothing: a missing value is spelt `IS NULL`
         conditions = [
-            shipments.c[k].is_(None) if v is None else shipments.c[k] == v for k, v in params.items()
+            shipments.c[k].is_(None) if v is None else shipments.c[k] == sa.bindparam(f"{k}_{i}")
+            for k, v in params.items()
         ]
         if query.null is not None:
             conditions.append(shipments.c[query.null].is_(None))
-        row = conn.execute(db.for_update(sa.select(shipments).where(*conditions))).first()
-    else:
-        row = conn.execute(query(db), params).first()
+        matches.append(sa.and_(*conditions))
+    rank = sa.case(*((match, i) for i, match in enumerate(matches)), else_=len(matches))
+    statement = Lockable(sa.select(shipments).where(sa.or_(*matches)).order_by(rank, shipments.c.id).limit(1))
+    return _FIRST_OF.setdefault(shape, statement)
+
+
+def _first_of(
+    db: Database, conn: Connection, attempts: Sequence[tuple[_Join, dict[str, Any]]]
+) -> ShipmentRow | None:
+    """What the attempts, tried one after the other, would find first: in one round trip."""
+    params = {
+        f"{k}_{i}": v for i, (_, attempt) in enumerate(attempts) for k, v in attempt.items() if v is not None
+    }
+    row = conn.execute(_first_of_statement(attempts)(db), params).first()
     return _row(row) if row else None
 
 
@@ -132,9 +155,8 @@ def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate 
             "carrier": event.carrier,
             "tracking_number": event.tracking_number,
         }
-    for query, params in attempts:
-        if (found := _find(db, conn, query, params)) is not None:
-            return found
+    if (found := _first_of(db, conn, attempts)) is not None:
+        return found
     now = utcnow()
     inserted = conn.execute(
         _INSERT(db),
@@ -148,9 +170,8 @@ def locate(db: Database, conn: Connection, merchant_id: int, event: TrackUpdate 
     ).first()
     if inserted is not None:  # ours, created in this transaction: nobody else can hold it
         return _row(inserted)
-    for query, params in attempts:
-        if (found := _find(db, conn, query, params)) is not None:
-            return found
+    if (found := _first_of(db, conn, attempts)) is not None:
+        return found
     raise RuntimeError("shipment vanished between insert and select")  # cannot happen inside one transaction
 
 

@@ -52,6 +52,18 @@ def recipient_for(order: Order | None) -> Recipient:
     )
 
 
+_KEYS_TRIED = "parcelhook_intent_keys_tried"
+
+
+def _keys_tried(conn: Connection) -> set[str]:
+    """The idempotency keys inserted (or found stored) by this transaction so far."""
+    transaction = conn.get_transaction()
+    memo = conn.info.get(_KEYS_TRIED)
+    if memo is None or memo[0] is not transaction:
+        memo = conn.info[_KEYS_TRIED] = (transaction, set())
+    return memo[1]
+
+
 def store_intents(
     db: Database,
     conn: Connection,
@@ -106,7 +118,11 @@ def store_intents(
     first: dict[str, dict[str, Any]] = {}
     for row in rows:
         first.setdefault(row["idempotency_key"], row)
-    unique = list(first.values())
+    # A key this transaction already tried to insert (the catch-up after the live intents of the
+    # same update, same keys) is stored or was there before: inserting it again writes nothing.
+    tried = _keys_tried(conn)
+    unique = [row for key, row in first.items() if key not in tried]
+    tried.update(first)
     written = notification_store.create_many(db, conn, unique)
     return tuple(
         written[r["idempotency_key"]]

@@ -61,11 +61,10 @@ def process_event(
     webhook = parse_webhook(body)  # pure: parsed before the transaction, outcome known up front
     event = parse_event(webhook)
     with db.write() as conn:
-        merchant = merchant_store.require(conn, merchant_slug)
-        fresh = delivery_store.record(
+        merchant, fresh = delivery_store.record_for(
             db,
             conn,
-            merchant_id=merchant.id,
+            merchant_slug,
             event_id=event_id,
             event=webhook.event[:64],
             received_at=received_at,

@@ -57,6 +57,7 @@ from notifiers.channel import (
 from notifiers.context import empty_exception
 from notifiers.links import carrier_name, tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
+from store import merchant_cache
 from store import merchants as merchant_store
 from store import notifications as notification_store
 from store import orders as order_store
@@ -253,9 +254,10 @@ class Sender:
     ) -> Claim | Captured | Recovered | SendOutcome:
         now = self.clock()
         with self.db.write() as conn:
-            n = notification_store.get(conn, notification_id, lock=self.db)
-            if n is None:
+            found = notification_store.get_with_merchant_version(conn, notification_id, lock=self.db)
+            if found is None:
                 return SendOutcome.MISSING
+            n, merchant_version = found
             if n.status in FINAL:
                 return SendOutcome(n.status)
             if n.sending_at is not None and self.receipts is not None:
@@ -286,7 +288,7 @@ class Sender:
                     error="a previous attempt stopped during the provider call; not resent (at most once)",
                 )
                 return SendOutcome.OUTCOME_UNKNOWN
-            merchant = merchant_store.get_by_id(conn, n.merchant_id)
+            merchant = merchant_cache.for_db(self.db).by_id(conn, n.merchant_id, merchant_version)
             order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
             shipment = shipment_store.get_locked(self.db, conn, n.shipment_id) if n.shipment_id else None
             reason = self._suppression(conn, n, merchant, shipment.state if shipment else None)

@@ -1,0 +1,123 @@
+"""``shipments.locate`` asks its join attempts in ONE statement (``store/shipments.py``): the
+shipment it returns is one the attempts, tried one after the other, find first — a track by
+``transaction``, then ``(carrier, tracking number)``, then a number whose carrier is not known
+yet; a label by its transaction, then ``(carrier, number)``, then a number with no transaction
+yet — and a new one only when no attempt finds any."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
+from domain.shipment import ShipmentState
+from store import merchants as merchant_store
+from store import shipments as shipment_store
+from store.database import Database, utcnow
+from store.schema import shipments
+from tests.fixtures.shippo import raw
+from tests.integration.conftest import VAULT
+
+TRANSACTIONS = st.sampled_from([None, "t1", "t2"])
+CARRIERS = st.sampled_from([None, "usps", "ups"])
+NUMBERS = st.sampled_from(["n1", "n2"])
+
+
+def _allowed(rows: list[tuple[str | None, str | None, str]]) -> list[tuple[str | None, str | None, str]]:
+    """What the unique constraints let stand: one row per transaction, one per (carrier, number)."""
+    kept, seen = [], set()
+    for t, c, n in rows:
+        keys = {("t", t) if t else None, ("cn", c, n) if c else None} - {None}
+        if not keys & seen:
+            kept.append((t, c, n))
+            seen |= keys
+    return kept
+
+
+STORED = st.lists(st.tuples(TRANSACTIONS, CARRIERS, NUMBERS), max_size=6).map(_allowed)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def _event(kind: str, transaction: str | None, carrier: str | None, number: str | None) -> Any:
+    parsed = parse_event(
+        parse_webhook(raw("track_updated_transit.json" if kind == "track" else "transaction_created.json"))
+    )
+    if kind == "track":
+        assert isinstance(parsed, TrackUpdate)
+        return dataclasses.replace(
+            parsed, transaction_id=transaction, carrier=carrier or "usps", tracking_number=number or "n1"
+        )
+    assert isinstance(parsed, LabelUpdate)
+    return dataclasses.replace(parsed, object_id=transaction or "t1", carrier=carrier, tracking_number=number)
+
+
+def _expected(event: Any, stored: dict[int, tuple[str | None, str | None, str]]) -> set[int]:
+    """The rows of the first attempt that finds any (the attempts asked one at a time)."""
+    if isinstance(event, TrackUpdate):
+        attempts = [
+            *([lambda t, c, n: t == event.transaction_id] if event.transaction_id else []),
+            lambda t, c, n: (c, n) == (event.carrier, event.tracking_number),
+            lambda t, c, n: n == event.tracking_number and c is None,
+        ]
+    else:
+        attempts = [lambda t, c, n: t == event.object_id]
+        if event.tracking_number:
+            if event.carrier:
+                attempts.append(lambda t, c, n: (c, n) == (event.carrier, event.tracking_number))
+            attempts.append(lambda t, c, n: n == event.tracking_number and t is None)
+    for matches in attempts:
+        found = {sid for sid, row in stored.items() if matches(*row)}
+        if found:
+            return found
+    return set()
+
+
+@pytest.mark.parametrize("kind", ["track", "label"])
+def test_the_shipment_located_is_the_first_attempts_match(database: Database, kind: str) -> None:
+    with database.write() as conn:
+        merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(STORED, TRANSACTIONS, CARRIERS, st.one_of(st.none(), NUMBERS) if kind == "label" else NUMBERS)
+    def check(
+        rows: list[tuple[str | None, str | None, str]], transaction: Any, carrier: Any, number: Any
+    ) -> None:
+        event = _event(kind, transaction, carrier, number)
+        with pytest.raises(_RolledBack), database.write() as conn:  # leaves nothing behind
+            stored: dict[int, tuple[str | None, str | None, str]] = {}
+            for t, c, n in rows:
+                sid = conn.execute(
+                    shipments.insert()
+                    .values(
+                        merchant_id=merchant.id,
+                        transaction_id=t,
+                        carrier=c,
+                        tracking_number=n,
+                        state=ShipmentState.empty().to_dict(),
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                    .returning(shipments.c.id)
+                ).scalar_one()
+                stored[sid] = (t, c, n)
+            located = shipment_store.locate(database, conn, merchant.id, event)
+            expected = _expected(event, stored)
+            if expected:
+                assert located.id in expected
+            else:
+                assert located.id not in stored
+                assert (
+                    conn.execute(sa.select(sa.func.count()).select_from(shipments)).scalar_one()
+                    == len(rows) + 1
+                )
+            raise _RolledBack
+
+    check()
