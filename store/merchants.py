@@ -299,7 +299,8 @@ def pause_shippo(conn: Connection, merchant_id: int, digest: str, now: datetime)
                 merchants.c.shippo_auth_failed_digest != digest,
             ),
         )
-        .values(shippo_auth_failed_digest=digest, shippo_auth_failed_at=now)
+        # updated_at too: every change of a merchant row bumps it (store/merchant_cache.py)
+        .values(shippo_auth_failed_digest=digest, shippo_auth_failed_at=now, updated_at=now)
     )
     return bool(result.rowcount)
 

@@ -20,6 +20,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     from workers.heartbeat import WorkerHeartbeat
     from workers.logs import RetryLogging
     from workers.logs import install as redact_logs
+    from workers.middleware import GracefulStop
     from workers.recovery import with_durable_retries
     from workers.state import state_redis
 
@@ -66,6 +67,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     # Retries, because after-hooks run in reverse order: it must see Retries' decision.
     broker.add_middleware(RetryLogging(), before=Retries)
     broker.add_middleware(WorkerHeartbeat(state_redis(settings), settings.broker_namespace))
+    broker.add_middleware(GracefulStop())  # a process-group SIGTERM stops gracefully (workers/middleware.py)
     redact_logs()  # dramatiq's loggers exist now: no message body in any log line (workers/logs.py)
     return broker
 

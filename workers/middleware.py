@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import traceback
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import dramatiq
@@ -109,3 +111,32 @@ class DeadLetterRecorder(dramatiq.Middleware):
         with self._lock:
             attempt = self._attempts.pop(id(message), None)
         return attempt if attempt is not None and attempt.message_id == message.message_id else None
+
+
+class GracefulStop(dramatiq.Middleware):
+    """One SIGTERM stops a worker process gracefully, however many arrive.
+
+    dramatiq's worker process treats a *second* SIGTERM as "kill now" (``sys.exit`` while
+    worker threads are mid-message). A stop of the whole process group -- systemd's default
+    ``KillMode=control-group``, ``kill -TERM -<pgid>``, a supervisor stopping the group --
+    delivers two: one directly, one forwarded by dramatiq's master. The worker then died
+    inside a provider call, and the send's outcome became unknown (found by the fault suite's
+    graceful-restart scenario). Here repeats are ignored: in-flight messages finish, as
+    ``--worker-shutdown-timeout`` allows; SIGKILL still stops the process at once."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers belong to the main thread (a worker built in tests)
+        dramatiqs = signal.getsignal(signal.SIGTERM)
+        if not callable(dramatiqs):
+            return
+        stopping = threading.Event()
+
+        def once(signum: int, frame: FrameType | None) -> None:
+            if stopping.is_set():
+                log.info("already stopping gracefully: repeated SIGTERM ignored (SIGKILL stops at once)")
+                return
+            stopping.set()
+            dramatiqs(signum, frame)
+
+        signal.signal(signal.SIGTERM, once)

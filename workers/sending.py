@@ -58,7 +58,6 @@ from notifiers.context import empty_exception
 from notifiers.links import carrier_name, tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
 from store import merchant_cache
-from store import merchants as merchant_store
 from store import notifications as notification_store
 from store import orders as order_store
 from store import shipments as shipment_store

@@ -156,6 +156,13 @@ class ScriptedTwilio(TwilioServer):
         self._failing = False
         self._release = threading.Event()
         self._hung_answer_500 = False
+        self._slow: tuple[int, float] = (0, 0.0)
+        self.slowed = 0
+
+    def slow_next(self, n: int, seconds: float) -> None:
+        """Answer the next ``n`` message requests normally, but only after ``seconds``."""
+        with self._lock:
+            self._slow = (n, seconds)
 
     def hang_next(self, n: int = 1) -> None:
         with self._lock:
@@ -185,6 +192,12 @@ class ScriptedTwilio(TwilioServer):
             hang, failing = self._hang > 0, self._failing
             if hang:
                 self._hang -= 1
+            slow_left, pause = self._slow
+            if slow_left and not hang:
+                self._slow = (slow_left - 1, pause)
+                self.slowed += 1
+        if slow_left and not hang:
+            time.sleep(pause)
         if not (hang or failing):
             super()._handle(h)
             return
