@@ -7,6 +7,7 @@ yet — and a new one only when no attempt finds any."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,9 +31,12 @@ NUMBERS = st.sampled_from(["n1", "n2"])
 
 def _allowed(rows: list[tuple[str | None, str | None, str]]) -> list[tuple[str | None, str | None, str]]:
     """What the unique constraints let stand: one row per transaction, one per (carrier, number)."""
-    kept, seen = [], set()
+    kept: list[tuple[str | None, str | None, str]] = []
+    seen: set[tuple[str | None, ...]] = set()
     for t, c, n in rows:
-        keys = {("t", t) if t else None, ("cn", c, n) if c else None} - {None}
+        keys: set[tuple[str | None, ...]] = {("t", t)} if t else set()
+        if c:
+            keys.add(("cn", c, n))
         if not keys & seen:
             kept.append((t, c, n))
             seen |= keys
@@ -61,6 +65,7 @@ def _event(kind: str, transaction: str | None, carrier: str | None, number: str 
 
 def _expected(event: Any, stored: dict[int, tuple[str | None, str | None, str]]) -> set[int]:
     """The rows of the first attempt that finds any (the attempts asked one at a time)."""
+    attempts: list[Callable[[str | None, str | None, str], bool]]
     if isinstance(event, TrackUpdate):
         attempts = [
             *([lambda t, c, n: t == event.transaction_id] if event.transaction_id else []),
