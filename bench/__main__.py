@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes (whole suite well under 2 minutes)"
     )
+    parser.add_argument(
+        "--workers",
+        type=_counts,
+        default=None,
+        metavar="N[,N…]",
+        help="pipeline: also drain on PostgreSQL with each of these numbers of worker processes (e.g. 1,2,4)",
+    )
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
     rows: list[tuple[str, str, str]] = []
@@ -36,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             module = importlib.import_module(f"bench.{name}")
-            result: dict[str, Any] = module.run(quick=args.quick)
+            options = {"workers": args.workers} if name == "pipeline" and args.workers else {}
+            result: dict[str, Any] = module.run(quick=args.quick, **options)
         except Exception as exc:
             traceback.print_exc()
             failed.append(name)
@@ -54,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(rows)
     print(f"total {time.monotonic() - started:.0f} s on {common.machine_info()['nproc']} CPUs", flush=True)
     return 1 if failed else 0
+
+
+def _counts(text: str) -> list[int]:
+    """``1,2,4`` → [1, 2, 4]: whole numbers from 1 to 16, the whole string."""
+    import re
+
+    if not re.fullmatch(r"(?:[1-9]|1[0-6])(?:,(?:[1-9]|1[0-6]))*", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated worker counts from 1 to 16, e.g. 1,2,4")
+    return [int(n) for n in text.split(",")]
 
 
 def _problems(result: dict[str, Any]) -> list[str]:

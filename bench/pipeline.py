@@ -29,7 +29,12 @@ worker flags): messages per second drained from a pre-filled queue.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,17 +258,38 @@ def verify_notifications(db: Any, merchant_id: int, refs: set[str]) -> tuple[dic
     return counts, problems[:10]
 
 
-def _drain(
-    process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any], label: str
-) -> dict[str, Any]:
+@dataclass
+class _Drained:
+    """A pre-filled queue drained by a worker that is still running (for what comes next)."""
+
+    drain: dict[str, Any]
+    problems: list[str]
+    state: dict[str, Any]
+    db: Any
+    worker: Any
+    log: Path
+    merchant_id: int
+
+
+@contextmanager
+def _drained(
+    process_event: Any,
+    redis: common.Redis,
+    db_url: str,
+    workdir: Path,
+    p: dict[str, Any],
+    label: str,
+    flags: list[str],
+    *,
+    also_register: tuple[str, ...] = (),
+) -> Iterator[_Drained]:
+    """Pre-fill ``p["orders"]`` orders' events, start ``dramatiq <flags> workers.main``, wait until
+    every event is committed and every email is in the outbox; yield with the worker running."""
     from store.database import Database
 
     events = Events(salt=f"d{secrets.token_hex(2)}")
     refs = [events.ref(i) for i in range(p["orders"])]
-    latency_events = Events(salt=f"l{secrets.token_hex(2)}")
-    latency_orders = p["offered_rate_per_s"] * p["offered_seconds"] // len(PHASES)
-    latency_refs = [latency_events.ref(i) for i in range(latency_orders)]
-    merchant_id = _prepare(db_url, refs + latency_refs)
+    merchant_id = _prepare(db_url, refs + list(also_register))
     client = redis.client()
     client.delete(common.EVENTS_KEY, f"{common.EVENTS_KEY}.msgs")
     total_events = p["orders"] * len(PHASES)
@@ -288,9 +314,7 @@ def _drain(
     )
     log = workdir / f"worker-{label}.log"
     db = Database(db_url)
-    worker = common.spawn(
-        [str(common.VENV_BIN / "dramatiq"), *WORKER_FLAGS, "workers.main"], env=env, log=log
-    )
+    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *flags, "workers.main"], env=env, log=log)
     try:
         t_start = time.monotonic()
         state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
@@ -300,6 +324,7 @@ def _drain(
         last = max([r.sent_at for r in note_rows if r.sent_at] + [r.processed_at for r in deliveries_rows])
         busy = (last - first).total_seconds()
         drain = {
+            "worker": "dramatiq workers.main " + " ".join(flags),
             "orders": p["orders"],
             "events": total_events,
             "notifications_planned": total_notes,
@@ -318,22 +343,119 @@ def _drain(
             f"{label}: drained {total_events} events + {total_notes} notifications in {busy:.1f} s "
             f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)"
         )
-
-        latency = _offered(
-            process_event, db, merchant_id, latency_events, latency_orders, p, worker, log, base=state
-        )
-        problems.extend(latency.pop("problems"))
+        yield _Drained(drain, problems, state, db, worker, log, merchant_id)
     finally:
         common.stop_process(worker, timeout=30)
         db.dispose()
         client.close()
+
+
+def _drain(
+    process_event: Any, redis: common.Redis, db_url: str, workdir: Path, p: dict[str, Any], label: str
+) -> dict[str, Any]:
+    latency_events = Events(salt=f"l{secrets.token_hex(2)}")
+    latency_orders = p["offered_rate_per_s"] * p["offered_seconds"] // len(PHASES)
+    latency_refs = [latency_events.ref(i) for i in range(latency_orders)]
+    with _drained(
+        process_event, redis, db_url, workdir, p, label, WORKER_FLAGS, also_register=tuple(latency_refs)
+    ) as d:
+        latency = _offered(
+            process_event,
+            d.db,
+            d.merchant_id,
+            latency_events,
+            latency_orders,
+            p,
+            d.worker,
+            d.log,
+            base=d.state,
+        )
+    problems = d.problems + latency.pop("problems")
     return {
-        "drain": drain,
+        "drain": d.drain,
         "latency": latency,
         "problems": problems,
         "correct": not problems,
-        "worker_log": str(log.name),
+        "worker_log": str(d.log.name),
     }
+
+
+class _LockWaits:
+    """Samples, every ``every_s`` while running, what PostgreSQL's active sessions of this
+    database wait on (``pg_stat_activity``): row locks show as ``Lock:transactionid`` /
+    ``Lock:tuple``; a global lock would show as ``Lock:relation``/``Lock:advisory`` (or as
+    everything queued behind one ``LWLock``)."""
+
+    def __init__(self, db_url: str, every_s: float = 0.02) -> None:
+        self.engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+        self.every_s = every_s
+        self.samples: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        query = sa.text(
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS what, count(*) AS n "
+            "FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+            "AND pid <> pg_backend_pid() GROUP BY 1"
+        )
+        with self.engine.connect() as conn:
+            while not self._stop.wait(self.every_s):
+                for row in conn.execute(query):
+                    self.samples[row.what] += int(row.n)
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.samples.values())
+        return {k: round(v / total, 3) for k, v in self.samples.most_common(8)} if total else {}
+
+
+def _fresh_database(pg_url: str, name: str) -> str:
+    """A new, empty database in the same PostgreSQL cluster: each run counts only its own rows."""
+    url = sa.engine.make_url(pg_url)
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def scale_workers(
+    process_event: Any, redis: common.Redis, pg_url: str, workdir: Path, p: dict[str, Any], counts: list[int]
+) -> list[dict[str, Any]]:
+    """Events/s for each number of worker processes (4 threads each) on one PostgreSQL, and what
+    the database's sessions waited on meanwhile: how throughput grows with processes, and
+    whether row locks (per order, per shipment) or something global serializes them."""
+    rows = []
+    for n in counts:
+        flags = ["--processes", str(n), "--threads", "4"]
+        db_url = _fresh_database(pg_url, f"bench_workers_{n}_{secrets.token_hex(2)}")
+        with (
+            _LockWaits(db_url) as waits,
+            _drained(process_event, redis, db_url, workdir, p, f"pg×{n}", flags) as d,
+        ):
+            pass
+        rows.append(
+            {
+                "processes": n,
+                "threads_per_process": 4,
+                "events_per_second": d.drain["events_per_second"],
+                "correct": not d.problems,
+                "problems": d.problems,
+                "waits": waits.shares(),
+            }
+        )
+    return rows
 
 
 def _e2e(
@@ -523,7 +645,8 @@ def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[s
     }
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, workers: list[int] | None = None) -> dict[str, Any]:
+    """``workers``: also drain on PostgreSQL with each of these numbers of worker processes."""
     p = params(quick)
     results: dict[str, Any] = {}
     with common.temp_dir("ph-bench-pipeline-") as workdir, common.redis_server(workdir) as redis:
@@ -537,6 +660,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                 results["postgres"] = _drain(process_event, redis, pg_url, workdir, p, "postgres")
                 results["postgres"]["statements"] = measure(pg_url)
                 results["postgres"]["e2e"] = _e2e(process_event, redis, pg_url, workdir, p, "postgres")
+                if workers:
+                    results["postgres"]["workers"] = scale_workers(
+                        process_event, redis, pg_url, workdir, p, workers
+                    )
         else:
             results["sqlite"]["e2e"] = _e2e(
                 process_event, redis, common.sqlite_url(workdir), workdir, p, "sqlite"
@@ -586,6 +713,17 @@ def run(quick: bool = False) -> dict[str, Any]:
                     f"commit p99 {e['enqueue_to_commit_ms']['p99']:.0f} ms",
                 )
             )
+    for row in results.get("postgres", {}).get("workers", ()):
+        results["postgres"]["problems"].extend(f"×{row['processes']}: {w}" for w in row["problems"])
+        waits = ", ".join(f"{k} {v:.0%}" for k, v in row["waits"].items())
+        table.append(
+            (
+                f"pipeline postgres {row['processes']} worker procs",
+                f"{row['events_per_second']:.1f} ev/s",
+                f"{row['processes']} × 4 threads on {common.machine_info()['nproc']} CPUs; sessions: {waits}",
+            )
+        )
+        results["postgres"]["correct"] = not results["postgres"]["problems"]
     table.append(
         (
             "pipeline floor (dramatiq no-op)",
