@@ -107,7 +107,7 @@ def list_orders(slug: str) -> Response:
     if exception and exception not in {e.value for e in ExceptionClass}:
         errors["exception"] = f"unknown exception class {exception!r}"
     try:
-        page = page_args(request.args, default=50, maximum=500, decode_cursor=order_store.decode_cursor)
+        page = page_args(request.args, default=50, maximum=500, decode_cursor=order_store.CURSOR.decode)
     except Invalid as exc:
         raise Invalid({**errors, **exc.fields}) from None
     if errors:
@@ -135,19 +135,14 @@ def _order_view(conn: Any, order: Order, settings: Any) -> dict[str, Any]:
 
 def shipment_view(conn: Any, merchant: Merchant, row: ShipmentRow) -> dict[str, Any]:
     """One shipment as the orders API shows it (also the answer of a Shippo refresh)."""
-    from notifiers.links import tracking_url
+    from notifiers.links import shipment_tracking_url
 
     st = row.state
     return {
         "id": row.id,
         "carrier": st.carrier,
         "tracking_number": st.tracking_number,
-        "tracking_url": tracking_url(
-            st.carrier,
-            st.tracking_number,
-            merchant_template=merchant.tracking_url_template,
-            provider_url=st.tracking_url_provider,
-        ),
+        "tracking_url": shipment_tracking_url(st, merchant.tracking_url_template),
         "status": st.status.value if st.status else None,
         "substatus": st.substatus,
         "exception": st.exception.to_contract() if st.exception else None,

@@ -27,7 +27,7 @@ from domain.payload import PayloadError
 from ingest.errors import error_response
 from shippo_api.errors import ShippoError
 from store import merchants as merchant_store
-from store import shippo_polls
+from store import shipments as shipment_store
 from store.database import utcnow
 from store.errors import Conflict, NotFound
 from store.merchants import Merchant
@@ -87,7 +87,7 @@ def refresh_and_view(s: Services, slug: str, carrier: str, tracking_number: str)
     if result.shipment_id is None:
         raise NotFound(f"Shippo has no tracking status for {carrier} {tracking_number} yet")
     with s.database.read() as conn:
-        return shipment_view(conn, merchant, shippo_polls.get(conn, result.shipment_id))
+        return shipment_view(conn, merchant, shipment_store.get(conn, result.shipment_id))
 
 
 @shippo_routes.post("/api/merchants/<slug>/shippo/webhooks")

@@ -45,7 +45,7 @@ from store.contacts import normalize_email, normalize_phone
 from store.database import utcnow
 from store.errors import NotFound
 from store.merchants import Merchant
-from store.template_versions import Content
+from store.template_versions import Content, TemplateKey
 from workers.outbox import OutboxChannel
 from workers.sending import configured_channels
 
@@ -143,7 +143,9 @@ def _render_failed(exc: RenderError) -> tuple[Response, int]:
     ), 422
 
 
+@templates_api.errorhandler(TemplateValidationError)
 def _invalid_template(exc: TemplateValidationError) -> tuple[Response, int]:
+    """A template that fails validation (save, restore, preview, test send): 422 naming each error."""
     fields = {e["field"]: (f"line {e['line']}: " if e.get("line") else "") + e["message"] for e in exc.errors}
     return jsonify(
         {"error": "invalid_template", "message": str(exc), "fields": fields, "errors": exc.errors}
@@ -156,14 +158,15 @@ def put_template(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     k, c = _key(kind, channel)
     tset = _template_set(json_body(), c)
     s = services()
-    try:
-        default_renderer().validate(k, c, tset)
-    except TemplateValidationError as exc:
-        return _invalid_template(exc)
+    default_renderer().validate(k, c, tset)
     with s.database.write() as conn:
         merchant, locale = _merchant_locale(conn, slug)
         saved = template_store.save(
-            s.database, conn, merchant.id, k.value, c.value, locale, _content(tset), saved_by=_saved_by()
+            s.database,
+            conn,
+            TemplateKey(merchant.id, k.value, c.value, locale),
+            _content(tset),
+            saved_by=_saved_by(),
         )
     body = {**_described(k, c, locale, "merchant", tset), "version": saved.version.version}
     return jsonify(body), 200 if saved.existed else 201
@@ -176,7 +179,7 @@ def get_template(slug: str, kind: str, channel: str) -> Response:
     s = services()
     with s.database.read() as conn:
         merchant, locale = _merchant_locale(conn, slug)
-        stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
+        stored = template_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale))
     if stored is not None:
         return jsonify({**_described(k, c, locale, "merchant"), **stored})
     try:
@@ -194,7 +197,7 @@ def delete_template(slug: str, kind: str, channel: str) -> Response:
     with s.database.write() as conn:
         merchant, locale = _merchant_locale(conn, slug)
         saved = template_store.reset(
-            s.database, conn, merchant.id, k.value, c.value, locale, saved_by=_saved_by()
+            s.database, conn, TemplateKey(merchant.id, k.value, c.value, locale), saved_by=_saved_by()
         )
     version = saved.version.version if saved is not None else None
     return jsonify({"deleted": saved is not None, **_described(k, c, locale, "default"), "version": version})
@@ -211,7 +214,7 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     s = services()
     with s.database.read() as conn:
         merchant, locale = _merchant_locale(conn, slug)
-        stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
+        stored = template_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale))
     context = _sample(merchant, k, locale)
     given = body.get("context")
     if isinstance(given, dict):
@@ -232,8 +235,6 @@ def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
             rendered = renderer.render(k, c, context, locales=[locale], override=tset)
         else:
             rendered = renderer.render(k, c, context, locales=[locale, merchant.default_locale])
-    except TemplateValidationError as exc:
-        return _invalid_template(exc)
     except RenderError as exc:
         return _render_failed(exc)
     return jsonify(
@@ -263,7 +264,7 @@ def _number(n: str) -> int:
 
 
 def _version(conn: Any, merchant: Merchant, k: NotificationKind, c: Channel, locale: str, number: int) -> Any:
-    found = version_store.get(conn, merchant.id, k.value, c.value, locale, number)
+    found = version_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale), number)
     if found is None:
         raise NotFound(
             f"no version {number} of the {k.value} {c.value} template ({locale}) of {merchant.slug!r}"
@@ -276,12 +277,12 @@ def _version(conn: Any, merchant: Merchant, k: NotificationKind, c: Channel, loc
 def list_versions(slug: str, kind: str, channel: str) -> Response:
     """Newest first, without content: ``{"versions": [...], "next_cursor"}``."""
     k, c = _key(kind, channel)
-    page = page_args(request.args, default=50, maximum=500, decode_cursor=version_store.decode_cursor)
+    page = page_args(request.args, default=50, maximum=500, decode_cursor=version_store.CURSOR.decode)
     s = services()
     with s.database.read() as conn:
         merchant, locale = _merchant_locale(conn, slug)
         found, next_cursor = version_store.page(
-            conn, merchant.id, k.value, c.value, locale, limit=page.limit, before=page.cursor
+            conn, TemplateKey(merchant.id, k.value, c.value, locale), limit=page.limit, before=page.cursor
         )
     return jsonify(
         {
@@ -320,23 +321,11 @@ def restore_version(slug: str, kind: str, channel: str, n: str) -> tuple[Respons
     tset = None
     if content.text is not None:
         tset = TemplateSet(subject=content.subject, text=content.text, html=content.html)
-        try:
-            default_renderer().validate(k, c, tset)
-        except TemplateValidationError as exc:
-            return _invalid_template(exc)
+        default_renderer().validate(k, c, tset)
     with s.database.write() as conn:
         merchant, locale = _merchant_locale(conn, slug)
-        saved = template_store.save(
-            s.database,
-            conn,
-            merchant.id,
-            k.value,
-            c.value,
-            locale,
-            content,
-            saved_by=_saved_by(),
-            restored=number,
-        )
+        key = TemplateKey(merchant.id, k.value, c.value, locale)
+        saved = template_store.save(s.database, conn, key, content, saved_by=_saved_by(), restored=number)
     source = "default" if content.is_default else "merchant"
     return jsonify(
         {**_described(k, c, locale, source, tset), "restored": number, "version": saved.version.version}
@@ -408,7 +397,7 @@ def test_send(slug: str, kind: str, channel: str) -> tuple[Response, int] | Resp
     s = services()
     with s.database.read() as conn:
         merchant, locale = _merchant_locale(conn, slug)
-        stored = template_store.get(conn, merchant.id, k.value, c.value, locale)
+        stored = template_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale))
     to = _own_address(merchant, c, body["to"])
     renderer = default_renderer()
     context = _sample(merchant, k, locale)
@@ -425,8 +414,6 @@ def test_send(slug: str, kind: str, channel: str) -> tuple[Response, int] | Resp
         else:
             source = "default"
             rendered = renderer.render(k, c, context, locales=[locale, merchant.default_locale])
-    except TemplateValidationError as exc:
-        return _invalid_template(exc)
     except RenderError as exc:
         return _render_failed(exc)
     try:
@@ -524,15 +511,17 @@ def _record_test_send(
         notification_id = notification_store.create(
             s.database,
             conn,
-            merchant_id=merchant.id,
-            order_id=None,
-            shipment_id=None,
-            kind=k.value,
-            channel=c.value,
-            audience=Audience.MERCHANT.value,
-            key=key,
-            to_address=to,
-            context={"test_send": True, "source": source, "by": _saved_by()},
+            notification_store.new_row(
+                merchant_id=merchant.id,
+                order_id=None,
+                shipment_id=None,
+                kind=k.value,
+                channel=c.value,
+                audience=Audience.MERCHANT.value,
+                key=key,
+                to_address=to,
+                context={"test_send": True, "source": source, "by": _saved_by()},
+            ),
         )
         if notification_id is None:
             raise RuntimeError(f"notification key {key!r} already exists")  # a fresh uuid: a bug

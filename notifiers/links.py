@@ -24,6 +24,7 @@ from types import MappingProxyType
 from urllib.parse import quote, urlsplit
 
 from domain.carriers import CARRIER_LIST, carrier, normalize_token
+from domain.shipment import ShipmentState
 
 #: Public carrier tracking pages; ``{n}`` is the URL-quoted tracking number (derived from the table).
 CARRIER_TRACKING_PAGES: Mapping[str, str] = MappingProxyType(
@@ -119,3 +120,14 @@ def tracking_url(
     if provider_url and is_carrier_tracking_url(token, provider_url):
         return provider_url.strip()
     return carrier_page(token, number)
+
+
+def shipment_tracking_url(state: ShipmentState, merchant_template: str | None) -> str | None:
+    """:func:`tracking_url` of a shipment (its carrier, number and Shippo's link) with the
+    merchant's ``tracking_url_template``."""
+    return tracking_url(
+        state.carrier,
+        state.tracking_number,
+        merchant_template=merchant_template,
+        provider_url=state.tracking_url_provider,
+    )

@@ -82,42 +82,10 @@ _BY_ID_WITH_MERCHANT_VERSION = Lockable(
 _UPDATE = notifications.update().where(notifications.c.id == sa.bindparam("notification_id"))
 
 
-def create(
-    db: Database,
-    conn: Connection,
-    *,
-    merchant_id: int,
-    order_id: int | None,
-    shipment_id: int | None,
-    kind: str,
-    channel: str,
-    audience: str,
-    key: str,
-    to_address: str | None,
-    status: str = NotificationStatus.QUEUED.value,
-    context: Mapping[str, Any] | None = None,
-    error: str | None = None,
-) -> int | None:
-    """Insert a new intent; returns its id, or None when the key already exists (a repeat)."""
-    return create_many(
-        db,
-        conn,
-        [
-            new_row(
-                merchant_id=merchant_id,
-                order_id=order_id,
-                shipment_id=shipment_id,
-                kind=kind,
-                channel=channel,
-                audience=audience,
-                key=key,
-                to_address=to_address,
-                status=status,
-                context=context,
-                error=error,
-            )
-        ],
-    ).get(key)
+def create(db: Database, conn: Connection, row: Mapping[str, Any]) -> int | None:
+    """Insert one new intent (a row from :func:`new_row`); returns its id, or None when its key
+    already exists (a repeat)."""
+    return create_many(db, conn, [row]).get(row["idempotency_key"])
 
 
 def new_row(
@@ -130,12 +98,12 @@ def new_row(
     audience: str,
     key: str,
     to_address: str | None,
-    status: str,
-    context: Mapping[str, Any] | None,
-    error: str | None,
+    status: str = NotificationStatus.QUEUED.value,
+    context: Mapping[str, Any] | None = None,
+    error: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The values of one notification row for :func:`create_many`."""
+    """The values of one notification row for :func:`create` and :func:`create_many`."""
     now = now or utcnow()
     return {
         "merchant_id": merchant_id,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from domain.vocabulary import OrderStatus
+from store.cursor import Cursor
 from store.database import Database, Lockable, utcnow
 from store.schema import orders
+
+#: The cursor of :func:`page`: the id of the last order shown.
+CURSOR = Cursor("id")
 
 
 @dataclass(frozen=True)
@@ -158,20 +160,6 @@ def set_status(conn: Connection, order_id: int, status: str, exception: str | No
     )
 
 
-def encode_cursor(order_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"id": order_id}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    order_id = value["id"]
-    # an id the column can hold (INTEGER on PostgreSQL); a bool is no id
-    if type(order_id) is not int or not 1 <= order_id <= 2**31 - 1:
-        raise ValueError("cursor id is not an order id")
-    return order_id
-
-
 def page(
     conn: Connection,
     merchant_id: int,
@@ -191,5 +179,5 @@ def page(
         query = query.where(orders.c.id < before_id)
     rows = conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1)).all()
     found = [_row(r) for r in rows[:limit]]
-    next_cursor = encode_cursor(found[-1].id) if len(rows) > limit else None
+    next_cursor = CURSOR.encode(found[-1].id) if len(rows) > limit else None
     return found, next_cursor

@@ -239,6 +239,11 @@ def pending_for_ref(db: Database, conn: Connection, merchant_id: int, ref: str) 
     return [_row(r) for r in conn.execute(db.for_update(query))]
 
 
+def get(conn: Connection, shipment_id: int) -> ShipmentRow:
+    """The shipment, unlocked (for a view)."""
+    return _row(conn.execute(_BY_ID(None), {"shipment_id": shipment_id}).one())
+
+
 def get_locked(db: Database, conn: Connection, shipment_id: int) -> ShipmentRow:
     row = conn.execute(_BY_ID(db), {"shipment_id": shipment_id}).one()
     return _row(row)

@@ -10,9 +10,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from domain.shipment import ShipmentState
 from store.schema import merchants, shipments
-from store.shipments import ShipmentRow
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,3 @@ def find_id(conn: Connection, merchant_id: int, carrier: str, tracking_number: s
         .limit(1)
     ).first()
     return None if row is None else int(row.id)
-
-
-def get(conn: Connection, shipment_id: int) -> ShipmentRow:
-    """The shipment, unlocked (for a view)."""
-    row = conn.execute(sa.select(shipments).where(shipments.c.id == shipment_id)).one()
-    return ShipmentRow(
-        id=row.id,
-        merchant_id=row.merchant_id,
-        order_id=row.order_id,
-        order_ref=row.order_ref,
-        state=ShipmentState.from_dict(row.state),
-        version=row.version,
-    )

@@ -13,15 +13,14 @@ one whose template write lands last: the template always equals its latest versi
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from store.cursor import Cursor
 from store.database import Database, utcnow
 from store.errors import Conflict
 from store.schema import template_versions
@@ -31,6 +30,9 @@ FIELDS = ("subject", "text", "html")
 
 #: How many times a save tries the next number after a concurrent save took it (PostgreSQL).
 ATTEMPTS = 20
+
+#: The cursor of :func:`page`: the number of the last version shown.
+CURSOR = Cursor("v")
 
 _tv = template_versions.c
 
@@ -52,6 +54,26 @@ class Content:
 
 
 DEFAULT = Content(None, None, None)
+
+
+@dataclass(frozen=True)
+class TemplateKey:
+    """Which template: merchant ``merchant_id``'s ``kind`` message on ``channel`` in ``locale``
+    (the key of a template override, and of its versions)."""
+
+    merchant_id: int
+    kind: str
+    channel: str
+    locale: str
+
+    def where(self, table: sa.Table) -> tuple[sa.ColumnElement[bool], ...]:
+        """The conditions selecting this key's rows of ``table`` (templates, template_versions)."""
+        return (
+            table.c.merchant_id == self.merchant_id,
+            table.c.kind == self.kind,
+            table.c.channel == self.channel,
+            table.c.locale == self.locale,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,15 +107,6 @@ def _row(r: Any) -> Version:
     )
 
 
-def _key(merchant_id: int, kind: str, channel: str, locale: str) -> tuple[sa.ColumnElement[bool], ...]:
-    return (
-        _tv.merchant_id == merchant_id,
-        _tv.kind == kind,
-        _tv.channel == channel,
-        _tv.locale == locale,
-    )
-
-
 def changed_fields(before: Content | None, after: Content) -> list[str]:
     """The fields whose value differs, in :data:`FIELDS` order (``before`` None: nothing before)."""
     old = (before or DEFAULT).as_dict()
@@ -101,66 +114,41 @@ def changed_fields(before: Content | None, after: Content) -> list[str]:
     return [f for f in FIELDS if old[f] != new[f]]
 
 
-def latest(conn: Connection, merchant_id: int, kind: str, channel: str, locale: str) -> Version | None:
+def latest(conn: Connection, key: TemplateKey) -> Version | None:
     row = conn.execute(
         sa.select(template_versions)
-        .where(*_key(merchant_id, kind, channel, locale))
+        .where(*key.where(template_versions))
         .order_by(_tv.version.desc())
         .limit(1)
     ).first()
     return _row(row) if row else None
 
 
-def get(
-    conn: Connection, merchant_id: int, kind: str, channel: str, locale: str, version: int
-) -> Version | None:
+def get(conn: Connection, key: TemplateKey, version: int) -> Version | None:
     row = conn.execute(
-        sa.select(template_versions).where(*_key(merchant_id, kind, channel, locale), _tv.version == version)
+        sa.select(template_versions).where(*key.where(template_versions), _tv.version == version)
     ).first()
     return _row(row) if row else None
 
 
 def page(
-    conn: Connection,
-    merchant_id: int,
-    kind: str,
-    channel: str,
-    locale: str,
-    *,
-    limit: int,
-    before: int | None,
+    conn: Connection, key: TemplateKey, *, limit: int, before: int | None
 ) -> tuple[list[Version], str | None]:
     """Newest first, keyset-paginated on the version number; the next page's cursor or None."""
-    query = sa.select(template_versions).where(*_key(merchant_id, kind, channel, locale))
+    query = sa.select(template_versions).where(*key.where(template_versions))
     if before is not None:
         query = query.where(_tv.version < before)
     rows = conn.execute(query.order_by(_tv.version.desc()).limit(limit + 1)).all()
     found = [_row(r) for r in rows[:limit]]
-    return found, encode_cursor(found[-1].version) if len(rows) > limit else None
-
-
-def encode_cursor(version: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"v": version}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    version = value["v"]
-    if type(version) is not int or not 1 <= version <= 2**31 - 1:
-        raise ValueError("cursor is not a version number")
-    return version
+    return found, CURSOR.encode(found[-1].version) if len(rows) > limit else None
 
 
 def record(
     db: Database,
     conn: Connection,
-    *,
-    merchant_id: int,
-    kind: str,
-    channel: str,
-    locale: str,
+    key: TemplateKey,
     content: Content,
+    *,
     saved_by: str,
     baseline: Content | None = None,
     restored: int | None = None,
@@ -175,7 +163,7 @@ def record(
     ``"restored": n`` for a restore."""
     now = now or utcnow()
     for _ in range(ATTEMPTS):
-        previous = latest(conn, merchant_id, kind, channel, locale)
+        previous = latest(conn, key)
         before = previous.content if previous is not None else baseline
         change: dict[str, Any] = {
             "fields": changed_fields(before, content),
@@ -185,10 +173,7 @@ def record(
             change["restored"] = restored
         number = previous.version + 1 if previous is not None else 1
         values = {
-            "merchant_id": merchant_id,
-            "kind": kind,
-            "channel": channel,
-            "locale": locale,
+            **asdict(key),
             "version": number,
             **content.as_dict(),
             "saved_by": saved_by,

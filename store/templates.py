@@ -7,7 +7,7 @@ Writes go through :func:`save`, which keeps a version of every change
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from store import template_versions
 from store.database import Database, utcnow
 from store.schema import templates
-from store.template_versions import Content, Version
+from store.template_versions import Content, TemplateKey, Version
 
 _FIND = sa.select(templates).where(
     templates.c.merchant_id == sa.bindparam("merchant_id"),
@@ -43,15 +43,8 @@ def find(
     return None
 
 
-def get(conn: Connection, merchant_id: int, kind: str, channel: str, locale: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        sa.select(templates).where(
-            templates.c.merchant_id == merchant_id,
-            templates.c.kind == kind,
-            templates.c.channel == channel,
-            templates.c.locale == locale,
-        )
-    ).first()
+def get(conn: Connection, key: TemplateKey) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(templates).where(*key.where(templates))).first()
     if row is None:
         return None
     return {
@@ -62,49 +55,20 @@ def get(conn: Connection, merchant_id: int, kind: str, channel: str, locale: str
     }
 
 
-def put(
-    db: Database,
-    conn: Connection,
-    merchant_id: int,
-    kind: str,
-    channel: str,
-    locale: str,
-    subject: str | None,
-    text: str,
-    html: str | None,
-) -> bool:
-    """Store (insert or replace). Returns True when created."""
-    existed = get(conn, merchant_id, kind, channel, locale) is not None
-    values = {"subject": subject, "text": text, "html": html, "updated_at": utcnow()}
+def put(db: Database, conn: Connection, key: TemplateKey, content: Content) -> bool:
+    """Store ``content`` (insert or replace; not the default: see :func:`save`). Returns True
+    when created."""
+    existed = get(conn, key) is not None
+    values = {**content.as_dict(), "updated_at": utcnow()}
     if existed:
-        conn.execute(
-            templates.update()
-            .where(
-                templates.c.merchant_id == merchant_id,
-                templates.c.kind == kind,
-                templates.c.channel == channel,
-                templates.c.locale == locale,
-            )
-            .values(**values)
-        )
+        conn.execute(templates.update().where(*key.where(templates)).values(**values))
     else:
-        conn.execute(
-            templates.insert().values(
-                merchant_id=merchant_id, kind=kind, channel=channel, locale=locale, **values
-            )
-        )
+        conn.execute(templates.insert().values(**asdict(key), **values))
     return not existed
 
 
-def delete(conn: Connection, merchant_id: int, kind: str, channel: str, locale: str) -> bool:
-    result = conn.execute(
-        templates.delete().where(
-            templates.c.merchant_id == merchant_id,
-            templates.c.kind == kind,
-            templates.c.channel == channel,
-            templates.c.locale == locale,
-        )
-    )
+def delete(conn: Connection, key: TemplateKey) -> bool:
+    result = conn.execute(templates.delete().where(*key.where(templates)))
     return bool(result.rowcount)
 
 
@@ -119,10 +83,7 @@ class Saved:
 def save(
     db: Database,
     conn: Connection,
-    merchant_id: int,
-    kind: str,
-    channel: str,
-    locale: str,
+    key: TemplateKey,
     content: Content,
     *,
     saved_by: str,
@@ -130,36 +91,20 @@ def save(
 ) -> Saved:
     """Write ``content`` (``content.is_default``: delete the override) and keep it as the next
     version, in the caller's transaction."""
-    stored = get(conn, merchant_id, kind, channel, locale)
+    stored = get(conn, key)
     baseline = Content(stored["subject"], stored["text"], stored["html"]) if stored else None
     # the version first: on PostgreSQL its unique number orders concurrent saves, so the one
     # with the higher number also writes the template last (store/template_versions.py)
     version = template_versions.record(
-        db,
-        conn,
-        merchant_id=merchant_id,
-        kind=kind,
-        channel=channel,
-        locale=locale,
-        content=content,
-        saved_by=saved_by,
-        baseline=baseline,
-        restored=restored,
+        db, conn, key, content, saved_by=saved_by, baseline=baseline, restored=restored
     )
-    if content.text is None:  # back to the default
-        existed = delete(conn, merchant_id, kind, channel, locale)
-    else:
-        existed = not put(
-            db, conn, merchant_id, kind, channel, locale, content.subject, content.text, content.html
-        )
+    existed = delete(conn, key) if content.is_default else not put(db, conn, key, content)
     return Saved(existed=existed, version=version)
 
 
-def reset(
-    db: Database, conn: Connection, merchant_id: int, kind: str, channel: str, locale: str, *, saved_by: str
-) -> Saved | None:
+def reset(db: Database, conn: Connection, key: TemplateKey, *, saved_by: str) -> Saved | None:
     """Back to the default (a ``DELETE``): a version when there was an override; ``None`` (and
     no version: nothing changed) when there was none."""
-    if get(conn, merchant_id, kind, channel, locale) is None:
+    if get(conn, key) is None:
         return None
-    return save(db, conn, merchant_id, kind, channel, locale, template_versions.DEFAULT, saved_by=saved_by)
+    return save(db, conn, key, template_versions.DEFAULT, saved_by=saved_by)

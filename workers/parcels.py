@@ -22,7 +22,7 @@ from domain.policy import is_superseded, order_superseded
 from domain.shipment import ShipmentState
 from domain.vocabulary import NotificationKind, ShipmentStatus
 from notifiers.context import PARCEL_KINDS
-from notifiers.links import carrier_name, tracking_url
+from notifiers.links import carrier_name, shipment_tracking_url
 from store import orders as order_store
 from store import shipments as shipment_store
 from store.database import Database
@@ -87,12 +87,7 @@ def _parcel(state: ShipmentState, merchant: Merchant, *, current: bool) -> dict[
         "carrier": state.carrier,
         "carrier_name": carrier_name(state.carrier) if state.carrier else None,
         "tracking_number": state.tracking_number,
-        "tracking_url": tracking_url(
-            state.carrier,
-            state.tracking_number,
-            merchant_template=merchant.tracking_url_template,
-            provider_url=state.tracking_url_provider,
-        ),
+        "tracking_url": shipment_tracking_url(state, merchant.tracking_url_template),
         "status": state.status.value if state.status else None,
         "delivered_on": delivered_on,
         "current": current,

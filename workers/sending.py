@@ -55,7 +55,7 @@ from notifiers.channel import (
     UncertainDeliveryError,
 )
 from notifiers.context import empty_exception
-from notifiers.links import carrier_name, tracking_url
+from notifiers.links import carrier_name, shipment_tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
 from store import merchant_cache
 from store import notifications as notification_store
@@ -471,14 +471,7 @@ class Sender:
             "carrier": state.carrier if state else None,
             "carrier_name": carrier_name(state.carrier) if state and state.carrier else None,
             "tracking_number": state.tracking_number if state else None,
-            "tracking_url": tracking_url(
-                state.carrier,
-                state.tracking_number,
-                merchant_template=merchant.tracking_url_template,
-                provider_url=state.tracking_url_provider,
-            )
-            if state
-            else None,
+            "tracking_url": shipment_tracking_url(state, merchant.tracking_url_template) if state else None,
             "status": state.status.value if state and state.status else None,
             "eta": _as_date(state.eta) if state else None,
             "last_location": (state.last_location or None) if state else None,

@@ -2,33 +2,22 @@
  *
  * Polls /api/merchants/<slug>/overview every 10 s (recent orders with their shipments and
  * exceptions, the notifications sent) and runs the shared template editor
- * (template_editor.js). Every request carries the X-Parcelhook-CSRF header from
- * <meta name="csrf-token">; a 401 (signed out, or the key was revoked) goes to the sign-in form.
+ * (template_editor.js). Requests go through api.js (the X-Parcelhook-CSRF header from
+ * <meta name="csrf-token">); a 401 (signed out, or the key was revoked) goes to the sign-in form.
  */
 (function () {
   "use strict";
 
-  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const SLUG = document.body.dataset.merchant;
   const LOGIN = "/m/" + encodeURIComponent(SLUG) + "/login";
   const $ = (sel) => document.querySelector(sel);
 
-  async function api(path, options) {
-    const opts = Object.assign({ method: "GET", headers: {} }, options || {});
-    opts.headers = Object.assign({ "X-Parcelhook-CSRF": CSRF, Accept: "application/json" }, opts.headers);
-    if (opts.json !== undefined) {
-      opts.body = JSON.stringify(opts.json);
-      opts.headers["Content-Type"] = "application/json";
-      delete opts.json;
-    }
-    opts.credentials = "same-origin";
-    const response = await fetch(path, opts);
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
-    if (response.status === 401 || (response.redirected && response.url.includes("/login"))) {
+  async function api(path, options) { // api.js; signed out or revoked: the sign-in form
+    const r = await window.ParcelhookApi.request(path, options);
+    if (r.status === 401 || (r.redirected && r.url.includes("/login"))) {
       window.location = LOGIN;
     }
-    return { status: response.status, ok: response.ok, body: body };
+    return r;
   }
 
   function confirmDialog(title, text, okLabel) {

@@ -2,13 +2,12 @@
  *
  * Polls: /api/ops/queues every 2 s (numbers + a client-side history sparkline),
  * /api/ops/webhooks and /api/ops/summary every 5 s, /api/ops/dead-letters every 10 s
- * (and at once when a dead count changes). Every request carries the
- * X-Parcelhook-CSRF header from <meta name="csrf-token">.
+ * (and at once when a dead count changes). Requests go through api.js (the
+ * X-Parcelhook-CSRF header from <meta name="csrf-token">).
  */
 (function () {
   "use strict";
 
-  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const HISTORY = 150; // points kept per queue: 5 min at one point every 2 s
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
@@ -16,24 +15,14 @@
   let lastDead = null;
 
   // ------------------------------------------------------------------ helpers
-  async function api(path, options) {
-    const opts = Object.assign({ method: "GET", headers: {} }, options || {});
-    opts.headers = Object.assign({ "X-Parcelhook-CSRF": CSRF, Accept: "application/json" }, opts.headers);
-    if (opts.json !== undefined) {
-      opts.body = JSON.stringify(opts.json);
-      opts.headers["Content-Type"] = "application/json";
-      delete opts.json;
-    }
-    opts.credentials = "same-origin";
-    const response = await fetch(path, opts);
-    if (response.redirected && response.url.includes("/ops/login")) {
+  async function api(path, options) { // api.js; signed out, it goes to the sign-in form
+    const r = await window.ParcelhookApi.request(path, options);
+    if (r.redirected && r.url.includes("/ops/login")) {
       window.location = "/ops/login";
       throw new Error("signed out");
     }
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
-    if (response.status === 401) { window.location = "/ops/login"; }
-    return { status: response.status, ok: response.ok, body: body };
+    if (r.status === 401) { window.location = "/ops/login"; }
+    return r;
   }
 
   function el(tag, attrs, children) {

@@ -2,27 +2,14 @@
  * (GET /api/merchants/<m>/orders/<ref>) and refreshes one from Shippo
  * (POST /api/merchants/<m>/shipments/refresh: the Track Shippo answers is processed like
  * a track_updated webhook; a status already seen has no second effect).
- * Every request carries the X-Parcelhook-CSRF header from <meta name="csrf-token">.
+ * Requests go through api.js (the X-Parcelhook-CSRF header from <meta name="csrf-token">).
  */
 (function () {
   "use strict";
 
-  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (sel) => document.querySelector(sel);
 
-  async function api(path, options) {
-    const opts = Object.assign({ method: "GET", credentials: "same-origin" }, options || {});
-    opts.headers = { "X-Parcelhook-CSRF": CSRF, Accept: "application/json" };
-    if (options && options.json !== undefined) {
-      opts.body = JSON.stringify(options.json);
-      opts.headers["Content-Type"] = "application/json";
-      delete opts.json;
-    }
-    const response = await fetch(path, opts);
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
-    return { status: response.status, ok: response.ok, body: body };
-  }
+  const api = window.ParcelhookApi.request; // api.js
 
   function cell(text) {
     const td = document.createElement("td");

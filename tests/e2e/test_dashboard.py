@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import System
 from tests.support.json_values import json_object
+from tests.support.ops_browser import watched_page
 from tests.support.polling import wait_until
 from tests.support.services import missing
 
@@ -160,10 +161,7 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
         headers=system.auth(),
     )
 
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = watched_page(browser)
 
     # -- sign in: unauthenticated /ops goes to the login form; a wrong token is refused
     page.goto(f"{admin_url}/ops")
@@ -280,7 +278,7 @@ def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
     shot(page, "6-laptop-viewport", full_page=False)
     shot(page, "7-full-page")
     assert errors == [], errors
-    context.close()
+    page.context.close()
 
 
 def test_chromium_is_where_make_test_puts_it() -> None:

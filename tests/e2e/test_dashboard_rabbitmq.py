@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.test_dashboard import CHROMIUM_ARGS, LiveServer, browser, cell, post_webhook, shot  # noqa: F401
 from tests.fixtures.shippo import raw, scenario
 from tests.integration.conftest import System
+from tests.support.ops_browser import watched_page
 from tests.support.polling import wait_until
 from tests.support.rabbitmq import RabbitNode
 
@@ -62,10 +63,7 @@ def test_the_queues_card_shows_rabbitmqs_numbers(running: dict[str, Any], browse
     acme = system.create_merchant("acme", order_ref_pattern=r"Order (\d+)")
     system.register_order("1001")
 
-    context = browser.new_context(viewport={"width": 1366, "height": 768})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = watched_page(browser)
     page.goto(f"{running['admin'].url}/ops")
     page.fill("#token", system.settings.admin_token or "")
     page.click("button[type=submit]")
@@ -126,4 +124,4 @@ def test_the_queues_card_shows_rabbitmqs_numbers(running: dict[str, Any], browse
     wait_until(lambda: system.dead_letters("events") == 0 and api_queues(system)["events"]["ready"] == 0)
     wait_until(lambda: page_shows(page, "events", {f: 0 for f in FIELDS}), what="dead back to 0")
     assert errors == [], errors
-    context.close()
+    page.context.close()

@@ -16,6 +16,7 @@ from tests.e2e.test_dashboard import ARTIFACTS, browser, post_webhook, running  
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support.json_values import json_object
+from tests.support.ops_browser import watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
@@ -44,10 +45,7 @@ def test_a_merchant_signs_in_with_its_key_sees_its_orders_and_edits_a_template(
         system.broker.join(queue, timeout=30_000)
     acme_key, globex_key = _key(system, "acme"), _key(system, "globex")
 
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, errors = watched_page(browser, height=900)
 
     # -- signed out, the page sends you to its sign-in form; another merchant's key is refused
     page.goto(f"{admin_url}/m/acme")
@@ -92,7 +90,7 @@ def test_a_merchant_signs_in_with_its_key_sees_its_orders_and_edits_a_template(
     assert page.goto(f"{admin_url}/api/merchants/globex/orders").status == 404
     assert page.goto(f"{admin_url}/api/ops/summary").status == 403
     assert errors == [], errors
-    context.close()
+    page.context.close()
 
     # -- the admin token opens any merchant's page
     admin_context = browser.new_context()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -48,7 +47,7 @@ from store.schema import deliveries, notifications, shipment_scans, shipments
 from tests.fault.test_what_it_survives import open_shop
 from tests.support.fault_ledger import UNRESOLVED, assert_kept_its_word, settle
 from tests.support.fault_rig import Rig, wait
-from tests.support.hosts import ConnectionWatch, Fleet, Host, SpreadSender
+from tests.support.hosts import ConnectionWatch, Fleet, Host, SpreadSender, established_to
 from tests.support.rabbitmq import RabbitNode, rabbitmq_service  # noqa: F401 - fixture
 from tests.support.shippo_traffic import Parcel, traffic
 from workers.clock import CADENCE_S
@@ -137,13 +136,7 @@ def held_by_dead_consumers(client: redis.Redis, dead_since_ms: int) -> dict[str,
 def unacked_by_group(node: RabbitNode, vhost: str) -> Counter[int]:
     """RabbitMQ: messages delivered and not acked, by the process group of the consumer's
     connection (the management API's channel figures, refreshed every second)."""
-    ports = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( dport = :{node.amqp_port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
+    ports = established_to(node.amqp_port)
     group_of: dict[int, int] = {}
     for local_port, pid in re.findall(r"\S+:(\d+)\s+\S+\s+users:\(\(\"[^\"]*\",pid=(\d+)", ports):
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 import pytest
@@ -85,22 +85,22 @@ def raising(error: Exception) -> Callable[..., None]:
 
 
 def dead_letter(
-    broker: RedisBroker,
+    broker: dramatiq.Broker,
     fn: Callable[..., None],
     *,
     queue: str,
     actor_name: str,
     calls: Sequence[tuple[Any, ...]],
+    dead_count: Callable[[str], int] | None = None,
 ) -> list[dramatiq.Message[Any]]:
     """Send ``calls`` to an actor running ``fn`` without retries, and run a real worker until
-    every one of them is dead-lettered. Returns the messages sent."""
+    every one of them is dead-lettered: until ``dead_count(queue)`` (by default the count in the
+    Redis broker's own dead-letter set) is their number. Returns the messages sent."""
+    count = dead_count or (lambda q: int(cast(RedisBroker, broker).client.zcard(f"{NAMESPACE}:{q}.XQ")))
     actor = stand_in(broker, fn, queue=queue, name=actor_name, max_retries=0)
     sent = [actor.send(*args) for args in calls]
     with running_worker(broker):
-        wait_until(
-            lambda: broker.client.zcard(f"{NAMESPACE}:{queue}.XQ") == len(sent),
-            what=f"{len(sent)} dead letters on {queue}",
-        )
+        wait_until(lambda: count(queue) == len(sent), what=f"{len(sent)} dead letters on {queue}")
     return sent
 
 

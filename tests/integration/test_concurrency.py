@@ -20,44 +20,14 @@ from store import orders as order_store
 from store import shipments as shipment_store
 from store.database import Database, utcnow
 from store.schema import deliveries, orders, shipment_scans, shipments
-from tests.fixtures.shippo import scenario
 from tests.integration.conftest import VAULT
+from tests.support.webhooks import label, track
 from workers.processing import Outcome, process_event
 
 THREADS = 8
 PER_THREAD = 10
 START = datetime(2026, 3, 3, 9, 0)
 SUBSTATUSES = ("package_accepted", "package_departed", "package_arrived", "package_processing")
-
-
-def track(
-    tracking: str,
-    transaction: str,
-    scan_id: str,
-    at: datetime,
-    status: str = "TRANSIT",
-    substatus: str = "package_departed",
-) -> str:
-    """One track_updated carrying one scan (its history holds only that scan: nothing to fill in)."""
-    body = json.loads(scenario("delivered")[2])
-    data = body["data"]
-    data["tracking_number"], data["transaction"] = tracking, transaction
-    scan = {
-        **data["tracking_status"],
-        "object_id": scan_id,
-        "status": status,
-        "substatus": {"code": substatus, "text": substatus.replace("_", " "), "action_required": False},
-        "status_date": at.isoformat() + "Z",
-        "object_created": at.isoformat() + "Z",
-    }
-    data["tracking_status"], data["tracking_history"] = scan, [scan]
-    return json.dumps(body)
-
-
-def label(transaction: str, tracking: str, ref: str) -> str:
-    body = json.loads(scenario("delivered")[0])
-    body["data"].update(object_id=transaction, tracking_number=tracking, metadata=f"Order {ref}")
-    return json.dumps(body)
 
 
 def in_order(bodies: list[str]) -> ShipmentState:

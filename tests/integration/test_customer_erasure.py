@@ -176,10 +176,10 @@ def test_a_notification_not_sent_yet_is_suppressed_by_the_erasure(system: System
     """A queued send to the customer must never go out to the masked address."""
     _two_customers(system)
     with system.database.write() as conn:
-        queued = notification_store.create(
-            system.database, conn, merchant_id=1, order_id=1, shipment_id=None, kind="delivered",
+        queued = notification_store.create(system.database, conn, notification_store.new_row(
+            merchant_id=1, order_id=1, shipment_id=None, kind="delivered",
             channel="email", audience="customer", key="planted-queued", to_address="jane@example.com",
-        )  # fmt: skip
+        ))  # fmt: skip
     assert queued is not None
     assert _erase(system, "email=jane@example.com").status_code == 200
     with system.database.read() as conn:

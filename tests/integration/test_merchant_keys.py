@@ -271,7 +271,9 @@ def test_the_outbox_and_webhook_log_of_a_key_show_its_merchant_only(system: Syst
     overview = system.admin.get(f"/api/merchants/{two.a}/overview", headers=key).get_json()
     [order] = overview["orders"]
     assert order["ref"] == "1001" and order["shipments"][0]["status"] == "delivered"
-    assert {n["kind"] for n in overview["notifications"]} >= {"shipped", "delivered"}
+    # "delivered" always goes out; "shipped" may be superseded when the worker's threads reach the
+    # delivered scan first (never stale), so it is not asserted
+    assert "delivered" in {n["kind"] for n in overview["notifications"]}
 
 
 def test_keys_are_created_listed_and_revoked_and_a_revoked_key_gets_401(system: System, two: Two) -> None:

@@ -30,39 +30,14 @@ from store import orders as order_store
 from store.database import Database, utcnow
 from store.merchants import Merchant
 from store.schema import notifications
-from tests.fixtures.shippo import scenario
 from tests.integration.conftest import SIGNING_KEY, VAULT
+from tests.support.webhooks import label, track
 from workers.processing import process_event
 from workers.sending import Sender
 
 START = datetime(2026, 3, 3, 9, 0)
 CARRIERS = ("usps", "ups", "fedex", "dhl_express")
 _serial = itertools.count(1)
-
-
-def _label(ref: str, transaction: str, tracking: str, carrier: str) -> str:
-    body = json.loads(scenario("delivered")[0])
-    body["data"].update(object_id=transaction, tracking_number=tracking, metadata=f"Order {ref}")
-    body["data"]["carrier"] = carrier
-    return json.dumps(body)
-
-
-def _track(
-    ref: str, transaction: str, tracking: str, carrier: str, scan: str, at: datetime, status: str, sub: str
-) -> str:
-    body = json.loads(scenario("delivered")[2])
-    data = body["data"]
-    data.update(tracking_number=tracking, transaction=transaction, carrier=carrier, metadata=f"Order {ref}")
-    latest = {
-        **data["tracking_status"],
-        "object_id": scan,
-        "status": status,
-        "substatus": {"code": sub, "text": sub.replace("_", " "), "action_required": False},
-        "status_date": at.isoformat() + "Z",
-        "object_created": at.isoformat() + "Z",
-    }
-    data["tracking_status"], data["tracking_history"] = latest, [latest]
-    return json.dumps(body)
 
 
 def _parcel_events(ref: str, parcel: int, serial: int) -> list[tuple[str, str]]:
@@ -72,22 +47,22 @@ def _parcel_events(ref: str, parcel: int, serial: int) -> list[tuple[str, str]]:
     txn = f"{serial:016x}{parcel:016x}"
     base = START + timedelta(hours=parcel)
     return [
-        (f"{ref}-{parcel}-label", _label(ref, txn, tracking, carrier)),
+        (f"{ref}-{parcel}-label", label(txn, tracking, ref, carrier=carrier)),
         (
             f"{ref}-{parcel}-transit",
-            _track(ref, txn, tracking, carrier, f"{tracking}-t", base, "TRANSIT", "package_departed"),
+            track(tracking, txn, f"{tracking}-t", base, carrier=carrier, metadata=f"Order {ref}"),
         ),
         (
             f"{ref}-{parcel}-delivered",
-            _track(
-                ref,
-                txn,
+            track(
                 tracking,
-                carrier,
+                txn,
                 f"{tracking}-d",
                 base + timedelta(days=1),
                 "DELIVERED",
                 "delivered",
+                carrier=carrier,
+                metadata=f"Order {ref}",
             ),
         ),
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,7 +20,7 @@ from admin.dead_letters import DeadLetters, RabbitDeadLetters, UnknownQueue
 from admin.queues import QueueInspector, RabbitQueueInspector
 from config import Settings
 from tests.integration.conftest import BROKERS
-from tests.integration.ops_fixtures import raising, stand_in
+from tests.integration.ops_fixtures import dead_letter, raising, stand_in
 from tests.support.polling import running_worker, wait_until
 from tests.support.rabbitmq import RabbitNode
 from workers.broker import QUEUES
@@ -49,6 +49,10 @@ class Rig:
 
     def ready(self, queue: str) -> int:
         return self.inspector.queue(queue).ready
+
+    def dead_count(self, queue: str) -> int:
+        """Dead letters on ``queue``, as the ops side reads them."""
+        return self.dlq.count(queue)
 
 
 def redis_rig(broker: RedisBroker, client: redis.Redis, url: str) -> Rig:
@@ -94,25 +98,6 @@ def dlq(rig: Rig) -> DeadLetters | RabbitDeadLetters:
     return rig.dlq
 
 
-def dead_letter(
-    rig: Rig,
-    fn: Callable[..., None],
-    *,
-    queue: str,
-    actor_name: str,
-    calls: Sequence[tuple[Any, ...]],
-    broker: dramatiq.Broker | None = None,
-) -> list[dramatiq.Message[Any]]:
-    """Send ``calls`` to an actor running ``fn`` without retries (on ``broker``, by default the
-    rig's), and run a real worker until every one of them is dead-lettered."""
-    on = broker or rig.broker
-    actor = stand_in(on, fn, queue=queue, name=actor_name, max_retries=0)
-    sent = [actor.send(*args) for args in calls]
-    with running_worker(on):
-        wait_until(lambda: rig.dlq.count(queue) == len(sent), what=f"{len(sent)} dead letters on {queue}")
-    return sent
-
-
 class Flaky:
     """process_event that fails while ``failing`` is set and records every successful call."""
 
@@ -131,11 +116,12 @@ class Flaky:
 def dead_letter_events(rig: Rig, n: int) -> tuple[Flaky, list[dramatiq.Message[Any]]]:
     flaky = Flaky()
     sent = dead_letter(
-        rig,
+        rig.broker,
         flaky,
         queue="events",
         actor_name="process_event",
         calls=[("acme", f"ev-{i}", "2024-05-01T10:00:00+00:00", "{}") for i in range(n)],
+        dead_count=rig.dead_count,
     )
     return flaky, sent
 
@@ -160,11 +146,12 @@ def test_list_describes_each_dead_letter(rig: Rig, dlq: Letters) -> None:
 
 def test_notification_dead_letters_carry_the_notification_id(rig: Rig, dlq: Letters) -> None:
     dead_letter(
-        rig,
+        rig.broker,
         raising(ValueError("template broken")),
         queue="notifications",
         actor_name="send_notification",
         calls=[(42,)],
+        dead_count=rig.dead_count,
     )
     [d] = dlq.list("notifications", 10)
     assert (d.actor, d.notification_id, d.merchant, d.last_error) == (
@@ -307,12 +294,12 @@ def test_without_the_recorder_the_stored_message_still_gives_attempts(rig: Rig, 
     bare = rig.bare()
     try:
         dead_letter(
-            rig,
+            bare,
             raising(ValueError("nope")),
             queue="notifications",
             actor_name="send_notification",
             calls=[(1,)],
-            broker=bare,
+            dead_count=rig.dead_count,
         )
     finally:
         bare.close()

@@ -68,15 +68,15 @@ class Planted:
                 outcome="processed",
                 body='{"data": {"address_to": {"city": "Spotsylvania"}}}',
             )
-            customer = notification_store.create(
-                db, conn, merchant_id=merchant.id, order_id=None, shipment_id=None, kind="shipped",
+            customer = notification_store.create(db, conn, notification_store.new_row(
+                merchant_id=merchant.id, order_id=None, shipment_id=None, kind="shipped",
                 channel="email", audience="customer", key="n-customer", to_address="jane@example.com",
-            )  # fmt: skip
-            alert = notification_store.create(
-                db, conn, merchant_id=merchant.id, order_id=None, shipment_id=None, kind="notification_failed",
+            ))  # fmt: skip
+            alert = notification_store.create(db, conn, notification_store.new_row(
+                merchant_id=merchant.id, order_id=None, shipment_id=None, kind="notification_failed",
                 channel="email", audience="merchant", key="n-alert", to_address="ops@acme.example",
                 context={"alert": {"detail": "The shipped sms to +1415*****55 could not be sent."}},
-            )  # fmt: skip
+            ))  # fmt: skip
             assert customer is not None and alert is not None
             self.customer, self.alert = customer, alert
             notification_store.outbox_capture(

@@ -11,6 +11,7 @@ import pytest
 
 from store import merchants as merchant_store
 from store import templates as template_store
+from store.template_versions import Content, TemplateKey
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support import notify_harness as h
@@ -65,13 +66,8 @@ def test_a_stored_bomb_fails_its_send_fast_with_an_alert_and_the_worker_keeps_go
             template_store.put(
                 system.database,
                 conn,
-                merchant_id,
-                "shipped",
-                "email",
-                "en",
-                "Shipped {{ order.ref }}",
-                bomb,
-                None,
+                TemplateKey(merchant_id, "shipped", "email", "en"),
+                Content("Shipped {{ order.ref }}", bomb, None),
             )
         system.start_worker()
         before = _maxrss_mb()

@@ -84,18 +84,22 @@ class Fleet:
         return [urlunsplit(parts._replace(netloc=f"{h.address}:{port}")) for h in self.hosts["web"]]
 
 
-def connections_to(port: int) -> Counter[int]:
-    """Established TCP connections to ``port`` on this machine, by the client's process group
-    (``ss``, from iproute2)."""
-    out = subprocess.run(
+def established_to(port: int) -> str:
+    """``ss`` (iproute2) lines of the established TCP connections to ``port`` on this machine:
+    local address, peer address, and the processes holding the socket (``users:((…,pid=N,…))``)."""
+    return subprocess.run(
         ["ss", "-tnpH", "state", "established", f"( dport = :{port} )"],
         capture_output=True,
         text=True,
         check=True,
         timeout=10,
     ).stdout
+
+
+def connections_to(port: int) -> Counter[int]:
+    """Established TCP connections to ``port`` on this machine, by the client's process group."""
     groups: Counter[int] = Counter()
-    for pid in re.findall(r"pid=(\d+)", out):
+    for pid in re.findall(r"pid=(\d+)", established_to(port)):
         try:
             groups[os.getpgid(int(pid))] += 1
         except ProcessLookupError:

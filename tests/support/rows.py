@@ -29,15 +29,17 @@ def notification(
     return notification_store.create(
         database,
         conn,
-        merchant_id=merchant_id,
-        order_id=order_id,
-        shipment_id=shipment_id,
-        kind="shipped",
-        channel=channel,
-        audience="customer",
-        key=key,
-        to_address=to_address,
-        **fields,
+        notification_store.new_row(
+            merchant_id=merchant_id,
+            order_id=order_id,
+            shipment_id=shipment_id,
+            kind="shipped",
+            channel=channel,
+            audience="customer",
+            key=key,
+            to_address=to_address,
+            **fields,
+        ),
     )
 
 
