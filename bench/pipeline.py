@@ -32,7 +32,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -413,9 +413,28 @@ class _LockWaits:
                 for row in conn.execute(query):
                     self.samples[row.what] += int(row.n)
 
+    #: wait events that are row locks (a transaction waiting for another's row), and the kinds of
+    #: wait a global lock would show as
+    ROW_LOCKS = frozenset({"Lock:transactionid", "Lock:tuple"})
+
     def shares(self) -> dict[str, float]:
+        """Of all samples of an active session: how many waited on a row lock, on any other
+        heavyweight lock (relation, advisory…: what a global lock would be), on a lightweight
+        lock, on I/O; the rest were running (or waiting on the client)."""
         total = sum(self.samples.values())
-        return {k: round(v / total, 3) for k, v in self.samples.most_common(8)} if total else {}
+        if not total:
+            return {}
+
+        def share(pick: Callable[[str], bool]) -> float:
+            return round(sum(n for what, n in self.samples.items() if pick(what)) / total, 4)
+
+        return {
+            "samples": float(total),
+            "row_lock": share(lambda w: w in self.ROW_LOCKS),
+            "other_lock": share(lambda w: w.startswith("Lock:") and w not in self.ROW_LOCKS),
+            "lwlock": share(lambda w: w.startswith("LWLock:")),
+            "io": share(lambda w: w.startswith("IO:")),
+        }
 
 
 def _fresh_database(pg_url: str, name: str) -> str:
@@ -715,7 +734,13 @@ def run(quick: bool = False, workers: list[int] | None = None) -> dict[str, Any]
             )
     for row in results.get("postgres", {}).get("workers", ()):
         results["postgres"]["problems"].extend(f"×{row['processes']}: {w}" for w in row["problems"])
-        waits = ", ".join(f"{k} {v:.0%}" for k, v in row["waits"].items())
+        w = row["waits"]
+        waits = (
+            f"{w['samples']:.0f} active-session samples: row-lock waits {w['row_lock']:.1%}, other locks "
+            f"{w['other_lock']:.1%}, LWLock {w['lwlock']:.1%}, I/O {w['io']:.1%}"
+            if w
+            else "no active session sampled"
+        )
         table.append(
             (
                 f"pipeline postgres {row['processes']} worker procs",
