@@ -31,7 +31,7 @@ from store import shipments as shipment_store
 from store.database import utcnow
 from store.errors import Conflict, NotFound
 from store.merchants import Merchant
-from workers.shippo_account import ShippoNotReady
+from workers.shippo_account import CallBudget, ShippoNotReady, ShippoRateLimited
 from workers.tracking_refresh import Refreshed, refresh
 from workers.webhook_registration import register
 
@@ -64,6 +64,15 @@ def _not_ready(exc: ShippoNotReady) -> Response:
     return error_response(409, "conflict", str(exc))
 
 
+@shippo_routes.errorhandler(ShippoRateLimited)
+def _rate_limited(exc: ShippoRateLimited) -> Response:
+    return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+
+
+def _budget(s: Services) -> CallBudget:
+    return CallBudget(s.redis, s.settings.shippo_rate_per_min)
+
+
 @shippo_routes.post("/api/merchants/<slug>/shipments/refresh")
 @scope(Scope.MERCHANT)
 def refresh_shipment(slug: str) -> Response:
@@ -79,7 +88,14 @@ def refresh_and_view(s: Services, slug: str, carrier: str, tracking_number: str)
     merchant = _merchant(s, slug)
     try:
         result = refresh(
-            s.database, s.settings, merchant, carrier, tracking_number, now=utcnow(), on_alert=_send
+            s.database,
+            s.settings,
+            merchant,
+            carrier,
+            tracking_number,
+            now=utcnow(),
+            on_alert=_send,
+            budget=_budget(s),
         )
     except PayloadError as exc:
         raise ShippoError(f"its Track cannot be processed: {exc}", status=200) from None
@@ -98,7 +114,7 @@ def register_webhooks(slug: str) -> Response:
 
 def register_and_list(s: Services, slug: str) -> list[dict[str, str]]:
     merchant = _merchant(s, slug)
-    webhooks = register(s.database, s.settings, merchant, now=utcnow(), on_alert=_send)
+    webhooks = register(s.database, s.settings, merchant, now=utcnow(), on_alert=_send, budget=_budget(s))
     return [w.to_public() for w in webhooks]
 
 

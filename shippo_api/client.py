@@ -93,6 +93,8 @@ class ShippoClient:
     attempts: int = ATTEMPTS
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     session: requests.Session = field(default_factory=requests.Session, repr=False)
+    #: Called before every HTTP request, retries included (a call budget may raise from it).
+    before_request: Callable[[], None] = field(default=lambda: None, repr=False)
 
     # ------------------------------------------------------------------ the calls
 
@@ -157,6 +159,7 @@ class ShippoClient:
         headers = {"Authorization": f"ShippoToken {self.token}", "Accept": "application/json"}
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
+            self.before_request()
             try:
                 response = self.session.request(method, url, json=body, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:

@@ -6,8 +6,10 @@ Every run takes the non-terminal shipments that have heard nothing for
 looks each up (``workers/tracking_refresh.py``: the same processing as a webhook, so a status
 already heard has no second effect, and a lost ``delivered`` tells the customer once). Limits:
 
-- at most ``PARCELHOOK_SHIPPO_RATE_PER_MIN`` calls per merchant per minute, counted in Redis per
-  merchant and minute (``INCR``), so several workers running the job share the budget;
+- at most ``PARCELHOOK_SHIPPO_RATE_PER_MIN`` Shippo requests per merchant per minute: the
+  merchant's ``CallBudget`` (``workers/shippo_account.py``), shared in Redis with every other
+  process and path (manual lookups, webhook registration, retries); a merchant whose minute is
+  used up is skipped until the next run;
 - one run at a time (a Redis lock with a timeout), on top of the scheduler's per-tick claim,
   which already makes one of any number of schedulers enqueue each tick;
 - a run stops after ``RUN_BUDGET`` so it ends well inside ``run_maintenance``'s time limit;
@@ -39,7 +41,7 @@ from store import shippo_polls
 from store.database import utcnow
 from store.errors import StoreError
 from store.merchants import Merchant
-from workers.shippo_account import ShippoNotReady
+from workers.shippo_account import CallBudget, ShippoNotReady
 from workers.tracking_refresh import refresh
 
 if TYPE_CHECKING:
@@ -60,23 +62,6 @@ class Reconciled:
 
     notification_ids: tuple[int, ...] = ()
     platform_events: bool = False
-
-
-class RateLimit:
-    """At most ``per_minute`` calls per merchant per clock minute, shared through Redis."""
-
-    def __init__(self, client: redis.Redis, per_minute: int, prefix: str = "parcelhook:shippo:calls") -> None:
-        self.client = client
-        self.per_minute = per_minute
-        self.prefix = prefix
-
-    def take(self, merchant_id: int, now: datetime) -> bool:
-        key = f"{self.prefix}:{merchant_id}:{int(now.timestamp() // 60)}"
-        pipe = self.client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        used, _ = pipe.execute()
-        return int(used) <= self.per_minute
 
 
 def reconcile(rt: Runtime, *, now: datetime | None = None) -> Reconciled:
@@ -101,7 +86,7 @@ def reconcile(rt: Runtime, *, now: datetime | None = None) -> Reconciled:
 def _run(rt: Runtime, client: redis.Redis, now: datetime) -> Reconciled:
     settings, db = rt.settings, rt.database
     due = _due(rt, now, limit=BATCH)
-    limit = RateLimit(client, settings.shippo_rate_per_min)
+    budget = CallBudget(client, settings.shippo_rate_per_min)
     merchants: dict[int, Merchant | None] = {}
     skipped: set[int] = set()
     ids: list[int] = []
@@ -118,8 +103,8 @@ def _run(rt: Runtime, client: redis.Redis, now: datetime) -> Reconciled:
             with db.read() as conn:
                 merchant = merchant_store.get_by_id(conn, shipment.merchant_id, settings.vault)
             merchants[shipment.merchant_id] = merchant
-        if merchant is None or merchant.shippo_paused or not limit.take(merchant.id, now):
-            skipped.add(shipment.merchant_id)  # paused, or this minute's calls are used up
+        if merchant is None or merchant.shippo_paused:
+            skipped.add(shipment.merchant_id)
             continue
         try:
             result = refresh(
@@ -130,12 +115,13 @@ def _run(rt: Runtime, client: redis.Redis, now: datetime) -> Reconciled:
                 shipment.tracking_number,
                 now=now,
                 on_alert=ids.append,
+                budget=budget,
             )
         except ShippoUnauthorized:
             counts["failed"] += 1
             skipped.add(merchant.id)  # paused now; the alert is in ids
             continue
-        except ShippoNotReady:
+        except ShippoNotReady:  # paused, or this minute's requests are used up (ShippoRateLimited)
             skipped.add(merchant.id)
             continue
         except (ShippoError, PayloadError, StoreError) as exc:

@@ -21,7 +21,7 @@ from store import shippo_polls
 from store.database import Database
 from store.merchants import Merchant
 from workers.processing import process_event
-from workers.shippo_account import OnAlert, call
+from workers.shippo_account import CallBudget, OnAlert, call
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,18 @@ def refresh(
     *,
     now: datetime,
     on_alert: OnAlert,
+    budget: CallBudget,
 ) -> Refreshed:
     """Raises the ``shippo_api.errors`` tree (Shippo failed), ``ShippoNotReady`` (no token,
     paused) or ``domain.payload.PayloadError`` (Shippo's Track cannot be processed)."""
     track = call(
-        db, settings, merchant, lambda c: c.track(carrier, tracking_number), now=now, on_alert=on_alert
+        db,
+        settings,
+        merchant,
+        lambda c: c.track(carrier, tracking_number),
+        now=now,
+        on_alert=on_alert,
+        budget=budget,
     )
     body = track_updated_body(track)
     webhook = parse_webhook(body)

@@ -17,7 +17,7 @@ from domain.vocabulary import EventName
 from shippo_api.client import ShippoClient, Webhook, is_test_token
 from store.database import Database
 from store.merchants import Merchant
-from workers.shippo_account import OnAlert, call
+from workers.shippo_account import CallBudget, OnAlert, call
 
 EVENTS: tuple[EventName, ...] = (
     EventName.TRANSACTION_CREATED,
@@ -52,7 +52,13 @@ def reconcile_registrations(client: ShippoClient, url: str, *, is_test: bool) ->
 
 
 def register(
-    db: Database, settings: Settings, merchant: Merchant, *, now: datetime, on_alert: OnAlert
+    db: Database,
+    settings: Settings,
+    merchant: Merchant,
+    *,
+    now: datetime,
+    on_alert: OnAlert,
+    budget: CallBudget,
 ) -> list[Webhook]:
     url = merchant.webhook_url(settings.public_url)
     is_test = is_test_token(merchant.shippo_api_token or "")
@@ -63,4 +69,5 @@ def register(
         lambda client: reconcile_registrations(client, url, is_test=is_test),
         now=now,
         on_alert=on_alert,
+        budget=budget,
     )

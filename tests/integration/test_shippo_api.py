@@ -445,3 +445,60 @@ def test_a_worker_without_the_encryption_keys_skips_reconciliation_with_a_warnin
     found = reconcile(keyless, now=utcnow() + timedelta(hours=13))
     assert found.notification_ids == () and shippo.requests == []
     assert "PARCELHOOK_ENCRYPTION_KEYS" in caplog.text
+
+
+# ---------------------------------------------------------------- one budget for every Shippo request
+
+
+@pytest.fixture()
+def thrifty(make_system: Callable[..., System], database_url: str, shippo: ShippoServer) -> System:
+    """``acme`` with a budget of 2 Shippo requests per minute."""
+    system = make_system(database_url, shippo_api_url=shippo.url, shippo_rate_per_min=2)
+    system.create_merchant(order_ref_pattern=r"Order (\d+)", alert_email=ALERTS, shippo_api_token=TOKEN)
+    system.start_worker()
+    return system
+
+
+def _refused_for_rate(answer: Any) -> None:
+    assert answer.status_code == 429, answer.get_json()
+    assert answer.get_json()["error"] == "rate_limited"
+    assert "PARCELHOOK_SHIPPO_RATE_PER_MIN" in answer.get_json()["message"]
+    assert 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+def test_manual_lookups_spend_the_merchants_budget_of_requests_per_minute(
+    thrifty: System, shippo: ShippoServer
+) -> None:
+    track = json.loads(scenario("delivered")[-1])["data"]
+    shippo.set_track(track)
+    if utcnow().second >= 55:  # three requests must fall in one clock minute
+        import time
+
+        time.sleep(61 - utcnow().second)
+    assert _refresh(thrifty, track).status_code == 200
+    assert _refresh(thrifty, track).status_code == 200
+    _refused_for_rate(_refresh(thrifty, track))
+    assert len(shippo.calls("GET", "/tracks/")) == 2, "the third request never left"
+
+
+def test_a_retry_is_a_request_too(thrifty: System, shippo: ShippoServer) -> None:
+    track = json.loads(scenario("delivered")[-1])["data"]
+    shippo.set_track(track)
+    if utcnow().second >= 55:
+        import time
+
+        time.sleep(61 - utcnow().second)
+    shippo.fail_next(503, times=2)  # the first lookup's two requests are 503s: budget spent
+    first = _refresh(thrifty, track)
+    _refused_for_rate(first)  # its third attempt would have been the budget's third request
+    assert [c.status for c in shippo.calls("GET", "/tracks/")] == [503, 503]
+
+
+def test_webhook_registration_spends_the_same_budget(thrifty: System, shippo: ShippoServer) -> None:
+    if utcnow().second >= 55:
+        import time
+
+        time.sleep(61 - utcnow().second)
+    answer = thrifty.admin.post("/api/merchants/acme/shippo/webhooks", headers=thrifty.auth())
+    _refused_for_rate(answer)  # a list and three creates need four requests
+    assert len(shippo.requests) == 2
