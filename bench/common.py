@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from config import PROJECT_ROOT as PROJECT_ROOT  # re-exported: the benches use common.PROJECT_ROOT
-from tests.support.services import pg_bin, postgres_user_prefix
+from tests.support.services import pg_bin, postgres_user_prefix, spawn_redis
 from tests.support.services import wait_for_port as wait_for_port  # re-exported for bench/ingest.py
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -133,30 +133,7 @@ def redis_server(workdir: Path) -> Iterator[Redis]:
     data = workdir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--protected-mode",
-            "no",
-            "--logfile",
-            str(data / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = spawn_redis(port, data, new_session=True)
     try:
         wait_for_port(port, process=process)
         yield Redis(port, workdir)

@@ -23,11 +23,11 @@ from typing import Any
 
 from tests.support.services import (
     RedisServer,
-    _spawn_redis,
     free_port,
     missing,
     pg_bin,
     postgres_user_prefix,
+    spawn_redis,
     wait_for_port,
     wait_until_loaded,
 )
@@ -190,7 +190,7 @@ class Rig:
         self.redis_dir = workdir / "redis"
         self.redis_dir.mkdir()
         port = free_port()
-        self.redis = RedisServer(port, _spawn_redis(port, self.redis_dir), self.redis_dir)
+        self.redis = RedisServer(port, spawn_redis(port, self.redis_dir), self.redis_dir)
         wait_for_port(port)
         self.pg: PgCluster | None = None
         if database == "postgres":
@@ -347,7 +347,7 @@ class Rig:
         self.redis.process.wait(10)
 
     def restart_redis(self) -> None:
-        self.redis.process = _spawn_redis(self.redis.port, self.redis_dir)
+        self.redis.process = spawn_redis(self.redis.port, self.redis_dir)
         wait_for_port(self.redis.port)
         wait_until_loaded(self.redis.port)
 

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 
 
-class LocalHTTPServer:
+class LocalHTTPServer(ABC):
     METHODS: ClassVar[frozenset[str]] = frozenset({"GET", "POST"})
     THREAD_NAME: ClassVar[str] = "local-http-server"
 
     _httpd: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
+    @abstractmethod
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        raise NotImplementedError
+        """Answer one request of a method in ``METHODS``."""
 
     @property
     def url(self) -> str:

@@ -75,7 +75,7 @@ class RedisServer:
 
     def start(self) -> None:
         """(Re)start on the same port and data dir (AOF on, so nothing queued is lost)."""
-        self.process = _spawn_redis(self.port, self.workdir)
+        self.process = spawn_redis(self.port, self.workdir)
         wait_for_port(self.port)
         wait_until_loaded(self.port)
 
@@ -99,7 +99,9 @@ def wait_until_loaded(port: int, timeout: float = 30.0) -> None:
         client.close()
 
 
-def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def spawn_redis(port: int, workdir: Path, *, new_session: bool = False) -> subprocess.Popen[bytes]:
+    """A private redis-server like `make run`'s (AOF everysec, no RDB saves) on ``port``, its
+    files in ``workdir``; ``new_session``: in a process group of its own."""
     return subprocess.Popen(
         [
             shutil.which("redis-server") or "redis-server",
@@ -122,6 +124,7 @@ def _spawn_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=new_session,
     )
 
 
@@ -131,7 +134,7 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
         missing("redis-server")
     workdir = Path(tempfile.mkdtemp(prefix="ph-redis-"))
     port = port or free_port()
-    server = RedisServer(port, _spawn_redis(port, workdir), workdir)
+    server = RedisServer(port, spawn_redis(port, workdir), workdir)
     try:
         wait_for_port(port)
         yield server
