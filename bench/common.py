@@ -11,22 +11,28 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from config import PROJECT_ROOT as PROJECT_ROOT  # re-exported: the benches use common.PROJECT_ROOT
+from tests.support.processes import start_in_session
 from tests.support.services import pg_bin, postgres_user_prefix, spawn_redis
 from tests.support.services import wait_for_port as wait_for_port  # re-exported for bench/ingest.py
+
+if TYPE_CHECKING:
+    from store.database import Database
+    from store.merchants import Merchant
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -76,18 +82,8 @@ def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 15.0) -
 
 def spawn(argv: Sequence[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A child in its own session (so stop_process can end its whole group), output to ``log``."""
-    handle = log.open("ab")
-    try:
-        return subprocess.Popen(
-            list(argv),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        handle.close()
+    with log.open("ab") as handle:
+        return start_in_session(argv, env=env, log=handle)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -97,6 +93,19 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     env.update(extra)
     return env
+
+
+def app_env(workdir: Path, db_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """:func:`child_env` for a parcelhook process (web or worker): its database and broker, a fresh
+    admin token and signing key, its ``var/`` in ``workdir``."""
+    return child_env(
+        PARCELHOOK_DATABASE_URL=db_url,
+        PARCELHOOK_BROKER_URL=broker_url,
+        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
+        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
+        PARCELHOOK_VAR_DIR=str(workdir / "var"),
+        **extra,
+    )
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -212,6 +221,44 @@ def migrate(url: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def customer(ref: str, **extra: str) -> dict[str, str]:
+    """The registered customer of bench order ``ref`` (English, an email address of its own)."""
+    return {"name": f"Customer {ref}", "email": f"c{ref}@bench.example", "locale": "en", **extra}
+
+
+def seed_merchant(
+    db: Database,
+    slug: str,
+    *,
+    name: str,
+    profile: dict[str, Any],
+    orders: Iterable[str] = (),
+    customer_of: Callable[[str], dict[str, str]] = customer,
+    hmac_secrets: list[str] | None = None,
+    encryption_key: str | None = None,
+) -> Merchant:
+    """Merchant ``slug`` (its vault keyed by ``encryption_key``, a fresh key if None) and its
+    ``orders`` registered for email only, in one transaction."""
+    from store import merchants as merchant_store
+    from store import orders as order_store
+    from store.vault import Vault, generate_key
+
+    with db.write() as conn:
+        merchant, _ = merchant_store.upsert(
+            conn,
+            slug,
+            vault=Vault([encryption_key or generate_key()]),
+            name=name,
+            hmac_secrets=hmac_secrets,
+            profile=profile,
+        )
+        for ref in orders:
+            order_store.register(
+                db, conn, merchant.id, ref, customer=customer_of(ref), notify_email=True, notify_sms=False
+            )
+    return merchant
+
+
 # ------------------------------------------------------------------ realistic bodies
 
 
@@ -282,6 +329,22 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
+
+
+_SPREAD: dict[str, Callable[[Sequence[float]], float]] = {
+    "max": max,
+    "mean": lambda values: sum(values) / len(values),
+}
+
+
+def summary_ms(values: Sequence[float], spread: Literal["max", "mean"]) -> dict[str, float]:
+    """p50, p99 and ``spread`` of ``values`` (seconds) in milliseconds (NaN for no data), and n."""
+    return {
+        "p50": ms(percentile(values, 50)),
+        "p99": ms(percentile(values, 99)),
+        spread: ms(_SPREAD[spread](values)) if values else float("nan"),
+        "n": len(values),
+    }
 
 
 def machine_info() -> dict[str, Any]:

@@ -204,30 +204,26 @@ def setup(workdir: Path, redis: Any) -> tuple[dict[str, str], str, str]:
     db_url = common.sqlite_url(workdir)
     common.migrate(db_url)
     secret = secrets.token_hex(16)
-    from store import merchants as merchant_store
     from store.database import Database
-    from store.vault import Vault, generate_key
+    from store.vault import generate_key
 
     encryption_key = generate_key()
     db = Database(db_url)
     try:
-        with db.write() as conn:
-            merchant, _ = merchant_store.upsert(
-                conn,
-                MERCHANT,
-                vault=Vault([encryption_key]),
-                name="Bench Co",
-                hmac_secrets=[secret],
-                profile={"email_from": "ship@bench.example"},
-            )
+        merchant = common.seed_merchant(
+            db,
+            MERCHANT,
+            name="Bench Co",
+            profile={"email_from": "ship@bench.example"},
+            hmac_secrets=[secret],
+            encryption_key=encryption_key,
+        )
     finally:
         db.dispose()
-    env = common.child_env(
-        PARCELHOOK_DATABASE_URL=db_url,
-        PARCELHOOK_BROKER_URL=redis.url,
-        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
-        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
-        PARCELHOOK_VAR_DIR=str(workdir / "var"),
+    env = common.app_env(
+        workdir,
+        db_url,
+        redis.url,
         PARCELHOOK_ENCRYPTION_KEYS=encryption_key,
         BENCH_FLOOR_REDIS_URL=redis.url,
         BENCH_FLOOR_KEY=FLOOR_KEY,

@@ -82,43 +82,51 @@ def _broker_for(redis_url: str) -> Any:
 
 
 def _prepare(db_url: str, orders: list[str]) -> int:
-    from store import merchants as merchant_store
-    from store import orders as order_store
     from store.database import Database
-    from store.vault import Vault, generate_key
 
     common.migrate(db_url)
     db = Database(db_url)
     try:
-        with db.write() as conn:
-            merchant, _ = merchant_store.upsert(
-                conn,
-                MERCHANT,
-                vault=Vault([generate_key()]),
-                name="Bench Pipeline",
-                profile={
-                    "email_from": "shipping@bench.example",
-                    "support_email": "help@bench.example",
-                    "order_ref_pattern": r"Order (\S+)",
-                },
-            )
-            for ref in orders:
-                order_store.register(
-                    db,
-                    conn,
-                    merchant.id,
-                    ref,
-                    customer={
-                        "name": f"Customer {ref}",
-                        "email": f"c{ref}@bench.example",
-                        "locale": "en",
-                        "timezone": "America/New_York",
-                    },
-                    notify_email=True,
-                    notify_sms=False,
-                )
-        return merchant.id
+        return common.seed_merchant(
+            db,
+            MERCHANT,
+            name="Bench Pipeline",
+            profile={
+                "email_from": "shipping@bench.example",
+                "support_email": "help@bench.example",
+                "order_ref_pattern": r"Order (\S+)",
+            },
+            orders=orders,
+            customer_of=lambda ref: common.customer(ref, timezone="America/New_York"),
+        ).id
     finally:
+        db.dispose()
+
+
+def _send(process_event: Any, events: Events, orders: int, received_at: str) -> None:
+    """Every order's events, Shippo's order: every label, then the scans (FIFO keeps it so)."""
+    for phase, _ in PHASES:
+        for i in range(orders):
+            body = events.body(phase, i)
+            process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
+
+
+@contextmanager
+def _worker(
+    redis: common.Redis, db_url: str, workdir: Path, flags: list[str], log_name: str
+) -> Iterator[tuple[Any, Any, Path]]:
+    """``dramatiq <flags> workers.main`` on this database and Redis while in the block, with a
+    ``Database`` to watch it by: (database, worker process, its log)."""
+    from store.database import Database
+
+    log = workdir / log_name
+    env = common.app_env(workdir, db_url, redis.url)
+    db = Database(db_url)
+    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *flags, "workers.main"], env=env, log=log)
+    try:
+        yield db, worker, log
+    finally:
+        common.stop_process(worker, timeout=30)
         db.dispose()
 
 
@@ -285,37 +293,21 @@ def _drained(
 ) -> Iterator[_Drained]:
     """Pre-fill ``p["orders"]`` orders' events, start ``dramatiq <flags> workers.main``, wait until
     every event is committed and every email is in the outbox; yield with the worker running."""
-    from store.database import Database
-
     events = Events(salt=f"d{secrets.token_hex(2)}")
     refs = [events.ref(i) for i in range(p["orders"])]
     merchant_id = _prepare(db_url, refs + list(also_register))
-    client = redis.client()
-    client.delete(common.EVENTS_KEY, f"{common.EVENTS_KEY}.msgs")
     total_events = p["orders"] * len(PHASES)
     total_notes = p["orders"] * NOTIFICATIONS_PER_ORDER
-    t_fill = time.monotonic()
-    received_at = datetime.now(UTC).isoformat()
-    for phase, _ in PHASES:  # Shippo's order: every label, then the scans (FIFO keeps it so)
-        for i in range(p["orders"]):
-            body = events.body(phase, i)
-            process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
-    fill_s = time.monotonic() - t_fill
-    queued = client.llen(common.EVENTS_KEY)
+    with redis.client() as client:
+        client.delete(common.EVENTS_KEY, f"{common.EVENTS_KEY}.msgs")
+        t_fill = time.monotonic()
+        _send(process_event, events, p["orders"], datetime.now(UTC).isoformat())
+        fill_s = time.monotonic() - t_fill
+        queued = client.llen(common.EVENTS_KEY)
     if queued != total_events:
         raise BenchError(f"pre-filled {queued} messages, expected {total_events}")
     say(f"{label}: {total_events} events pre-filled in {fill_s:.1f} s; starting the worker")
-    env = common.child_env(
-        PARCELHOOK_DATABASE_URL=db_url,
-        PARCELHOOK_BROKER_URL=redis.url,
-        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
-        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
-        PARCELHOOK_VAR_DIR=str(workdir / "var"),
-    )
-    log = workdir / f"worker-{label}.log"
-    db = Database(db_url)
-    worker = common.spawn([str(common.VENV_BIN / "dramatiq"), *flags, "workers.main"], env=env, log=log)
-    try:
+    with _worker(redis, db_url, workdir, flags, f"worker-{label}.log") as (db, worker, log):
         t_start = time.monotonic()
         state = _wait(db, merchant_id, total_events, p["drain_timeout_s"], worker, log)
         wall = time.monotonic() - t_start
@@ -344,10 +336,6 @@ def _drained(
             f"→ {drain['events_per_second']} events/s (wall incl. boot {wall:.1f} s)"
         )
         yield _Drained(drain, problems, state, db, worker, log, merchant_id)
-    finally:
-        common.stop_process(worker, timeout=30)
-        db.dispose()
-        client.close()
 
 
 def _drain(
@@ -482,32 +470,14 @@ def _e2e(
 ) -> dict[str, Any]:
     """End to end with the Procfile's worker (2 processes × 4 threads): POST-equivalent enqueue
     → message in the outbox, at ``e2e_rate_per_s`` for ``e2e_seconds``, after a warm-up."""
-    from store.database import Database
-
     rate, seconds = p["e2e_rate_per_s"], p["e2e_seconds"]
     events = Events(salt=f"e{secrets.token_hex(2)}")
     warm = Events(salt=f"w{secrets.token_hex(2)}")
     orders = rate * seconds // len(PHASES)
     merchant_id = _prepare(db_url, [events.ref(i) for i in range(orders)] + [warm.ref(i) for i in range(8)])
-    env = common.child_env(
-        PARCELHOOK_DATABASE_URL=db_url,
-        PARCELHOOK_BROKER_URL=redis.url,
-        PARCELHOOK_ADMIN_TOKEN=secrets.token_urlsafe(16),
-        PARCELHOOK_SIGNING_KEY=secrets.token_urlsafe(16),
-        PARCELHOOK_VAR_DIR=str(workdir / "var"),
-    )
-    log = workdir / f"worker-e2e-{label}.log"
-    db = Database(db_url)
-    worker = common.spawn(
-        [str(common.VENV_BIN / "dramatiq"), *PROCFILE_FLAGS, "workers.main"], env=env, log=log
-    )
-    try:
+    with _worker(redis, db_url, workdir, PROCFILE_FLAGS, f"worker-e2e-{label}.log") as (db, worker, log):
         before = sum(_state(db, merchant_id)["deliveries"].values())
-        received_at = datetime.now(UTC).isoformat()
-        for phase, _ in PHASES:  # warm-up: both processes booted, connections open
-            for i in range(8):
-                body = warm.body(phase, i)
-                process_event.send(MERCHANT, common.event_id_for(body), received_at, body)
+        _send(process_event, warm, 8, datetime.now(UTC).isoformat())  # warm-up: both processes booted
         base = _wait(db, merchant_id, before + 8 * len(PHASES), p["drain_timeout_s"], worker, log)
         result = _offered(
             process_event,
@@ -520,9 +490,6 @@ def _e2e(
             log,
             base=base,
         )
-    finally:
-        common.stop_process(worker, timeout=30)
-        db.dispose()
     result["worker"] = p["e2e_worker"]
     return result
 
@@ -585,8 +552,8 @@ def _offered(
         "events": len(schedule),
         "achieved_offer_rate_per_s": round(len(schedule) / offered_s, 1) if offered_s else 0.0,
         "state_after": state,
-        "enqueue_to_commit_ms": _pcts(commit_lat),
-        "enqueue_to_outbox_ms": _pcts(outbox_lat),
+        "enqueue_to_commit_ms": common.summary_ms(commit_lat, "max"),
+        "enqueue_to_outbox_ms": common.summary_ms(outbox_lat, "max"),
         # With 4 threads an order's three events (1/3 s apart) can be processed out of order; a
         # label applied after its out-for-delivery scan no longer means "shipped" (status never
         # regresses), so that email is rightly never planned. Counted here, not an error.
@@ -601,15 +568,6 @@ def _offered(
         f"p99 {result['enqueue_to_outbox_ms']['p99']} ms"
     )
     return result
-
-
-def _pcts(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": common.ms(common.percentile(values, 50)),
-        "p99": common.ms(common.percentile(values, 99)),
-        "max": common.ms(max(values) if values else float("nan")),
-        "n": len(values),
-    }
 
 
 def _noop_floor(redis: common.Redis, workdir: Path, p: dict[str, Any]) -> dict[str, Any]:

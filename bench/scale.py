@@ -94,22 +94,18 @@ class Synthetic:
 
 
 def _fill(db_url: str, size: int, syn: Synthetic) -> tuple[int, float]:
-    from store import merchants as merchant_store
     from store.database import Database
     from store.schema import orders, shipments
-    from store.vault import Vault, generate_key
 
     db = Database(db_url)
     t0 = time.monotonic()
     try:
-        with db.write() as conn:
-            merchant, _ = merchant_store.upsert(
-                conn,
-                MERCHANT,
-                vault=Vault([generate_key()]),
-                name="Bench Scale",
-                profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
-            )
+        merchant = common.seed_merchant(
+            db,
+            MERCHANT,
+            name="Bench Scale",
+            profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
+        )
         now = datetime.now(UTC)
         st = syn.state
         for start in range(0, size, BATCH):
@@ -274,9 +270,9 @@ def _measure(size: int, p: dict[str, Any], syn: Synthetic, workdir: Path, url: s
         "fill_seconds": round(fill_s, 1),
         "database_bytes": db_bytes,
         "events_timed": len(every),
-        "per_event_ms": _stats(every),
-        "new_shipment_ms": _stats(timings["new_shipment"]),
-        "update_ms": _stats(timings["update"]),
+        "per_event_ms": common.summary_ms(every, "mean"),
+        "new_shipment_ms": common.summary_ms(timings["new_shipment"], "mean"),
+        "update_ms": common.summary_ms(timings["update"], "mean"),
         "events_per_second_serial": round(len(every) / sum(every), 1) if every else 0.0,
         "problems": problems,
         "correct": not problems,
@@ -286,15 +282,6 @@ def _measure(size: int, p: dict[str, Any], syn: Synthetic, workdir: Path, url: s
         f"(new {result['new_shipment_ms']['p50']} / update {result['update_ms']['p50']} ms p50)"
     )
     return result
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": common.ms(common.percentile(values, 50)),
-        "p99": common.ms(common.percentile(values, 99)),
-        "mean": common.ms(sum(values) / len(values)) if values else float("nan"),
-        "n": len(values),
-    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -39,34 +39,18 @@ class Counter:
 
 def _setup(db_url: str, orders: list[str], **db_kwargs: Any) -> Any:
     from config import Settings
-    from store import merchants as merchant_store
-    from store import orders as order_store
     from store.database import Database
-    from store.vault import Vault, generate_key
     from workers.sending import Sender
 
     common.migrate(db_url)
     db = Database(db_url, **db_kwargs)
-    with db.write() as conn:
-        merchant_store.upsert(
-            conn,
-            MERCHANT,
-            vault=Vault([generate_key()]),
-            name="Bench Statements",
-            profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
-        )
-    with db.write() as conn:
-        merchant = merchant_store.require(conn, MERCHANT)
-        for ref in orders:
-            order_store.register(
-                db,
-                conn,
-                merchant.id,
-                ref,
-                customer={"name": f"Customer {ref}", "email": f"c{ref}@bench.example", "locale": "en"},
-                notify_email=True,
-                notify_sms=False,
-            )
+    common.seed_merchant(
+        db,
+        MERCHANT,
+        name="Bench Statements",
+        profile={"email_from": "shipping@bench.example", "order_ref_pattern": r"Order (\S+)"},
+        orders=orders,
+    )
     settings = replace(Settings(), database_url=db_url, signing_key="bench-signing-key")
     return db, Sender(settings, db, email=None, sms=None)
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,19 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@dataclass(frozen=True)
+class Running:
+    """A system served for real: the admin app and the receiver over HTTP, and a worker that
+    tests start (and stop)."""
+
+    system: System
+    admin: LiveServer
+    web: LiveServer
+    worker: Worker
+
+
 @pytest.fixture()
-def running(make_system: Callable[..., System], sqlite_url: str) -> Iterator[dict[str, Any]]:
+def running(make_system: Callable[..., System], sqlite_url: str) -> Iterator[Running]:
     from ingest.app import create_app as create_ingest
 
     system = make_system(sqlite_url)
@@ -104,7 +116,7 @@ def running(make_system: Callable[..., System], sqlite_url: str) -> Iterator[dic
     web = LiveServer(create_ingest(system.settings, database=system.database))
     worker = Worker(system.broker)
     try:
-        yield {"system": system, "admin": admin, "web": web, "worker": worker}
+        yield Running(system, admin, web, worker)
     finally:
         worker.stop()
         web.stop()
@@ -148,12 +160,10 @@ def deliveries_for(system: System, slug: str) -> list[str]:
 
 
 def test_dashboard_watches_queues_requeues_a_dead_letter_and_edits_a_template(
-    running: dict[str, Any], browser: Any
+    running: Running, browser: Any
 ) -> None:
-    system: System = running["system"]
-    admin_url: str = running["admin"].url
-    web_url: str = running["web"].url
-    worker: Worker = running["worker"]
+    system, worker = running.system, running.worker
+    admin_url, web_url = running.admin.url, running.web.url
     acme = system.create_merchant("acme", order_ref_pattern=r"Order (\d+)")
     system.admin.put(
         "/api/merchants/acme/orders/1001",

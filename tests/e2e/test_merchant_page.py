@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard import ARTIFACTS, browser, post_webhook, running  # noqa: F401 - fixtures
+from tests.e2e.test_dashboard import ARTIFACTS, Running, browser, post_webhook, running  # noqa: F401 - fixtures
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import System
 from tests.support.json_values import json_object
@@ -28,19 +28,18 @@ def _key(system: System, slug: str) -> str:
 
 
 def test_a_merchant_signs_in_with_its_key_sees_its_orders_and_edits_a_template(
-    running: dict[str, Any],  # noqa: F811 - fixtures
+    running: Running,  # noqa: F811 - fixtures
     browser: Any,  # noqa: F811 - fixtures
 ) -> None:
-    system: System = running["system"]
-    admin_url: str = running["admin"].url
+    system, admin_url = running.system, running.admin.url
     acme = system.create_merchant("acme", order_ref_pattern=r"Order (\d+)")
     system.create_merchant("globex")
     for ref in ("1001", "1002"):
         system.register_order(ref, email=f"jane+{ref}@example.com")
-    running["worker"].start()
+    running.worker.start()
     attempt = scenario("attempt-then-delivered")[:5]  # ends with a delivery attempt: an open exception
     for body in scenario("delivered") + attempt:
-        assert post_webhook(running["web"].url, acme, body)["status"] in ("queued", "duplicate")
+        assert post_webhook(running.web.url, acme, body)["status"] in ("queued", "duplicate")
     for queue in ("events", "notifications", "events", "notifications"):
         system.broker.join(queue, timeout=30_000)
     acme_key, globex_key = _key(system, "acme"), _key(system, "globex")

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dashboard import browser, running  # noqa: F401 - fixtures
-from tests.integration.conftest import System
+from tests.e2e.test_dashboard import Running, browser, running  # noqa: F401 - fixtures
 from tests.support.ops_browser import signed_in_ops_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
@@ -20,13 +19,12 @@ TEXTS = {
 
 
 def test_a_late_template_response_never_overwrites_the_newer_selection(
-    running: dict[str, Any],  # noqa: F811 - fixtures
+    running: Running,  # noqa: F811 - fixtures
     browser: Any,  # noqa: F811 - fixtures
 ) -> None:
     from playwright.sync_api import Error as PlaywrightError
 
-    system: System = running["system"]
-    admin_url: str = running["admin"].url
+    system, admin_url = running.system, running.admin.url
     system.create_merchant("acme")
     for kind, text in TEXTS.items():
         r = system.admin.put(

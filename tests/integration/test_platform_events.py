@@ -11,17 +11,22 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from store.schema import platform_events
+from store.schema import platform_events, shipments
 from tests.fixtures.shippo import scenario
 from tests.integration.conftest import VAULT, System, hmac_secret, on_both_brokers
+from workers.scheduler import Followups, detect_stalls, reconcile
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 pytestmark = pytest.mark.redis
 
@@ -78,16 +83,31 @@ def events_url(request: pytest.FixtureRequest, redis_url: str, broker_name: str)
     yield redis_url.rsplit("/", 1)[0] + "/1"
 
 
+def _publishing_to(
+    make_system: Callable[..., System], database_url: str, url: str
+) -> tuple[System, dict[str, Any]]:
+    """A system publishing platform events to ``url``, with its worker running, and its
+    merchant (unsigned webhooks; orders found by "Order <n>")."""
+    system = make_system(database_url, platform_events_url=url)
+    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
+    system.start_worker()
+    return system, merchant
+
+
 @pytest.fixture()
 def publishing(
     make_system: Callable[..., System], database_url: str, events_url: str
 ) -> tuple[System, dict[str, Any]]:
-    """A system publishing platform events to ``events_url``, with its worker running, and its
-    merchant (unsigned webhooks; orders found by "Order <n>")."""
-    system = make_system(database_url, platform_events_url=events_url)
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
-    return system, merchant
+    """:func:`_publishing_to` the platforms' broker."""
+    return _publishing_to(make_system, database_url, events_url)
+
+
+@pytest.fixture()
+def publishing_nowhere(
+    make_system: Callable[..., System], database_url: str, broker_down: str
+) -> tuple[System, dict[str, Any]]:
+    """:func:`_publishing_to` a broker that is down: the events stay in the outbox."""
+    return _publishing_to(make_system, database_url, broker_down)
 
 
 @pytest.fixture()
@@ -228,17 +248,14 @@ def test_with_the_feature_off_no_event_is_written(system: System, platform: Call
 
 @on_both_brokers
 def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
-    make_system: Callable[..., System],
-    database_url: str,
-    events_url: str,
     platform: Callable[[], list[Any]],
+    events_url: str,
     broker_down: str,
+    publishing_nowhere: tuple[System, dict[str, Any]],
 ) -> None:
     from workers.platform_events import PlatformEventsUnavailable, publish_pending
 
-    system = make_system(database_url, platform_events_url=broker_down)
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
+    system, merchant = publishing_nowhere
     bodies = scenario("attempt-then-delivered")[:3]
     for body in bodies:  # one at a time: the exact event order below depends on it
         assert system.post(merchant, body).get_json()["status"] == "queued"
@@ -268,17 +285,13 @@ def test_a_broker_outage_keeps_the_events_until_a_later_publish_sends_them_once(
 
 @on_both_brokers
 def test_concurrent_publishers_publish_each_row_once_in_order(
-    make_system: Callable[..., System],
-    database_url: str,
-    events_url: str,
     platform: Callable[[], list[Any]],
-    broker_down: str,
+    events_url: str,
+    publishing_nowhere: tuple[System, dict[str, Any]],  # nothing published on the way
 ) -> None:
     from workers.platform_events import publish_pending
 
-    system = make_system(database_url, platform_events_url=broker_down)  # nothing published on the way
-    merchant = system.create_merchant(order_ref_pattern=ORDER_REF_PATTERN)
-    system.start_worker()
+    system, merchant = publishing_nowhere
     _post_one_by_one(system, merchant, scenario("attempt-then-delivered"))
     rows = _rows(system)
     assert len(rows) == len(EXPECTED)
@@ -302,45 +315,66 @@ def test_concurrent_publishers_publish_each_row_once_in_order(
     assert [m.payload["event_id"] for m in platform()] == [r.payload["event_id"] for r in rows]
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """The first ``webhooks`` of attempt-then-delivered processed (the platform heard the first
+    ``heard_before`` of EXPECTED), then something goes ``wrong`` in the database, and the
+    scheduler's ``job`` catches up: the platform hears ``heard`` (routing key, shipment status,
+    open exception)."""
+
+    webhooks: int
+    heard_before: int
+    wrong: Callable[[], sa.Executable]
+    job: Callable[[Runtime], Followups]
+    heard: list[tuple[str, str | None, str | None]]
+
+
+CATCHING_UP = [
+    pytest.param(
+        CatchUp(
+            webhooks=1,
+            heard_before=2,
+            wrong=lambda: platform_events.update().values(published_at=None),  # died before its enqueue
+            job=reconcile,
+            heard=[  # again: at least once, consumers dedupe on event_id
+                ("acme.shipment.status_changed", "label_created", None),
+                ("acme.order.status_changed", "label_created", None),
+            ],
+        ),
+        id="reconciliation publishes what a lost message left behind",
+    ),
+    pytest.param(
+        CatchUp(
+            webhooks=3,
+            heard_before=3,
+            wrong=lambda: shipments.update().values(last_scan_at=datetime.now(UTC) - timedelta(days=5)),
+            job=detect_stalls,
+            heard=[
+                ("acme.shipment.exception_opened", "in_transit", "stalled"),
+                ("acme.order.status_changed", "in_transit", "stalled"),
+            ],
+        ),
+        id="a stalled shipment is an event too",
+    ),
+]
+
+
 @on_both_brokers
-def test_reconciliation_publishes_what_a_lost_message_left_behind(
-    platform: Callable[[], list[Any]], publishing: tuple[System, dict[str, Any]]
+@pytest.mark.parametrize("case", CATCHING_UP)
+def test_a_scheduler_job_publishes_the_events_of_what_it_catches_up_on(
+    platform: Callable[[], list[Any]], publishing: tuple[System, dict[str, Any]], case: CatchUp
 ) -> None:
     from workers.actors import enqueue_followups
-    from workers.scheduler import reconcile
 
     system, merchant = publishing
-    _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:1])
-    assert len(platform()) == 2
-    with system.database.write() as conn:  # as if the worker died between commit and enqueue
-        conn.execute(platform_events.update().values(published_at=None))
-    enqueue_followups(reconcile(system.runtime))
-    system.drain()
-    assert len(platform()) == 2  # at least once: consumers dedupe on event_id
-    assert all(r.published_at is not None for r in _rows(system))
-
-
-@on_both_brokers
-def test_a_stalled_shipment_is_an_event_too(
-    platform: Callable[[], list[Any]], publishing: tuple[System, dict[str, Any]]
-) -> None:
-    from datetime import timedelta
-
-    from store.schema import shipments
-    from workers.actors import enqueue_followups
-    from workers.scheduler import detect_stalls
-
-    system, merchant = publishing
-    _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[:3])
-    platform()
+    _post_one_by_one(system, merchant, scenario("attempt-then-delivered")[: case.webhooks])
+    assert [_summary(m) for m in platform()] == EXPECTED[: case.heard_before]
     with system.database.write() as conn:
-        conn.execute(shipments.update().values(last_scan_at=datetime.now(UTC) - timedelta(days=5)))
-    enqueue_followups(detect_stalls(system.runtime))
+        conn.execute(case.wrong())
+    enqueue_followups(case.job(system.runtime))  # as the scheduler's actor runs it
     system.drain()
-    assert [_summary(m)[:3] for m in platform()] == [
-        ("acme.shipment.exception_opened", "in_transit", "stalled"),
-        ("acme.order.status_changed", "in_transit", "stalled"),
-    ]
+    assert [_summary(m)[:3] for m in platform()] == case.heard
+    assert all(r.published_at is not None for r in _rows(system))
 
 
 def test_a_rolled_back_change_writes_no_event(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

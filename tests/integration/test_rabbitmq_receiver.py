@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 import urllib.request
@@ -21,11 +20,11 @@ import pytest
 from ingest.signature import HEADER, sign
 from tests.e2e.test_slow_clients import SAMPLE, _ready, _stop, create_merchant, procfile_command
 from tests.support.polling import wait_until
+from tests.support.processes import start_in_session
 from tests.support.rabbitmq import RabbitNode, rabbitmq_service  # noqa: F401 - fixture
 from tests.support.services import free_port
 from workers.rabbitmq_publisher import IDLE_CAP
 
-ROOT = Path(__file__).resolve().parents[2]
 WEBHOOKS = 40
 
 
@@ -79,14 +78,7 @@ def web_on_rabbitmq(
         token = create_merchant(env, "acme", secret)
         log_path = tmp_path / "web.log"
         with open(log_path, "w") as log:
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", "exec " + procfile_command("web")],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            process = start_in_session(["/bin/sh", "-c", "exec " + procfile_command("web")], env=env, log=log)
             try:
                 wait_until(lambda: _ready(port) or process.poll() is not None, timeout=30, what="web ready")
                 assert process.poll() is None, log_path.read_text()
