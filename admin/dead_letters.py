@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 
+from workers.broker import QUEUES
 from workers.queue_state import decode_message
 from workers.redis_replies import members, raw, scored_members
 from workers.telemetry import dead_letter_key
@@ -201,30 +202,42 @@ def _json(value: bytes | str | None) -> dict[str, Any] | None:
     return decoded if isinstance(decoded, dict) else None
 
 
-class DeadLetters:
+class _DeadLetterStore:
+    """What both brokers' dead letters share: the queues served (any other is
+    :class:`UnknownQueue`) and the state Redis ``client`` where
+    :class:`workers.middleware.DeadLetterRecorder` keeps each final failure under ``telemetry_prefix``."""
+
+    def __init__(self, client: redis.Redis, queues: Iterable[str], telemetry_prefix: str) -> None:
+        self.client = client
+        self.queues = tuple(queues)
+        self.telemetry_prefix = telemetry_prefix
+
+    def _known(self, queue: str) -> str:
+        if queue not in self.queues:
+            raise UnknownQueue(queue)
+        return queue
+
+    def _detail_prefix(self, queue: str) -> str:
+        return dead_letter_key(self.telemetry_prefix, queue, "")
+
+
+class DeadLetters(_DeadLetterStore):
     def __init__(
         self,
         client: redis.Redis,
         namespace: str = "parcelhook",
-        queues: Iterable[str] = ("events", "notifications", "maintenance"),
+        queues: Iterable[str] = QUEUES,
         *,
         telemetry_prefix: str = "parcelhook:telemetry",
     ) -> None:
-        self.client = client
+        super().__init__(client, queues, telemetry_prefix)
         self.namespace = namespace
-        self.queues = tuple(queues)
-        self.telemetry_prefix = telemetry_prefix
         self._requeue = client.register_script(_REQUEUE)
         self._purge = client.register_script(_PURGE)
 
     def _keys(self, queue: str) -> tuple[str, str, str, str]:
-        if queue not in self.queues:
-            raise UnknownQueue(queue)
-        q = f"{self.namespace}:{queue}"
+        q = f"{self.namespace}:{self._known(queue)}"
         return q + ".XQ", q + ".XQ.msgs", q, q + ".msgs"
-
-    def _detail_prefix(self, queue: str) -> str:
-        return dead_letter_key(self.telemetry_prefix, queue, "")
 
     def count(self, queue: str) -> int:
         return int(self.client.zcard(self._keys(queue)[0]))
@@ -282,32 +295,24 @@ class DeadLetters:
         return removed
 
 
-class RabbitDeadLetters:
-    """:class:`DeadLetters` on a RabbitMQ broker (see the module doc). ``client``: the state
-    Redis, where :class:`workers.middleware.DeadLetterRecorder` keeps the final failures."""
+class RabbitDeadLetters(_DeadLetterStore):
+    """:class:`DeadLetters` on a RabbitMQ broker at ``amqp_url`` (see the module doc)."""
 
     def __init__(
         self,
         client: redis.Redis,
         amqp_url: str,
-        queues: Iterable[str] = ("events", "notifications", "maintenance"),
+        queues: Iterable[str] = QUEUES,
         *,
         telemetry_prefix: str = "parcelhook:telemetry",
     ) -> None:
-        self.client = client
         self.amqp_url = amqp_url
-        self.queues = tuple(queues)
-        self.telemetry_prefix = telemetry_prefix
+        super().__init__(client, queues, telemetry_prefix)
 
     def _xq(self, queue: str) -> str:
-        if queue not in self.queues:
-            raise UnknownQueue(queue)
         from dramatiq.common import xq_name
 
-        return xq_name(queue)
-
-    def _detail_prefix(self, queue: str) -> str:
-        return dead_letter_key(self.telemetry_prefix, queue, "")
+        return xq_name(self._known(queue))
 
     def _channel(self) -> Any:
         import pika  # type: ignore[import-untyped]  # no stubs on PyPI
@@ -394,53 +399,57 @@ class RabbitDeadLetters:
         """Move dead letters back to ``queue`` (``ids=None``: all present now). Returns how many."""
         import pika
 
-        wanted = None if ids is None else set(str(i) for i in ids)
         encoder = dramatiq.get_encoder()
 
-        def move(channel: Any, xq: str) -> builtins.list[str]:
-            channel.confirm_delivery()
-            moved: builtins.list[str] = []
-            for tag, properties, body in self._take(channel, xq, self._depth(channel, xq)):
-                message = decode_message(body)
-                message_id = str((message or {}).get("message_id") or "")
-                if message is None or (wanted is not None and message_id not in wanted):
-                    continue
-                if message_id in moved and wanted is not None:
-                    continue  # one copy per id asked for
-                fresh = reset_for_requeue(message, queue, int(time.time() * 1000))
-                channel.basic_publish(
-                    exchange="",
-                    routing_key=queue,
-                    body=encoder.encode(fresh),
-                    properties=pika.BasicProperties(
-                        delivery_mode=2, priority=getattr(properties, "priority", None)
-                    ),
-                    mandatory=True,
-                )
-                channel.basic_ack(delivery_tag=tag)
-                moved.append(message_id)
-            return moved
+        def publish(channel: Any, properties: Any, message: dict[str, Any]) -> None:
+            fresh = reset_for_requeue(message, queue, int(time.time() * 1000))
+            channel.basic_publish(
+                exchange="",
+                routing_key=queue,
+                body=encoder.encode(fresh),
+                properties=pika.BasicProperties(
+                    delivery_mode=2, priority=getattr(properties, "priority", None)
+                ),
+                mandatory=True,
+            )
 
-        moved = self._run(queue, move)
-        self._forget(queue, moved)
-        return len(moved)
+        return self._settle(queue, ids, publish)
 
     def purge(self, queue: str, ids: Sequence[str] | None = None) -> int:
         """Delete dead letters (``ids=None``: all present now). Returns how many were deleted."""
+        return self._settle(queue, ids)
+
+    def _settle(
+        self,
+        queue: str,
+        ids: Sequence[str] | None,
+        publish: Callable[[Any, Any, dict[str, Any]], None] | None = None,
+    ) -> int:
+        """Ack (remove) the dead letters asked for, one copy per id (``ids=None``: every one present
+        now); with ``publish`` (requeue) each is first published to ``queue`` and confirmed, and
+        one that cannot be decoded stays. Their failure details go too. Returns how many."""
         wanted = None if ids is None else set(str(i) for i in ids)
 
-        def drop(channel: Any, xq: str) -> builtins.list[str]:
-            dropped: builtins.list[str] = []
-            for tag, _, body in self._take(channel, xq, self._depth(channel, xq)):
-                message_id = str((decode_message(body) or {}).get("message_id") or "")
-                if wanted is None or (message_id in wanted and message_id not in dropped):
-                    channel.basic_ack(delivery_tag=tag)
-                    dropped.append(message_id)
-            return dropped
+        def settle(channel: Any, xq: str) -> builtins.list[str]:
+            if publish is not None:
+                channel.confirm_delivery()
+            settled: builtins.list[str] = []
+            for tag, properties, body in self._take(channel, xq, self._depth(channel, xq)):
+                message = decode_message(body)
+                message_id = str((message or {}).get("message_id") or "")
+                if wanted is not None and (message_id not in wanted or message_id in settled):
+                    continue
+                if publish is not None:
+                    if message is None:
+                        continue
+                    publish(channel, properties, message)
+                channel.basic_ack(delivery_tag=tag)
+                settled.append(message_id)
+            return settled
 
-        dropped = self._run(queue, drop)
-        self._forget(queue, dropped)
-        return len(dropped)
+        settled = self._run(queue, settle)
+        self._forget(queue, settled)
+        return len(settled)
 
     def _forget(self, queue: str, message_ids: builtins.list[str]) -> None:
         keys = [self._detail_prefix(queue) + i for i in message_ids if i]

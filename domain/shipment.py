@@ -25,8 +25,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -84,17 +84,6 @@ class OpenException:
     detail: str
     occurrence: str
 
-    def to_contract(self) -> dict[str, Any]:
-        return {
-            "class": self.cls.value,
-            "action_required": self.action_required,
-            "since": self.since.isoformat(),
-            "detail": self.detail,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.to_contract(), "occurrence": self.occurrence}
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenException:
         return cls(
@@ -104,6 +93,18 @@ class OpenException:
             detail=str(d.get("detail") or ""),
             occurrence=str(d["occurrence"]),
         )
+
+    def to_contract(self) -> dict[str, Any]:
+        """The exception as the API shows it: all but ``occurrence`` (the scan that opened it)."""
+        return {
+            "class": self.cls.value,
+            "action_required": self.action_required,
+            "since": self.since.isoformat(),
+            "detail": self.detail,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.to_contract(), "occurrence": self.occurrence}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,45 +130,36 @@ class ShipmentState:
         return cls()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "carrier": self.carrier,
-            "tracking_number": self.tracking_number,
-            "transaction_id": self.transaction_id,
-            "tracking_url_provider": self.tracking_url_provider,
-            "label_url": self.label_url,
-            "status": self.status.value if self.status else None,
-            "substatus": self.substatus,
-            "exception": self.exception.to_dict() if self.exception else None,
-            "last_event_at": _iso(self.last_event_at),
-            "last_scan_at": _iso(self.last_scan_at),
-            "eta": _iso(self.eta),
-            "last_location": self.last_location,
-            "applied": sorted(self.applied),
-            "metadata": self.metadata,
-            "test": self.test,
-        }
+        """Every field, as JSON (the shipment row's ``state``), in declaration order: see :data:`_JSON`."""
+        return {f.name: _JSON.get(f.name, _PLAIN)[0](getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ShipmentState:
-        exception = d.get("exception")
-        status = d.get("status")
-        return cls(
-            carrier=d.get("carrier"),
-            tracking_number=d.get("tracking_number"),
-            transaction_id=d.get("transaction_id"),
-            tracking_url_provider=d.get("tracking_url_provider"),
-            label_url=d.get("label_url"),
-            status=ShipmentStatus(status) if status else None,
-            substatus=d.get("substatus"),
-            exception=OpenException.from_dict(exception) if exception else None,
-            last_event_at=parse_timestamp(d.get("last_event_at")),
-            last_scan_at=parse_timestamp(d.get("last_scan_at")),
-            eta=parse_timestamp(d.get("eta")),
-            last_location=str(d.get("last_location") or ""),
-            applied=frozenset(d.get("applied") or ()),
-            metadata=d.get("metadata"),
-            test=d.get("test") is True,
-        )
+        """Back from :meth:`to_dict` (a missing key reads as ``None``)."""
+        return cls(**{f.name: _JSON.get(f.name, _PLAIN)[1](d.get(f.name)) for f in fields(cls)})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_PLAIN = (_same, _same)
+# ShipmentState's fields whose JSON is not the value itself: field -> (to JSON, from JSON).
+_JSON: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = MappingProxyType(
+    {
+        "status": (lambda s: s.value if s else None, lambda v: ShipmentStatus(v) if v else None),
+        "exception": (
+            lambda e: e.to_dict() if e else None,
+            lambda v: OpenException.from_dict(v) if v else None,
+        ),
+        "last_event_at": (_iso, parse_timestamp),
+        "last_scan_at": (_iso, parse_timestamp),
+        "eta": (_iso, parse_timestamp),
+        "last_location": (_same, lambda v: str(v or "")),
+        "applied": (sorted, lambda v: frozenset(v or ())),
+        "test": (_same, lambda v: v is True),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,10 +73,15 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
 
 def ping(broker: dramatiq.Broker) -> None:
-    """Raise unless the broker answers (``/readyz``)."""
+    """Raise unless the broker answers (``/readyz``): RabbitMQ through the publisher pool, Redis
+    with a ``PING`` on the broker's own client."""
+    from dramatiq.brokers.redis import RedisBroker
+
     from workers.rabbitmq_publisher import PooledPublisherRabbitmqBroker
 
     if isinstance(broker, PooledPublisherRabbitmqBroker):
         broker.ping()
+    elif isinstance(broker, RedisBroker):
+        broker.client.ping()
     else:
-        broker.client.ping()  # type: ignore[attr-defined]
+        raise TypeError(f"cannot ping a {type(broker).__name__}: not a broker build_broker() makes")

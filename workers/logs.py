@@ -33,6 +33,8 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
+from workers.middleware import OutcomeMiddleware
+
 log = logging.getLogger("parcelhook.workers.retries")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -180,7 +182,7 @@ def safe_reason(exc: BaseException, message: Any = None) -> str:
     return f"{head}: {first}" if first else head
 
 
-class RetryLogging(dramatiq.Middleware):
+class RetryLogging(OutcomeMiddleware):
     """One WARNING per retry; ERROR + traceback only when a message is given up.
 
     Add it *before* ``Retries``: ``after_*`` hooks run in reverse order, so it then sees the
@@ -202,14 +204,7 @@ class RetryLogging(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         install()  # the consumer threads' loggers exist now; so do handlers configured late
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: Any,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
+    def after_outcome(self, broker: dramatiq.Broker, message: Any, exception: BaseException | None) -> None:
         _watched.message_id = None
         if exception is None:
             return

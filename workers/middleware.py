@@ -3,7 +3,8 @@
 :class:`DeadLetterRecorder` keeps why a message was dead-lettered. dramatiq's Redis broker
 dead-letters the message bytes as they were fetched, so the FINAL error and attempt count
 are never stored with the message (only the previous attempt's traceback, if it was
-retried). The recorder takes the error from ``after_process_message(..., exception=)`` and,
+retried). The recorder takes the error from ``after_process_message(..., exception=)``
+(through :class:`OutcomeMiddleware`, also the base of ``workers/logs.py``'s RetryLogging) and,
 when the message is then nacked, writes ``{"error", "traceback", "attempts", "failed_at",
 "message_id"}`` to ``<prefix>:dlq:<queue>:<redis_message_id>`` (TTL 7 days + 1 h);
 :class:`admin.dead_letters.DeadLetters` reads it and deletes it on requeue/purge.
@@ -42,7 +43,28 @@ class _Attempt:
     traceback: str | None = None
 
 
-class DeadLetterRecorder(dramatiq.Middleware):
+class OutcomeMiddleware(dramatiq.Middleware):
+    """A middleware told how each processed message ended: :meth:`after_outcome` gets the
+    exception it raised, or ``None`` when it succeeded (dramatiq's ``after_process_message``,
+    whose ``result`` no middleware here reads)."""
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self.after_outcome(broker, message, exception)
+
+    def after_outcome(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, exception: BaseException | None
+    ) -> None:
+        """Called once per processed message, after its actor returned or raised."""
+
+
+class DeadLetterRecorder(OutcomeMiddleware):
     """Records why a message was dead-lettered (add it to the worker's broker). Never raises.
 
     The attempt is kept per message proxy from ``before_process_message`` until the message
@@ -60,13 +82,8 @@ class DeadLetterRecorder(dramatiq.Middleware):
         with self._lock:
             self._attempts[id(message)] = attempt
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: dramatiq.MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+    def after_outcome(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, exception: BaseException | None
     ) -> None:
         if exception is None:
             return

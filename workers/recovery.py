@@ -286,19 +286,11 @@ class DurableRetries(Retries):
     idempotent: the event's dedupe, the send's claim)."""
 
     def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: dramatiq.MessageProxy,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy, **outcome: Any
     ) -> None:
-        super().after_process_message(
-            _PatientEnqueue(broker),
-            message,
-            result=result,
-            exception=exception,
-        )
+        """Retries' own hook, ``outcome`` (``result=``/``exception=``) passed on as given, with
+        the broker wrapped so that its enqueue of the retry waits out an outage."""
+        super().after_process_message(_PatientEnqueue(broker), message, **outcome)
 
 
 class _PatientEnqueue:

@@ -11,6 +11,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -19,23 +20,17 @@ from config import Settings
 from tests.support.processes import python_ok
 from workers import runtime as runtime_module
 from workers.actors import bind
-from workers.broker import QUEUES, build_broker
+from workers.broker import QUEUES, build_broker, ping
+from workers.middleware import OutcomeMiddleware
 
 
-class Processed(dramatiq.Middleware):
+class Processed(OutcomeMiddleware):
     """Which actors a worker ran, and what they raised."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, BaseException | None]] = []
 
-    def after_process_message(
-        self,
-        broker: dramatiq.Broker,
-        message: Any,
-        *,
-        result: Any = None,
-        exception: BaseException | None = None,
-    ) -> None:
+    def after_outcome(self, broker: dramatiq.Broker, message: Any, exception: BaseException | None) -> None:
         self.runs.append((message.actor_name, exception))
 
 
@@ -83,6 +78,18 @@ def test_redis_urls_select_the_redis_broker_with_our_namespace() -> None:
     broker = build_broker(replace(Settings(), broker_url="redis://127.0.0.1:1/0"))
     assert isinstance(broker, RedisBroker)
     assert broker.namespace == "parcelhook"
+
+
+def test_ping_asks_the_redis_brokers_own_client_and_names_a_broker_it_cannot_ask(redis_url: str) -> None:
+    """``/readyz``'s broker probe: PING on the Redis broker's own client (a live one answers, a
+    dead one raises); a broker ``build_broker`` never makes is refused by its type's name."""
+    live = build_broker(replace(Settings(), broker_url=redis_url))
+    ping(live)
+    live.close()
+    with pytest.raises(redis.ConnectionError):
+        ping(build_broker(replace(Settings(), broker_url="redis://127.0.0.1:1/0")))
+    with pytest.raises(TypeError, match="cannot ping a StubBroker"):
+        ping(StubBroker())
 
 
 def test_amqp_urls_select_rabbitmq_and_the_actors_bind_to_it_without_connecting(
