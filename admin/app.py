@@ -13,6 +13,7 @@ from admin.dashboard import dashboard
 from admin.keys_api import keys_api
 from admin.merchant_page import merchant_page
 from admin.merchants_api import merchants_api
+from admin.openapi import openapi
 from admin.ops_api import ops_api
 from admin.orders_api import orders_api
 from admin.outbox_api import outbox_api
@@ -47,6 +48,7 @@ def create_app(
         ops_api,
         templates_api,
         outbox_api,
+        openapi,
         customers_api,
         keys_api,
         dashboard,

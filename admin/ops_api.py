@@ -21,6 +21,7 @@ from admin.paging import page_args
 from admin.queues import inspector_for
 from admin.scopes import Scope, scope
 from admin.validation import Invalid
+from domain.vocabulary import DeliveryOutcome
 from ingest.errors import error_response
 from workers.rabbitmq_state import RabbitUnreachable
 
@@ -134,6 +135,8 @@ def webhooks() -> Response:
     limit = page_args(request.args, default=100, maximum=LIMIT_MAX).limit
     merchant = merchant_filter()  # a merchant key sees its own merchant only
     outcome = request.args.get("outcome") or None
+    if outcome is not None and outcome not in {o.value for o in DeliveryOutcome}:
+        raise Invalid({"outcome": f"unknown delivery outcome {outcome!r}"})
     return jsonify(
         {"deliveries": s.telemetry.recent_webhooks(merchant=merchant, outcome=outcome, limit=limit)}
     )

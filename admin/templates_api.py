@@ -45,7 +45,7 @@ from store.contacts import normalize_email, normalize_phone
 from store.database import utcnow
 from store.errors import NotFound
 from store.merchants import Merchant
-from store.template_versions import Content, TemplateKey
+from store.template_versions import Content, TemplateKey, Version
 from workers.outbox import OutboxChannel
 from workers.sending import configured_channels
 
@@ -81,6 +81,12 @@ def _locale(merchant: Merchant) -> str:
 def _merchant_locale(conn: Any, slug: str) -> tuple[Merchant, str]:
     merchant = merchant_store.require(conn, slug)
     return merchant, _locale(merchant)
+
+
+def _template_key(conn: Any, slug: str, k: NotificationKind, c: Channel) -> TemplateKey:
+    """Which of merchant ``slug``'s templates the request means (its locale: :func:`_locale`)."""
+    merchant, locale = _merchant_locale(conn, slug)
+    return TemplateKey(merchant.id, k.value, c.value, locale)
 
 
 def _described(
@@ -176,14 +182,13 @@ def put_template(slug: str, kind: str, channel: str) -> tuple[Response, int]:
 @scope(Scope.MERCHANT)
 def get_template(slug: str, kind: str, channel: str) -> Response:
     k, c = _key(kind, channel)
-    s = services()
-    with s.database.read() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        stored = template_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale))
+    with services().database.read() as conn:
+        key = _template_key(conn, slug, k, c)
+        stored = template_store.get(conn, key)
     if stored is not None:
-        return jsonify({**_described(k, c, locale, "merchant"), **stored})
+        return jsonify({**_described(k, c, key.locale, "merchant"), **stored})
     try:
-        used, tset = default_renderer().resolve_default(k, c, [locale])
+        used, tset = default_renderer().resolve_default(k, c, [key.locale])
     except NoDefaultTemplate as exc:
         raise NotFound(str(exc)) from None
     return jsonify(_described(k, c, used, "default", tset))
@@ -195,12 +200,12 @@ def delete_template(slug: str, kind: str, channel: str) -> Response:
     k, c = _key(kind, channel)
     s = services()
     with s.database.write() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        saved = template_store.reset(
-            s.database, conn, TemplateKey(merchant.id, k.value, c.value, locale), saved_by=_saved_by()
-        )
+        key = _template_key(conn, slug, k, c)
+        saved = template_store.reset(s.database, conn, key, saved_by=_saved_by())
     version = saved.version.version if saved is not None else None
-    return jsonify({"deleted": saved is not None, **_described(k, c, locale, "default"), "version": version})
+    return jsonify(
+        {"deleted": saved is not None, **_described(k, c, key.locale, "default"), "version": version}
+    )
 
 
 @templates_api.post(BASE + "/preview")
@@ -208,7 +213,9 @@ def delete_template(slug: str, kind: str, channel: str) -> Response:
 def preview(slug: str, kind: str, channel: str) -> tuple[Response, int]:
     """Render an unsaved template (body has text/subject/html) or the current one (empty body)."""
     k, c = _key(kind, channel)
-    body = request.get_json(silent=True) or {}
+    # an empty body previews the current template; any other body must be a JSON object (a
+    # malformed one is a 422, not a silent preview of the current template)
+    body = request.get_json(silent=True) if request.get_data() else {}
     if not isinstance(body, dict):
         raise Invalid({"body": "must be a JSON object (or empty to preview the current template)"})
     s = services()
@@ -263,13 +270,17 @@ def _number(n: str) -> int:
     return int(n)
 
 
-def _version(conn: Any, merchant: Merchant, k: NotificationKind, c: Channel, locale: str, number: int) -> Any:
-    found = version_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale), number)
+def _version(slug: str, k: NotificationKind, c: Channel, n: str) -> tuple[str, Version]:
+    """Version ``n`` of the template the request names, and that template's locale (404 if none)."""
+    number = _number(n)
+    with services().database.read() as conn:
+        merchant, locale = _merchant_locale(conn, slug)
+        found = version_store.get(conn, TemplateKey(merchant.id, k.value, c.value, locale), number)
     if found is None:
         raise NotFound(
             f"no version {number} of the {k.value} {c.value} template ({locale}) of {merchant.slug!r}"
         )
-    return found
+    return locale, found
 
 
 @templates_api.get(BASE + "/versions")
@@ -280,13 +291,11 @@ def list_versions(slug: str, kind: str, channel: str) -> Response:
     page = page_args(request.args, default=50, maximum=500, decode_cursor=version_store.CURSOR.decode)
     s = services()
     with s.database.read() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        found, next_cursor = version_store.page(
-            conn, TemplateKey(merchant.id, k.value, c.value, locale), limit=page.limit, before=page.cursor
-        )
+        key = _template_key(conn, slug, k, c)
+        found, next_cursor = version_store.page(conn, key, limit=page.limit, before=page.cursor)
     return jsonify(
         {
-            **_described(k, c, locale, "merchant"),
+            **_described(k, c, key.locale, "merchant"),
             "versions": [v.to_public() for v in found],
             "next_cursor": next_cursor,
         }
@@ -297,11 +306,7 @@ def list_versions(slug: str, kind: str, channel: str) -> Response:
 @scope(Scope.MERCHANT)
 def get_version(slug: str, kind: str, channel: str, n: str) -> Response:
     k, c = _key(kind, channel)
-    number = _number(n)
-    s = services()
-    with s.database.read() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        found = _version(conn, merchant, k, c, locale, number)
+    locale, found = _version(slug, k, c, n)
     return jsonify({**_described(k, c, locale, "merchant"), **found.to_public(with_content=True)})
 
 
@@ -312,23 +317,19 @@ def restore_version(slug: str, kind: str, channel: str, n: str) -> tuple[Respons
     version deletes the override. The content is validated again (the sandbox's rules may have
     tightened since it was saved)."""
     k, c = _key(kind, channel)
-    number = _number(n)
-    s = services()
-    with s.database.read() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        old = _version(conn, merchant, k, c, locale, number)
-    content: Content = old.content
+    _, old = _version(slug, k, c, n)
+    number, content = old.version, old.content
     tset = None
     if content.text is not None:
         tset = TemplateSet(subject=content.subject, text=content.text, html=content.html)
         default_renderer().validate(k, c, tset)
+    s = services()
     with s.database.write() as conn:
-        merchant, locale = _merchant_locale(conn, slug)
-        key = TemplateKey(merchant.id, k.value, c.value, locale)
+        key = _template_key(conn, slug, k, c)
         saved = template_store.save(s.database, conn, key, content, saved_by=_saved_by(), restored=number)
     source = "default" if content.is_default else "merchant"
     return jsonify(
-        {**_described(k, c, locale, source, tset), "restored": number, "version": saved.version.version}
+        {**_described(k, c, key.locale, source, tset), "restored": number, "version": saved.version.version}
     ), 200
 
 

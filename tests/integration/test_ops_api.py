@@ -138,16 +138,16 @@ def test_recent_webhooks_filtered(http: FlaskClient, redis_client: redis.Redis) 
     t = Telemetry(redis_client)
     at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     t.webhook(**delivery(at=at))
-    t.webhook(**delivery("acme", "rejected", 401, "bad signature", at=at))
+    t.webhook(**delivery("acme", "bad_signature", 401, "bad signature", at=at))
     t.webhook(**delivery("bolt", at=at))
-    r = http.get("/api/ops/webhooks?merchant=acme&outcome=rejected")
+    r = http.get("/api/ops/webhooks?merchant=acme&outcome=bad_signature")
     assert r.status_code == 200
     assert r.get_json() == {
         "deliveries": [
             {
                 "merchant": "acme",
                 "event": "track_updated",
-                "outcome": "rejected",
+                "outcome": "bad_signature",
                 "status_code": 401,
                 "reason": "bad signature",
                 "received_at": "2024-05-01T10:00:00+00:00",
