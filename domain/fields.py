@@ -100,16 +100,20 @@ def opt_identifier(value: Any, field: str, kind: str) -> str | None:
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
-    """Refuse JSON nested deeper than ``limit`` (iteratively: no recursion to exhaust)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise PayloadError(f"body is nested deeper than {limit} levels")
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, dict | list))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    """Refuse JSON nested deeper than ``limit`` (the top value is level 1). Recursion stops at
+    ``limit`` + 1 levels whatever the input, so it cannot be exhausted."""
+    if limit < 1 or (isinstance(value, dict | list) and _deeper_than(value, limit)):
+        raise PayloadError(f"body is nested deeper than {limit} levels")
+
+
+def _deeper_than(container: dict[str, Any] | list[Any], room: int) -> bool:
+    """Whether ``container`` (which may take ``room`` more levels, itself included) goes deeper."""
+    if room == 0:
+        return True
+    for child in container.values() if isinstance(container, dict) else container:
+        if isinstance(child, dict | list) and _deeper_than(child, room - 1):
+            return True
+    return False
 
 
 def strict_json(raw: bytes | str) -> Any:
@@ -127,7 +131,10 @@ def strict_json(raw: bytes | str) -> Any:
         raise PayloadError(f"body is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # int_max_str_digits: "Exceeds the limit (4300 digits) …"
         raise PayloadError(f"body has a number that cannot be read: {str(exc)[:80]}") from None
-    check_depth(body)
+    # each level opens a bracket, so a text with at most MAX_DEPTH of them cannot nest deeper
+    opened = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
+    if opened > MAX_DEPTH:
+        check_depth(body)
     return body
 
 

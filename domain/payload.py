@@ -5,7 +5,11 @@ Two steps, so the receiver can answer fast and the worker can be thorough:
 * ``parse_webhook`` checks the SHAPE of a body (what the receiver needs to say
   400 or not) and returns a ``Webhook``;
 * ``parse_event`` turns an acted-on ``Webhook`` into a typed ``TrackUpdate`` or
-  ``LabelUpdate``.
+  ``LabelUpdate`` (the worker);
+* ``check_event`` raises exactly the ``PayloadError`` that ``parse_event`` would raise, without
+  building the event (the receiver, before its 200): only identifiers and timestamps can refuse
+  an event — free text is cleaned, never refused, and a bad history entry is skipped — so it
+  reads those and nothing else, and the worker's ``parse_event`` does the cleaning.
 
 Unknown keys are accepted everywhere. Shippo's test-mode quirks are handled
 here (null ``substatus``, null ``object_updated``, naive timestamps, null
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.fields import (
     CARRIER_HOSTS,
@@ -54,6 +58,7 @@ __all__ = [
     "Webhook",
     "canonical_json",
     "carrier_from_url",
+    "check_event",
     "is_acted_on",
     "is_test",
     "parse_event",
@@ -306,6 +311,16 @@ def parse_event(w: Webhook) -> TrackUpdate | LabelUpdate | None:
     return None
 
 
+def check_event(w: Webhook) -> None:
+    """Raise the ``PayloadError`` ``parse_event(w)`` would raise, and nothing when it would not."""
+    if w.event == EventName.TRACK_UPDATED:
+        _check_track_shape(w.data)
+        _scan_keys(w.data["tracking_status"], "data.tracking_status")
+    elif w.event in TRANSACTION_EVENTS:
+        _check_transaction_shape(w.event, w.data)
+        _label_keys(w.data)
+
+
 def _track(w: Webhook) -> TrackUpdate:
     _check_track_shape(w.data)
     data: dict[str, Any] = w.data
@@ -331,7 +346,18 @@ def _track(w: Webhook) -> TrackUpdate:
     )
 
 
-def _scan(raw: Any, where: str) -> Scan:
+class _ScanKeys(NamedTuple):
+    """What can refuse a scan: its identifiers and timestamps, read and checked."""
+
+    object_id: str
+    status: str
+    substatus_code: str | None
+    status_date: datetime
+    created: datetime | None
+    substatus: dict[str, Any]
+
+
+def _scan_keys(raw: Any, where: str) -> _ScanKeys:
     if not isinstance(raw, dict):
         raise PayloadError(f"'{where}' must be an object")
     created = timestamp(raw, "object_created", where)
@@ -344,39 +370,70 @@ def _scan(raw: Any, where: str) -> Scan:
     sub = raw.get("substatus")
     sub = sub if isinstance(sub, dict) else {}
     code = opt_identifier(sub.get("code"), f"{where}.substatus.code", "substatus")
-    action = sub.get("action_required")
     status = opt_identifier(raw.get("status"), f"{where}.status", "status")
-    return Scan(
+    return _ScanKeys(
         object_id=identifier(object_id, f"{where}.object_id", "scan_id"),
         status=(status or "UNKNOWN").upper(),
         substatus_code=code.lower() if code else None,
-        substatus_text=free_text(sub.get("text"), "substatus_text"),
-        action_required=action if isinstance(action, bool) else None,
-        details=free_text(raw.get("status_details"), "details") or "",
         status_date=status_date,
         created=created,
+        substatus=sub,
+    )
+
+
+def _scan(raw: Any, where: str) -> Scan:
+    keys = _scan_keys(raw, where)
+    action = keys.substatus.get("action_required")
+    return Scan(
+        object_id=keys.object_id,
+        status=keys.status,
+        substatus_code=keys.substatus_code,
+        substatus_text=free_text(keys.substatus.get("text"), "substatus_text"),
+        action_required=action if isinstance(action, bool) else None,
+        details=free_text(raw.get("status_details"), "details") or "",
+        status_date=keys.status_date,
+        created=keys.created,
         location=_location(raw.get("location")),
+    )
+
+
+class _LabelKeys(NamedTuple):
+    """What can refuse a label event beyond its shape: identifiers and timestamps."""
+
+    tracking_number: str | None
+    rate_carrier: str | None
+    created: datetime | None
+    updated: datetime | None
+
+
+def _label_keys(data: dict[str, Any]) -> _LabelKeys:
+    return _LabelKeys(
+        tracking_number=opt_identifier(
+            data.get("tracking_number"), "data.tracking_number", "tracking_number"
+        ),
+        rate_carrier=_rate_carrier(data.get("rate")),
+        created=timestamp(data, "object_created", "data"),
+        updated=timestamp(data, "object_updated", "data"),
     )
 
 
 def _label(w: Webhook) -> LabelUpdate:
     _check_transaction_shape(w.event, w.data)
     data: dict[str, Any] = w.data
+    keys = _label_keys(data)
     url = url_text(data.get("tracking_url_provider"))
     return LabelUpdate(
         object_id=require_identifier(data, "object_id", "transaction"),
         status=require_identifier(data, "status", "status").upper(),
-        tracking_number=opt_identifier(
-            data.get("tracking_number"), "data.tracking_number", "tracking_number"
-        ),
-        carrier=_rate_carrier(data.get("rate")) or carrier_from_url(url),
+        tracking_number=keys.tracking_number,
+        carrier=keys.rate_carrier or carrier_from_url(url),
         tracking_url_provider=url,
         label_url=url_text(data.get("label_url")),
         eta=lenient_timestamp(data.get("eta")),
         metadata=free_text(data.get("metadata"), "metadata") or w.metadata,
         messages=messages(data.get("messages")),
-        created=timestamp(data, "object_created", "data"),
-        updated=timestamp(data, "object_updated", "data"),
+        created=keys.created,
+        updated=keys.updated,
         test=is_test(w),
     )
 

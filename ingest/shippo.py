@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from domain.payload import PayloadError, is_acted_on, is_test, parse_event, parse_webhook, webhook_identity
+from domain.payload import PayloadError, check_event, is_acted_on, is_test, parse_webhook, webhook_identity
 from domain.vocabulary import DeliveryOutcome
 from ingest import signature
 from ingest.errors import (
@@ -51,10 +51,9 @@ def receive(slug: str) -> Response:
             )
         try:
             webhook = parse_webhook(raw)
-            if is_acted_on(webhook):
-                parse_event(
-                    webhook
-                )  # field-level checks too (timestamps, scans): a 400 now, not a dead letter later
+            # field-level checks too (identifiers, timestamps): a 400 now, not a dead letter later;
+            # exactly parse_event's refusals, without building what the worker builds from the body
+            check_event(webhook)
         except PayloadError as exc:
             raise BadPayload(str(exc)) from None
         event_name = webhook.event
