@@ -10,11 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from domain.shipment import ShipmentState
 from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
 from store.database import Database, DialectStatement, Lockable, utcnow
 from store.merchant_cache import version_of
-from store.schema import notifications, opt_outs, outbox_messages
+from store.orders import Order
+from store.schema import notifications, opt_outs, orders, outbox_messages, shipments, templates
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,140 @@ def get_with_merchant_version(
 
 def update(conn: Connection, notification_id: int, **values: Any) -> None:
     conn.execute(_UPDATE, {"updated_at": utcnow(), **values, "notification_id": notification_id})
+
+
+_UPDATE_RETURNING = _UPDATE.returning(*notifications.c)
+
+
+def update_returning(conn: Connection, notification_id: int, **values: Any) -> NotificationRow | None:
+    """:func:`update`, returning the row as written (None: no such notification): one statement."""
+    row = conn.execute(
+        _UPDATE_RETURNING, {"updated_at": utcnow(), **values, "notification_id": notification_id}
+    ).first()
+    return _row(row) if row else None
+
+
+# ---------------------------------------------------------------- what a send reads
+
+
+@dataclass(frozen=True)
+class SendView:
+    """What the send of one notification reads, in one statement (:func:`for_send`)."""
+
+    notification: NotificationRow
+    merchant_version: datetime  # its merchant's stored ``updated_at`` (store/merchant_cache.py)
+    order: Order | None
+    shipment: ShipmentState | None
+    #: Whether the recipient opted out of the channel; None when the stored address is not in
+    #: its compared form, so one exact match cannot tell (then ask :func:`is_opted_out`).
+    opted_out: bool | None
+    #: Whether the merchant stores any template of this kind and channel (any locale): when not,
+    #: the template lookup (store/templates.py ``find``) has nothing to find.
+    has_templates: bool
+
+
+_ORDER_COLUMNS = [c.label(f"o_{c.name}") for c in orders.c]
+
+
+def _order(r: Any) -> Order:
+    """The order of a :func:`for_send` row (its ``o_`` columns), as ``store.orders`` builds it."""
+    return Order(
+        id=r.o_id,
+        merchant_id=r.o_merchant_id,
+        ref=r.o_ref,
+        status=r.o_status,
+        exception=r.o_exception,
+        customer=dict(r.o_customer or {}),
+        notify_email=bool(r.o_notify_email),
+        notify_sms=bool(r.o_notify_sms),
+        registered=bool(r.o_registered),
+        created_at=r.o_created_at,
+        updated_at=r.o_updated_at,
+    )
+
+
+_SEND_COLUMNS: tuple[Any, ...] = (
+    notifications,
+    version_of(notifications.c.merchant_id).label("merchant_updated_at"),
+    *_ORDER_COLUMNS,
+    sa.exists()
+    .where(
+        opt_outs.c.merchant_id == notifications.c.merchant_id,
+        opt_outs.c.channel == notifications.c.channel,
+        opt_outs.c.address == notifications.c.to_address,
+    )
+    .label("opted_out_exact"),
+    sa.exists()
+    .where(
+        templates.c.merchant_id == notifications.c.merchant_id,
+        templates.c.kind == notifications.c.kind,
+        templates.c.channel == notifications.c.channel,
+    )
+    .label("has_templates"),
+)
+_WITH_ORDER = notifications.outerjoin(orders, orders.c.id == notifications.c.order_id)
+
+
+def _send_select(*, shipment: bool) -> Lockable:
+    """The notification with its order, and (``shipment``) its shipment's state; on PostgreSQL
+    the notification row and the shipment row are locked by the same statement (the order is
+    not: the send reads its contact; ``workers/parcels.py`` locks it where the policy needs)."""
+    if shipment:
+        query = (
+            sa.select(*_SEND_COLUMNS, shipments.c.state.label("s_state"))
+            .select_from(_WITH_ORDER.join(shipments, shipments.c.id == notifications.c.shipment_id))
+            .where(notifications.c.id == sa.bindparam("notification_id"))
+        )
+        locked = [notifications, shipments]
+    else:
+        query = (
+            sa.select(*_SEND_COLUMNS)
+            .select_from(_WITH_ORDER)
+            .where(notifications.c.id == sa.bindparam("notification_id"))
+        )
+        locked = [notifications]
+    lockable = Lockable(query)
+    lockable.locking = query.with_for_update(of=locked)  # never the nullable side of the join
+    return lockable
+
+
+_SEND_WITH_SHIPMENT = _send_select(shipment=True)
+_SEND_WITHOUT_SHIPMENT = _send_select(shipment=False)
+
+
+def for_send(db: Database, conn: Connection, notification_id: int) -> SendView | None:
+    """The notification (locked, on PostgreSQL), its merchant's version, its order, its
+    shipment's state (locked: a later scan waits for this transaction, or this one sees it),
+    whether its recipient opted out, and whether the merchant has templates for it: one
+    statement when the notification has a shipment (nearly all), else two. None: no such row."""
+    params = {"notification_id": notification_id}
+    row = conn.execute(_SEND_WITH_SHIPMENT(db), params).first()
+    state: ShipmentState | None = None
+    if row is not None:
+        state = ShipmentState.from_dict(row.s_state)
+    else:
+        row = conn.execute(_SEND_WITHOUT_SHIPMENT(db), params).first()
+        if row is None:
+            return None
+        if row.shipment_id is not None:  # the inner join found no shipment row: fail as before
+            raise sa.exc.NoResultFound(f"shipment {row.shipment_id} of notification {notification_id}")
+    n = _row(row)
+    order: Order | None = None
+    if n.order_id is not None:
+        if row.o_id is None:  # no such order row: fail as a lookup by id does
+            raise sa.exc.NoResultFound(f"order {n.order_id} of notification {notification_id}")
+        order = _order(row)
+    opted_out: bool | None = None
+    if n.to_address and _opt_out_addresses(n.channel, n.to_address) == [n.to_address]:
+        opted_out = bool(row.opted_out_exact)
+    return SendView(
+        notification=n,
+        merchant_version=row.merchant_updated_at,
+        order=order,
+        shipment=state,
+        opted_out=opted_out,
+        has_templates=bool(row.has_templates),
+    )
 
 
 def mark_suppressed(conn: Connection, notification_id: int, reason: str) -> None:
@@ -377,6 +513,81 @@ def outbox_capture(
             sa.select(outbox_messages.c.id).where(outbox_messages.c.notification_id == notification_id)
         ).one()
     return int(row.id)
+
+
+#: ``provider_id`` of a notification captured in the outbox: this prefix and the outbox row's id.
+OUTBOX_PROVIDER_PREFIX = "outbox-"
+_MESSAGE_COLUMNS = ("channel", "to_address", "sender", "subject", "text", "html", "headers")
+
+
+def _capture_and_record() -> sa.Update:
+    """PostgreSQL: capture the message (``INSERT … ON CONFLICT DO NOTHING`` in a CTE) and update
+    the notification with ``provider_id`` = prefix + the outbox row's id, in one statement. The
+    capture's parameters are prefixed, so no name of theirs is taken for a notification column."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    captured = (
+        pg_insert(outbox_messages)
+        .values(
+            notification_id=sa.bindparam("notification_id"),
+            merchant_id=sa.bindparam("outbox_merchant_id"),
+            created_at=sa.bindparam("outbox_created_at", type_=outbox_messages.c.created_at.type),
+            **{c: sa.bindparam(f"outbox_{c}", type_=outbox_messages.c[c].type) for c in _MESSAGE_COLUMNS},
+        )
+        .on_conflict_do_nothing(index_elements=["notification_id"])
+        .returning(outbox_messages.c.id)
+        .cte("captured")
+    )
+    earlier = sa.select(outbox_messages.c.id).where(
+        outbox_messages.c.notification_id == sa.bindparam("notification_id")
+    )
+    outbox_id = sa.func.coalesce(sa.select(captured.c.id).scalar_subquery(), earlier.scalar_subquery())
+    return (
+        notifications.update()
+        .where(notifications.c.id == sa.bindparam("notification_id"))
+        .values(provider_id=sa.literal(OUTBOX_PROVIDER_PREFIX) + sa.cast(outbox_id, sa.String))
+        .add_cte(captured)
+        .returning(notifications.c.provider_id)
+    )
+
+
+_CAPTURE_AND_RECORD = _capture_and_record()
+
+
+def outbox_capture_and_update(
+    db: Database,
+    conn: Connection,
+    *,
+    notification_id: int,
+    merchant_id: int,
+    message: Mapping[str, Any],
+    **values: Any,
+) -> str:
+    """:func:`outbox_capture` of ``message`` and :func:`update` of the notification with
+    ``values`` and ``provider_id`` = :data:`OUTBOX_PROVIDER_PREFIX` + the capture's id; returns
+    that provider id. The caller holds the notification's row. One statement on PostgreSQL,
+    two on SQLite (no ``INSERT`` inside a ``WITH`` there)."""
+    now = utcnow()
+    if not db.is_sqlite:
+        provider_id = conn.execute(
+            _CAPTURE_AND_RECORD,
+            {
+                "updated_at": now,
+                **values,
+                "notification_id": notification_id,
+                "outbox_merchant_id": merchant_id,
+                "outbox_created_at": now,
+                **{f"outbox_{c}": message[c] for c in _MESSAGE_COLUMNS},
+            },
+        ).scalar_one()
+        if provider_id is not None:
+            return str(provider_id)
+        # the capture met a row committed after this statement's snapshot (it cannot be this
+        # notification's own sender: the caller holds the row): look it up, as below
+    outbox_id = outbox_capture(db, conn, notification_id=notification_id, merchant_id=merchant_id, **message)
+    provider_id = f"{OUTBOX_PROVIDER_PREFIX}{outbox_id}"
+    update(conn, notification_id, **values, provider_id=provider_id)
+    return provider_id
 
 
 #: Header of an outbox row whose content was removed, naming why: ``retention`` or ``erasure``

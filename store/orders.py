@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from domain.payload import LabelUpdate, TrackUpdate
 from domain.vocabulary import OrderStatus
 from store.cursor import Cursor
 from store.database import Database, Lockable, utcnow
-from store.schema import orders
+from store.schema import orders, shipments
+from store.shipments import (
+    Attempts,
+    ShipmentRow,
+    attempt_params,
+    attempts_of,
+    first_of_statement,
+    locate,
+    shipment_of,
+)
 
 #: The cursor of :func:`page`: the id of the last order shown.
 CURSOR = Cursor("id")
@@ -80,6 +91,115 @@ def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
 def get_by_id(conn: Connection, order_id: int, *, lock: Database | None = None) -> Order:
     """``lock``: take the row lock (PostgreSQL) so the caller plans with the committed contact."""
     return _row(conn.execute(_BY_ID(lock), {"order_id": order_id}).one())
+
+
+#: The order and its shipments (one row per shipment, none joined: one row of NULLs), in one
+#: statement: SQLite only (:func:`with_shipments`).
+_SHIPMENT_COLUMNS = ("id", "merchant_id", "order_id", "order_ref", "state", "version")
+
+
+def _joined(*where: Any) -> sa.Select[Any]:
+    return (
+        sa.select(orders, *(shipments.c[c].label(f"s_{c}") for c in _SHIPMENT_COLUMNS))
+        .select_from(orders.outerjoin(shipments, shipments.c.order_id == orders.c.id))
+        .where(*where)
+        .order_by(shipments.c.id)
+    )
+
+
+_JOINED_BY_ID = _joined(orders.c.id == sa.bindparam("order_id"))
+_JOINED_BY_REF = _joined(
+    orders.c.merchant_id == sa.bindparam("merchant_id"), orders.c.ref == sa.bindparam("ref")
+)
+
+
+def _order_and_shipments(rows: Sequence[Any]) -> tuple[Order, list[ShipmentRow]] | None:
+    if not rows:
+        return None
+    return _row(rows[0]), _shipments_of(rows)
+
+
+def _shipments_of(rows: Sequence[Any]) -> list[ShipmentRow]:
+    """The shipments of joined rows (columns ``s_<name>``; a row of NULLs: none)."""
+    return [
+        shipment_of(SimpleNamespace(**{c: getattr(r, f"s_{c}") for c in _SHIPMENT_COLUMNS}))
+        for r in rows
+        if r.s_id is not None
+    ]
+
+
+def with_shipments(
+    db: Database, conn: Connection, *, order_id: int | None = None, merchant_id: int = 0, ref: str = ""
+) -> tuple[Order, list[ShipmentRow] | None]:
+    """The order (by ``order_id``, else ``(merchant_id, ref)``, created unregistered as
+    :func:`ensure` does when missing), row-locked for this transaction, and on SQLite its
+    shipments (ordered by id) in the same statement (``BEGIN IMMEDIATE``: no writer can come in
+    between). On PostgreSQL the shipments are ``None``: read them in a LATER statement, whose
+    snapshot is taken after the lock was granted (``store.shipments.save``'s ``siblings_of``)."""
+    if not db.is_sqlite:
+        if order_id is not None:
+            return get_by_id(conn, order_id, lock=db), None
+        return ensure_locked(db, conn, merchant_id, ref), None
+    if order_id is not None:
+        found = _order_and_shipments(conn.execute(_JOINED_BY_ID, {"order_id": order_id}).all())
+        if found is None:
+            raise sa.exc.NoResultFound(f"order {order_id} not found")
+        return found
+    params = {"merchant_id": merchant_id, "ref": ref}
+    found = _order_and_shipments(conn.execute(_JOINED_BY_REF, params).all())
+    if found is None:
+        ensure(db, conn, merchant_id, ref)
+        found = _order_and_shipments(conn.execute(_JOINED_BY_REF, params).all())
+    if found is None:
+        raise RuntimeError(f"order {ref!r} vanished inside its own transaction")
+    return found
+
+
+#: SQLite: a track's shipment (the first match of its attempts), the shipment's order and the
+#: order's shipments, in ONE statement (per attempts' shape; see :func:`locate_with_order`).
+_LOCATED: dict[int, sa.Select[Any]] = {}
+
+
+def _located_statement(attempts: Attempts) -> sa.Select[Any]:
+    first = first_of_statement(attempts)
+    found = _LOCATED.get(id(first))
+    if found is not None:
+        return found
+    located = first.plain.subquery("located")
+    sibling = shipments.alias("sibling")
+    statement = (
+        sa.select(
+            located,
+            *(c.label(f"o_{c.name}") for c in orders.c),
+            *(sibling.c[c].label(f"s_{c}") for c in _SHIPMENT_COLUMNS),
+        )
+        .select_from(
+            located.outerjoin(orders, orders.c.id == located.c.order_id).outerjoin(
+                sibling, sibling.c.order_id == located.c.order_id
+            )
+        )
+        .order_by(sibling.c.id)
+    )
+    return _LOCATED.setdefault(id(first), statement)
+
+
+def locate_with_order(
+    db: Database, conn: Connection, merchant_id: int, event: TrackUpdate | LabelUpdate
+) -> tuple[ShipmentRow, tuple[Order, list[ShipmentRow]] | None]:
+    """``store.shipments.locate``'s shipment and, on SQLite, for a track whose shipment already
+    belongs to an order, :func:`with_shipments`'s answer for that order, read in the same
+    statement (``BEGIN IMMEDIATE``: no writer can come in between); else ``None``."""
+    if not db.is_sqlite or not isinstance(event, TrackUpdate):
+        return locate(db, conn, merchant_id, event), None
+    attempts, _ = attempts_of(merchant_id, event)
+    rows = conn.execute(_located_statement(attempts), attempt_params(attempts)).all()
+    if not rows:
+        return locate(db, conn, merchant_id, event, searched=True), None
+    shipment = shipment_of(rows[0])
+    if shipment.order_id is None:
+        return shipment, None
+    order = _row(SimpleNamespace(**{c.name: getattr(rows[0], f"o_{c.name}") for c in orders.c}))
+    return shipment, (order, _shipments_of(rows))
 
 
 def ensure(db: Database, conn: Connection, merchant_id: int, ref: str) -> Order:

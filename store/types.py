@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """A naive value is read as UTC (the rule of ``domain.fields.parse_timestamp`` too)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -36,10 +36,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
+        return None if value is None else as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
+        return None if value is None else as_utc(value)
 
 
 def render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | Literal[False]:

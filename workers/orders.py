@@ -10,9 +10,11 @@ these take the order's (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` serializes writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.engine import Connection
 
-from domain.order import aggregate_order_status
+from domain.order import Parcels, aggregate_order_status
 from domain.policy import plan
 from domain.shipment import Change, ShipmentState
 from domain.vocabulary import Audience, ChangeKind
@@ -27,14 +29,21 @@ from workers.parcels import parcels_of_order
 
 
 def refresh_order_status(
-    db: Database, conn: Connection, order_id: int, *, locked: Order | None = None
+    db: Database,
+    conn: Connection,
+    order_id: int,
+    *,
+    locked: Order | None = None,
+    shipments: Sequence[ShipmentRow] | None = None,
 ) -> tuple[str, str]:
     """Lock the order, then aggregate its shipments (shipment → order lock order everywhere).
     Returns the order's ``(old, new)`` aggregate status. ``locked``: the order as this
-    transaction already read it under its row lock (not read again)."""
+    transaction already read it under its row lock (not read again); ``shipments``: with
+    ``locked``, the order's shipments as they are now in this transaction, ordered by id
+    (read after the lock was granted; not read again)."""
     if locked is None or locked.id != order_id:
-        locked = order_store.get_by_id(conn, order_id, lock=db)
-    siblings = shipment_store.for_order(conn, order_id)
+        locked, shipments = order_store.get_by_id(conn, order_id, lock=db), None
+    siblings = shipment_store.for_order(conn, order_id) if shipments is None else shipments
     status = aggregate_order_status(
         [(s.state.status, s.state.exception.cls if s.state.exception else None) for s in siblings]
     )
@@ -60,10 +69,15 @@ def catch_up_shipment(
     order: Order,
     shipment: ShipmentRow,
     state: ShipmentState,
+    *,
+    parcels: Parcels | None = None,
 ) -> tuple[int, ...]:
-    """Customer intents for the CURRENT state of one shipment (its status, its open exception)."""
+    """Customer intents for the CURRENT state of one shipment (its status, its open exception).
+    ``parcels``: the order's parcels as they are now in this transaction (else read)."""
     if state.status is None or state.last_event_at is None:
         return ()
+    if parcels is None:
+        parcels = parcels_of_order(conn, order.id)
     synthetic = [Change(ChangeKind.STATUS_CHANGED, state.last_event_at, None, state.status)]
     if state.exception is not None:
         exc = state.exception
@@ -90,7 +104,7 @@ def catch_up_shipment(
             order_ref=order.ref,
             shipment_key=shipment.key,
             notify_test_events=merchant.notify_test_events is True,
-            parcels=parcels_of_order(conn, order.id),  # several: partially_delivered / the order's delivered
+            parcels=parcels,  # several: partially_delivered / the order's delivered
         )
         if i.audience == Audience.CUSTOMER
     ]

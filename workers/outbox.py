@@ -16,11 +16,12 @@ from sqlalchemy.engine import Connection
 from notifiers.channel import OutgoingMessage, PermanentChannelError, SendResult
 from store import notifications as notification_store
 from store.database import Database
+from store.notifications import OUTBOX_PROVIDER_PREFIX
 
 
 class OutboxChannel:
     #: The message is written by the database the notification lives in, so a sender may write it
-    #: in the notification's own claim transaction (:meth:`capture`): claim, render, capture and
+    #: in the notification's own claim transaction (:meth:`capture_sent`): claim, render, capture and
     #: ``sent`` commit together, and there is no provider call to lose an answer in.
     transactional = True
 
@@ -39,16 +40,23 @@ class OutboxChannel:
             raise PermanentChannelError(
                 f"the outbox captures notifications only; no notification has key {msg.idempotency_key!r}"
             )
-        return SendResult(provider_id=f"outbox-{outbox_id}")
+        return SendResult(provider_id=f"{OUTBOX_PROVIDER_PREFIX}{outbox_id}")
 
-    def capture(
-        self, conn: Connection, msg: OutgoingMessage, *, notification_id: int, merchant_id: int
+    def capture_sent(
+        self, conn: Connection, msg: OutgoingMessage, *, notification_id: int, merchant_id: int, **values: Any
     ) -> SendResult:
-        """:meth:`send` inside the caller's transaction, for the notification it holds locked."""
-        outbox_id = notification_store.outbox_capture(
-            self.db, conn, notification_id=notification_id, merchant_id=merchant_id, **_columns(msg)
+        """:meth:`send` inside the caller's transaction, for the notification it holds locked, and
+        that notification updated with ``values`` and the capture's provider id (its ``sent``):
+        one statement on PostgreSQL, two on SQLite."""
+        provider_id = notification_store.outbox_capture_and_update(
+            self.db,
+            conn,
+            notification_id=notification_id,
+            merchant_id=merchant_id,
+            message=_columns(msg),
+            **values,
         )
-        return SendResult(provider_id=f"outbox-{outbox_id}")
+        return SendResult(provider_id=provider_id)
 
 
 def _columns(msg: OutgoingMessage) -> dict[str, Any]:

@@ -11,12 +11,12 @@ message was lost in between, and publishes any platform event left unpublished.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from domain.order import extract_order_ref
+from domain.order import Parcels, extract_order_ref, parcels_of
 from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
 from domain.policy import plan
 from domain.shipment import Change, ShipmentState, apply, detect_stall
@@ -88,10 +88,10 @@ def _apply_event(
     *,
     platform_events: bool = False,
 ) -> Outcome:
-    shipment = shipment_store.locate(db, conn, merchant.id, event)
+    shipment, located_order = order_store.locate_with_order(db, conn, merchant.id, event)
     state, changes, new_scans = apply(shipment.state, event, now)
-    order, order_ref = _order_for(db, conn, merchant, shipment, event)
-    shipment_store.save(
+    order, order_ref, others = _order_for(db, conn, merchant, shipment, event, located_order)
+    saved_others = shipment_store.save(
         db,
         conn,
         shipment,
@@ -100,17 +100,31 @@ def _apply_event(
         new_scans,
         order_id=order.id if order and shipment.order_id is None else None,
         order_ref=order_ref if shipment.order_ref is None else None,
+        siblings_of=order.id if order is not None and others is None else None,
     )
-    order_change = refresh_order_status(db, conn, order.id, locked=order) if order is not None else None
+    others = others if others is not None else saved_others or []
+    # The order's shipments after this update, without reading them again: those read under the
+    # order's lock (nothing else can change them before the commit), this one with its new state.
+    parcel_rows = (
+        sorted([*others, replace(shipment, order_id=order.id, state=state)], key=lambda s: s.id)
+        if order is not None
+        else None
+    )
+    order_change = (
+        refresh_order_status(db, conn, order.id, locked=order, shipments=parcel_rows)
+        if order is not None
+        else None
+    )
     written = 0
     if platform_events:
         written = _record_platform_events(conn, merchant, order, order_change, shipment, state, changes, now)
-    ids = _record_intents(db, conn, merchant, order, shipment, state, changes)
+    parcels = parcels_of([s.state.status for s in parcel_rows]) if parcel_rows is not None else None
+    ids = _record_intents(db, conn, merchant, order, shipment, state, changes, parcels=parcels)
     if order is not None and order.registered and shipment.order_id is None:
         # The shipment joins a registered order only now (its transaction came after its tracks):
         # the customer has heard nothing about it yet, so tell the current state once. Same keys as
         # the live intents just stored, so nothing goes out twice.
-        ids += catch_up_shipment(db, conn, merchant, order, shipment, state)
+        ids += catch_up_shipment(db, conn, merchant, order, shipment, state, parcels=parcels)
     lag = None
     if isinstance(event, TrackUpdate) and any(c.scan_id == event.latest.object_id for c in changes):
         lag = (now - event.latest.status_date).total_seconds()
@@ -123,18 +137,25 @@ def _order_for(
     merchant: Merchant,
     shipment: ShipmentRow,
     event: TrackUpdate | LabelUpdate,
-) -> tuple[Order | None, str | None]:
+    located: tuple[Order, list[ShipmentRow]] | None = None,
+) -> tuple[Order | None, str | None, list[ShipmentRow] | None]:
     """The shipment's order, row-locked after the shipment (the lock order everywhere), so that
-    a platform registering the order at this moment is either fully seen or fully waited for."""
+    a platform registering the order at this moment is either fully seen or fully waited for;
+    and, when read in the same statement (SQLite), the order's OTHER shipments (else ``None``:
+    the save reads them, after the lock was granted). ``located``: the order and its shipments
+    as read with the shipment (``store.orders.locate_with_order``)."""
     if shipment.order_id is not None:
-        return order_store.get_by_id(conn, shipment.order_id, lock=db), None
-    try:
-        ref = extract_order_ref(event.metadata, matcher_for(merchant.order_ref_pattern, merchant.slug))
-    except ValueError:  # a pattern RE2 cannot run (saved before it was required): no order ref
+        order, rows = located or order_store.with_shipments(db, conn, order_id=shipment.order_id)
         ref = None
-    if ref is None:
-        return None, None
-    return order_store.ensure_locked(db, conn, merchant.id, ref), ref
+    else:
+        try:
+            ref = extract_order_ref(event.metadata, matcher_for(merchant.order_ref_pattern, merchant.slug))
+        except ValueError:  # a pattern RE2 cannot run (saved before it was required): no order ref
+            ref = None
+        if ref is None:
+            return None, None, []
+        order, rows = order_store.with_shipments(db, conn, merchant_id=merchant.id, ref=ref)
+    return order, ref, None if rows is None else [s for s in rows if s.id != shipment.id]
 
 
 def _record_platform_events(
@@ -172,7 +193,10 @@ def _record_intents(
     shipment: ShipmentRow,
     state: ShipmentState,
     changes: Sequence[Change],
+    *,
+    parcels: Parcels | None = None,
 ) -> tuple[int, ...]:
+    """``parcels``: the order's parcels after this update, when the caller has them (else read)."""
     if not changes:
         return ()
     intents = plan(
@@ -190,7 +214,7 @@ def _record_intents(
         notify_test_events=merchant.notify_test_events is True,
         # the order's parcels after this update (its row is locked): several → partially_delivered
         # and the one order-level delivered (domain/policy.py); only a status move can change them
-        parcels=parcels_of_order(conn, order.id)
+        parcels=(parcels if parcels is not None else parcels_of_order(conn, order.id))
         if order is not None and any(c.kind is ChangeKind.STATUS_CHANGED for c in changes)
         else None,
     )

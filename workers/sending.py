@@ -5,7 +5,10 @@ intent was planned. Sending is three steps:
 
 1. *claim* (transaction): lock the row; stop if it is already ``sent``/``delivered``/
    ``failed``/``suppressed``; re-check supersession, opt-outs, quiet hours; render; mark it
-   ``sending`` with ``sending_at``; commit.
+   ``sending`` with ``sending_at``; commit. One statement reads (and on PostgreSQL locks) the
+   row with its shipment, and reads its order, the recipient's opt-out and whether the merchant
+   has templates for it (``store.notifications.for_send``): a later scan of the shipment waits
+   for the claim, or the claim sees it.
 2. *provider call*, outside any transaction.
 3. *record* (transaction): ``sent`` + provider id — or, on a definite provider refusal,
    ``queued`` again (transient, retried) or ``failed`` (permanent).
@@ -59,13 +62,11 @@ from notifiers.links import carrier_name, shipment_tracking_url
 from notifiers.rendering import Renderer, RenderError, TemplateSet, candidate_locales
 from store import merchant_cache
 from store import notifications as notification_store
-from store import orders as order_store
-from store import shipments as shipment_store
 from store import templates as template_store
 from store.database import Database, utcnow
 from store.errors import StorageUnavailable
 from store.merchants import Merchant
-from store.notifications import NotificationRow
+from store.notifications import NotificationRow, SendView
 from store.orders import Order
 from workers.outbox import OutboxChannel
 from workers.parcels import parcels_context, superseded
@@ -253,10 +254,11 @@ class Sender:
     ) -> Claim | Captured | Recovered | SendOutcome:
         now = self.clock()
         with self.db.write() as conn:
-            found = notification_store.get_with_merchant_version(conn, notification_id, lock=self.db)
-            if found is None:
+            # one statement: the row (locked) with its shipment (locked), order, opt-out, templates
+            view = notification_store.for_send(self.db, conn, notification_id)
+            if view is None:
                 return SendOutcome.MISSING
-            n, merchant_version = found
+            n = view.notification
             if n.status in FINAL:
                 return SendOutcome(n.status)
             if n.sending_at is not None and self.receipts is not None:
@@ -287,10 +289,9 @@ class Sender:
                     error="a previous attempt stopped during the provider call; not resent (at most once)",
                 )
                 return SendOutcome.OUTCOME_UNKNOWN
-            merchant = merchant_cache.for_db(self.db).by_id(conn, n.merchant_id, merchant_version)
-            order = order_store.get_by_id(conn, n.order_id) if n.order_id else None
-            shipment = shipment_store.get_locked(self.db, conn, n.shipment_id) if n.shipment_id else None
-            reason = self._suppression(conn, n, merchant, shipment.state if shipment else None)
+            merchant = merchant_cache.for_db(self.db).by_id(conn, n.merchant_id, view.merchant_version)
+            order, state = view.order, view.shipment
+            reason = self._suppression(conn, view, merchant)
             if reason:
                 notification_store.mark_suppressed(conn, n.id, reason)
                 return SendOutcome.SUPPRESSED
@@ -302,7 +303,7 @@ class Sender:
                     on_deferred(n.id, max(int((resume - now).total_seconds() * 1000), 1000))
                     return SendOutcome.DEFERRED
             try:
-                message, locale = self._build(conn, n, merchant, order, shipment.state if shipment else None)
+                message, locale = self._build(conn, n, merchant, order, state, templates=view.has_templates)
             except TemplateFailed as exc:
                 notification_store.update(
                     conn, n.id, status=S.FAILED.value, error_code=SendOutcome.TEMPLATE_ERROR, error=str(exc)
@@ -321,12 +322,12 @@ class Sender:
             if isinstance(channel, OutboxChannel):
                 # a local channel: the capture commits with the claim and its `sent`, so there is
                 # no provider call and no crash window (nothing can be half done)
-                result = channel.capture(conn, message, notification_id=n.id, merchant_id=n.merchant_id)
-                notification_store.update(
+                channel.capture_sent(
                     conn,
-                    n.id,
+                    message,
+                    notification_id=n.id,
+                    merchant_id=n.merchant_id,
                     status=S.SENT.value,
-                    provider_id=result.provider_id,
                     sent_at=now,
                     error=None,
                     error_code=None,
@@ -336,16 +337,18 @@ class Sender:
             notification_store.update(conn, n.id, status=S.QUEUED.value, **claimed)
         return Claim(n, message)
 
-    def _suppression(
-        self, conn: Any, n: NotificationRow, merchant: Merchant, state: ShipmentState | None
-    ) -> str | None:
+    def _suppression(self, conn: Any, view: SendView, merchant: Merchant) -> str | None:
+        n = view.notification
         if not n.to_address:
             return "no contact address"
         if n.audience == Audience.MERCHANT:
             return None
-        if notification_store.is_opted_out(conn, merchant.id, n.channel, n.to_address):
+        opted_out = view.opted_out
+        if opted_out is None:  # the address is stored in another form than opt-outs compare
+            opted_out = notification_store.is_opted_out(conn, merchant.id, n.channel, n.to_address)
+        if opted_out:
             return f"recipient opted out of {n.channel}"
-        return superseded(self.db, conn, n, state)  # the shipment, and the order's parcels
+        return superseded(self.db, conn, n, view.shipment)  # the shipment, and the order's parcels
 
     def _finish(
         self,
@@ -375,8 +378,7 @@ class Sender:
         for pause in (*self.record_backoff_s, None):
             try:
                 with self.db.write() as conn:
-                    notification_store.update(conn, notification_id, **values)
-                    return notification_store.get(conn, notification_id)
+                    return notification_store.update_returning(conn, notification_id, **values)
             except StorageUnavailable as exc:
                 if pause is None:
                     raise
@@ -406,14 +408,21 @@ class Sender:
         merchant: Merchant,
         order: Order | None,
         state: ShipmentState | None,
+        *,
+        templates: bool = True,
     ) -> tuple[OutgoingMessage, str]:
+        """``templates``: False when the merchant is known to store none of this kind and channel."""
         customer = dict(order.customer) if order else {}
         locales = [customer.get("locale"), merchant.default_locale, "en"]
         if n.audience == Audience.MERCHANT:
             locales = [merchant.default_locale, "en"]
         context = self.context(n, merchant, order, state, locales[0] or "en")
         context.update(parcels_context(conn, n, merchant, state))
-        override = template_store.find(conn, merchant.id, n.kind, n.channel, candidate_locales(locales))
+        override = (
+            template_store.find(conn, merchant.id, n.kind, n.channel, candidate_locales(locales))
+            if templates
+            else None
+        )
         try:
             if override is not None:
                 locale, stored = override
