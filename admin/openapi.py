@@ -672,6 +672,23 @@ RECEIVED = ok(
 TWILIO_SIGNATURE = {"X-Twilio-Signature": (STRING, True)}
 TWILIO_FORM: Schema = {"type": "object", "additionalProperties": STRING}
 
+
+def _twilio_callback(summary: str, status: int, answer: Answer) -> Operation:
+    """Twilio's callbacks differ only in their success: a signed form, else the same errors."""
+    return Operation(
+        summary,
+        {
+            status: answer,
+            403: error("`bad_signature`"),
+            404: error("`unknown_merchant`"),
+            503: UNAVAILABLE,
+        },
+        body=TWILIO_FORM,
+        body_media="application/x-www-form-urlencoded",
+        headers=TWILIO_SIGNATURE,
+    )
+
+
 #: The receiver (`web`), by endpoint (docs/api.md, *Receiver*).
 RECEIVER: Mapping[str, Operation] = {
     "shippo.receive": Operation(
@@ -700,29 +717,11 @@ RECEIVER: Mapping[str, Operation] = {
             )
         },
     ),
-    "twilio_callbacks.status": Operation(
-        "Twilio's message status callback",
-        {
-            204: Answer("handed to the worker", None, ""),
-            403: error("`bad_signature`"),
-            404: error("`unknown_merchant`"),
-            503: UNAVAILABLE,
-        },
-        body=TWILIO_FORM,
-        body_media="application/x-www-form-urlencoded",
-        headers=TWILIO_SIGNATURE,
+    "twilio_callbacks.status": _twilio_callback(
+        "Twilio's message status callback", 204, Answer("handed to the worker", None, "")
     ),
-    "twilio_callbacks.inbound": Operation(
-        "an inbound SMS (STOP/START/HELP)",
-        {
-            200: Answer("TwiML", {"type": "string"}, "text/xml"),
-            403: error("`bad_signature`"),
-            404: error("`unknown_merchant`"),
-            503: UNAVAILABLE,
-        },
-        body=TWILIO_FORM,
-        body_media="application/x-www-form-urlencoded",
-        headers=TWILIO_SIGNATURE,
+    "twilio_callbacks.inbound": _twilio_callback(
+        "an inbound SMS (STOP/START/HELP)", 200, Answer("TwiML", {"type": "string"}, "text/xml")
     ),
     "unsubscribe.confirm": Operation(
         "the unsubscribe confirmation page (a GET never unsubscribes)",

@@ -15,7 +15,7 @@ from domain.vocabulary import NotificationStatus
 from store.contacts import opt_out_key
 from store.database import Database, DialectStatement, Lockable, utcnow
 from store.merchant_cache import version_of
-from store.orders import Order
+from store.orders import Order, order_of
 from store.schema import notifications, opt_outs, orders, outbox_messages, shipments, templates
 
 
@@ -184,23 +184,6 @@ class SendView:
 _ORDER_COLUMNS = [c.label(f"o_{c.name}") for c in orders.c]
 
 
-def _order(r: Any) -> Order:
-    """The order of a :func:`for_send` row (its ``o_`` columns), as ``store.orders`` builds it."""
-    return Order(
-        id=r.o_id,
-        merchant_id=r.o_merchant_id,
-        ref=r.o_ref,
-        status=r.o_status,
-        exception=r.o_exception,
-        customer=dict(r.o_customer or {}),
-        notify_email=bool(r.o_notify_email),
-        notify_sms=bool(r.o_notify_sms),
-        registered=bool(r.o_registered),
-        created_at=r.o_created_at,
-        updated_at=r.o_updated_at,
-    )
-
-
 _SEND_COLUMNS: tuple[Any, ...] = (
     notifications,
     version_of(notifications.c.merchant_id).label("merchant_updated_at"),
@@ -271,7 +254,7 @@ def for_send(db: Database, conn: Connection, notification_id: int) -> SendView |
     if n.order_id is not None:
         if row.o_id is None:  # no such order row: fail as a lookup by id does
             raise sa.exc.NoResultFound(f"order {n.order_id} of notification {notification_id}")
-        order = _order(row)
+        order = order_of(row, "o_")
     opted_out: bool | None = None
     if n.to_address and _opt_out_addresses(n.channel, n.to_address) == [n.to_address]:
         opted_out = bool(row.opted_out_exact)

@@ -57,19 +57,25 @@ class Order:
         }
 
 
-def _row(row: Any) -> Order:
+def order_of(row: Any, prefix: str = "") -> Order:
+    """The :class:`Order` of a result row (or anything with the same attributes), its columns
+    named ``prefix`` + the column name (``o_id``, … where a join labels them ``o_``)."""
+
+    def col(name: str) -> Any:
+        return getattr(row, prefix + name)
+
     return Order(
-        id=row.id,
-        merchant_id=row.merchant_id,
-        ref=row.ref,
-        status=row.status,
-        exception=row.exception,
-        customer=dict(row.customer or {}),
-        notify_email=bool(row.notify_email),
-        notify_sms=bool(row.notify_sms),
-        registered=bool(row.registered),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=col("id"),
+        merchant_id=col("merchant_id"),
+        ref=col("ref"),
+        status=col("status"),
+        exception=col("exception"),
+        customer=dict(col("customer") or {}),
+        notify_email=bool(col("notify_email")),
+        notify_sms=bool(col("notify_sms")),
+        registered=bool(col("registered")),
+        created_at=col("created_at"),
+        updated_at=col("updated_at"),
     )
 
 
@@ -85,12 +91,12 @@ def get(conn: Connection, merchant_id: int, ref: str) -> Order | None:
     row = conn.execute(
         sa.select(orders).where(orders.c.merchant_id == merchant_id, orders.c.ref == ref)
     ).first()
-    return _row(row) if row else None
+    return order_of(row) if row else None
 
 
 def get_by_id(conn: Connection, order_id: int, *, lock: Database | None = None) -> Order:
     """``lock``: take the row lock (PostgreSQL) so the caller plans with the committed contact."""
-    return _row(conn.execute(_BY_ID(lock), {"order_id": order_id}).one())
+    return order_of(conn.execute(_BY_ID(lock), {"order_id": order_id}).one())
 
 
 #: The order and its shipments (one row per shipment, none joined: one row of NULLs), in one
@@ -116,7 +122,7 @@ _JOINED_BY_REF = _joined(
 def _order_and_shipments(rows: Sequence[Any]) -> tuple[Order, list[ShipmentRow]] | None:
     if not rows:
         return None
-    return _row(rows[0]), _shipments_of(rows)
+    return order_of(rows[0]), _shipments_of(rows)
 
 
 def _shipments_of(rows: Sequence[Any]) -> list[ShipmentRow]:
@@ -198,7 +204,7 @@ def locate_with_order(
     shipment = shipment_of(rows[0])
     if shipment.order_id is None:
         return shipment, None
-    order = _row(SimpleNamespace(**{c.name: getattr(rows[0], f"o_{c.name}") for c in orders.c}))
+    order = order_of(rows[0], "o_")
     return shipment, (order, _shipments_of(rows))
 
 
@@ -234,7 +240,7 @@ def ensure_locked(db: Database, conn: Connection, merchant_id: int, ref: str) ->
     if row is None:
         ensure(db, conn, merchant_id, ref)
         row = conn.execute(_BY_REF(db), params).one()
-    return _row(row)
+    return order_of(row)
 
 
 def register(
@@ -298,6 +304,6 @@ def page(
     if before_id is not None:
         query = query.where(orders.c.id < before_id)
     rows = conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1)).all()
-    found = [_row(r) for r in rows[:limit]]
+    found = [order_of(r) for r in rows[:limit]]
     next_cursor = CURSOR.encode(found[-1].id) if len(rows) > limit else None
     return found, next_cursor

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -29,10 +28,9 @@ WORKER = str(uuid.uuid4())  # a dramatiq broker id
 
 
 @pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """The session Redis's client (``ops_fixtures.redis_client``), by this module's name."""
+    return redis_client
 
 
 def runtime(client: redis.Redis) -> Any:

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.payload import parse_event, parse_webhook
-from domain.shipment import ShipmentState, apply
+from domain.shipment import apply
 from store import merchants as merchant_store
 from store import orders as order_store
 from store import shipments as shipment_store
-from store.database import Database, utcnow
+from store.database import Database
 from store.merchants import Merchant
 from store.schema import orders, shipment_changes, shipment_scans, shipments
 from tests.integration.conftest import VAULT
@@ -41,6 +41,7 @@ from tests.integration.test_store_locate import (
     _expected,
     _RolledBack,
 )
+from tests.support.rows import email_order, planted_shipments
 from tests.support.webhooks import label, track
 from workers.processing import process_event
 
@@ -229,14 +230,8 @@ BUDGET = {"sqlite": (8, 8), "postgresql": (6, 6)}
 def test_one_event_takes_few_statements_and_still_moves_the_order(database: Database) -> None:
     merchant = _merchant(database)
     with database.write() as conn:
-        order, _ = order_store.register(
-            database,
-            conn,
-            merchant.id,
-            "4242",
-            customer={"name": "Jane", "email": "jane@example.com"},
-            notify_email=True,
-            notify_sms=False,
+        order = email_order(
+            database, conn, merchant.id, "4242", {"name": "Jane", "email": "jane@example.com"}
         )
     bodies = [
         label("a" * 32, "9205000000004242", "4242"),
@@ -277,15 +272,7 @@ def test_locate_with_order_finds_what_locate_finds_and_the_order_as_stored(
     one); the order and its shipments, when read with it (SQLite, a track), are the stored ones."""
     with database.write() as conn:
         merchant, _ = merchant_store.upsert(conn, "acme", vault=VAULT, name="Acme", profile={})
-        order, _ = order_store.register(
-            database,
-            conn,
-            merchant.id,
-            "9",
-            customer={"email": "a@example.com"},
-            notify_email=True,
-            notify_sms=False,
-        )
+        order = email_order(database, conn, merchant.id, "9", {"email": "a@example.com"})
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
@@ -304,23 +291,8 @@ def test_locate_with_order_finds_what_locate_finds_and_the_order_as_stored(
     ) -> None:
         event = _event(kind, transaction, carrier, number)
         with pytest.raises(_RolledBack), database.write() as conn:  # leaves nothing behind
-            stored: dict[int, tuple[str | None, str | None, str]] = {}
-            for (t, c, n), member in zip(rows, in_order, strict=False):
-                sid = conn.execute(
-                    shipments.insert()
-                    .values(
-                        merchant_id=merchant.id,
-                        order_id=order.id if member else None,
-                        transaction_id=t,
-                        carrier=c,
-                        tracking_number=n,
-                        state=ShipmentState.empty().to_dict(),
-                        created_at=utcnow(),
-                        updated_at=utcnow(),
-                    )
-                    .returning(shipments.c.id)
-                ).scalar_one()
-                stored[sid] = (t, c, n)
+            members = [order.id if member else None for member in in_order]
+            stored = planted_shipments(conn, merchant.id, rows, members)
             located, with_order = order_store.locate_with_order(database, conn, merchant.id, event)
             expected = _expected(event, stored)
             assert located.id in expected if expected else located.id not in stored

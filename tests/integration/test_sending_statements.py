@@ -20,12 +20,12 @@ from domain.shipment import ShipmentState
 from domain.vocabulary import ShipmentStatus
 from store import merchants as merchant_store
 from store import notifications as notification_store
-from store import orders as order_store
 from store.database import Database, utcnow
 from store.schema import outbox_messages, shipments
 from tests.integration.conftest import VAULT
 from tests.support.messages import NORTHWIND_EMAIL
 from tests.support.polling import wait_until
+from tests.support.rows import email_order
 from tests.support.webhooks import label
 from workers.outbox import OutboxChannel
 from workers.processing import process_event
@@ -52,15 +52,7 @@ def _shipped_email(db: Database) -> int:
         merchant, _ = merchant_store.upsert(
             conn, "acme", vault=VAULT, name="Acme", profile={"order_ref_pattern": r"Order (\d+)"}
         )
-        order_store.register(
-            db,
-            conn,
-            merchant.id,
-            "1001",
-            customer={"name": "Jane Doe", "email": "jane@example.com"},
-            notify_email=True,
-            notify_sms=False,
-        )
+        email_order(db, conn, merchant.id, "1001", {"name": "Jane Doe", "email": "jane@example.com"})
     body = label("txn-1", "9400100000000000000001", "1001")
     now = utcnow()
     outcome = process_event(db, "acme", "txn:1", now, body, now)

@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.payload import LabelUpdate, TrackUpdate, parse_event, parse_webhook
-from domain.shipment import ShipmentState
 from store import merchants as merchant_store
 from store import shipments as shipment_store
-from store.database import Database, utcnow
+from store.database import Database
 from store.schema import shipments
 from tests.fixtures.shippo import raw
 from tests.integration.conftest import VAULT
+from tests.support.rows import planted_shipments
 
 TRANSACTIONS = st.sampled_from([None, "t1", "t2"])
 CARRIERS = st.sampled_from([None, "usps", "ups"])
@@ -97,22 +97,7 @@ def test_the_shipment_located_is_the_first_attempts_match(database: Database, ki
     ) -> None:
         event = _event(kind, transaction, carrier, number)
         with pytest.raises(_RolledBack), database.write() as conn:  # leaves nothing behind
-            stored: dict[int, tuple[str | None, str | None, str]] = {}
-            for t, c, n in rows:
-                sid = conn.execute(
-                    shipments.insert()
-                    .values(
-                        merchant_id=merchant.id,
-                        transaction_id=t,
-                        carrier=c,
-                        tracking_number=n,
-                        state=ShipmentState.empty().to_dict(),
-                        created_at=utcnow(),
-                        updated_at=utcnow(),
-                    )
-                    .returning(shipments.c.id)
-                ).scalar_one()
-                stored[sid] = (t, c, n)
+            stored = planted_shipments(conn, merchant.id, rows)
             located = shipment_store.locate(database, conn, merchant.id, event)
             expected = _expected(event, stored)
             if expected:

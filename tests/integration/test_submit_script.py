@@ -24,10 +24,9 @@ NAMESPACE = "submit-test"
 
 
 @pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """The session Redis's client (``ops_fixtures.redis_client``), by this module's name."""
+    return redis_client
 
 
 @pytest.fixture()

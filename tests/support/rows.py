@@ -3,14 +3,22 @@ notification without running a webhook through the pipeline."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from itertools import chain, repeat
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from domain.shipment import ShipmentState
 from store import merchants as merchant_store
 from store import notifications as notification_store
 from store import orders as order_store
-from store.database import Database
+from store.database import Database, utcnow
+from store.orders import Order
+from store.schema import shipments
+
+#: A planted shipment's identifiers: (transaction, carrier, tracking number).
+Identifiers = tuple[str | None, str | None, str]
 
 
 def notification(
@@ -82,3 +90,41 @@ def order_notification(
         key=f"{ref}:x:shipped:{channel}",
         to_address=to_address,
     )
+
+
+def email_order(
+    database: Database, conn: Connection, merchant_id: int, ref: str, customer: Mapping[str, Any]
+) -> Order:
+    """Order ``ref`` of the merchant registered for ``customer``, notified by email only."""
+    order, _ = order_store.register(
+        database, conn, merchant_id, ref, customer=dict(customer), notify_email=True, notify_sms=False
+    )
+    return order
+
+
+def planted_shipments(
+    conn: Connection,
+    merchant_id: int,
+    rows: Sequence[Identifiers],
+    order_ids: Sequence[int | None] = (),
+) -> dict[int, Identifiers]:
+    """One shipment of the merchant (empty state) per row, the i-th in order ``order_ids[i]``
+    (none past the end of ``order_ids``); returns each one's identifiers by its id."""
+    stored: dict[int, Identifiers] = {}
+    for (t, c, n), order_id in zip(rows, chain(order_ids, repeat(None)), strict=False):
+        sid = conn.execute(
+            shipments.insert()
+            .values(
+                merchant_id=merchant_id,
+                order_id=order_id,
+                transaction_id=t,
+                carrier=c,
+                tracking_number=n,
+                state=ShipmentState.empty().to_dict(),
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            .returning(shipments.c.id)
+        ).scalar_one()
+        stored[sid] = (t, c, n)
+    return stored
