@@ -9,6 +9,7 @@ for the rules and why formatted phone numbers are accepted.
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 import warnings
@@ -155,8 +156,10 @@ def _nested_repetition(pattern: str) -> bool:
     Read with the stdlib's own regex parser; a pattern it cannot read (RE2-only syntax such as
     ``\\pL``) is not checked here: RE2 runs it in linear time anyway."""
     try:
-        from re import _constants as sre  # type: ignore[attr-defined]
-        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        # Private modules of the stdlib, looked up by name: whether type checkers know them
+        # depends on which stubs a run happens to load.
+        sre = importlib.import_module("re._constants")
+        sre_parse = importlib.import_module("re._parser")
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
