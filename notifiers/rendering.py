@@ -154,9 +154,12 @@ def _template_line(tb: TracebackType | None) -> int | None:
     return line
 
 
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _clean_text(text: str) -> str:
-    lines = [ln.rstrip() for ln in text.replace("\r\n", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    lines = map(str.rstrip, text.replace("\r\n", "\n").split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def _clean_subject(text: str) -> str:
@@ -177,6 +180,8 @@ class Renderer:
             env.add_filter("date", _date_filter)
         self._compiled: dict[tuple[bool, str], Template] = {}
         self._defaults: dict[tuple[str, str, str], TemplateSet | None] = {}
+        # (kind, channel, *locales) -> what resolve_default found (the files are read once anyway)
+        self._resolved: dict[tuple[Any, ...], tuple[str, TemplateSet]] = {}
 
     # -- defaults ------------------------------------------------------------------------------
     def _default_or_none(self, kind: str, channel: str, locale: str) -> TemplateSet | None:
@@ -209,6 +214,20 @@ class Renderer:
     ) -> tuple[str, TemplateSet]:
         """``(locale, TemplateSet)`` for the first locale in :func:`candidate_locales` with a default."""
         kind, channel = NotificationKind(kind), Channel(channel)
+        if not all(loc is None or type(loc) is str for loc in locales):
+            return self._resolve_default(kind, channel, locales)  # odd values: not remembered
+        key = (kind, channel, *locales)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolve_default(kind, channel, locales)
+            if len(self._resolved) >= 1024:
+                self._resolved.clear()
+            self._resolved[key] = found
+        return found
+
+    def _resolve_default(
+        self, kind: NotificationKind, channel: Channel, locales: Sequence[str | None]
+    ) -> tuple[str, TemplateSet]:
         for loc in candidate_locales(locales):
             tset = self._default_or_none(kind.value, channel.value, loc)
             if tset is not None:
@@ -238,7 +257,7 @@ class Renderer:
             self._compiled[key] = tmpl
         return tmpl
 
-    def _render_part(self, field: str, source: str, context: Mapping[str, Any], *, html: bool) -> str:
+    def _render_part(self, field: str, source: str, context: dict[str, Any], *, html: bool) -> str:
         try:
             tmpl = self._compile(source, html=html)
         except TemplateSyntaxError as exc:
@@ -247,13 +266,19 @@ class Renderer:
         size = 0
         try:
             with render_budget(self.timeout_s):
-                for chunk in tmpl.generate(context):
-                    if not chunk:
-                        continue  # a loop of empty outputs must not grow this list either
-                    size += len(chunk)
-                    if size > MAX_OUTPUT_CHARS:
-                        raise RenderError(field, None, f"output is larger than {MAX_OUTPUT_CHARS // 1024} KB")
-                    chunks.append(chunk)
+                try:
+                    # Template.generate(context) without its own generator in the way of every chunk
+                    for chunk in tmpl.root_render_func(tmpl.new_context(context)):
+                        if not chunk:
+                            continue  # a loop of empty outputs must not grow this list either
+                        size += len(chunk)
+                        if size > MAX_OUTPUT_CHARS:
+                            break
+                        chunks.append(chunk)
+                except Exception:
+                    tmpl.environment.handle_exception()  # re-raised with the template's line numbers
+            if size > MAX_OUTPUT_CHARS:
+                raise RenderError(field, None, f"output is larger than {MAX_OUTPUT_CHARS // 1024} KB")
         except RenderError:
             raise
         except TemplateTooLarge as exc:

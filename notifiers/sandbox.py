@@ -40,7 +40,7 @@ import inspect
 import operator
 import time
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -108,9 +108,13 @@ _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
 )
 
 
+_current_budget = _budget.get
+_monotonic = time.monotonic
+
+
 def check_deadline() -> None:
-    budget = _budget.get()
-    if budget is not None and time.monotonic() > budget.deadline:
+    budget = _current_budget()
+    if budget is not None and _monotonic() > budget.deadline:
         raise RenderTimeout("template took too long to render")
 
 
@@ -384,6 +388,11 @@ class _PartialsLoader(FileSystemLoader):
         return [t for t in super().list_templates() if t.rsplit("/", 1)[-1].startswith("_")]
 
 
+#: Every attribute a plain dict has (its class's and ``object``'s): any other name read from a dict
+#: is an item or undefined.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class GuardedEnvironment(ImmutableSandboxedEnvironment):
     """ImmutableSandboxedEnvironment + StrictUndefined + render budget + size caps."""
 
@@ -408,6 +417,13 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.tests = {name: _guard_test(fn) for name, fn in self.tests.items()}  # type: ignore[arg-type]
 
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict: the same names and values as Jinja's
+        ``ChainMap(d, self.globals)``, but copied in one step by every render's ``new_context``
+        (a ChainMap is iterated key by key in Python). This environment's globals are fixed in
+        ``__init__``, before any template is loaded, as Jinja asks."""
+        return {**self.globals, **(d or {})}
+
     def add_filter(self, name: str, fn: Callable[..., Any]) -> None:
         """Register a project filter behind the same guards as Jinja's own."""
         self.filters[name] = _guard_filter(name, fn)
@@ -415,6 +431,13 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
     # -- budget hooks (every sandboxed access goes through these) -------------------------------
     def getattr(self, obj: Any, attribute: str) -> Any:
         check_deadline()
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_ATTRIBUTES:
+            # what the sandbox's getattr does for a plain dict (every context object), without
+            # its AttributeError: a dict has no attribute but its class's, so it is an item or undefined
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:

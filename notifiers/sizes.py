@@ -102,7 +102,11 @@ def measure(value: Any, limit: int) -> Measure:
 
 
 def text_size(value: Any, limit: int) -> int:
-    return len(value) if isinstance(value, str) else measure(value, limit).size
+    if isinstance(value, str):
+        return len(value)
+    if value is None or isinstance(value, int | float):
+        return _scalar_size(value) + 4  # what measure() says of a scalar, without its walk
+    return measure(value, limit).size
 
 
 def total_text_size(values: Iterable[Any], limit: int, separator: int = 0) -> int:
