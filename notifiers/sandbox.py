@@ -191,6 +191,27 @@ def _materialize(what: str, iterable: Any) -> list[Any] | tuple[Any, ...]:
     return items
 
 
+def _joinable(what: str, iterable: Any, separator: int) -> list[Any] | tuple[Any, ...]:
+    """The items about to be joined with a ``separator``-character separator, refused as soon as
+    the joined text would pass the cap: a generator is not run to its end before it is measured."""
+    if isinstance(iterable, list | tuple):
+        _reserve(what, len(iterable), items=True)
+        _reserve(what, total_text_size(iterable, MAX_OUTPUT_CHARS, separator=separator))
+        return iterable
+    items: list[Any] = []
+    total = -separator
+    for item in iterable:
+        if len(items) % 1024 == 0:
+            _reserve(what, len(items) + 1, items=True)
+        items.append(item)
+        total += text_size(item, MAX_OUTPUT_CHARS) + separator
+        if total > MAX_OUTPUT_CHARS:
+            break
+    _reserve(what, len(items), items=True)
+    _reserve(what, max(total, 0))
+    return items
+
+
 def _check_ints(values: Iterable[Any]) -> None:
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT_ARG:
@@ -202,11 +223,12 @@ def _check_ints(values: Iterable[Any]) -> None:
 def _join(
     eval_ctx: EvalContext, value: Iterable[Any], d: str = "", attribute: str | int | None = None
 ) -> str:
-    items = _materialize("join", value)
-    if attribute is not None:
-        getter = make_attrgetter(eval_ctx.environment, attribute)
-        items = [getter(item) for item in items]
-    _reserve("join", total_text_size(items, MAX_OUTPUT_CHARS, separator=text_size(d, MAX_OUTPUT_CHARS)))
+    separator = text_size(d, MAX_OUTPUT_CHARS)
+    if attribute is None:
+        return sync_do_join(eval_ctx, _joinable("join", value, separator), d)
+    getter = make_attrgetter(eval_ctx.environment, attribute)
+    items = [getter(item) for item in _materialize("join", value)]
+    _reserve("join", total_text_size(items, MAX_OUTPUT_CHARS, separator=separator))
     return sync_do_join(eval_ctx, items, d)
 
 
@@ -457,9 +479,7 @@ class GuardedEnvironment(ImmutableSandboxedEnvironment):
             args = (__self.guard_iter(args[0]), *args[1:])
         elif isinstance(owner, str | bytes):
             if name == "join" and len(args) == 1 and not kwargs:
-                items = _materialize("join", args[0])
-                _reserve("join", total_text_size(items, MAX_OUTPUT_CHARS, separator=len(owner)))
-                args = (items,)
+                args = (_joinable("join", args[0], len(owner)),)
             elif name in METHOD_SIZES:
                 _reserve(name, METHOD_SIZES[name](owner, args, kwargs, MAX_OUTPUT_CHARS))
         return _produced(name, super().call(__context, __obj, *args, **kwargs))

@@ -14,7 +14,7 @@ from jinja2.exceptions import SecurityError
 
 from notifiers.context import sample_context
 from notifiers.rendering import MAX_OUTPUT_CHARS, Renderer, RenderError, TemplateSet, TemplateValidationError
-from notifiers.sandbox import RenderTimeout, TemplateTooLarge
+from notifiers.sandbox import GuardedEnvironment, RenderTimeout, TemplateTooLarge
 from tests.support.rendering import render_shipped
 
 #: (name, template): each would build far more than the 100 KB a template may produce.
@@ -296,3 +296,29 @@ def test_any_composition_renders_within_the_limit_or_fails_with_the_template_err
 
 def test_too_large_is_the_sandbox_refusal() -> None:
     assert issubclass(TemplateTooLarge, SecurityError)
+
+
+@pytest.mark.parametrize(
+    ("name", "join"),
+    [
+        ("str.join", "{{ 'x'.join(numbers) }}"),
+        ("the join filter", "{{ numbers|join('x') }}"),
+    ],
+)
+def test_a_join_of_a_generator_stops_pulling_once_its_text_passes_the_cap(
+    renderer: Renderer, name: str, join: str
+) -> None:
+    """A join is refused as soon as what it would print passes the cap, not after its generator
+    has run to the end (to the 100,000-item cap, seconds of a worker's CPU under load)."""
+    pulled = 0
+
+    def numbers() -> Any:
+        nonlocal pulled
+        for n in range(10**9):
+            pulled += 1
+            yield str(n)
+
+    env = GuardedEnvironment(templates_dir=renderer.templates_dir, autoescape=False)
+    with pytest.raises(TemplateTooLarge, match="join would produce more than 100 KB of text"):
+        env.from_string(join).render(numbers=numbers())
+    assert pulled <= MAX_OUTPUT_CHARS // 2 + 1, f"{name} pulled {pulled:,} items"
