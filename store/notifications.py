@@ -76,11 +76,6 @@ _INSERT = DialectStatement(
 
 
 _BY_ID = Lockable(sa.select(notifications).where(notifications.c.id == sa.bindparam("notification_id")))
-_BY_ID_WITH_MERCHANT_VERSION = Lockable(
-    sa.select(notifications, version_of(notifications.c.merchant_id).label("merchant_updated_at")).where(
-        notifications.c.id == sa.bindparam("notification_id")
-    )
-)
 _UPDATE = notifications.update().where(notifications.c.id == sa.bindparam("notification_id"))
 
 
@@ -136,15 +131,6 @@ def create_many(db: Database, conn: Connection, rows: Sequence[Mapping[str, Any]
 def get(conn: Connection, notification_id: int, *, lock: Database | None = None) -> NotificationRow | None:
     row = conn.execute(_BY_ID(lock), {"notification_id": notification_id}).first()
     return _row(row) if row else None
-
-
-def get_with_merchant_version(
-    conn: Connection, notification_id: int, *, lock: Database | None = None
-) -> tuple[NotificationRow, datetime] | None:
-    """:func:`get`, and its merchant's stored ``updated_at`` read in the same statement (to
-    confirm the process's copy of the merchant, ``store/merchant_cache.py``)."""
-    row = conn.execute(_BY_ID_WITH_MERCHANT_VERSION(lock), {"notification_id": notification_id}).first()
-    return (_row(row), row.merchant_updated_at) if row else None
 
 
 def update(conn: Connection, notification_id: int, **values: Any) -> None:
