@@ -170,24 +170,25 @@ class SendView:
 _ORDER_COLUMNS = [c.label(f"o_{c.name}") for c in orders.c]
 
 
+def _any_row(table: sa.Table, label: str, **matching: str) -> Any:
+    """Whether ``table`` has a row of the notification's merchant whose columns equal the
+    notification's (``column="notification column"``)."""
+    return (
+        sa.exists()
+        .where(
+            table.c.merchant_id == notifications.c.merchant_id,
+            *(table.c[column] == notifications.c[theirs] for column, theirs in matching.items()),
+        )
+        .label(label)
+    )
+
+
 _SEND_COLUMNS: tuple[Any, ...] = (
     notifications,
     version_of(notifications.c.merchant_id).label("merchant_updated_at"),
     *_ORDER_COLUMNS,
-    sa.exists()
-    .where(
-        opt_outs.c.merchant_id == notifications.c.merchant_id,
-        opt_outs.c.channel == notifications.c.channel,
-        opt_outs.c.address == notifications.c.to_address,
-    )
-    .label("opted_out_exact"),
-    sa.exists()
-    .where(
-        templates.c.merchant_id == notifications.c.merchant_id,
-        templates.c.kind == notifications.c.kind,
-        templates.c.channel == notifications.c.channel,
-    )
-    .label("has_templates"),
+    _any_row(opt_outs, "opted_out_exact", channel="channel", address="to_address"),
+    _any_row(templates, "has_templates", kind="kind", channel="channel"),
 )
 _WITH_ORDER = notifications.outerjoin(orders, orders.c.id == notifications.c.order_id)
 
